@@ -1,0 +1,34 @@
+//! The library's error type. Every variant is a user-facing, one-line explanation of bad input
+//! or a failed operation; `main` prints it and exits with code 2 for input errors.
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory the user named could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Input that exists but is not what it should be (malformed CSV/JSON, no dataset, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// An image that could not be decoded.
+    #[error("{path}: cannot decode image: {reason}")]
+    Image { path: PathBuf, reason: String },
+    /// A failure inside libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+}

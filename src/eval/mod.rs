@@ -1,0 +1,2 @@
+//! Metrics in pure Rust.
+pub mod bleu;
