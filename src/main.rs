@@ -1,1 +1,12 @@
-fn main() {}
+//! `captag` binary: parse the command line, run the job, print the error chain on one line and
+//! exit with code 2 for bad input (1 for internal failures).
+use clap::Parser;
+
+fn main() {
+    let cli = captag::cli::Cli::parse();
+    if let Err(e) = captag::commands::run(cli) {
+        eprintln!("error: {e:#}");
+        let internal = matches!(e.downcast_ref::<captag::Error>(), Some(captag::Error::Torch(_)));
+        std::process::exit(if internal { 1 } else { 2 });
+    }
+}

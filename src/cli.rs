@@ -1,0 +1,342 @@
+//! The command line (clap derive): global flags, one subcommand per job, `ValueEnum`s for
+//! choices. Doc comments are the `--help` text.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{EncoderKind, ImageFeed};
+use crate::model::rnn::CellKind;
+
+#[derive(Debug, Parser)]
+#[command(name = "captag", version, about = "Train, evaluate and run image-captioning and hashtag models on libtorch")]
+pub struct Cli {
+    /// Where tensors live: auto (a GPU when there is one), cpu, cuda, or cuda:N.
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: String,
+    /// Seed for everything random (data split, initialisation, shuffling, dropout, synthesis).
+    #[arg(long, global = true, default_value_t = 0)]
+    pub seed: u64,
+    /// Print only results and errors (no progress bars).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print details, e.g. every skipped row and image.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Synthesize the built-in dataset (shapes with true captions) for demos and tests.
+    Synth(SynthArgs),
+    /// Inspect a dataset.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Build a vocabulary.
+    #[command(subcommand)]
+    Vocab(VocabCommand),
+    /// Score captions with corpus BLEU-1..4 (pycocoevalcap or NLTK definitions).
+    Bleu(BleuArgs),
+    /// Run a frozen pretrained encoder once over a dataset and cache its features.
+    Features(FeaturesArgs),
+    /// Train a captioner (encoder + LSTM/GRU decoder) into a run directory.
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on a split: BLEU-1..4 and a COCO results file.
+    Eval(EvalArgs),
+    /// Caption one image or every image in a folder.
+    Caption(CaptionArgs),
+    /// Synthesize data, train a small model, evaluate it and caption a few images (~2 min on CPU).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayoutArg {
+    Flickr8k,
+    Instagram,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Output directory (created; refused if it holds something else).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 96)]
+    pub size: u32,
+    /// Directory layout to write.
+    #[arg(long, value_enum, default_value = "flickr8k")]
+    pub layout: LayoutArg,
+    /// Plain backgrounds without pixel noise.
+    #[arg(long)]
+    pub no_noise: bool,
+}
+
+/// How to read a dataset directory (shared by every command that takes `--data`).
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Layout of the dataset; detected from the directory when omitted.
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Train/dev/test ratios for datasets without split lists, e.g. 0.8,0.1,0.1.
+    #[arg(long, default_value = "0.8,0.1,0.1", value_parser = parse_ratios)]
+    pub ratios: [f64; 3],
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// Kaggle Flickr8k: Images/ + captions.txt.
+    Flickr8k,
+    /// Original UIUC Flickr8k: Flickr8k.token.txt + split lists.
+    Flickr8kUiuc,
+    /// Karpathy's dataset_*.json.
+    Karpathy,
+    /// Kaggle Instagram captions: captions_csv.csv (+ img/).
+    Instagram,
+}
+
+fn parse_ratios(s: &str) -> Result<[f64; 3], String> {
+    let v: Vec<f64> = s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    match v.as_slice() {
+        [a, b, c] if *a >= 0.0 && *b >= 0.0 && *c >= 0.0 && (a + b + c - 1.0).abs() < 1e-6 => Ok([*a, *b, *c]),
+        _ => Err("expected three non-negative numbers summing to 1, e.g. 0.8,0.1,0.1".into()),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Images found/missing, captions per image, vocabulary sizes, caption lengths, top hashtags.
+    Stats {
+        /// Dataset directory or captions file.
+        dir: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Fully decode every image to find unreadable ones (slower).
+        #[arg(long)]
+        verify: bool,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VocabCommand {
+    /// Build a vocabulary from a split's captions and write it as JSON.
+    Build {
+        /// Dataset directory or captions file.
+        dir: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Words seen fewer times become <unk>.
+        #[arg(long, default_value_t = 5)]
+        min_count: usize,
+        /// Split whose captions are counted.
+        #[arg(long, value_enum, default_value = "train")]
+        split: SplitArg,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Dev,
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BleuModeArg {
+    /// pycocoevalcap Bleu(4), corpus score.
+    Coco,
+    /// nltk corpus_bleu with default weights, no smoothing.
+    Nltk,
+}
+
+#[derive(Debug, Args)]
+pub struct BleuArgs {
+    /// Predictions: COCO results JSON [{"image_id","caption"}] or one caption per line.
+    #[arg(long)]
+    pub predictions: PathBuf,
+    /// References: a dataset directory (with --split) or JSON {"image_id": ["ref", ...]}.
+    #[arg(long)]
+    pub references: PathBuf,
+    /// Split of a reference dataset directory.
+    #[arg(long, value_enum, default_value = "dev")]
+    pub split: SplitArg,
+    #[arg(long, value_enum, default_value = "coco")]
+    pub mode: BleuModeArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    /// Dataset directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, value_enum)]
+    pub encoder: EncoderKind,
+    /// Pretrained weights (.safetensors with torchvision names; see notebooks/).
+    #[arg(long)]
+    pub encoder_weights: PathBuf,
+    /// Output feature cache (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also store the last conv grid of every image (for attention models; large).
+    #[arg(long)]
+    pub grid: bool,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub dataset: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, value_enum, default_value = "small-cnn")]
+    pub encoder: EncoderKind,
+    #[arg(long, value_enum, default_value = "lstm")]
+    pub decoder: CellKind,
+    /// Pretrained encoder weights: the encoder is then frozen and its features cached.
+    /// Without them the encoder is trained end to end from scratch.
+    #[arg(long)]
+    pub encoder_weights: Option<PathBuf>,
+    /// Feature cache to reuse or create (default: OUT/features.safetensors).
+    #[arg(long)]
+    pub features: Option<PathBuf>,
+    /// Total number of epochs (with --resume: the new total).
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Run directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run in --out exactly where it stopped.
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Gradient-norm clip (0 = off).
+    #[arg(long, default_value_t = 5.0)]
+    pub clip: f64,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value = "plateau")]
+    pub schedule: ScheduleArg,
+    /// Early stopping patience in epochs on dev BLEU-4 (0 = off).
+    #[arg(long, default_value_t = 4)]
+    pub early_stop: usize,
+    /// Minimum count for a word to enter the vocabulary.
+    #[arg(long, default_value_t = 5)]
+    pub min_count: usize,
+    /// Captions are cut to this many words.
+    #[arg(long, default_value_t = 30)]
+    pub max_words: usize,
+    /// Word embedding size (default: the encoder's preset).
+    #[arg(long)]
+    pub embed: Option<i64>,
+    /// Hidden size (default: the encoder's preset).
+    #[arg(long)]
+    pub hidden: Option<i64>,
+    #[arg(long, default_value_t = 1)]
+    pub layers: i64,
+    /// Dropout (default: the encoder's preset).
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// How the image enters the decoder.
+    #[arg(long, value_enum, default_value = "first-input")]
+    pub feed: ImageFeed,
+    /// Image side in pixels (default: the encoder's preset).
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    #[command(flatten)]
+    pub dataset: DataArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    Constant,
+    /// Halve every 5 epochs.
+    Step,
+    /// Halve after 2 epochs without a better dev BLEU-4.
+    Plateau,
+}
+
+/// Decoding flags shared by eval and caption.
+#[derive(Debug, Clone, Args)]
+pub struct DecodeArgs {
+    /// Beam width (1 = greedy).
+    #[arg(long, default_value_t = 1)]
+    pub beam: usize,
+    /// Length normalisation exponent for beam search (score = logp / len^alpha).
+    #[arg(long, default_value_t = 0.0)]
+    pub alpha: f64,
+    /// Maximum caption length in words.
+    #[arg(long, default_value_t = 30)]
+    pub max_len: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run directory.
+    pub checkpoint: PathBuf,
+    /// Dataset directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, value_enum, default_value = "dev")]
+    pub split: SplitArg,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+    #[arg(long, value_enum, default_value = "coco")]
+    pub mode: BleuModeArg,
+    /// Where to write the predictions (COCO results JSON); default CHECKPOINT/predictions_SPLIT.json.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+    /// Use the last epoch's weights instead of the best.
+    #[arg(long)]
+    pub last: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub dataset: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptionArgs {
+    /// Run directory.
+    pub checkpoint: PathBuf,
+    /// Image files or folders.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+    /// One JSON object per image.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Working directory for the synthetic data and the run.
+    #[arg(long, default_value = "checkpoints/demo")]
+    pub out: PathBuf,
+    /// Training epochs.
+    #[arg(long, default_value_t = 12)]
+    pub epochs: usize,
+    /// Number of synthetic images.
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+}

@@ -1,0 +1,230 @@
+//! One function per subcommand: turn parsed arguments into validated library calls and print
+//! the results. Progress and diagnostics go to stderr, results to stdout.
+mod demo;
+mod model;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use tch::Device;
+
+use crate::cli::{BleuModeArg, Cli, Command, DataArgs, DataCommand, FormatArg, LayoutArg, SplitArg, VocabCommand};
+use crate::data::{Format, LoadOptions, Split};
+use crate::eval::bleu::BleuMode;
+use crate::text::tokenize;
+use crate::text::vocab::Vocab;
+
+/// Global flags every command sees.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub device: Device,
+    pub seed: u64,
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Ctx { device: parse_device(&cli.device)?, seed: cli.seed, quiet: cli.quiet, verbose: cli.verbose };
+    tch::manual_seed(cli.seed as i64);
+    match cli.command {
+        Command::Synth(a) => synth(&ctx, &a),
+        Command::Data(DataCommand::Stats { dir, data, verify, json }) => stats(&ctx, &dir, &data, verify, json),
+        Command::Vocab(VocabCommand::Build { dir, out, min_count, split, data }) => {
+            vocab_build(&ctx, &dir, &out, min_count, split, &data)
+        }
+        Command::Bleu(a) => bleu(&ctx, &a),
+        Command::Features(a) => model::features(&ctx, &a),
+        Command::Train(a) => model::train(&ctx, &a),
+        Command::Eval(a) => model::eval(&ctx, &a),
+        Command::Caption(a) => model::caption(&ctx, &a),
+        Command::Demo(a) => demo::demo(&ctx, &a),
+    }
+}
+
+pub fn parse_device(s: &str) -> anyhow::Result<Device> {
+    let cuda = |i: usize| -> anyhow::Result<Device> {
+        if !tch::Cuda::is_available() {
+            bail!("--device {s}: no CUDA device is available (use --device cpu or auto)");
+        }
+        if i >= tch::Cuda::device_count() as usize {
+            bail!("--device {s}: only {} CUDA device(s)", tch::Cuda::device_count());
+        }
+        Ok(Device::Cuda(i))
+    };
+    match s {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda(0),
+        _ => match s.strip_prefix("cuda:").and_then(|i| i.parse().ok()) {
+            Some(i) => cuda(i),
+            None => bail!("--device {s}: expected auto, cpu, cuda or cuda:N"),
+        },
+    }
+}
+
+impl From<SplitArg> for Split {
+    fn from(s: SplitArg) -> Split {
+        match s {
+            SplitArg::Train => Split::Train,
+            SplitArg::Dev => Split::Dev,
+            SplitArg::Test => Split::Test,
+        }
+    }
+}
+
+impl From<BleuModeArg> for BleuMode {
+    fn from(m: BleuModeArg) -> BleuMode {
+        match m {
+            BleuModeArg::Coco => BleuMode::Coco,
+            BleuModeArg::Nltk => BleuMode::Nltk,
+        }
+    }
+}
+
+pub fn load_options(ctx: &Ctx, a: &DataArgs) -> LoadOptions {
+    LoadOptions {
+        format: a.format.map(|f| match f {
+            FormatArg::Flickr8k => Format::Flickr8kKaggle,
+            FormatArg::Flickr8kUiuc => Format::Flickr8kUiuc,
+            FormatArg::Karpathy => Format::Karpathy,
+            FormatArg::Instagram => Format::Instagram,
+        }),
+        ratios: a.ratios,
+        seed: ctx.seed,
+        ..LoadOptions::default()
+    }
+}
+
+/// Load a dataset and say on one line what was skipped (every item with `-v`).
+pub fn load_dataset(ctx: &Ctx, dir: &Path, opts: &LoadOptions) -> anyhow::Result<crate::data::Dataset> {
+    let ds = crate::data::load(dir, opts)?;
+    if !ctx.quiet {
+        eprintln!("{}: {} images, {}", dir.display(), ds.samples.len(), ds.skipped.summary());
+    }
+    if ctx.verbose {
+        for (r, d) in &ds.skipped.items {
+            eprintln!("  skipped ({}): {d}", r.as_str());
+        }
+    }
+    Ok(ds)
+}
+
+fn synth(ctx: &Ctx, a: &crate::cli::SynthArgs) -> anyhow::Result<()> {
+    use crate::data::synth::{generate, SynthConfig, SynthLayout};
+    let cfg = SynthConfig {
+        count: a.count,
+        size: a.size,
+        seed: ctx.seed,
+        layout: match a.layout {
+            LayoutArg::Flickr8k => SynthLayout::Flickr8k,
+            LayoutArg::Instagram => SynthLayout::Instagram,
+        },
+        noise: !a.no_noise,
+    };
+    let s = generate(&a.out, &cfg)?;
+    println!("wrote {} images and {} captions to {}", s.images, s.captions, a.out.display());
+    Ok(())
+}
+
+fn stats(ctx: &Ctx, dir: &Path, data: &DataArgs, verify: bool, json: bool) -> anyhow::Result<()> {
+    let mut opts = load_options(ctx, data);
+    opts.keep_missing = true;
+    opts.verify_images = verify;
+    let ds = load_dataset(ctx, dir, &opts)?;
+    let st = crate::data::stats::compute(&ds);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        println!("{st}");
+    }
+    Ok(())
+}
+
+fn vocab_build(ctx: &Ctx, dir: &Path, out: &Path, min_count: usize, split: SplitArg, data: &DataArgs) -> anyhow::Result<()> {
+    let mut opts = load_options(ctx, data);
+    opts.keep_missing = true;
+    let ds = load_dataset(ctx, dir, &opts)?;
+    let split: Split = split.into();
+    let tokens: Vec<Vec<String>> =
+        ds.samples.iter().filter(|s| s.split == split).flat_map(|s| s.captions.iter().map(|c| tokenize(c))).collect();
+    if tokens.is_empty() {
+        bail!("{}: no captions in the {split} split", dir.display());
+    }
+    let vocab = Vocab::build(&tokens, min_count);
+    vocab.save(out).with_context(|| format!("writing {}", out.display()))?;
+    println!("{} words (min count {min_count}, {} captions of the {split} split) written to {}", vocab.len(), tokens.len(), out.display());
+    Ok(())
+}
+
+fn bleu(ctx: &Ctx, a: &crate::cli::BleuArgs) -> anyhow::Result<()> {
+    use crate::eval::bleu_io;
+    let preds = bleu_io::read_predictions(&a.predictions)?;
+    // References: a JSON object, or a dataset directory's split (ordered by image id).
+    let refs: Vec<(String, Vec<String>)> = if a.references.is_file()
+        && a.references.extension().is_some_and(|e| e == "json")
+    {
+        bleu_io::read_references_json(&a.references)?.into_iter().collect()
+    } else {
+        let mut opts = load_options(ctx, &a.data);
+        opts.keep_missing = true;
+        let ds = load_dataset(ctx, &a.references, &opts)?;
+        let split: Split = a.split.into();
+        let mut r: Vec<(String, Vec<String>)> =
+            ds.samples.iter().filter(|s| s.split == split).map(|s| (s.id.clone(), s.captions.clone())).collect();
+        r.sort();
+        r
+    };
+    let (hyps, refs) = bleu_io::pair(&preds, &refs)?;
+    let hyps: Vec<Vec<String>> = hyps.iter().map(|h| tokenize(h)).collect();
+    let refs: Vec<Vec<Vec<String>>> = refs.iter().map(|rs| rs.iter().map(|r| tokenize(r)).collect()).collect();
+    let mode: BleuMode = a.mode.into();
+    let s = crate::eval::bleu::corpus_bleu(&hyps, &refs, mode)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!("{}", bleu_table(&[(format!("{} hypotheses", hyps.len()), s.bleu)]));
+    }
+    Ok(())
+}
+
+/// A small aligned BLEU table (scores ×100).
+pub fn bleu_table(rows: &[(String, [f64; 4])]) -> String {
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(6);
+    let mut s = format!("{:<w$}  BLEU-1  BLEU-2  BLEU-3  BLEU-4\n", "");
+    for (name, b) in rows {
+        s += &format!(
+            "{name:<w$}  {:>6.2}  {:>6.2}  {:>6.2}  {:>6.2}\n",
+            100.0 * b[0],
+            100.0 * b[1],
+            100.0 * b[2],
+            100.0 * b[3]
+        );
+    }
+    s.trim_end().to_string()
+}
+
+/// Image files under the inputs (folders: their .jpg/.jpeg/.png files, sorted by name).
+pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    for p in inputs {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+                })
+                .collect();
+            v.sort();
+            out.extend(v);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    if out.is_empty() {
+        bail!("no images found in {}", inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    Ok(out)
+}

@@ -1,0 +1,155 @@
+//! `features`, `train`, `eval` and `caption`.
+use anyhow::{bail, Context};
+
+use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
+use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
+use crate::config::{ModelConfig, Schedule, TrainConfig};
+use crate::data::features;
+use crate::infer::decoding::Decoding;
+use crate::train::checkpoint::{self, Fingerprint};
+use crate::train::{self as training, TrainJob};
+
+pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
+    let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
+    let model = ModelConfig::preset(a.encoder, true, crate::model::rnn::CellKind::Lstm, 5);
+    let weights_fp = Fingerprint::of_file(&a.encoder_weights)?;
+    let captioner = training::prepare::frozen_encoder(&model, &a.encoder_weights, ctx.device)?;
+    let enc = captioner.encoder.as_ref().context("encoder missing")?;
+    let list = training::prepare::image_list(&ds);
+    let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
+    let bar = training::progress(ctx.quiet, list.len() as u64, "features");
+    let t0 = std::time::Instant::now();
+    let mut ex = features::extract(enc, a.encoder, &weights_fp, &model.preprocess, &list, a.batch_size, ctx.device, a.grid, &bar)?;
+    bar.finish_and_clear();
+    ex.cache.fingerprint = features::fingerprint(a.encoder, &weights_fp, &model.preprocess, &ids);
+    for (id, why) in &ex.failed {
+        if ctx.verbose {
+            eprintln!("  skipped {id}: {why}");
+        }
+    }
+    ex.cache.save(&a.out)?;
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "{} images → {} ({} features each{}), {} unreadable skipped, {:.1} images/s",
+        ex.cache.ids.len(),
+        a.out.display(),
+        ex.cache.pooled.size()[1],
+        if a.grid { " + grids" } else { "" },
+        ex.failed.len(),
+        ex.cache.ids.len() as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
+    let frozen = a.encoder_weights.is_some();
+    let mut model = ModelConfig::preset(a.encoder, frozen, a.decoder, 0);
+    model.embed_dim = a.embed.unwrap_or(model.embed_dim);
+    model.hidden_dim = a.hidden.unwrap_or(model.hidden_dim);
+    model.dropout = a.dropout.unwrap_or(model.dropout);
+    model.layers = a.layers;
+    model.feed = a.feed;
+    if let Some(s) = a.image_size {
+        model.preprocess.size = s;
+    }
+    let train = TrainConfig {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        clip: a.clip,
+        schedule: match a.schedule {
+            ScheduleArg::Constant => Schedule::Constant,
+            ScheduleArg::Step => Schedule::Step { every: 5, gamma: 0.5 },
+            ScheduleArg::Plateau => Schedule::Plateau { patience: 2, factor: 0.5 },
+        },
+        early_stop: a.early_stop,
+        min_count: a.min_count,
+        max_words: a.max_words,
+        seed: ctx.seed,
+    };
+    train.validate()?;
+    if let Some(w) = &a.encoder_weights {
+        if !w.is_file() {
+            bail!("--encoder-weights {}: no such file", w.display());
+        }
+    }
+    Ok(TrainJob {
+        data: a.data.clone(),
+        load: load_options(ctx, &a.dataset),
+        out: a.out.clone(),
+        resume: a.resume,
+        model,
+        train,
+        encoder_weights: a.encoder_weights.clone(),
+        features: a.features.clone(),
+        device: ctx.device,
+        quiet: ctx.quiet,
+        verbose: ctx.verbose,
+    })
+}
+
+pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
+    let job = train_job(ctx, a)?;
+    let s = training::run(&job)?;
+    println!(
+        "{} epochs in {:.0}s; best dev BLEU-4 {:.2} at epoch {} → {}",
+        s.epochs,
+        s.seconds,
+        100.0 * s.best_bleu[3],
+        s.best_epoch,
+        s.out.join(checkpoint::BEST).display()
+    );
+    Ok(())
+}
+
+fn decoding(d: &DecodeArgs) -> anyhow::Result<Decoding> {
+    if d.max_len == 0 {
+        bail!("--max-len must be ≥ 1");
+    }
+    Ok(Decoding::from_beam(d.beam, d.max_len, d.alpha))
+}
+
+pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
+    let loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
+    let dec = decoding(&a.decode)?;
+    let split = a.split.into();
+    let r = crate::eval::runner::evaluate(&loaded, &a.data, &load_options(ctx, &a.dataset), split, &dec, a.mode.into())?;
+    let out = a.predictions.clone().unwrap_or_else(|| a.checkpoint.join(format!("predictions_{split}.json")));
+    checkpoint::write_json(&r.predictions, &out)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        let name = match dec {
+            Decoding::Greedy { .. } => "greedy".to_string(),
+            Decoding::Beam { width, .. } => format!("beam {width}"),
+        };
+        println!("{} images of {split} ({} unreadable), {name}, {} mode, {:.1}s", r.images, r.unreadable, r.mode.as_str(), r.seconds);
+        println!("{}", bleu_table(&[(a.checkpoint.display().to_string(), r.bleu.bleu)]));
+        println!("predictions: {}", out.display());
+    }
+    Ok(())
+}
+
+pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
+    let loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, false)?;
+    let files = collect_images(&a.inputs)?;
+    let dec = decoding(&a.decode)?;
+    let mut failed = 0;
+    for r in loaded.caption_files(&files, &dec)? {
+        match (&r.caption, a.json) {
+            (Ok(c), false) => println!("{}\t{}", r.path.display(), c.text()),
+            (Ok(c), true) => println!(
+                "{}",
+                serde_json::json!({"image": r.path.display().to_string(), "caption": c.text(), "logp": c.logp})
+            ),
+            (Err(why), _) => {
+                failed += 1;
+                eprintln!("error: {}: {why}", r.path.display());
+            }
+        }
+    }
+    if failed == files.len() {
+        bail!("no image could be read");
+    }
+    Ok(())
+}

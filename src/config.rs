@@ -1,0 +1,196 @@
+//! Model and training configuration: serde structs with named presets, validated before any
+//! work starts, saved as `config.json` in every run directory. Loading a checkpoint or resuming
+//! a run compares configs and refuses an architecture mismatch with a clear message.
+use serde::{Deserialize, Serialize};
+
+use crate::data::image::{Normalization, Preprocess, ResizeMode};
+use crate::model::rnn::CellKind;
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum EncoderKind {
+    /// Four conv blocks trained end to end with the decoder (synthetic data, CPU runs).
+    #[serde(rename = "small-cnn")]
+    #[value(name = "small-cnn")]
+    SmallCnn,
+    /// torchvision SqueezeNet 1.1 features, frozen; real weights converted from Keras.
+    #[serde(rename = "squeezenet1_1")]
+    #[value(name = "squeezenet1_1")]
+    Squeezenet1_1,
+    /// torchvision VGG19, frozen, fc7 features; weights exported from torchvision.
+    #[serde(rename = "vgg19")]
+    #[value(name = "vgg19")]
+    Vgg19,
+}
+
+impl EncoderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncoderKind::SmallCnn => "small-cnn",
+            EncoderKind::Squeezenet1_1 => "squeezenet1_1",
+            EncoderKind::Vgg19 => "vgg19",
+        }
+    }
+    pub fn pooled_dim(self) -> i64 {
+        use crate::model::cnn::{SmallCnn, SqueezeNet, Vgg19};
+        match self {
+            EncoderKind::SmallCnn => SmallCnn::POOLED_DIM,
+            EncoderKind::Squeezenet1_1 => SqueezeNet::POOLED_DIM,
+            EncoderKind::Vgg19 => Vgg19::POOLED_DIM,
+        }
+    }
+    /// The preprocessing each network's weights expect.
+    pub fn default_preprocess(self) -> Preprocess {
+        match self {
+            EncoderKind::SmallCnn => Preprocess {
+                size: 64,
+                resize: ResizeMode::Squash,
+                norm: Normalization::ImageNet,
+            },
+            // Keras-origin weights: Caffe BGR mean subtraction. Flickr8k here is already 224².
+            EncoderKind::Squeezenet1_1 => Preprocess {
+                size: 224,
+                resize: ResizeMode::Squash,
+                norm: Normalization::CaffeBgr,
+            },
+            EncoderKind::Vgg19 => Preprocess {
+                size: 224,
+                resize: ResizeMode::CenterCrop,
+                norm: Normalization::ImageNet,
+            },
+        }
+    }
+}
+
+/// How the image enters the Show-and-Tell decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageFeed {
+    /// The projected image is the first input step (Vinyals et al. 2015).
+    FirstInput,
+    /// The projected image initialises the hidden (and cell) state.
+    InitState,
+}
+
+/// Everything needed to rebuild the network: an architecture mismatch is detected by comparing
+/// these.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub encoder: EncoderKind,
+    /// Pretrained encoder kept frozen (features cached) rather than trained end to end.
+    pub frozen_encoder: bool,
+    pub decoder: CellKind,
+    pub feed: ImageFeed,
+    pub vocab_size: i64,
+    pub embed_dim: i64,
+    pub hidden_dim: i64,
+    pub layers: i64,
+    pub dropout: f64,
+    pub preprocess: Preprocess,
+}
+
+impl ModelConfig {
+    /// Named presets: sizes that train well for each encoder on its typical data.
+    pub fn preset(encoder: EncoderKind, frozen_encoder: bool, decoder: CellKind, vocab_size: i64) -> Self {
+        let (embed_dim, hidden_dim, dropout) = match encoder {
+            EncoderKind::SmallCnn => (128, 256, 0.2),
+            EncoderKind::Squeezenet1_1 | EncoderKind::Vgg19 => (256, 512, 0.5),
+        };
+        ModelConfig {
+            encoder,
+            frozen_encoder,
+            decoder,
+            feed: ImageFeed::FirstInput,
+            vocab_size,
+            embed_dim,
+            hidden_dim,
+            layers: 1,
+            dropout,
+            preprocess: encoder.default_preprocess(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::invalid(format!("invalid model config: {m}")));
+        if self.vocab_size < 5 {
+            return bad("vocabulary has fewer than 5 entries (is the training split empty?)");
+        }
+        if self.embed_dim < 1 || self.hidden_dim < 1 || self.layers < 1 {
+            return bad("embed_dim, hidden_dim and layers must be ≥ 1");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout must be in [0, 1)");
+        }
+        if self.preprocess.size < 32 {
+            return bad("image size must be ≥ 32 px");
+        }
+        Ok(())
+    }
+
+    /// A one-line description of the first architectural difference, if any.
+    pub fn mismatch(&self, other: &ModelConfig) -> Option<String> {
+        let a = serde_json::to_value(self).ok()?;
+        let b = serde_json::to_value(other).ok()?;
+        let (a, b) = (a.as_object()?, b.as_object()?);
+        a.iter()
+            .find(|(k, v)| b.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k}: {v} vs {}", b.get(k).cloned().unwrap_or_default()))
+    }
+}
+
+/// Learning-rate schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Schedule {
+    Constant,
+    /// Multiply by `gamma` every `every` epochs.
+    Step { every: usize, gamma: f64 },
+    /// Multiply by `factor` after `patience` epochs without a better dev BLEU-4.
+    Plateau { patience: usize, factor: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub clip: f64,
+    pub schedule: Schedule,
+    /// Stop after this many epochs without a better dev BLEU-4 (0 = never).
+    pub early_stop: usize,
+    /// Words seen fewer times in the training captions become `<unk>`.
+    pub min_count: usize,
+    /// Captions are cut to this many words (plus `<start>`/`<end>`).
+    pub max_words: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 64,
+            lr: 2e-3,
+            clip: 5.0,
+            schedule: Schedule::Plateau { patience: 2, factor: 0.5 },
+            early_stop: 4,
+            min_count: 5,
+            max_words: 30,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::invalid(format!("invalid training config: {m}")));
+        if self.epochs == 0 || self.batch_size == 0 || self.max_words == 0 {
+            return bad("epochs, batch size and max words must be ≥ 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("learning rate must be a positive number");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,307 @@
+//! Decoding as data ([`Decoding`]) and as plain bookkeeping over a `step` closure, so greedy and
+//! beam search are tested with fake models and work for any decoder.
+//!
+//! The closure contract: `step(parents, tokens)` first reorders the model's recurrent state to
+//! the rows `parents` (indices into the rows of the previous call; for the first call, into the
+//! initial per-image state), then feeds `tokens` (one per row) and returns the rows'
+//! log-probabilities, row-major `(R × V)`.
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Decoding {
+    Greedy { max_len: usize },
+    /// Beam search; finished hypotheses are ranked by `logp / len^alpha` (`alpha = 0`: raw
+    /// log-probability, which favours short captions; `alpha = 1`: per-word average).
+    Beam { width: usize, max_len: usize, alpha: f64 },
+}
+
+impl Decoding {
+    /// `--beam K`: 1 (or 0) means greedy.
+    pub fn from_beam(width: usize, max_len: usize, alpha: f64) -> Self {
+        if width <= 1 {
+            Decoding::Greedy { max_len }
+        } else {
+            Decoding::Beam { width, max_len, alpha }
+        }
+    }
+}
+
+/// A finished caption: token ids without `<start>`/`<end>`, its total log-probability and the
+/// length-normalised score it was ranked by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hypothesis {
+    pub tokens: Vec<i64>,
+    pub logp: f64,
+    pub score: f64,
+}
+
+/// The special token ids decoding needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Specials {
+    pub start: i64,
+    pub end: i64,
+}
+
+pub fn decode<F>(n: usize, decoding: &Decoding, sp: Specials, step: F) -> Result<Vec<Hypothesis>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    match *decoding {
+        Decoding::Greedy { max_len } => greedy(n, max_len, sp, step),
+        Decoding::Beam { width, max_len, alpha } => beam(n, width, max_len, alpha, sp, step),
+    }
+}
+
+/// Take the most probable word at every step until `<end>` or `max_len` words.
+pub fn greedy<F>(n: usize, max_len: usize, sp: Specials, mut step: F) -> Result<Vec<Hypothesis>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    let mut hyps: Vec<Hypothesis> =
+        (0..n).map(|_| Hypothesis { tokens: vec![], logp: 0.0, score: 0.0 }).collect();
+    let mut live: Vec<usize> = (0..n).collect(); // image of each row
+    let mut parents: Vec<usize> = (0..n).collect();
+    let mut tokens = vec![sp.start; n];
+    for t in 0..=max_len {
+        if live.is_empty() {
+            break;
+        }
+        let lp = step(&parents, &tokens)?;
+        let v = lp.len() / live.len();
+        let (mut next_live, mut next_parents, mut next_tokens) = (vec![], vec![], vec![]);
+        for (row, &img) in live.iter().enumerate() {
+            let (w, l) = argmax(&lp[row * v..(row + 1) * v]);
+            let h = &mut hyps[img];
+            h.logp += l as f64;
+            if w == sp.end || t == max_len {
+                continue;
+            }
+            h.tokens.push(w);
+            next_live.push(img);
+            next_parents.push(row);
+            next_tokens.push(w);
+        }
+        (live, parents, tokens) = (next_live, next_parents, next_tokens);
+    }
+    for h in &mut hyps {
+        h.score = h.logp;
+    }
+    Ok(hyps)
+}
+
+fn argmax(row: &[f32]) -> (i64, f32) {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &x) in row.iter().enumerate() {
+        if x > best.1 {
+            best = (i as i64, x);
+        }
+    }
+    best
+}
+
+/// The `k` best `(token, logp)` of one row, best first.
+fn top_k(row: &[f32], k: usize) -> Vec<(i64, f32)> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    let k = k.min(row.len());
+    if k < row.len() {
+        idx.select_nth_unstable_by(k, |&a, &b| row[b].total_cmp(&row[a]));
+        idx.truncate(k);
+    }
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    idx.into_iter().map(|i| (i as i64, row[i])).collect()
+}
+
+#[derive(Clone, Debug)]
+struct Beam {
+    tokens: Vec<i64>,
+    logp: f64,
+}
+
+fn normalised(logp: f64, len: usize, alpha: f64) -> f64 {
+    if alpha == 0.0 {
+        logp
+    } else {
+        logp / (len.max(1) as f64).powf(alpha)
+    }
+}
+
+/// Beam search, batched over `n` images. Each image keeps `width` live beams; a candidate ending
+/// in `<end>` is set aside as finished; an image stops when it has `width` finished
+/// hypotheses, and at `max_len` words its live beams are finished as they are.
+pub fn beam<F>(
+    n: usize,
+    width: usize,
+    max_len: usize,
+    alpha: f64,
+    sp: Specials,
+    mut step: F,
+) -> Result<Vec<Hypothesis>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    let width = width.max(1);
+    let mut finished: Vec<Vec<Hypothesis>> = vec![vec![]; n];
+    // Rows are grouped by image: `live[img]` holds that image's beams in row order.
+    let mut live: Vec<Vec<Beam>> = vec![vec![Beam { tokens: vec![], logp: 0.0 }]; n];
+    let mut parents: Vec<usize> = (0..n).collect();
+    let mut tokens = vec![sp.start; n];
+    for t in 0..=max_len {
+        let rows: usize = live.iter().map(Vec::len).sum();
+        if rows == 0 {
+            break;
+        }
+        let lp = step(&parents, &tokens)?;
+        let v = lp.len() / rows;
+        let (mut next_parents, mut next_tokens) = (vec![], vec![]);
+        let mut row = 0;
+        for img in 0..n {
+            let beams = std::mem::take(&mut live[img]);
+            let mut cands: Vec<(f64, usize, i64)> = Vec::new(); // (logp, beam, token)
+            for (b, beam) in beams.iter().enumerate() {
+                for (w, l) in top_k(&lp[(row + b) * v..(row + b + 1) * v], 2 * width) {
+                    cands.push((beam.logp + l as f64, b, w));
+                }
+            }
+            let first_row = row;
+            row += beams.len();
+            cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            let mut kept = Vec::new();
+            for (logp, b, w) in cands {
+                if finished[img].len() >= width || kept.len() >= width {
+                    break;
+                }
+                let toks = &beams[b].tokens;
+                if w == sp.end {
+                    let score = normalised(logp, toks.len() + 1, alpha);
+                    finished[img].push(Hypothesis { tokens: toks.clone(), logp, score });
+                } else if t == max_len {
+                    // Out of room: the beam ends here without `<end>`.
+                    let score = normalised(beams[b].logp, toks.len(), alpha);
+                    finished[img].push(Hypothesis { tokens: toks.clone(), logp: beams[b].logp, score });
+                } else {
+                    let mut tokens = toks.clone();
+                    tokens.push(w);
+                    next_parents.push(first_row + b);
+                    next_tokens.push(w);
+                    kept.push(Beam { tokens, logp });
+                }
+            }
+            if finished[img].len() >= width {
+                // Done: drop this image's live rows again.
+                let drop = kept.len();
+                next_parents.truncate(next_parents.len() - drop);
+                next_tokens.truncate(next_tokens.len() - drop);
+                kept.clear();
+            }
+            live[img] = kept;
+        }
+        parents = next_parents;
+        tokens = next_tokens;
+    }
+    Ok(finished
+        .into_iter()
+        .map(|hs| {
+            hs.into_iter()
+                .max_by(|a, b| a.score.total_cmp(&b.score))
+                .unwrap_or(Hypothesis { tokens: vec![], logp: f64::NEG_INFINITY, score: f64::NEG_INFINITY })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SP: Specials = Specials { start: 0, end: 1 };
+
+    /// A fake model whose next-token distribution depends only on the previous token:
+    /// `table[prev]` = probabilities over the vocabulary.
+    fn bigram(table: Vec<Vec<f32>>) -> impl FnMut(&[usize], &[i64]) -> Result<Vec<f32>> {
+        move |_parents, tokens| {
+            Ok(tokens.iter().flat_map(|&t| table[t as usize].iter().map(|p| p.ln())).collect())
+        }
+    }
+
+    #[test]
+    fn beam_width_one_equals_greedy() {
+        // vocab: 0 <start>, 1 <end>, 2 a, 3 b
+        let table = vec![
+            vec![1e-9, 0.1, 0.5, 0.4],
+            vec![0.25, 0.25, 0.25, 0.25],
+            vec![1e-9, 0.3, 0.2, 0.5],
+            vec![1e-9, 0.6, 0.3, 0.1],
+        ];
+        let g = greedy(3, 10, SP, bigram(table.clone())).unwrap();
+        let b = beam(3, 1, 10, 0.0, SP, bigram(table)).unwrap();
+        assert_eq!(g[0].tokens, vec![2, 3]);
+        for (g, b) in g.iter().zip(&b) {
+            assert_eq!(g.tokens, b.tokens);
+            assert!((g.logp - b.logp).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn beam_finds_the_sequence_greedy_misses() {
+        // Greedy takes "a" (0.6) and then is stuck with a flat 1/3 distribution;
+        // "b" (0.4) leads to <end> with certainty: P(b <end>) = 0.4 > P(a x <end>) ≤ 0.2.
+        let table = vec![
+            vec![1e-9, 1e-9, 0.6, 0.4],
+            vec![0.25, 0.25, 0.25, 0.25],
+            vec![1e-9, 0.34, 0.33, 0.33],
+            vec![1e-9, 1.0, 1e-9, 1e-9],
+        ];
+        let g = greedy(1, 5, SP, bigram(table.clone())).unwrap();
+        let b = beam(1, 2, 5, 0.0, SP, bigram(table)).unwrap();
+        assert_eq!(g[0].tokens, vec![2]);
+        assert_eq!(b[0].tokens, vec![3]);
+        assert!(b[0].logp > g[0].logp);
+        assert!((b[0].logp - 0.4f64.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn end_handling_and_max_len() {
+        // Never ends: both decoders stop at max_len words, without <end>.
+        let table = vec![vec![1e-9, 1e-9, 1.0], vec![1e-9, 1e-9, 1.0], vec![1e-9, 1e-9, 1.0]];
+        let g = greedy(2, 4, SP, bigram(table.clone())).unwrap();
+        let b = beam(2, 3, 4, 0.0, SP, bigram(table)).unwrap();
+        assert_eq!(g[0].tokens, vec![2; 4]);
+        assert_eq!(b[1].tokens, vec![2; 4]);
+        // Immediate <end>: empty caption, <end> itself is never part of the tokens.
+        let table = vec![vec![1e-9, 1.0, 1e-9], vec![1e-9, 1.0, 1e-9], vec![1e-9, 1.0, 1e-9]];
+        assert!(beam(1, 2, 4, 0.0, SP, bigram(table)).unwrap()[0].tokens.is_empty());
+    }
+
+    #[test]
+    fn parents_track_rows() {
+        // A model that records the parents it was asked to gather: rows must always be valid
+        // indices into the previous call's rows.
+        let mut prev_rows = 2usize;
+        let step = |parents: &[usize], tokens: &[i64]| -> Result<Vec<f32>> {
+            assert_eq!(parents.len(), tokens.len());
+            assert!(parents.iter().all(|&p| p < prev_rows));
+            prev_rows = tokens.len();
+            Ok(tokens.iter().flat_map(|_| [0.1f32, 0.2, 0.3, 0.4].map(f32::ln)).collect())
+        };
+        let out = beam(2, 3, 6, 0.7, SP, step).unwrap();
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn length_normalisation_prefers_longer_when_alpha_is_one() {
+        // <end> right away has p=0.4, the most probable caption; "a <end>" has p=0.36 but a
+        // better per-word average (0.6 per word vs 0.4).
+        let table = vec![
+            vec![1e-9, 0.4, 0.6, 1e-9],
+            vec![0.25, 0.25, 0.25, 0.25],
+            vec![1e-9, 0.6, 0.4, 1e-9],
+            vec![1e-9, 1.0, 1e-9, 1e-9],
+        ];
+        let short = beam(1, 3, 3, 0.0, SP, bigram(table.clone())).unwrap();
+        let long = beam(1, 3, 3, 1.0, SP, bigram(table)).unwrap();
+        assert!(short[0].tokens.is_empty());
+        assert!(!long[0].tokens.is_empty());
+    }
+}

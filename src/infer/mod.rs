@@ -1,0 +1,110 @@
+//! Inference: loading a run directory into a ready [`Captioner`] and captioning image files
+//! (decoded on worker threads, batched through the encoder and the decoder).
+pub mod decoding;
+
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Tensor};
+
+use crate::data::loader::BatchLoader;
+use crate::model::captioner::Captioner;
+use crate::text::vocab::{Vocab, END, START};
+use crate::train::checkpoint::{self, RunConfig};
+use crate::{Error, Result};
+use decoding::{Decoding, Specials};
+
+/// A checkpoint ready to caption.
+#[derive(Debug)]
+pub struct Loaded {
+    pub dir: PathBuf,
+    pub run: RunConfig,
+    pub vocab: Vocab,
+    pub model: Captioner,
+}
+
+pub const SPECIALS: Specials = Specials { start: START, end: END };
+
+/// Open `dir` (a run directory) and load its best weights (`model.safetensors`), or
+/// `last.safetensors` with `last = true`.
+pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded> {
+    let cfg_path = dir.join(checkpoint::CONFIG);
+    if !cfg_path.is_file() {
+        return Err(Error::invalid(format!("{}: not a captag run directory (no config.json)", dir.display())));
+    }
+    let run: RunConfig = checkpoint::read_json(&cfg_path)?;
+    run.model.validate()?;
+    let vocab = Vocab::load(&dir.join(checkpoint::VOCAB))?;
+    if vocab.len() as i64 != run.model.vocab_size {
+        return Err(Error::invalid(format!(
+            "{}: vocab.json has {} words but config.json says {}",
+            dir.display(),
+            vocab.len(),
+            run.model.vocab_size
+        )));
+    }
+    let mut model = Captioner::new(&run.model, device, true);
+    let weights = dir.join(if last { checkpoint::LAST } else { checkpoint::BEST });
+    checkpoint::load_vars(&mut model.vs, &weights)?;
+    if let Some(fvs) = model.frozen_vs.as_mut() {
+        checkpoint::load_vars(fvs, &dir.join(checkpoint::ENCODER))?;
+    }
+    Ok(Loaded { dir: dir.to_path_buf(), run, vocab, model })
+}
+
+/// The result for one input file: its caption, or why it could not be read.
+#[derive(Debug, Clone)]
+pub struct Captioned {
+    pub path: PathBuf,
+    pub caption: std::result::Result<Caption, String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Caption {
+    pub words: Vec<String>,
+    pub logp: f64,
+}
+
+impl Caption {
+    pub fn text(&self) -> String {
+        self.words.join(" ")
+    }
+}
+
+impl Loaded {
+    /// Pooled features `(N, D)` for image files; failures are returned per input index.
+    pub fn features(&self, paths: &[PathBuf], batch: usize) -> Result<(Tensor, Vec<usize>, Vec<(usize, String)>)> {
+        let (mut feats, mut ok, mut failed) = (vec![], vec![], vec![]);
+        for b in BatchLoader::new(paths.to_vec(), self.run.model.preprocess, batch, 0) {
+            failed.extend(b.failed.iter().cloned());
+            if b.indices.is_empty() {
+                continue;
+            }
+            feats.push(tch::no_grad(|| self.model.encode(&b.to_tensor(), false))?);
+            ok.extend(b.indices.iter().copied());
+        }
+        let d = self.run.model.encoder.pooled_dim();
+        let feats = if feats.is_empty() {
+            Tensor::zeros([0, d], (tch::Kind::Float, self.model.device()))
+        } else {
+            Tensor::cat(&feats, 0)
+        };
+        Ok((feats, ok, failed))
+    }
+
+    /// Caption every file; unreadable files get an error entry, the others are captioned.
+    pub fn caption_files(&self, paths: &[PathBuf], decoding: &Decoding) -> Result<Vec<Captioned>> {
+        let (feats, ok, failed) = self.features(paths, 32)?;
+        let mut out: Vec<Captioned> =
+            paths.iter().map(|p| Captioned { path: p.clone(), caption: Err(String::new()) }).collect();
+        for (i, why) in failed {
+            out[i].caption = Err(why);
+        }
+        if !ok.is_empty() {
+            let hyps = self.model.generate(&feats, decoding, SPECIALS, 64)?;
+            for (i, h) in ok.into_iter().zip(hyps) {
+                out[i].caption = Ok(Caption { words: self.vocab.decode(&h.tokens), logp: h.logp });
+            }
+        }
+        Ok(out)
+    }
+}

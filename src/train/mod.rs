@@ -1,0 +1,211 @@
+//! The training loop: teacher-forced cross-entropy with Adam, gradient clipping, a learning-rate
+//! schedule, dev loss + dev BLEU-1..4 (greedy) every epoch, early stopping on dev BLEU-4, and a
+//! run directory written atomically after every epoch.
+//!
+//! Exact resume: all randomness of epoch `e` (shuffle order, dropout) is derived from
+//! `(seed, e)`, and the optimizer moments and counters are saved by captag, so training N
+//! epochs equals training k, stopping and resuming to N.
+pub mod checkpoint;
+pub mod optim;
+pub mod prepare;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use tch::{Device, Tensor};
+
+use crate::config::{ModelConfig, Schedule, TrainConfig};
+use crate::data::LoadOptions;
+use crate::eval::bleu::{corpus_bleu, BleuMode};
+use crate::infer::decoding::Decoding;
+use crate::model::captioner::Captioner;
+use crate::text::vocab::PAD;
+use crate::{Error, Result};
+use checkpoint::TrainState;
+pub use prepare::{Images, Prepared};
+
+/// Everything `captag train` was asked, validated.
+#[derive(Clone, Debug)]
+pub struct TrainJob {
+    pub data: PathBuf,
+    pub load: LoadOptions,
+    pub out: PathBuf,
+    pub resume: bool,
+    /// Architecture without the vocabulary size (known once the vocabulary is built).
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub encoder_weights: Option<PathBuf>,
+    /// Feature cache to reuse or create (frozen encoders). Default: `<out>/features.safetensors`.
+    pub features: Option<PathBuf>,
+    pub device: Device,
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainSummary {
+    pub out: PathBuf,
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub best_bleu: [f64; 4],
+    pub seconds: f64,
+    pub stopped_early: bool,
+}
+
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1)
+}
+
+/// Pad `[<start> w.. <end>]` sequences into `(B, L)`.
+pub fn pad_batch(seqs: &[&[i64]]) -> Tensor {
+    let len = seqs.iter().map(|s| s.len()).max().unwrap_or(2);
+    let mut flat = vec![PAD; seqs.len() * len];
+    for (i, s) in seqs.iter().enumerate() {
+        flat[i * len..i * len + s.len()].copy_from_slice(s);
+    }
+    Tensor::from_slice(&flat).view([seqs.len() as i64, len as i64])
+}
+
+pub fn run(job: &TrainJob) -> Result<TrainSummary> {
+    job.train.validate()?;
+    let started = Instant::now();
+    let prep = prepare::prepare(job)?;
+    let cfg = &prep.run.model;
+    let tc = &prep.run.train;
+    let mut model = Captioner::new(cfg, job.device, false);
+    let mut adam = optim::Adam::new(&model.vs, tc.lr, 0.0);
+    let mut state = TrainState { lr: tc.lr, ..Default::default() };
+    let dir = &job.out;
+    if job.resume {
+        state = checkpoint::read_json(&dir.join(checkpoint::STATE))?;
+        checkpoint::load_vars(&mut model.vs, &dir.join(checkpoint::LAST))?;
+        adam.load(&dir.join(checkpoint::OPTIM), state.step, state.lr)?;
+        if !job.quiet {
+            eprintln!("resuming {} after epoch {} (step {})", dir.display(), state.epoch, state.step);
+        }
+    }
+    let sp = prep.specials();
+    let mut best_bleu = [0.0; 4];
+    while state.epoch < tc.epochs && !state.stopped_early {
+        let e = state.epoch;
+        let t0 = Instant::now();
+        tch::manual_seed(epoch_seed(tc.seed, e) as i64);
+        let mut order: Vec<usize> = (0..prep.train.len()).collect();
+        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(epoch_seed(tc.seed, e)));
+        let steps = order.len().div_ceil(tc.batch_size);
+        let bar = progress(job.quiet, steps as u64, &format!("epoch {}/{}", e + 1, tc.epochs));
+        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
+        for (b, chunk) in order.chunks(tc.batch_size).enumerate() {
+            let rows: Vec<i64> = chunk.iter().map(|&i| prep.train[i].0).collect();
+            let seqs: Vec<&[i64]> = chunk.iter().map(|&i| prep.train[i].1.as_slice()).collect();
+            let tokens = pad_batch(&seqs).to_device(job.device); // (B, L)
+            let feats = prep.images.features(&model, &rows, true)?; // (B, D)
+            let loss = model.decoder.loss(&feats, &tokens, true);
+            adam.zero_grad();
+            loss.backward();
+            adam.clip_grad_norm(tc.clip);
+            adam.step();
+            let l = loss.double_value(&[]);
+            if !l.is_finite() {
+                return Err(Error::invalid(format!("training diverged (loss {l}) at epoch {}: lower --lr", e + 1)));
+            }
+            loss_sum += l * chunk.len() as f64;
+            loss_n += chunk.len();
+            bar.set_position(b as u64 + 1);
+            let rate = loss_n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("loss {:.3} · {rate:.0} captions/s", loss_sum / loss_n as f64));
+        }
+        bar.finish_and_clear();
+        let train_secs = t0.elapsed().as_secs_f64();
+        // Validation: teacher-forced loss and greedy BLEU on the dev images.
+        let dev_loss = prep.dev_loss(&model, tc.batch_size)?;
+        let bleu = prep.dev_bleu(&model, &Decoding::Greedy { max_len: tc.max_words }, sp)?;
+        state.epoch += 1;
+        state.step = adam.step;
+        let improved = bleu[3] > state.best_bleu4 || state.epoch == 1;
+        if improved {
+            state.best_bleu4 = bleu[3];
+            state.best_epoch = state.epoch;
+            state.bad_epochs = 0;
+            best_bleu = bleu;
+            checkpoint::save_vars(&model.vs, &dir.join(checkpoint::BEST))?;
+        } else {
+            state.bad_epochs += 1;
+        }
+        match tc.schedule {
+            Schedule::Constant => {}
+            Schedule::Step { every, gamma } => {
+                if every > 0 && state.epoch % every == 0 {
+                    adam.lr *= gamma;
+                }
+            }
+            Schedule::Plateau { patience, factor } => {
+                if !improved && patience > 0 && state.bad_epochs % patience == 0 {
+                    adam.lr *= factor;
+                }
+            }
+        }
+        state.lr = adam.lr;
+        state.stopped_early = tc.early_stop > 0 && state.bad_epochs >= tc.early_stop;
+        checkpoint::save_vars(&model.vs, &dir.join(checkpoint::LAST))?;
+        adam.save(&dir.join(checkpoint::OPTIM))?;
+        checkpoint::write_json(&state, &dir.join(checkpoint::STATE))?;
+        let line = serde_json::json!({
+            "epoch": state.epoch, "step": state.step, "lr": state.lr,
+            "train_loss": loss_sum / loss_n.max(1) as f64, "dev_loss": dev_loss,
+            "bleu1": bleu[0], "bleu2": bleu[1], "bleu3": bleu[2], "bleu4": bleu[3],
+            "seconds": train_secs, "captions_per_s": loss_n as f64 / train_secs.max(1e-9),
+        });
+        checkpoint::append_metrics(dir, &line)?;
+        if !job.quiet {
+            eprintln!(
+                "epoch {:>3}  loss {:.3}  dev loss {:.3}  BLEU-1..4 {:.3} {:.3} {:.3} {:.3}  {:.0} captions/s{}",
+                state.epoch,
+                loss_sum / loss_n.max(1) as f64,
+                dev_loss,
+                bleu[0],
+                bleu[1],
+                bleu[2],
+                bleu[3],
+                loss_n as f64 / train_secs.max(1e-9),
+                if improved { "  *best" } else { "" }
+            );
+        }
+    }
+    if state.stopped_early && !job.quiet {
+        eprintln!("stopped early: no better dev BLEU-4 for {} epochs", tc.early_stop);
+    }
+    if best_bleu == [0.0; 4] {
+        best_bleu[3] = state.best_bleu4;
+    }
+    Ok(TrainSummary {
+        out: dir.clone(),
+        epochs: state.epoch,
+        best_epoch: state.best_epoch,
+        best_bleu,
+        seconds: started.elapsed().as_secs_f64(),
+        stopped_early: state.stopped_early,
+    })
+}
+
+pub fn progress(quiet: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(prefix.to_string());
+    bar
+}
+
+/// BLEU-1..4 (coco mode) of generated token lists against tokenized references.
+pub fn bleu4(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<[f64; 4]> {
+    Ok(corpus_bleu(hyps, refs, BleuMode::Coco)?.bleu)
+}
+

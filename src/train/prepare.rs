@@ -1,0 +1,342 @@
+//! Everything the loop needs before the first step: the dataset, the vocabulary, the run
+//! directory (new or resumed, with its mismatch checks), encoded captions and the image side —
+//! cached features of a frozen encoder, or decoded pixels for an end-to-end encoder.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Tensor};
+
+use super::checkpoint::{self, Fingerprint, RunConfig};
+use super::TrainJob;
+use crate::data::features::{self, FeatureCache};
+use crate::data::image::Preprocess;
+use crate::data::loader::BatchLoader;
+use crate::data::{Dataset, Sample, Split};
+use crate::infer::decoding::{Decoding, Specials};
+use crate::model::captioner::Captioner;
+use crate::text::vocab::{Vocab, END, START};
+use crate::text::tokenize;
+use crate::{Error, Result};
+
+/// Where image vectors come from.
+#[derive(Debug)]
+pub enum Images {
+    /// A frozen encoder's pooled features, `(N, D)`.
+    Cached(Tensor),
+    /// Preprocessed pixels `(N, 3, S, S)` for an encoder trained end to end.
+    Pixels(Tensor),
+}
+
+impl Images {
+    /// Features `(B, D)` of the given rows, on the model's device.
+    pub fn features(&self, model: &Captioner, rows: &[i64], train: bool) -> Result<Tensor> {
+        let idx = Tensor::from_slice(rows);
+        match self {
+            Images::Cached(f) => Ok(f.index_select(0, &idx).to_device(model.device())),
+            Images::Pixels(px) => model.encode(&px.index_select(0, &idx), train),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Prepared {
+    pub run: RunConfig,
+    pub vocab: Vocab,
+    /// `(image row, [<start> w.. <end>])` per training caption.
+    pub train: Vec<(i64, Vec<i64>)>,
+    pub dev: Vec<(i64, Vec<i64>)>,
+    /// One row per dev image, with its tokenized references.
+    pub dev_images: Vec<i64>,
+    pub dev_refs: Vec<Vec<Vec<String>>>,
+    pub images: Images,
+}
+
+/// Fingerprint of what a model learns from: ids, splits and captions.
+pub fn data_fingerprint(ds: &Dataset) -> String {
+    let mut samples: Vec<&Sample> = ds.samples.iter().collect();
+    samples.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut f = Fingerprint::default();
+    for s in samples {
+        f.update(s.id.as_bytes()).update(s.split.as_str().as_bytes());
+        for c in &s.captions {
+            f.update(c.as_bytes());
+        }
+    }
+    f.hex()
+}
+
+/// `[<start> w.. <end>]` with at most `max_words` words.
+pub fn encode_caption(vocab: &Vocab, caption: &str, max_words: usize) -> Vec<i64> {
+    let mut words = tokenize(caption);
+    words.truncate(max_words);
+    let mut ids = vec![START];
+    ids.extend(vocab.encode(&words));
+    ids.push(END);
+    ids
+}
+
+pub fn prepare(job: &TrainJob) -> Result<Prepared> {
+    let ds = crate::data::load(&job.data, &job.load)?;
+    if !job.quiet {
+        eprintln!("{}: {} images ({})", job.data.display(), ds.samples.len(), ds.skipped.summary());
+    }
+    if job.verbose {
+        for (r, d) in &ds.skipped.items {
+            eprintln!("  skipped ({}): {d}", r.as_str());
+        }
+    }
+    let train: Vec<&Sample> = ds.samples.iter().filter(|s| s.split == Split::Train).collect();
+    let dev: Vec<&Sample> = ds.samples.iter().filter(|s| s.split == Split::Dev).collect();
+    if train.is_empty() || dev.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: need images in both the train and dev splits (found {} train, {} dev)",
+            job.data.display(),
+            train.len(),
+            dev.len()
+        )));
+    }
+    let data_fp = data_fingerprint(&ds);
+    let dir = &job.out;
+    let (run, vocab) = if job.resume {
+        open_run(job, &data_fp)?
+    } else {
+        new_run(job, &data_fp, &train)?
+    };
+
+    let needed: Vec<&Sample> = train.iter().chain(dev.iter()).copied().collect();
+    let (images, rows) = if run.model.frozen_encoder {
+        cached_images(job, &run, &ds)?
+    } else {
+        pixel_images(job, &run.model.preprocess, &needed)?
+    };
+    let mut missing = 0;
+    let mut encode = |samples: &[&Sample]| -> Vec<(i64, Vec<i64>)> {
+        let mut out = vec![];
+        for s in samples {
+            match rows.get(s.id.as_str()) {
+                Some(&r) => {
+                    out.extend(s.captions.iter().map(|c| (r, encode_caption(&vocab, c, run.train.max_words))))
+                }
+                None => missing += 1,
+            }
+        }
+        out
+    };
+    let train_caps = encode(&train);
+    let dev_caps = encode(&dev);
+    if missing > 0 && !job.quiet {
+        eprintln!("skipped {missing} images without features (undecodable)");
+    }
+    let (mut dev_images, mut dev_refs) = (vec![], vec![]);
+    for s in &dev {
+        if let Some(&r) = rows.get(s.id.as_str()) {
+            dev_images.push(r);
+            dev_refs.push(s.captions.iter().map(|c| tokenize(c)).collect());
+        }
+    }
+    if train_caps.is_empty() || dev_images.is_empty() {
+        return Err(Error::invalid("no usable training or dev images (all undecodable?)"));
+    }
+    let _ = dir;
+    Ok(Prepared { run, vocab, train: train_caps, dev: dev_caps, dev_images, dev_refs, images })
+}
+
+fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<(RunConfig, Vocab)> {
+    let dir = &job.out;
+    if dir.join(checkpoint::CONFIG).exists() {
+        return Err(Error::invalid(format!(
+            "{} already holds a run: pass --resume to continue it, or choose another --out",
+            dir.display()
+        )));
+    }
+    let tokens: Vec<Vec<String>> = train.iter().flat_map(|s| s.captions.iter().map(|c| tokenize(c))).collect();
+    let vocab = Vocab::build(&tokens, job.train.min_count);
+    let mut model = job.model.clone();
+    model.vocab_size = vocab.len() as i64;
+    model.validate()?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let encoder_fingerprint = match (&job.encoder_weights, model.frozen_encoder) {
+        (Some(w), true) => Some(install_encoder_weights(w, &dir.join(checkpoint::ENCODER))?),
+        _ => None,
+    };
+    let run = RunConfig {
+        captag_version: env!("CARGO_PKG_VERSION").to_string(),
+        model,
+        train: job.train.clone(),
+        data_path: job.data.display().to_string(),
+        data_fingerprint: data_fp.to_string(),
+        encoder_fingerprint,
+    };
+    vocab.save(&dir.join(checkpoint::VOCAB))?;
+    checkpoint::write_json(&run, &dir.join(checkpoint::CONFIG))?;
+    Ok((run, vocab))
+}
+
+fn open_run(job: &TrainJob, data_fp: &str) -> Result<(RunConfig, Vocab)> {
+    let dir = &job.out;
+    let path = dir.join(checkpoint::CONFIG);
+    if !path.is_file() {
+        return Err(Error::invalid(format!("--resume: {} holds no run (no config.json)", dir.display())));
+    }
+    let mut run: RunConfig = checkpoint::read_json(&path)?;
+    let mut asked = job.model.clone();
+    asked.vocab_size = run.model.vocab_size;
+    if let Some(diff) = asked.mismatch(&run.model) {
+        return Err(Error::invalid(format!(
+            "--resume: the requested architecture differs from the run in {} ({diff})",
+            dir.display()
+        )));
+    }
+    if run.data_fingerprint != data_fp {
+        return Err(Error::invalid(format!(
+            "--resume: {} was trained on different data (captions or splits changed)",
+            dir.display()
+        )));
+    }
+    let vocab = Vocab::load(&dir.join(checkpoint::VOCAB))?;
+    if vocab.len() as i64 != run.model.vocab_size {
+        return Err(Error::invalid(format!("{}: vocab.json does not match config.json", dir.display())));
+    }
+    run.train.epochs = job.train.epochs;
+    checkpoint::write_json(&run, &path)?;
+    Ok((run, vocab))
+}
+
+/// Copy (or hard-link) the user's encoder weights into the run so it is self-contained.
+fn install_encoder_weights(src: &Path, dst: &Path) -> Result<String> {
+    if !src.is_file() {
+        return Err(Error::invalid(format!("--encoder-weights: {}: no such file", src.display())));
+    }
+    let fp = Fingerprint::of_file(src)?;
+    let _ = std::fs::remove_file(dst);
+    if std::fs::hard_link(src, dst).is_err() {
+        let tmp = dst.with_extension("tmp");
+        std::fs::copy(src, &tmp).map_err(|e| Error::io(src, e))?;
+        std::fs::rename(&tmp, dst).map_err(|e| Error::io(dst, e))?;
+    }
+    Ok(fp)
+}
+
+/// A captioner whose frozen encoder is loaded from `weights` (for feature extraction).
+pub fn frozen_encoder(model: &crate::config::ModelConfig, weights: &Path, device: Device) -> Result<Captioner> {
+    let mut m = Captioner::new(model, device, true);
+    if let Some(fvs) = m.frozen_vs.as_mut() {
+        checkpoint::load_vars(fvs, weights)?;
+    }
+    Ok(m)
+}
+
+/// Every found image of the dataset, as `(id, path)`, sorted by id.
+pub fn image_list(ds: &Dataset) -> Vec<(String, PathBuf)> {
+    let mut v: Vec<(String, PathBuf)> = ds.samples.iter().map(|s| (s.id.clone(), s.path.clone())).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn cached_images(job: &TrainJob, run: &RunConfig, ds: &Dataset) -> Result<(Images, HashMap<String, i64>)> {
+    let weights = job.out.join(checkpoint::ENCODER);
+    let weights_fp = run.encoder_fingerprint.clone().unwrap_or_default();
+    let list = image_list(ds);
+    let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
+    let want = features::fingerprint(run.model.encoder, &weights_fp, &run.model.preprocess, &ids);
+    let path = job.features.clone().unwrap_or_else(|| job.out.join("features.safetensors"));
+    let cache = if path.is_file() {
+        let c = FeatureCache::load(&path)?;
+        if c.fingerprint != want {
+            return Err(Error::invalid(format!(
+                "{}: feature cache was computed for another encoder, weights, preprocessing or image list; \
+                 delete it or pass another --features",
+                path.display()
+            )));
+        }
+        if !job.quiet {
+            eprintln!("reusing feature cache {}", path.display());
+        }
+        c
+    } else {
+        let model = frozen_encoder(&run.model, &weights, job.device)?;
+        let enc = model.encoder.as_ref().ok_or_else(|| Error::invalid("no encoder"))?;
+        let bar = super::progress(job.quiet, list.len() as u64, "features");
+        let mut ex = features::extract(enc, run.model.encoder, &weights_fp, &run.model.preprocess, &list, 32, job.device, false, &bar)?;
+        bar.finish_and_clear();
+        ex.cache.fingerprint = want;
+        if !ex.failed.is_empty() && !job.quiet {
+            eprintln!("features: skipped {} unreadable images", ex.failed.len());
+        }
+        ex.cache.save(&path)?;
+        if !job.quiet {
+            eprintln!("wrote feature cache {}", path.display());
+        }
+        ex.cache
+    };
+    let rows = cache.ids.iter().enumerate().map(|(i, id)| (id.clone(), i as i64)).collect();
+    Ok((Images::Cached(cache.pooled), rows))
+}
+
+fn pixel_images(job: &TrainJob, pre: &Preprocess, samples: &[&Sample]) -> Result<(Images, HashMap<String, i64>)> {
+    let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
+    let bar = super::progress(job.quiet, paths.len() as u64, "images");
+    let (mut rows, mut chunks, mut n) = (HashMap::new(), vec![], 0i64);
+    for batch in BatchLoader::new(paths, *pre, 64, 0) {
+        bar.inc((batch.indices.len() + batch.failed.len()) as u64);
+        if job.verbose {
+            for (i, why) in &batch.failed {
+                eprintln!("  skipped {}: {why}", samples[*i].id);
+            }
+        }
+        if batch.indices.is_empty() {
+            continue;
+        }
+        for &i in &batch.indices {
+            rows.insert(samples[i].id.clone(), n);
+            n += 1;
+        }
+        chunks.push(batch.to_tensor());
+    }
+    bar.finish_and_clear();
+    if chunks.is_empty() {
+        return Err(Error::invalid("no image could be decoded"));
+    }
+    Ok((Images::Pixels(Tensor::cat(&chunks, 0)), rows))
+}
+
+impl Prepared {
+    pub fn specials(&self) -> Specials {
+        Specials { start: START, end: END }
+    }
+
+    /// Teacher-forced dev loss (eval mode), averaged over captions.
+    pub fn dev_loss(&self, model: &Captioner, batch: usize) -> Result<f64> {
+        let (mut sum, mut n) = (0.0, 0usize);
+        for chunk in self.dev.chunks(batch) {
+            let rows: Vec<i64> = chunk.iter().map(|c| c.0).collect();
+            let seqs: Vec<&[i64]> = chunk.iter().map(|c| c.1.as_slice()).collect();
+            let l = tch::no_grad(|| -> Result<f64> {
+                let feats = self.images.features(model, &rows, false)?;
+                let tokens = super::pad_batch(&seqs).to_device(model.device());
+                Ok(model.decoder.loss(&feats, &tokens, false).double_value(&[]))
+            })?;
+            sum += l * chunk.len() as f64;
+            n += chunk.len();
+        }
+        Ok(sum / n.max(1) as f64)
+    }
+
+    /// Generated captions (words) for the dev images.
+    pub fn dev_captions(&self, model: &Captioner, decoding: &Decoding, sp: Specials) -> Result<Vec<Vec<String>>> {
+        let mut out = vec![];
+        for rows in self.dev_images.chunks(256) {
+            let feats = tch::no_grad(|| self.images.features(model, rows, false))?;
+            for h in model.generate(&feats, decoding, sp, 256)? {
+                out.push(self.vocab.decode(&h.tokens));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn dev_bleu(&self, model: &Captioner, decoding: &Decoding, sp: Specials) -> Result<[f64; 4]> {
+        let hyps = self.dev_captions(model, decoding, sp)?;
+        super::bleu4(&hyps, &self.dev_refs)
+    }
+}
