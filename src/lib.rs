@@ -2,12 +2,23 @@
 //!
 //! The crate is laid out along the pipeline a caption goes through:
 //! - [`data`]: dataset layouts (Flickr8k, Karpathy, Instagram, synthetic) into one representation,
-//!   image decoding and batching;
+//!   image decoding, batching and the feature cache;
 //! - [`text`]: caption normalization, hashtag extraction, vocabulary;
-//! - [`eval`]: metrics in pure Rust (BLEU exactly as pycocoevalcap and NLTK compute it).
+//! - [`model`]: encoders (VGG19, SqueezeNet 1.1, a small CNN) and the Show-and-Tell decoder;
+//! - [`train`]: the training loop, optimizer state, checkpoints (run directories);
+//! - [`infer`]: decoding strategies over a `step` closure, the caption runner;
+//! - [`eval`]: metrics in pure Rust (BLEU exactly as pycocoevalcap and NLTK compute it),
+//!   baselines and the evaluation runner;
+//! - [`config`], [`cli`], [`commands`]: configuration structs, the command line and its jobs.
+pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod infer;
+pub mod model;
 pub mod text;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -159,24 +159,21 @@ fn vocab_build(ctx: &Ctx, dir: &Path, out: &Path, min_count: usize, split: Split
 fn bleu(ctx: &Ctx, a: &crate::cli::BleuArgs) -> anyhow::Result<()> {
     use crate::eval::bleu_io;
     let preds = bleu_io::read_predictions(&a.predictions)?;
-    // References: a JSON object, or a dataset directory's split (ordered by image id).
-    let refs: Vec<(String, Vec<String>)> = if a.references.is_file()
-        && a.references.extension().is_some_and(|e| e == "json")
-    {
-        bleu_io::read_references_json(&a.references)?.into_iter().collect()
-    } else {
-        let mut opts = load_options(ctx, &a.data);
-        opts.keep_missing = true;
-        let ds = load_dataset(ctx, &a.references, &opts)?;
-        let split: Split = a.split.into();
-        let mut r: Vec<(String, Vec<String>)> =
-            ds.samples.iter().filter(|s| s.split == split).map(|s| (s.id.clone(), s.captions.clone())).collect();
-        r.sort();
-        r
-    };
-    let (hyps, refs) = bleu_io::pair(&preds, &refs)?;
-    let hyps: Vec<Vec<String>> = hyps.iter().map(|h| tokenize(h)).collect();
-    let refs: Vec<Vec<Vec<String>>> = refs.iter().map(|rs| rs.iter().map(|r| tokenize(r)).collect()).collect();
+    // References: a JSON object, or a dataset directory's split (ordered by image id, which is
+    // also the order plain-text predictions are paired in).
+    let refs: std::collections::BTreeMap<String, Vec<String>> =
+        if a.references.is_file() && a.references.extension().is_some_and(|e| e == "json") {
+            bleu_io::read_references_json(&a.references)?
+        } else {
+            let mut opts = load_options(ctx, &a.data);
+            opts.keep_missing = true;
+            let ds = load_dataset(ctx, &a.references, &opts)?;
+            let split: Split = a.split.into();
+            ds.samples.iter().filter(|s| s.split == split).map(|s| (s.id.clone(), s.captions.clone())).collect()
+        };
+    let order: Vec<String> = refs.keys().cloned().collect();
+    let paired = bleu_io::pair_predictions(preds, &refs, Some(&order))?;
+    let (hyps, refs) = paired.tokenize(tokenize);
     let mode: BleuMode = a.mode.into();
     let s = crate::eval::bleu::corpus_bleu(&hyps, &refs, mode)?;
     if a.json {

@@ -2,7 +2,7 @@
 //! variables carry torchvision's state-dict names (`features.N.*`, `classifier.N.*`) and load
 //! exported torchvision weights unchanged; `small-cnn` is a few conv blocks for end-to-end
 //! training on small images (the synthetic set, CPU runs).
-use tch::{nn, nn::ModuleT, Tensor};
+use tch::{nn, Tensor};
 
 fn conv(p: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
     nn::conv2d(p, i, o, k, nn::ConvConfig { stride, padding, ..Default::default() })
@@ -136,7 +136,7 @@ pub struct SmallCnn {
     blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
 }
 
-const SMALL_CNN_CHANNELS: [i64; 4] = [32, 64, 96, 128];
+const SMALL_CNN_CHANNELS: [i64; 4] = [16, 32, 64, 128];
 
 impl SmallCnn {
     pub const POOLED_DIM: i64 = 128 * 9;

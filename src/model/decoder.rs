@@ -5,7 +5,7 @@
 //! Training uses teacher forcing on `[<start>, w1..wn]` predicting `[w1..wn, <end>]`; padding is
 //! excluded from the loss by `ignore_index = <pad>`. Inference goes through [`Decoder::start`]
 //! and [`Decoder::step`], which `infer` drives for greedy and beam search.
-use tch::{nn, nn::Module, Kind, Tensor};
+use tch::{nn, Kind, Tensor};
 
 use super::rnn::{Rnn, RnnState};
 use crate::config::{ImageFeed, ModelConfig};

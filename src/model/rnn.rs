@@ -78,14 +78,15 @@ impl Rnn {
     /// `xs`: `(R, T, I)` batch-first ⇒ outputs `(R, T, H)` and the final state.
     pub fn forward_t(&self, xs: &Tensor, state: &RnnState, train: bool) -> (Tensor, RnnState) {
         let dropout = if self.layers > 1 { self.dropout } else { 0.0 };
+        let params: Vec<&Tensor> = self.params.iter().collect();
         match (self.kind, state) {
             (CellKind::Lstm, RnnState::Lstm(h, c)) => {
                 let (out, h, c) =
-                    xs.lstm(&[h, c], &self.params, true, self.layers, dropout, train, false, true);
+                    xs.lstm(&[h, c], &params, true, self.layers, dropout, train, false, true);
                 (out, RnnState::Lstm(h, c))
             }
             (CellKind::Gru, RnnState::Gru(h)) => {
-                let (out, h) = xs.gru(h, &self.params, true, self.layers, dropout, train, false, true);
+                let (out, h) = xs.gru(h, &params, true, self.layers, dropout, train, false, true);
                 (out, RnnState::Gru(h))
             }
             // A state of the other kind can only come from a programming error in this crate.

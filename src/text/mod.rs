@@ -1,1 +1,10 @@
-//! (being written)
+//! Text side of the pipeline: caption tokenization close to the COCO evaluation's PTB tokenizer
+//! ([`tokenize`]), Instagram hashtag/mention extraction ([`extract_tags`]) and the word
+//! vocabulary saved as `vocab.json` in a run directory ([`Vocab`], DESIGN.md "Run directory").
+pub mod hashtag;
+pub mod tokenize;
+pub mod vocab;
+
+pub use hashtag::{extract_tags, Tagged};
+pub use tokenize::tokenize;
+pub use vocab::{write_atomic, Vocab};

@@ -93,12 +93,11 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         let e = state.epoch;
         let t0 = Instant::now();
         tch::manual_seed(epoch_seed(tc.seed, e) as i64);
-        let mut order: Vec<usize> = (0..prep.train.len()).collect();
-        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(epoch_seed(tc.seed, e)));
-        let steps = order.len().div_ceil(tc.batch_size);
+        let batches = epoch_batches(&prep, tc.batch_size, epoch_seed(tc.seed, e));
+        let steps = batches.len();
         let bar = progress(job.quiet, steps as u64, &format!("epoch {}/{}", e + 1, tc.epochs));
         let (mut loss_sum, mut loss_n) = (0.0, 0usize);
-        for (b, chunk) in order.chunks(tc.batch_size).enumerate() {
+        for (b, chunk) in batches.iter().enumerate() {
             let rows: Vec<i64> = chunk.iter().map(|&i| prep.train[i].0).collect();
             let seqs: Vec<&[i64]> = chunk.iter().map(|&i| prep.train[i].1.as_slice()).collect();
             let tokens = pad_batch(&seqs).to_device(job.device); // (B, L)
@@ -189,6 +188,36 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         seconds: started.elapsed().as_secs_f64(),
         stopped_early: state.stopped_early,
     })
+}
+
+/// The caption indices of every batch of one epoch, in a seeded random order. With an
+/// end-to-end encoder, whole images (all their captions) are shuffled and packed into batches
+/// of about `batch_size` captions; otherwise captions are shuffled individually.
+fn epoch_batches(prep: &Prepared, batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    if !prep.images.group_by_image() {
+        let mut order: Vec<usize> = (0..prep.train.len()).collect();
+        order.shuffle(&mut rng);
+        return order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+    }
+    let mut groups: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
+    for (i, (row, _)) in prep.train.iter().enumerate() {
+        groups.entry(*row).or_default().push(i);
+    }
+    let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
+    groups.shuffle(&mut rng);
+    let mut batches: Vec<Vec<usize>> = vec![];
+    let mut cur: Vec<usize> = vec![];
+    for g in groups {
+        if !cur.is_empty() && cur.len() + g.len() > batch_size {
+            batches.push(std::mem::take(&mut cur));
+        }
+        cur.extend(g);
+    }
+    if !cur.is_empty() {
+        batches.push(cur);
+    }
+    batches
 }
 
 pub fn progress(quiet: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {

@@ -28,13 +28,26 @@ pub enum Images {
 }
 
 impl Images {
-    /// Features `(B, D)` of the given rows, on the model's device.
+    /// Features `(B, D)` of the given rows, on the model's device. An end-to-end encoder runs
+    /// once per distinct image of the batch (its captions share the result).
     pub fn features(&self, model: &Captioner, rows: &[i64], train: bool) -> Result<Tensor> {
-        let idx = Tensor::from_slice(rows);
         match self {
-            Images::Cached(f) => Ok(f.index_select(0, &idx).to_device(model.device())),
-            Images::Pixels(px) => model.encode(&px.index_select(0, &idx), train),
+            Images::Cached(f) => Ok(f.index_select(0, &Tensor::from_slice(rows)).to_device(model.device())),
+            Images::Pixels(px) => {
+                let mut uniq: Vec<i64> = rows.to_vec();
+                uniq.sort_unstable();
+                uniq.dedup();
+                let pos: Vec<i64> = rows.iter().map(|r| uniq.binary_search(r).unwrap_or(0) as i64).collect();
+                let feats = model.encode(&px.index_select(0, &Tensor::from_slice(&uniq)), train)?; // (U, D)
+                Ok(feats.index_select(0, &Tensor::from_slice(&pos).to_device(model.device()))) // (B, D)
+            }
         }
+    }
+
+    /// Whether batches should group the captions of an image together (end-to-end encoders:
+    /// the CNN then runs once per image instead of once per caption).
+    pub fn group_by_image(&self) -> bool {
+        matches!(self, Images::Pixels(_))
     }
 }
 

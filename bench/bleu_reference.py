@@ -1,0 +1,127 @@
+"""Reference side of the BLEU benchmark (bench/README.md, "BLEU").
+
+Builds a 5,000-hypothesis x 5-reference corpus from the real Flickr8k captions, times NLTK
+`corpus_bleu` (and, for information, pycocoevalcap `Bleu(4)`) on it, and writes the token lists,
+the reference scores and the timings to bench/out/bleu_corpus.json, which `cargo bench --bench
+bleu` scores with captag on the very same tokens.
+
+    /tmp/pyref/bin/python bench/bleu_reference.py /work/shared/data/flickr8k/captions.txt
+
+Corpus: the first 5,000 images of captions.txt (file order); references = the image's 5
+captions; hypothesis = (seeded, p = 1/2) a caption of another image, or one of the image's own
+captions with ~15% of tokens dropped and ~15% replaced by random corpus words. Tokens: lowercase,
+ASCII punctuation removed, whitespace split.
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import string
+import struct
+import sys
+import time
+import warnings
+from collections import OrderedDict
+from importlib.metadata import version
+
+from nltk.translate.bleu_score import corpus_bleu
+from pycocoevalcap.bleu.bleu import Bleu
+
+PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def tokenize(s):
+    return s.lower().translate(PUNCT).split()
+
+
+def build_corpus(captions_path, n_images, seed):
+    by_image = OrderedDict()
+    with open(captions_path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            by_image.setdefault(row["image"], []).append(tokenize(row["caption"]))
+    images = [k for k, v in by_image.items() if len(v) == 5][:n_images]
+    assert len(images) == n_images, f"only {len(images)} images with 5 captions"
+    vocab = sorted({w for caps in by_image.values() for c in caps for w in c})
+    rng = random.Random(seed)
+    hyps, refs = [], []
+    for i, img in enumerate(images):
+        own = by_image[img]
+        refs.append(own)
+        if rng.random() < 0.5:
+            j = rng.randrange(len(images) - 1)
+            other = images[j if j < i else j + 1]
+            hyps.append(list(rng.choice(by_image[other])))
+        else:
+            hyp = []
+            for w in rng.choice(own):
+                u = rng.random()
+                if u < 0.15:
+                    continue
+                hyp.append(rng.choice(vocab) if u < 0.30 else w)
+            hyps.append(hyp)
+    return images, hyps, refs
+
+
+def best_of(runs, fn):
+    best, out = float("inf"), None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def bits(xs):
+    return [struct.unpack("<Q", struct.pack("<d", x))[0] for x in xs]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("captions", help="Flickr8k captions.txt (Kaggle layout)")
+    ap.add_argument("--images", type=int, default=5000)
+    ap.add_argument("--runs", type=int, default=5, help="timed runs; the best is reported")
+    ap.add_argument("--seed", type=int, default=8)
+    ap.add_argument("--out", default=os.path.join("bench", "out", "bleu_corpus.json"))
+    args = ap.parse_args()
+
+    images, hyps, refs = build_corpus(args.captions, args.images, args.seed)
+    warnings.simplefilter("ignore")  # nltk warns on zero overlaps (none expected here)
+
+    # Timed: the default call (BLEU-4, uniform weights), as people use it.
+    nltk_s, nltk4 = best_of(args.runs, lambda: corpus_bleu(refs, hyps))
+    # Scores BLEU-1..4 in one call (same work: max order 4), for the parity check.
+    weights = [(1.0 / n,) * n for n in range(1, 5)]
+    nltk_all_s, nltk = best_of(args.runs, lambda: corpus_bleu(refs, hyps, weights=weights))
+    assert nltk[3] == nltk4
+    gts = {i: [" ".join(r) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [" ".join(h)] for i, h in enumerate(hyps)}
+    coco_s, (coco, _) = best_of(args.runs, lambda: Bleu(4).compute_score(gts, res, verbose=0))
+
+    out = {
+        "generated_by": "bench/bleu_reference.py",
+        "versions": {"python": platform.python_version(), "nltk": version("nltk"),
+                     "pycocoevalcap": version("pycocoevalcap")},
+        "runs": args.runs,
+        "nltk_bleu4_seconds": nltk_s,
+        "nltk_bleu1to4_seconds": nltk_all_s,
+        "coco_seconds": coco_s,
+        "nltk": [float(x) for x in nltk], "nltk_bits": bits([float(x) for x in nltk]),
+        "coco": [float(x) for x in coco], "coco_bits": bits([float(x) for x in coco]),
+        "images": images, "hyps": hyps, "refs": refs,
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(out, f)
+    n_tok = sum(map(len, hyps)) + sum(len(r) for rs in refs for r in rs)
+    print(f"corpus: {len(hyps)} hypotheses x 5 references, {n_tok} tokens -> {args.out}")
+    print(f"nltk corpus_bleu (BLEU-4)     best of {args.runs}: {nltk_s * 1e3:9.1f} ms")
+    print(f"nltk corpus_bleu (BLEU-1..4)  best of {args.runs}: {nltk_all_s * 1e3:9.1f} ms")
+    print(f"pycocoevalcap Bleu(4)         best of {args.runs}: {coco_s * 1e3:9.1f} ms")
+    print("nltk BLEU-1..4:", " ".join(f"{x:.6f}" for x in nltk))
+    print("coco BLEU-1..4:", " ".join(f"{x:.6f}" for x in coco))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
