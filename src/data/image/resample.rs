@@ -196,6 +196,66 @@ fn pass_horizontal(
     col_base: usize,
     c: &Coeffs,
 ) -> Vec<u8> {
+    let width = stride / 3;
+    match c.ksize {
+        3 if width >= 3 => horizontal_fixed::<3>(src, stride, rows, col_base, c),
+        5 if width >= 5 => horizontal_fixed::<5>(src, stride, rows, col_base, c),
+        7 if width >= 7 => horizontal_fixed::<7>(src, stride, rows, col_base, c),
+        9 if width >= 9 => horizontal_fixed::<9>(src, stride, rows, col_base, c),
+        _ => horizontal_any(src, stride, rows, col_base, c),
+    }
+}
+
+/// [`pass_horizontal`] with every output pixel reading a window of exactly `K` input pixels
+/// (its taps, zero-weighted padding around them), so the inner loop has a fixed length and
+/// unrolls; zero weights add nothing, so the sums are Pillow's exactly.
+fn horizontal_fixed<const K: usize>(
+    src: &[u8],
+    stride: usize,
+    rows: std::ops::Range<usize>,
+    col_base: usize,
+    c: &Coeffs,
+) -> Vec<u8> {
+    let n = c.start.len();
+    let width = stride / 3;
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let windows: Vec<(usize, [i32; K])> = (0..n)
+        .map(|x| {
+            let (start, k) = c.taps(x);
+            let rel = start - col_base;
+            let first = rel.min(width - K);
+            let mut w = [0i32; K];
+            w[rel - first..rel - first + k.len()].copy_from_slice(k);
+            (first * 3, w)
+        })
+        .collect();
+    let mut out = vec![0u8; rows.len() * n * 3];
+    for (y, out_row) in rows.zip(out.chunks_exact_mut(n * 3)) {
+        let in_row = &src[y * stride..(y + 1) * stride];
+        for (px, (off, w)) in out_row.chunks_exact_mut(3).zip(&windows) {
+            let win = &in_row[*off..*off + 3 * K];
+            let (mut r, mut g, mut b) = (half, half, half);
+            for t in 0..K {
+                r += win[3 * t] as i32 * w[t];
+                g += win[3 * t + 1] as i32 * w[t];
+                b += win[3 * t + 2] as i32 * w[t];
+            }
+            px[0] = clip8(r);
+            px[1] = clip8(g);
+            px[2] = clip8(b);
+        }
+    }
+    out
+}
+
+/// [`pass_horizontal`] for any kernel size (large downscale factors).
+fn horizontal_any(
+    src: &[u8],
+    stride: usize,
+    rows: std::ops::Range<usize>,
+    col_base: usize,
+    c: &Coeffs,
+) -> Vec<u8> {
     let n = c.start.len();
     let half = 1i32 << (PRECISION_BITS - 1);
     let mut out = vec![0u8; rows.len() * n * 3];

@@ -1,0 +1,137 @@
+//! Training-throughput benchmark: captag's Show-and-Tell decoder step (forward, loss,
+//! backward, clip, Adam) against `bench/train_reference.py` (the same model in PyTorch) on the
+//! same cached features, captions, batch order and batch size, on the same machine.
+//!
+//! This side builds the workload from a dataset and a feature cache, writes it to
+//! `bench/out/train_workload.safetensors` (+ `.json`) for the Python side, and times captag.
+//! `bench/train_bench.sh` runs both and prints the ratio.
+//!
+//!     cargo bench --bench train_throughput -- DATA FEATURES [--steps N] [--batch B] [--cell lstm|gru]
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use captag::config::{EncoderKind, ModelConfig};
+use captag::data::{LoadOptions, Split};
+use captag::data::features::FeatureCache;
+use captag::model::captioner::Captioner;
+use captag::model::rnn::CellKind;
+use captag::text::{tokenize, Vocab};
+use captag::train::optim::Adam;
+use captag::train::{pad_batch, prepare::encode_caption};
+use tch::{Device, Tensor};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let flag = |name: &str, default: &str| -> String {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or(default.to_string())
+    };
+    let pos: Vec<&String> = {
+        let mut v = vec![];
+        let mut skip = false;
+        for a in &args {
+            if skip {
+                skip = false;
+            } else if a.starts_with("--") {
+                skip = true;
+            } else {
+                v.push(a);
+            }
+        }
+        v
+    };
+    let (data, feats) = match pos.as_slice() {
+        [d, f, ..] => (PathBuf::from(d), PathBuf::from(f)),
+        _ => anyhow::bail!("usage: train_throughput DATA FEATURES [--steps N] [--batch B] [--cell lstm|gru]"),
+    };
+    let steps: usize = flag("--steps", "200").parse()?;
+    let warmup = 10;
+    let batch: usize = flag("--batch", "64").parse()?;
+    let cell = match flag("--cell", "lstm").as_str() {
+        "gru" => CellKind::Gru,
+        _ => CellKind::Lstm,
+    };
+    let device = match flag("--device", "cpu").as_str() {
+        "cuda" => Device::Cuda(0),
+        _ => Device::Cpu,
+    };
+
+    // Workload: every training caption whose image has a cached feature, in a seeded order.
+    let ds = captag::data::load(&data, &LoadOptions::default())?;
+    let cache = FeatureCache::load(&feats)?;
+    let index: HashMap<&str, i64> = cache.index();
+    let train: Vec<_> = ds.samples.iter().filter(|s| s.split == Split::Train).collect();
+    let tokens: Vec<Vec<String>> = train.iter().flat_map(|s| s.captions.iter().map(|c| tokenize(c))).collect();
+    let vocab = Vocab::build(&tokens, 5);
+    let mut items: Vec<(i64, Vec<i64>)> = vec![];
+    for s in &train {
+        if let Some(&r) = index.get(s.id.as_str()) {
+            items.extend(s.captions.iter().map(|c| (r, encode_caption(&vocab, c, 30))));
+        }
+    }
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    items.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+    let n = items.len();
+    anyhow::ensure!(n > batch * 2, "too few captions ({n}) for batch {batch}");
+    let seqs: Vec<&[i64]> = items.iter().map(|(_, t)| t.as_slice()).collect();
+    let all_tokens = pad_batch(&seqs); // (N, Lmax)
+    let rows = Tensor::from_slice(&items.iter().map(|(r, _)| *r).collect::<Vec<_>>());
+    let lens = Tensor::from_slice(&items.iter().map(|(_, t)| t.len() as i64).collect::<Vec<_>>());
+
+    let mut cfg = ModelConfig::preset(cache.encoder, true, cell, vocab.len() as i64);
+    if cache.encoder == EncoderKind::SmallCnn {
+        anyhow::bail!("the benchmark needs a frozen encoder's feature cache");
+    }
+    cfg.layers = 1;
+    let lr = 2e-3;
+    let clip = 5.0;
+    std::fs::create_dir_all("bench/out")?;
+    let wl = PathBuf::from("bench/out/train_workload.safetensors");
+    Tensor::write_safetensors(
+        &[("features", &cache.pooled), ("rows", &rows), ("tokens", &all_tokens), ("lens", &lens)],
+        &wl,
+    )?;
+    let meta = serde_json::json!({
+        "vocab": cfg.vocab_size, "embed": cfg.embed_dim, "hidden": cfg.hidden_dim,
+        "cell": if cell == CellKind::Lstm { "lstm" } else { "gru" }, "dropout": cfg.dropout,
+        "lr": lr, "clip": clip, "batch_size": batch, "captions": n,
+    });
+    std::fs::write("bench/out/train_workload.safetensors.json", meta.to_string()).context("writing workload")?;
+
+    tch::manual_seed(0);
+    let model = Captioner::new(&cfg, device, false);
+    let mut adam = Adam::new(&model.vs, lr, 0.0);
+    let features = cache.pooled.to_device(device);
+    let all_tokens = all_tokens.to_device(device);
+    let rows = rows.to_device(device);
+    let lens_v: Vec<i64> = items.iter().map(|(_, t)| t.len() as i64).collect();
+    let mut step = |i: usize| -> f64 {
+        let lo = (i * batch) % (n - batch);
+        let len = *lens_v[lo..lo + batch].iter().max().unwrap_or(&2);
+        let r = rows.narrow(0, lo as i64, batch as i64);
+        let t = all_tokens.narrow(0, lo as i64, batch as i64).narrow(1, 0, len); // (B, L)
+        let f = features.index_select(0, &r); // (B, D)
+        let loss = model.decoder.loss(&f, &t, true);
+        adam.zero_grad();
+        loss.backward();
+        adam.clip_grad_norm(clip);
+        adam.step();
+        loss.double_value(&[])
+    };
+    for i in 0..warmup {
+        step(i);
+    }
+    let t0 = Instant::now();
+    for i in warmup..warmup + steps {
+        step(i);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"impl": "captag", "threads": tch::get_num_threads(), "steps": steps,
+                           "captions_per_s": (steps * batch) as f64 / secs})
+    );
+    Ok(())
+}

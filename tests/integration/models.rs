@@ -1,0 +1,174 @@
+//! train / eval / caption on tiny synthetic sets: overfitting, exact resume, checkpoint round
+//! trips and the clear errors for corrupt or mismatched checkpoints and images.
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::common::{bad_input, captag, ok, s, synth};
+
+/// Flags for a small, fast, dropout-free model that can memorise a handful of images.
+fn tiny_flags(decoder: &str) -> Vec<String> {
+    [
+        "--decoder", decoder, "--image-size", "32", "--dropout", "0", "--schedule", "constant", "--early-stop",
+        "0", "--min-count", "1", "--batch-size", "40", "--lr", "5e-3", "--embed", "64", "--hidden", "128",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect()
+}
+
+fn train(data: &Path, out: &Path, decoder: &str, epochs: usize, extra: &[&str]) {
+    let mut args: Vec<String> =
+        vec!["train".into(), "--data".into(), s(data).into(), "--out".into(), s(out).into()];
+    args.extend(["--epochs".to_string(), epochs.to_string()]);
+    args.extend(tiny_flags(decoder));
+    args.extend(extra.iter().map(|x| x.to_string()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&a);
+}
+
+fn train_bleu4(run: &Path, data: &Path) -> f64 {
+    let r: serde_json::Value =
+        serde_json::from_str(&ok(&["eval", s(run), "--data", s(data), "--split", "train", "--json"])).unwrap();
+    r["bleu"]["bleu"][3].as_f64().unwrap()
+}
+
+fn overfit(decoder: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let (data, run) = (t.path().join("data"), t.path().join("run"));
+    synth(&data, 10, 32, "flickr8k");
+    train(&data, &run, decoder, 60, &[]);
+    let b4 = train_bleu4(&run, &data);
+    assert!(b4 >= 0.9, "{decoder} should memorise 8 training images: train BLEU-4 {b4}");
+}
+
+#[test]
+fn overfit_tiny_set_lstm() {
+    overfit("lstm");
+}
+
+#[test]
+fn overfit_tiny_set_gru() {
+    overfit("gru");
+}
+
+/// One trained run shared by the checkpoint tests: (data dir, run dir).
+fn shared_run() -> &'static (PathBuf, PathBuf) {
+    static RUN: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let t = tempfile::tempdir().unwrap().keep();
+        let (data, run) = (t.join("data"), t.join("run"));
+        synth(&data, 12, 32, "flickr8k");
+        train(&data, &run, "lstm", 3, &[]);
+        (data, run)
+    })
+}
+
+fn copy_run(dst: &Path) -> PathBuf {
+    let (_, run) = shared_run();
+    fs::create_dir_all(dst).unwrap();
+    for e in fs::read_dir(run).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    dst.to_path_buf()
+}
+
+#[test]
+fn exact_resume_equals_uninterrupted_training() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    synth(&data, 12, 32, "flickr8k");
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    train(&data, &a, "lstm", 4, &["--dropout", "0.3"]);
+    train(&data, &b, "lstm", 2, &["--dropout", "0.3"]);
+    train(&data, &b, "lstm", 4, &["--dropout", "0.3", "--resume"]);
+    let load = |p: &Path| {
+        let mut v = tch::Tensor::read_safetensors(p.join("last.safetensors")).unwrap();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    let (wa, wb) = (load(&a), load(&b));
+    assert_eq!(wa.len(), wb.len());
+    for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
+        assert_eq!(na, nb);
+        let diff = (ta - tb).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{na} differs by {diff} after resume");
+    }
+    let metrics = |p: &Path| fs::read_to_string(p.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(metrics(&a), 4);
+    assert_eq!(metrics(&b), 4);
+}
+
+#[test]
+fn checkpoint_round_trip_gives_identical_captions() {
+    let (data, run) = shared_run();
+    let dev = data.join("Images");
+    let a = ok(&["caption", s(run), s(&dev), "--json"]);
+    let b = ok(&["caption", s(run), s(&dev), "--beam", "1", "--json"]);
+    assert_eq!(a, b);
+    assert_eq!(a.lines().count(), 12);
+    // eval's predictions come from the same weights: the same caption for the same image.
+    let preds = run.parent().unwrap().join("preds.json");
+    ok(&["eval", s(run), "--data", s(data), "--split", "train", "--predictions", s(&preds)]);
+    let preds: serde_json::Value = serde_json::from_str(&fs::read_to_string(&preds).unwrap()).unwrap();
+    let first = &preds[0];
+    let id = first["image_id"].as_str().unwrap();
+    let line = a.lines().find(|l| l.contains(id)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["caption"], first["caption"]);
+    let beam = ok(&["caption", s(run), s(&dev), "--beam", "3"]);
+    assert_eq!(beam.lines().count(), 12);
+}
+
+#[test]
+fn corrupt_checkpoint_is_a_clear_error() {
+    let t = tempfile::tempdir().unwrap();
+    let run = copy_run(&t.path().join("run"));
+    let (data, _) = shared_run();
+    let w = run.join("model.safetensors");
+    let bytes = fs::read(&w).unwrap();
+    fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
+    let e = bad_input(&["caption", s(&run), s(&data.join("Images"))]);
+    assert!(e.contains("model.safetensors"), "{e}");
+    bad_input(&["caption", s(&t.path().join("nope")), s(&data.join("Images"))]);
+}
+
+#[test]
+fn vocab_or_config_mismatch_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let run = copy_run(&t.path().join("run"));
+    let (data, _) = shared_run();
+    // A resume that asks for another architecture.
+    let e = bad_input(&[
+        "train", "--data", s(data), "--out", s(&run), "--epochs", "4", "--resume", "--decoder", "gru",
+        "--image-size", "32", "--embed", "64", "--hidden", "128",
+    ]);
+    assert!(e.contains("architecture"), "{e}");
+    // A fresh run into an existing run directory.
+    let e = bad_input(&["train", "--data", s(data), "--out", s(&run), "--epochs", "1"]);
+    assert!(e.contains("--resume"), "{e}");
+    // A vocabulary that does not belong to the weights.
+    fs::write(run.join("vocab.json"), r#"{"min_count":1,"words":["<pad>","<start>","<end>","<unk>","a","b"]}"#)
+        .unwrap();
+    let e = bad_input(&["caption", s(&run), s(&data.join("Images"))]);
+    assert!(e.contains("vocab"), "{e}");
+}
+
+#[test]
+fn an_unreadable_image_is_an_error_line_and_the_others_are_captioned() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, run) = shared_run();
+    let dir = t.path().join("imgs");
+    fs::create_dir(&dir).unwrap();
+    fs::copy(data.join("Images/synth_00001.jpg"), dir.join("a.jpg")).unwrap();
+    fs::write(dir.join("b.jpg"), b"\xff\xd8\xff truncated").unwrap();
+    fs::copy(data.join("Images/synth_00002.jpg"), dir.join("c.jpg")).unwrap();
+    let out = captag(&["caption", s(run), s(&dir)]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stderr.contains("b.jpg"), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+}
