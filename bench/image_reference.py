@@ -7,6 +7,7 @@ notebooks use, timed on the same files.
 
 Usage: image_reference.py IMAGES_DIR [N] [--dump-first OUT.f32] [--only-dump]
        image_reference.py --make-large SRC_DIR DST_DIR N
+       image_reference.py --make-parity DST_DIR N
        image_reference.py --report LABEL CAPTAG_OUT.txt PIL_OUT.txt CAPTAG.f32 PIL.f32
 
 Times the first N files (sorted by name) on 1 thread (torch.set_num_threads(1)) and in a
@@ -16,6 +17,9 @@ bench/image_bench.sh reads. --dump-first writes the first image's (3, 224, 224) 
 little-endian, for the numeric comparison with captag. --make-large writes N test JPEGs at
 500x375 (quality 90) resized from SRC_DIR with PIL's bicubic filter, to time a pipeline that
 really resizes (the Flickr8k copy here is already 224x224, so Resize is a no-op on it).
+--make-parity writes N random RGB PNGs of random shapes (1..700 px) with the bytes torchvision
+makes of each (`NAME.rgb`: Resize(s)+CenterCrop(s) or Resize((s, s)) as named), for captag's
+`cargo test --release --lib -- --ignored pillow_parity` (env CAPTAG_PIL_CASES=DST_DIR).
 --report prints the table image_bench.sh shows: rates, ratios, and the largest difference between
 the two first-image tensors.
 """
@@ -80,6 +84,26 @@ def make_large(src, dst, n):
             im.convert("RGB").resize((500, 375), Image.BICUBIC).save(out, quality=90)
 
 
+def make_parity(dst, n):
+    import numpy as np
+
+    os.makedirs(dst, exist_ok=True)
+    rng = np.random.default_rng(7)
+    for i in range(n):
+        w, h = rng.integers(1, 700, 2) if i % 2 else rng.integers(1, 90, 2)
+        s = int(rng.integers(1, 260)) if i % 3 else SIZE
+        if i % 4 < 2:  # noise, or a smooth ramp
+            a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        else:
+            a = ((np.indices((h, w)).sum(0)[..., None] * [3, 5, 7]) % 256).astype(np.uint8)
+        im = Image.fromarray(a, "RGB")
+        mode = "crop" if i % 2 == 0 else "squash"
+        t = T.Compose([T.Resize(s), T.CenterCrop(s)]) if mode == "crop" else T.Resize((s, s))
+        name = os.path.join(dst, f"{i}_{mode}_{s}")
+        im.save(name + ".png")
+        np.asarray(t(im)).tofile(name + ".rgb")
+
+
 def report(label, rs_txt, py_txt, rs_f32, py_f32):
     import numpy as np
 
@@ -109,6 +133,9 @@ def report(label, rs_txt, py_txt, rs_f32, py_f32):
 def main(argv):
     if argv and argv[0] == "--report":
         report(*argv[1:6])
+        return
+    if argv and argv[0] == "--make-parity":
+        make_parity(argv[1], int(argv[2]))
         return
     if argv and argv[0] == "--make-large":
         make_large(argv[1], argv[2], int(argv[3]))

@@ -46,6 +46,9 @@ pub struct TrainState {
     pub step: i64,
     pub lr: f64,
     pub best_bleu4: f64,
+    /// Dev loss of the best epoch (breaks BLEU-4 ties, e.g. 0 = 0 early on).
+    #[serde(default)]
+    pub best_dev_loss: f64,
     pub best_epoch: usize,
     /// Epochs since the best one (plateau schedule and early stopping).
     pub bad_epochs: usize,

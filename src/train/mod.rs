@@ -124,9 +124,12 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         let bleu = prep.dev_bleu(&model, &Decoding::Greedy { max_len: tc.max_words }, sp)?;
         state.epoch += 1;
         state.step = adam.step;
-        let improved = bleu[3] > state.best_bleu4 || state.epoch == 1;
+        let improved = state.epoch == 1
+            || bleu[3] > state.best_bleu4
+            || (bleu[3] == state.best_bleu4 && dev_loss < state.best_dev_loss);
         if improved {
             state.best_bleu4 = bleu[3];
+            state.best_dev_loss = dev_loss;
             state.best_epoch = state.epoch;
             state.bad_epochs = 0;
             best_bleu = bleu;
