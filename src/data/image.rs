@@ -5,7 +5,8 @@
 //! `Resize((size, size))`), and the resampling reproduces Pillow's bilinear resize bit for bit
 //! (`image/resample.rs`), so captag's tensors equal the Python notebooks'
 //! `Resize → CenterCrop → ToTensor → Normalize` up to JPEG-decoder differences (zune-jpeg here,
-//! libjpeg-turbo in PIL; ±1 level on some pixels). Normalization and the HWC → CHW transpose
+//! libjpeg-turbo in PIL: on 4:2:0 files about one byte in six differs, by 1–2 levels, rarely up
+//! to 4; see bench/README.md). Normalization and the HWC → CHW transpose
 //! happen in one pass through per-channel lookup tables computed with torchvision's own `f32`
 //! operations.
 use std::io::Cursor;
@@ -321,10 +322,7 @@ mod tests {
                 Normalization::ImageNet,
                 [-1.946_656_5_f32, 0.205_182_2, 2.552_854_3],
             ),
-            (
-                Normalization::CaffeBgr,
-                [146.061, 11.221_001, -113.68],
-            ),
+            (Normalization::CaffeBgr, [146.061, 11.221_001, -113.68]),
             (
                 Normalization::MinusOneOne,
                 [-0.921_568_63, 0.003_921_628, 0.960_784_3],

@@ -38,8 +38,8 @@ impl ImageBatch {
     /// of the batch failed.
     pub fn to_tensor(&self) -> tch::Tensor {
         let s = self.size as i64;
-        tch::Tensor::from_slice(&self.data).reshape([self.len() as i64, 3, s, s])
         // (B, 3, S, S)
+        tch::Tensor::from_slice(&self.data).reshape([self.len() as i64, 3, s, s])
     }
 
     /// Number of images that loaded.

@@ -129,8 +129,9 @@ fn normalised(logp: f64, len: usize, alpha: f64) -> f64 {
 }
 
 /// Beam search, batched over `n` images. Each image keeps `width` live beams; a candidate ending
-/// in `<end>` is set aside as finished; an image stops when it has `width` finished
-/// hypotheses, and at `max_len` words its live beams are finished as they are.
+/// in `<end>` is set aside as finished; an image stops when it has `width` finished hypotheses
+/// and no live beam can beat them, and at `max_len` words its live beams are finished as they
+/// are.
 pub fn beam<F>(
     n: usize,
     width: usize,
@@ -170,7 +171,7 @@ where
             cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
             let mut kept = Vec::new();
             for (logp, b, w) in cands {
-                if finished[img].len() >= width || kept.len() >= width {
+                if kept.len() >= width {
                     break;
                 }
                 let toks = &beams[b].tokens;
@@ -189,7 +190,13 @@ where
                     kept.push(Beam { tokens, logp });
                 }
             }
-            if finished[img].len() >= width {
+            // Done once `width` hypotheses are finished and no live beam can still beat the best
+            // of them (log-probabilities only fall as words are added; with alpha > 0 this is
+            // the usual heuristic of comparing at the current length).
+            let best_done = finished[img].iter().map(|h| h.score).fold(f64::NEG_INFINITY, f64::max);
+            let live_best =
+                kept.iter().map(|b| normalised(b.logp, b.tokens.len(), alpha)).fold(f64::NEG_INFINITY, f64::max);
+            if finished[img].len() >= width && live_best <= best_done {
                 // Done: drop this image's live rows again.
                 let drop = kept.len();
                 next_parents.truncate(next_parents.len() - drop);

@@ -80,3 +80,33 @@ impl Captioner {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EncoderKind;
+    use crate::model::rnn::CellKind;
+    use crate::train::checkpoint::{load_vars, save_vars};
+
+    #[test]
+    fn save_then_load_gives_identical_captions() {
+        let dir = tempfile::tempdir().unwrap();
+        for cell in [CellKind::Lstm, CellKind::Gru] {
+            let cfg = ModelConfig::preset(EncoderKind::SmallCnn, false, cell, 20);
+            tch::manual_seed(1);
+            let a = Captioner::new(&cfg, Device::Cpu, true);
+            let images = Tensor::randn([3, 3, 64, 64], (Kind::Float, Device::Cpu));
+            let feats = a.encode(&images, false).unwrap(); // (3, D)
+            let dec = Decoding::Beam { width: 3, max_len: 8, alpha: 0.0 };
+            let sp = Specials { start: 1, end: 2 };
+            let before = a.generate(&feats, &dec, sp, 2).unwrap();
+            let path = dir.path().join("m.safetensors");
+            save_vars(&a.vs, &path).unwrap();
+            tch::manual_seed(2); // a different random init, overwritten by the load
+            let mut b = Captioner::new(&cfg, Device::Cpu, true);
+            load_vars(&mut b.vs, &path).unwrap();
+            let feats_b = b.encode(&images, false).unwrap();
+            assert_eq!(before, b.generate(&feats_b, &dec, sp, 2).unwrap());
+        }
+    }
+}
