@@ -16,6 +16,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod fsio;
 pub mod infer;
 pub mod model;
 pub mod text;

@@ -582,16 +582,13 @@ fn decode_errors(paths: &[&Path]) -> Vec<Option<String>> {
     out
 }
 
+/// Why an image cannot be used, via the same decoder training uses (which also rejects
+/// truncated JPEGs that the `image` crate alone would grey-fill).
 fn decode_error(p: &Path) -> Option<String> {
     // Decoders are fuzzed but not promised panic-free; a panicking file is just unreadable.
-    let r = std::panic::catch_unwind(|| -> std::result::Result<(), String> {
-        let reader = ::image::ImageReader::open(p).map_err(|e| e.to_string())?;
-        let reader = reader.with_guessed_format().map_err(|e| e.to_string())?;
-        reader.decode().map(|_| ()).map_err(|e| e.to_string())
-    });
-    match r {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e),
+    match std::panic::catch_unwind(|| crate::data::image::decode_rgb(p)) {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("decoder panicked".to_string()),
     }
 }

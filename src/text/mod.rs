@@ -7,4 +7,4 @@ pub mod vocab;
 
 pub use hashtag::{extract_tags, Tagged};
 pub use tokenize::tokenize;
-pub use vocab::{write_atomic, Vocab};
+pub use vocab::Vocab;

@@ -4,7 +4,6 @@
 //! File format: `{"min_count": N, "words": ["<pad>", "<start>", "<end>", "<unk>", ...]}`; a plain
 //! JSON list of words is accepted on load too (min_count then reads as 1).
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -155,7 +154,7 @@ impl Vocab {
         let json = serde_json::to_vec_pretty(&file).map_err(|e| {
             Error::invalid(format!("{}: cannot encode vocabulary: {e}", path.display()))
         })?;
-        write_atomic(path, &json)
+        crate::fsio::write_atomic(path, &json, true)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -196,35 +195,6 @@ impl Vocab {
         }
         Ok(vocab)
     }
-}
-
-/// Write `bytes` to `path` so that a crash leaves either the old file or the new one: a temp
-/// file in the same directory (same file system, so the rename is atomic), fsync, rename, and a
-/// best-effort fsync of the directory so the rename itself is durable.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{}: not a file path", path.display())))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

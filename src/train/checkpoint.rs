@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tch::{nn::VarStore, Tensor};
@@ -55,22 +55,8 @@ pub struct TrainState {
     pub stopped_early: bool,
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
-fn fsync_rename(tmp: &Path, path: &Path) -> Result<()> {
-    fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(tmp, e))?;
-    fs::rename(tmp, path).map_err(|e| Error::io(path, e))
-}
-
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    fsync_rename(&tmp, path)
+    crate::fsio::write_atomic(path, bytes, true)
 }
 
 pub fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<()> {
@@ -84,10 +70,10 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 pub fn write_tensors(named: &[(String, Tensor)], path: &Path) -> Result<()> {
-    let tmp = tmp_path(path);
+    let tmp = crate::fsio::tmp_path(path);
     Tensor::write_safetensors(named, &tmp)
         .map_err(|e| Error::invalid(format!("{}: cannot write tensors: {e}", tmp.display())))?;
-    fsync_rename(&tmp, path)
+    crate::fsio::commit(&tmp, path, true)
 }
 
 pub fn save_vars(vs: &VarStore, path: &Path) -> Result<()> {
@@ -181,15 +167,5 @@ mod tests {
         let b = Fingerprint::default().update(b"a").update(b"bc").hex();
         assert_ne!(a, b);
         assert_eq!(a, Fingerprint::default().update(b"ab").update(b"c").hex());
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.json");
-        atomic_write(&p, b"one").unwrap();
-        atomic_write(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -150,9 +150,9 @@ fn clip8(acc: i32) -> u8 {
 
 /// Resizes `img` to `g.resized` and returns only the `size × size` window at (`g.x0`, `g.y0`),
 /// as packed RGB. Each pass is skipped when its axis keeps its length, as Pillow skips it, and
-/// the passes run in Pillow's order: since Pillow 12, vertical first when the height shrinks by
-/// more than twice as many pixels as the width (`ImagingResampleInner`); the order matters
-/// because each pass rounds to `u8`.
+/// the passes run in Pillow 13's order (`ImagingResampleInner`): vertical first when the height
+/// shrinks by more than twice as many pixels as the width, else horizontal first (older Pillow
+/// releases always went horizontal first). The order matters because each pass rounds to `u8`.
 pub(super) fn resample_crop(img: &RgbImage, g: &Geometry, size: u32) -> Vec<u8> {
     let (w, h) = img.dimensions();
     let (rw, rh) = g.resized;

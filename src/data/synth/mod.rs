@@ -10,7 +10,6 @@ pub mod draw;
 pub mod scene;
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
@@ -188,23 +187,6 @@ fn image_rel(layout: SynthLayout, index: usize) -> String {
     }
 }
 
-/// Writes `bytes` to a temporary sibling, syncs it if `durable`, then renames it over `path`: a
-/// reader never sees a half-written file.
-fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    if durable {
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    }
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
 fn is_ours(name: &str) -> bool {
     const TOP: [&str; 6] = [
         "captions.txt",
@@ -285,7 +267,7 @@ fn write_marker(out: &Path, cfg: &SynthConfig, summary: Option<&SynthSummary>) -
     let mut json = serde_json::to_vec_pretty(&marker)
         .map_err(|e| Error::invalid(format!("cannot serialize {MARKER}: {e}")))?;
     json.push(b'\n');
-    write_atomic(&out.join(MARKER), &json, true)
+    crate::fsio::write_atomic(&out.join(MARKER), &json, true)
 }
 
 /// Builds and writes images `0..count` on a few threads (contiguous index ranges, each image from
@@ -307,7 +289,7 @@ fn write_images(out: &Path, cfg: &SynthConfig) -> Result<Vec<Item>> {
                             if let Some(jpeg) = &jpeg {
                                 // Not fsynced: one sync per image would dominate the run time, and
                                 // `synth.json` stays `complete: false` until everything is written.
-                                write_atomic(&out.join(image_rel(cfg.layout, i)), jpeg, false)?;
+                                crate::fsio::write_atomic(&out.join(image_rel(cfg.layout, i)), jpeg, false)?;
                             }
                             Ok(Item {
                                 has_image: jpeg.is_some(),
@@ -376,9 +358,9 @@ fn write_flickr8k(out: &Path, cfg: &SynthConfig, items: &[Item]) -> Result<Synth
     ];
     for (file, part) in files.iter().zip(&splits) {
         let text: String = part.iter().map(|&i| name(i) + "\n").collect();
-        write_atomic(&out.join(file), text.as_bytes(), true)?;
+        crate::fsio::write_atomic(&out.join(file), text.as_bytes(), true)?;
     }
-    write_atomic(&out.join("captions.txt"), &bytes, true)?;
+    crate::fsio::write_atomic(&out.join("captions.txt"), &bytes, true)?;
     Ok(SynthSummary {
         out: out.to_path_buf(),
         layout: SynthLayout::Flickr8k,
@@ -396,7 +378,7 @@ fn write_instagram(out: &Path, items: &[Item]) -> Result<SynthSummary> {
         vec![(i + 1).to_string(), format!("img/insta{}", i + 1), caption]
     });
     let bytes = csv_bytes(&["Sr No", "Image File", "Caption"], rows)?;
-    write_atomic(&out.join("captions_csv.csv"), &bytes, true)?;
+    crate::fsio::write_atomic(&out.join("captions_csv.csv"), &bytes, true)?;
     let missing = items.iter().filter(|it| !it.has_image).count();
     Ok(SynthSummary {
         out: out.to_path_buf(),
