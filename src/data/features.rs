@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::EncoderKind;
 use crate::data::image::Preprocess;
-use crate::data::loader::BatchLoader;
+use crate::data::loader::{BatchLoader, THREADS_BESIDE_MODEL};
 use crate::model::Encoder;
 use crate::train::checkpoint::Fingerprint;
 use crate::{Error, Result};
@@ -62,7 +62,7 @@ pub fn extract(
 ) -> Result<Extracted> {
     let paths: Vec<PathBuf> = images.iter().map(|(_, p)| p.clone()).collect();
     let (mut ids, mut pooled, mut grids, mut failed) = (vec![], vec![], vec![], vec![]);
-    for batch in BatchLoader::new(paths, *pre, batch_size, 0) {
+    for batch in BatchLoader::new(paths, *pre, batch_size, THREADS_BESIDE_MODEL) {
         for (i, reason) in &batch.failed {
             failed.push((images[*i].0.clone(), reason.clone()));
         }

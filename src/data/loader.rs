@@ -20,6 +20,11 @@ use super::image::{load_chw_into, Preprocess};
 /// built and the one the caller holds, at most `PREFETCH + 2` batches exist at once.
 const PREFETCH: usize = 2;
 
+/// Decoding threads to use while the consuming thread runs a network: one thread decodes
+/// ~1,400 Flickr8k images/s, far more than a CNN consumes on a CPU, and a second one would only
+/// compete with libtorch's own threads for the cores.
+pub const THREADS_BESIDE_MODEL: usize = 1;
+
 /// A batch of preprocessed images, in input order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageBatch {

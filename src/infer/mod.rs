@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Tensor};
 
-use crate::data::loader::BatchLoader;
+use crate::data::loader::{BatchLoader, THREADS_BESIDE_MODEL};
 use crate::model::captioner::Captioner;
 use crate::text::vocab::{Vocab, END, START};
 use crate::train::checkpoint::{self, RunConfig};
@@ -74,7 +74,7 @@ impl Loaded {
     /// Pooled features `(N, D)` for image files; failures are returned per input index.
     pub fn features(&self, paths: &[PathBuf], batch: usize) -> Result<(Tensor, Vec<usize>, Vec<(usize, String)>)> {
         let (mut feats, mut ok, mut failed) = (vec![], vec![], vec![]);
-        for b in BatchLoader::new(paths.to_vec(), self.run.model.preprocess, batch, 0) {
+        for b in BatchLoader::new(paths.to_vec(), self.run.model.preprocess, batch, THREADS_BESIDE_MODEL) {
             failed.extend(b.failed.iter().cloned());
             if b.indices.is_empty() {
                 continue;
