@@ -162,3 +162,58 @@ impl SmallCnn {
         (pooled, x)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// `name<TAB>shape` lines written by `notebooks/export_torchvision.py --list` from
+    /// torchvision 0.26 (`vgg19(weights=None).state_dict()`, `squeezenet1_1(...).features`).
+    fn fixture(name: &str) -> BTreeMap<String, Vec<i64>> {
+        let path = format!("{}/tests/fixtures/torchvision/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| {
+                let (n, shape) = l.split_once('\t').unwrap();
+                (n.to_string(), shape.split(',').map(|d| d.parse().unwrap()).collect())
+            })
+            .collect()
+    }
+
+    fn ours(build: impl FnOnce(nn::Path)) -> BTreeMap<String, Vec<i64>> {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        build(vs.root());
+        vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect()
+    }
+
+    #[test]
+    fn vgg19_has_torchvision_names_and_shapes() {
+        let ours = ours(|p| {
+            Vgg19::new(p);
+        });
+        assert_eq!(ours, fixture("vgg19"));
+    }
+
+    #[test]
+    fn squeezenet_has_torchvision_names_and_shapes() {
+        let ours = ours(|p| {
+            SqueezeNet::new(p);
+        });
+        assert_eq!(ours, fixture("squeezenet1_1"));
+    }
+
+    #[test]
+    fn encoders_give_the_documented_shapes() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let sq = SqueezeNet::new(vs.root() / "sq");
+        let (pooled, grid) = sq.forward_t(&Tensor::zeros([2, 3, 224, 224], tch::kind::FLOAT_CPU), false);
+        assert_eq!(pooled.size(), [2, SqueezeNet::POOLED_DIM]);
+        assert_eq!(grid.size(), [2, 512, 13, 13]);
+        let cnn = SmallCnn::new(vs.root() / "cnn");
+        let (pooled, _) = cnn.forward_t(&Tensor::zeros([2, 3, 64, 64], tch::kind::FLOAT_CPU), false);
+        assert_eq!(pooled.size(), [2, SmallCnn::POOLED_DIM]);
+    }
+}
