@@ -304,6 +304,9 @@ pub struct EvalArgs {
     /// Where to write the predictions (COCO results JSON); default CHECKPOINT/predictions_SPLIT.json.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    /// Feature cache of this checkpoint's frozen encoder over DATA (skips running the encoder).
+    #[arg(long)]
+    pub features: Option<PathBuf>,
     /// Use the last epoch's weights instead of the best.
     #[arg(long)]
     pub last: bool,
@@ -334,7 +337,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "checkpoints/demo")]
     pub out: PathBuf,
     /// Training epochs.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 8)]
     pub epochs: usize,
     /// Number of synthetic images.
     #[arg(long, default_value_t = 1000)]

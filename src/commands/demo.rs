@@ -55,7 +55,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
 
     let loaded = crate::infer::load_checkpoint(&run, ctx.device, false)?;
     let opts = job.load.clone();
-    let greedy = crate::eval::runner::evaluate(&loaded, &data, &opts, Split::Test, &Decoding::Greedy { max_len: 20 }, BleuMode::Coco)?;
+    let greedy = crate::eval::runner::evaluate(&loaded, &data, &opts, Split::Test, &Decoding::Greedy { max_len: 20 }, BleuMode::Coco, None)?;
     let beam = crate::eval::runner::evaluate(
         &loaded,
         &data,
@@ -63,6 +63,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         Split::Test,
         &Decoding::Beam { width: 3, max_len: 20, alpha: 0.0 },
         BleuMode::Coco,
+        None,
     )?;
     let ds = crate::data::load(&data, &opts)?;
     let train_caps: Vec<Vec<String>> = ds

@@ -113,7 +113,9 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     let loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
     let dec = decoding(&a.decode)?;
     let split = a.split.into();
-    let r = crate::eval::runner::evaluate(&loaded, &a.data, &load_options(ctx, &a.dataset), split, &dec, a.mode.into())?;
+    let cache = a.features.as_deref().map(crate::data::features::FeatureCache::load).transpose()?;
+    let opts = load_options(ctx, &a.dataset);
+    let r = crate::eval::runner::evaluate(&loaded, &a.data, &opts, split, &dec, a.mode.into(), cache.as_ref())?;
     let out = a.predictions.clone().unwrap_or_else(|| a.checkpoint.join(format!("predictions_{split}.json")));
     checkpoint::write_json(&r.predictions, &out)?;
     if a.json {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::bleu::{corpus_bleu, BleuMode, BleuScores};
+use crate::data::features::FeatureCache;
 use crate::data::{LoadOptions, Split};
 use crate::infer::decoding::Decoding;
 use crate::infer::Loaded;
@@ -38,6 +39,7 @@ pub fn evaluate(
     split: Split,
     decoding: &Decoding,
     mode: BleuMode,
+    features: Option<&FeatureCache>,
 ) -> Result<EvalReport> {
     let t0 = std::time::Instant::now();
     let ds = crate::data::load(data, load)?;
@@ -46,7 +48,26 @@ pub fn evaluate(
         return Err(Error::invalid(format!("{}: no images in the {split} split", data.display())));
     }
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
-    let results = loaded.caption_files(&paths, decoding)?;
+    let results = match features {
+        Some(cache) => {
+            // The cache must hold exactly this checkpoint's encoder over this dataset.
+            let ids: Vec<String> = crate::train::prepare::image_list(&ds).into_iter().map(|(id, _)| id).collect();
+            let m = &loaded.run.model;
+            let want = crate::data::features::fingerprint(
+                m.encoder,
+                loaded.run.encoder_fingerprint.as_deref().unwrap_or_default(),
+                &m.preprocess,
+                &ids,
+            );
+            if !m.frozen_encoder || cache.fingerprint != want {
+                return Err(Error::invalid(
+                    "--features: the cache was not computed by this checkpoint's encoder on this dataset",
+                ));
+            }
+            loaded.caption_cached(cache, &samples.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), decoding)?
+        }
+        None => loaded.caption_files(&paths, decoding)?,
+    };
     let (mut hyps, mut refs, mut predictions, mut unreadable) = (vec![], vec![], vec![], 0);
     for (s, r) in samples.iter().zip(results) {
         match r.caption {

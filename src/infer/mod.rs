@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Tensor};
 
+use crate::data::features::FeatureCache;
 use crate::data::loader::{BatchLoader, THREADS_BESIDE_MODEL};
 use crate::model::captioner::Captioner;
 use crate::text::vocab::{Vocab, END, START};
@@ -89,6 +90,26 @@ impl Loaded {
             Tensor::cat(&feats, 0)
         };
         Ok((feats, ok, failed))
+    }
+
+    /// Caption images by id from a feature cache (ids missing from it get an error entry).
+    pub fn caption_cached(&self, cache: &FeatureCache, ids: &[String], decoding: &Decoding) -> Result<Vec<Captioned>> {
+        let index = cache.index();
+        let rows: Vec<Option<i64>> = ids.iter().map(|id| index.get(id.as_str()).copied()).collect();
+        let present: Vec<i64> = rows.iter().flatten().copied().collect();
+        let feats = cache.pooled.index_select(0, &Tensor::from_slice(&present)); // (N, D)
+        let mut hyps = self.model.generate(&feats, decoding, SPECIALS, 64)?.into_iter();
+        Ok(ids
+            .iter()
+            .zip(rows)
+            .map(|(id, row)| Captioned {
+                path: PathBuf::from(id),
+                caption: match (row, row.and(hyps.next())) {
+                    (Some(_), Some(h)) => Ok(Caption { words: self.vocab.decode(&h.tokens), logp: h.logp }),
+                    _ => Err("not in the feature cache".to_string()),
+                },
+            })
+            .collect())
     }
 
     /// Caption every file; unreadable files get an error entry, the others are captioned.
