@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use captag::config::{EncoderKind, ModelConfig};
-use captag::data::{LoadOptions, Split};
 use captag::data::features::FeatureCache;
+use captag::data::{LoadOptions, Split};
 use captag::model::captioner::Captioner;
 use captag::model::rnn::CellKind;
 use captag::text::{tokenize, Vocab};
@@ -23,9 +23,16 @@ use captag::train::{pad_batch, prepare::encode_caption};
 use tch::{Device, Tensor};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let flag = |name: &str, default: &str| -> String {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or(default.to_string())
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or(default.to_string())
     };
     let pos: Vec<&String> = {
         let mut v = vec![];
@@ -43,7 +50,9 @@ fn main() -> anyhow::Result<()> {
     };
     let (data, feats) = match pos.as_slice() {
         [d, f, ..] => (PathBuf::from(d), PathBuf::from(f)),
-        _ => anyhow::bail!("usage: train_throughput DATA FEATURES [--steps N] [--batch B] [--cell lstm|gru]"),
+        _ => anyhow::bail!(
+            "usage: train_throughput DATA FEATURES [--steps N] [--batch B] [--cell lstm|gru]"
+        ),
     };
     let steps: usize = flag("--steps", "200").parse()?;
     let warmup = 10;
@@ -61,13 +70,24 @@ fn main() -> anyhow::Result<()> {
     let ds = captag::data::load(&data, &LoadOptions::default())?;
     let cache = FeatureCache::load(&feats)?;
     let index: HashMap<&str, i64> = cache.index();
-    let train: Vec<_> = ds.samples.iter().filter(|s| s.split == Split::Train).collect();
-    let tokens: Vec<Vec<String>> = train.iter().flat_map(|s| s.captions.iter().map(|c| tokenize(c))).collect();
+    let train: Vec<_> = ds
+        .samples
+        .iter()
+        .filter(|s| s.split == Split::Train)
+        .collect();
+    let tokens: Vec<Vec<String>> = train
+        .iter()
+        .flat_map(|s| s.captions.iter().map(|c| tokenize(c)))
+        .collect();
     let vocab = Vocab::build(&tokens, 5);
     let mut items: Vec<(i64, Vec<i64>)> = vec![];
     for s in &train {
         if let Some(&r) = index.get(s.id.as_str()) {
-            items.extend(s.captions.iter().map(|c| (r, encode_caption(&vocab, c, 30))));
+            items.extend(
+                s.captions
+                    .iter()
+                    .map(|c| (r, encode_caption(&vocab, c, 30))),
+            );
         }
     }
     use rand::seq::SliceRandom;
@@ -78,7 +98,12 @@ fn main() -> anyhow::Result<()> {
     let seqs: Vec<&[i64]> = items.iter().map(|(_, t)| t.as_slice()).collect();
     let all_tokens = pad_batch(&seqs); // (N, Lmax)
     let rows = Tensor::from_slice(&items.iter().map(|(r, _)| *r).collect::<Vec<_>>());
-    let lens = Tensor::from_slice(&items.iter().map(|(_, t)| t.len() as i64).collect::<Vec<_>>());
+    let lens = Tensor::from_slice(
+        &items
+            .iter()
+            .map(|(_, t)| t.len() as i64)
+            .collect::<Vec<_>>(),
+    );
 
     let mut cfg = ModelConfig::preset(cache.encoder, true, cell, vocab.len() as i64);
     if cache.encoder == EncoderKind::SmallCnn {
@@ -90,7 +115,12 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all("bench/out")?;
     let wl = PathBuf::from("bench/out/train_workload.safetensors");
     Tensor::write_safetensors(
-        &[("features", &cache.pooled), ("rows", &rows), ("tokens", &all_tokens), ("lens", &lens)],
+        &[
+            ("features", &cache.pooled),
+            ("rows", &rows),
+            ("tokens", &all_tokens),
+            ("lens", &lens),
+        ],
         &wl,
     )?;
     let meta = serde_json::json!({
@@ -98,7 +128,11 @@ fn main() -> anyhow::Result<()> {
         "cell": if cell == CellKind::Lstm { "lstm" } else { "gru" }, "dropout": cfg.dropout,
         "lr": lr, "clip": clip, "batch_size": batch, "captions": n,
     });
-    std::fs::write("bench/out/train_workload.safetensors.json", meta.to_string()).context("writing workload")?;
+    std::fs::write(
+        "bench/out/train_workload.safetensors.json",
+        meta.to_string(),
+    )
+    .context("writing workload")?;
 
     tch::manual_seed(0);
     let model = Captioner::new(&cfg, device, false);
@@ -111,7 +145,9 @@ fn main() -> anyhow::Result<()> {
         let lo = (i * batch) % (n - batch);
         let len = *lens_v[lo..lo + batch].iter().max().unwrap_or(&2);
         let r = rows.narrow(0, lo as i64, batch as i64);
-        let t = all_tokens.narrow(0, lo as i64, batch as i64).narrow(1, 0, len); // (B, L)
+        let t = all_tokens
+            .narrow(0, lo as i64, batch as i64)
+            .narrow(1, 0, len); // (B, L)
         let f = features.index_select(0, &r); // (B, D)
         let loss = model.decoder.loss(&f, &t, true);
         adam.zero_grad();

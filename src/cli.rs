@@ -8,7 +8,11 @@ use crate::config::{EncoderKind, ImageFeed};
 use crate::model::rnn::CellKind;
 
 #[derive(Debug, Parser)]
-#[command(name = "captag", version, about = "Train, evaluate and run image-captioning and hashtag models on libtorch")]
+#[command(
+    name = "captag",
+    version,
+    about = "Train, evaluate and run image-captioning and hashtag models on libtorch"
+)]
 pub struct Cli {
     /// Where tensors live: auto (a GPU when there is one), cpu, cuda, or cuda:N.
     #[arg(long, global = true, default_value = "auto")]
@@ -99,9 +103,15 @@ pub enum FormatArg {
 }
 
 fn parse_ratios(s: &str) -> Result<[f64; 3], String> {
-    let v: Vec<f64> = s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
     match v.as_slice() {
-        [a, b, c] if *a >= 0.0 && *b >= 0.0 && *c >= 0.0 && (a + b + c - 1.0).abs() < 1e-6 => Ok([*a, *b, *c]),
+        [a, b, c] if *a >= 0.0 && *b >= 0.0 && *c >= 0.0 && (a + b + c - 1.0).abs() < 1e-6 => {
+            Ok([*a, *b, *c])
+        }
         _ => Err("expected three non-negative numbers summing to 1, e.g. 0.8,0.1,0.1".into()),
     }
 }

@@ -91,7 +91,12 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// Named presets: sizes that train well for each encoder on its typical data.
-    pub fn preset(encoder: EncoderKind, frozen_encoder: bool, decoder: CellKind, vocab_size: i64) -> Self {
+    pub fn preset(
+        encoder: EncoderKind,
+        frozen_encoder: bool,
+        decoder: CellKind,
+        vocab_size: i64,
+    ) -> Self {
         let (embed_dim, hidden_dim, dropout) = match encoder {
             EncoderKind::SmallCnn => (128, 256, 0.2),
             EncoderKind::Squeezenet1_1 | EncoderKind::Vgg19 => (256, 512, 0.5),
@@ -144,9 +149,15 @@ impl ModelConfig {
 pub enum Schedule {
     Constant,
     /// Multiply by `gamma` every `every` epochs.
-    Step { every: usize, gamma: f64 },
+    Step {
+        every: usize,
+        gamma: f64,
+    },
     /// Multiply by `factor` after `patience` epochs without a better dev BLEU-4.
-    Plateau { patience: usize, factor: f64 },
+    Plateau {
+        patience: usize,
+        factor: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -173,7 +184,10 @@ impl Default for TrainConfig {
             batch_size: 64,
             lr: 2e-3,
             clip: 5.0,
-            schedule: Schedule::Plateau { patience: 2, factor: 0.5 },
+            schedule: Schedule::Plateau {
+                patience: 2,
+                factor: 0.5,
+            },
             early_stop: 4,
             min_count: 5,
             max_words: 30,

@@ -7,7 +7,10 @@ use crate::{Error, Result};
 
 /// The temporary sibling `path` is staged in (same directory, so the rename is atomic).
 pub fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }
 
@@ -15,7 +18,9 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// directory so the rename itself survives a crash.
 pub fn commit(tmp: &Path, path: &Path, durable: bool) -> Result<()> {
     if durable {
-        std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(tmp, e))?;
+        std::fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(tmp, e))?;
     }
     if let Err(e) = std::fs::rename(tmp, path) {
         let _ = std::fs::remove_file(tmp);

@@ -6,7 +6,10 @@ fn main() {
     let cli = captag::cli::Cli::parse();
     if let Err(e) = captag::commands::run(cli) {
         eprintln!("error: {e:#}");
-        let internal = matches!(e.downcast_ref::<captag::Error>(), Some(captag::Error::Torch(_)));
+        let internal = matches!(
+            e.downcast_ref::<captag::Error>(),
+            Some(captag::Error::Torch(_))
+        );
         std::process::exit(if internal { 1 } else { 2 });
     }
 }

@@ -17,12 +17,23 @@ use crate::text::tokenize;
 pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
     let data = a.out.join("data");
     let run = a.out.join("run");
-    let cfg = SynthConfig { count: a.count, seed: ctx.seed, layout: SynthLayout::Flickr8k, ..SynthConfig::default() };
+    let cfg = SynthConfig {
+        count: a.count,
+        seed: ctx.seed,
+        layout: SynthLayout::Flickr8k,
+        ..SynthConfig::default()
+    };
     let s = generate(&data, &cfg)?;
-    println!("1. synthesized {} images with {} captions in {}", s.images, s.captions, data.display());
+    println!(
+        "1. synthesized {} images with {} captions in {}",
+        s.images,
+        s.captions,
+        data.display()
+    );
 
     if run.exists() {
-        std::fs::remove_dir_all(&run).with_context(|| format!("removing the previous demo run {}", run.display()))?;
+        std::fs::remove_dir_all(&run)
+            .with_context(|| format!("removing the previous demo run {}", run.display()))?;
     }
     let args = TrainArgs {
         data: data.clone(),
@@ -46,22 +57,46 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         dropout: None,
         feed: ImageFeed::FirstInput,
         image_size: None,
-        dataset: DataArgs { format: None, ratios: [0.8, 0.1, 0.1] },
+        dataset: DataArgs {
+            format: None,
+            ratios: [0.8, 0.1, 0.1],
+        },
     };
-    println!("2. training small-cnn + LSTM for {} epochs into {}", a.epochs, run.display());
+    println!(
+        "2. training small-cnn + LSTM for {} epochs into {}",
+        a.epochs,
+        run.display()
+    );
     let job = super::model::train_job(ctx, &args)?;
     let summary = crate::train::run(&job)?;
-    println!("   trained in {:.0}s, best dev BLEU-4 {:.2} (epoch {})", summary.seconds, 100.0 * summary.best_bleu[3], summary.best_epoch);
+    println!(
+        "   trained in {:.0}s, best dev BLEU-4 {:.2} (epoch {})",
+        summary.seconds,
+        100.0 * summary.best_bleu[3],
+        summary.best_epoch
+    );
 
     let loaded = crate::infer::load_checkpoint(&run, ctx.device, false)?;
     let opts = job.load.clone();
-    let greedy = crate::eval::runner::evaluate(&loaded, &data, &opts, Split::Test, &Decoding::Greedy { max_len: 20 }, BleuMode::Coco, None)?;
+    let greedy = crate::eval::runner::evaluate(
+        &loaded,
+        &data,
+        &opts,
+        Split::Test,
+        &Decoding::Greedy { max_len: 20 },
+        BleuMode::Coco,
+        None,
+    )?;
     let beam = crate::eval::runner::evaluate(
         &loaded,
         &data,
         &opts,
         Split::Test,
-        &Decoding::Beam { width: 3, max_len: 20, alpha: 0.0 },
+        &Decoding::Beam {
+            width: 3,
+            max_len: 20,
+            alpha: 0.0,
+        },
         BleuMode::Coco,
         None,
     )?;
@@ -72,8 +107,15 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         .filter(|s| s.split == Split::Train)
         .flat_map(|s| s.captions.iter().map(|c| tokenize(c)))
         .collect();
-    let test: Vec<_> = ds.samples.iter().filter(|s| s.split == Split::Test).collect();
-    let refs: Vec<Vec<Vec<String>>> = test.iter().map(|s| s.captions.iter().map(|c| tokenize(c)).collect()).collect();
+    let test: Vec<_> = ds
+        .samples
+        .iter()
+        .filter(|s| s.split == Split::Test)
+        .collect();
+    let refs: Vec<Vec<Vec<String>>> = test
+        .iter()
+        .map(|s| s.captions.iter().map(|c| tokenize(c)).collect())
+        .collect();
     let prior = baselines::prior_caption(&train_caps);
     let prior_bleu = baselines::constant_bleu(&prior, &refs, BleuMode::Coco)?;
     let ceiling = baselines::human_ceiling(&refs, BleuMode::Coco)?;
@@ -81,17 +123,38 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
     println!(
         "{}",
         bleu_table(&[
-            (format!("caption prior (\"{}\")", prior.join(" ")), prior_bleu.bleu),
+            (
+                format!("caption prior (\"{}\")", prior.join(" ")),
+                prior_bleu.bleu
+            ),
             ("small-cnn + LSTM, greedy".to_string(), greedy.bleu.bleu),
             ("small-cnn + LSTM, beam 3".to_string(), beam.bleu.bleu),
-            ("human ceiling (5 refs, leave-one-out)".to_string(), ceiling.bleu),
+            (
+                "human ceiling (5 refs, leave-one-out)".to_string(),
+                ceiling.bleu
+            ),
         ])
     );
     println!("4. captions for a few test images:");
     for (p, s) in greedy.predictions.iter().zip(&test).take(5) {
-        println!("   {}\n     captag:    {}\n     reference: {}", s.path.display(), p.caption, s.captions[0]);
+        println!(
+            "   {}\n     captag:    {}\n     reference: {}",
+            s.path.display(),
+            p.caption,
+            s.captions[0]
+        );
     }
-    let verdict = if greedy.bleu.bleu[3] > prior_bleu.bleu[3] { "beats" } else { "does NOT beat" };
-    println!("The trained model {verdict} the caption prior on BLEU-4. Try: captag caption {} {}", run.display(), test.first().map(|s| s.path.display().to_string()).unwrap_or_default());
+    let verdict = if greedy.bleu.bleu[3] > prior_bleu.bleu[3] {
+        "beats"
+    } else {
+        "does NOT beat"
+    };
+    println!(
+        "The trained model {verdict} the caption prior on BLEU-4. Try: captag caption {} {}",
+        run.display(),
+        test.first()
+            .map(|s| s.path.display().to_string())
+            .unwrap_or_default()
+    );
     Ok(())
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use tch::Device;
 
-use crate::cli::{BleuModeArg, Cli, Command, DataArgs, DataCommand, FormatArg, LayoutArg, SplitArg, VocabCommand};
+use crate::cli::{
+    BleuModeArg, Cli, Command, DataArgs, DataCommand, FormatArg, LayoutArg, SplitArg, VocabCommand,
+};
 use crate::data::{Format, LoadOptions, Split};
 use crate::eval::bleu::BleuMode;
 use crate::text::tokenize;
@@ -24,14 +26,28 @@ pub struct Ctx {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Ctx { device: parse_device(&cli.device)?, seed: cli.seed, quiet: cli.quiet, verbose: cli.verbose };
+    let ctx = Ctx {
+        device: parse_device(&cli.device)?,
+        seed: cli.seed,
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
     tch::manual_seed(cli.seed as i64);
     match cli.command {
         Command::Synth(a) => synth(&ctx, &a),
-        Command::Data(DataCommand::Stats { dir, data, verify, json }) => stats(&ctx, &dir, &data, verify, json),
-        Command::Vocab(VocabCommand::Build { dir, out, min_count, split, data }) => {
-            vocab_build(&ctx, &dir, &out, min_count, split, &data)
-        }
+        Command::Data(DataCommand::Stats {
+            dir,
+            data,
+            verify,
+            json,
+        }) => stats(&ctx, &dir, &data, verify, json),
+        Command::Vocab(VocabCommand::Build {
+            dir,
+            out,
+            min_count,
+            split,
+            data,
+        }) => vocab_build(&ctx, &dir, &out, min_count, split, &data),
         Command::Bleu(a) => bleu(&ctx, &a),
         Command::Features(a) => model::features(&ctx, &a),
         Command::Train(a) => model::train(&ctx, &a),
@@ -47,7 +63,10 @@ pub fn parse_device(s: &str) -> anyhow::Result<Device> {
             bail!("--device {s}: no CUDA device is available (use --device cpu or auto)");
         }
         if i >= tch::Cuda::device_count() as usize {
-            bail!("--device {s}: only {} CUDA device(s)", tch::Cuda::device_count());
+            bail!(
+                "--device {s}: only {} CUDA device(s)",
+                tch::Cuda::device_count()
+            );
         }
         Ok(Device::Cuda(i))
     };
@@ -96,10 +115,19 @@ pub fn load_options(ctx: &Ctx, a: &DataArgs) -> LoadOptions {
 }
 
 /// Load a dataset and say on one line what was skipped (every item with `-v`).
-pub fn load_dataset(ctx: &Ctx, dir: &Path, opts: &LoadOptions) -> anyhow::Result<crate::data::Dataset> {
+pub fn load_dataset(
+    ctx: &Ctx,
+    dir: &Path,
+    opts: &LoadOptions,
+) -> anyhow::Result<crate::data::Dataset> {
     let ds = crate::data::load(dir, opts)?;
     if !ctx.quiet {
-        eprintln!("{}: {} images, {}", dir.display(), ds.samples.len(), ds.skipped.summary());
+        eprintln!(
+            "{}: {} images, {}",
+            dir.display(),
+            ds.samples.len(),
+            ds.skipped.summary()
+        );
     }
     if ctx.verbose {
         for (r, d) in &ds.skipped.items {
@@ -122,7 +150,12 @@ fn synth(ctx: &Ctx, a: &crate::cli::SynthArgs) -> anyhow::Result<()> {
         noise: !a.no_noise,
     };
     let s = generate(&a.out, &cfg)?;
-    println!("wrote {} images and {} captions to {}", s.images, s.captions, a.out.display());
+    println!(
+        "wrote {} images and {} captions to {}",
+        s.images,
+        s.captions,
+        a.out.display()
+    );
     Ok(())
 }
 
@@ -140,19 +173,37 @@ fn stats(ctx: &Ctx, dir: &Path, data: &DataArgs, verify: bool, json: bool) -> an
     Ok(())
 }
 
-fn vocab_build(ctx: &Ctx, dir: &Path, out: &Path, min_count: usize, split: SplitArg, data: &DataArgs) -> anyhow::Result<()> {
+fn vocab_build(
+    ctx: &Ctx,
+    dir: &Path,
+    out: &Path,
+    min_count: usize,
+    split: SplitArg,
+    data: &DataArgs,
+) -> anyhow::Result<()> {
     let mut opts = load_options(ctx, data);
     opts.keep_missing = true;
     let ds = load_dataset(ctx, dir, &opts)?;
     let split: Split = split.into();
-    let tokens: Vec<Vec<String>> =
-        ds.samples.iter().filter(|s| s.split == split).flat_map(|s| s.captions.iter().map(|c| tokenize(c))).collect();
+    let tokens: Vec<Vec<String>> = ds
+        .samples
+        .iter()
+        .filter(|s| s.split == split)
+        .flat_map(|s| s.captions.iter().map(|c| tokenize(c)))
+        .collect();
     if tokens.is_empty() {
         bail!("{}: no captions in the {split} split", dir.display());
     }
     let vocab = Vocab::build(&tokens, min_count);
-    vocab.save(out).with_context(|| format!("writing {}", out.display()))?;
-    println!("{} words (min count {min_count}, {} captions of the {split} split) written to {}", vocab.len(), tokens.len(), out.display());
+    vocab
+        .save(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{} words (min count {min_count}, {} captions of the {split} split) written to {}",
+        vocab.len(),
+        tokens.len(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -169,7 +220,11 @@ fn bleu(ctx: &Ctx, a: &crate::cli::BleuArgs) -> anyhow::Result<()> {
             opts.keep_missing = true;
             let ds = load_dataset(ctx, &a.references, &opts)?;
             let split: Split = a.split.into();
-            ds.samples.iter().filter(|s| s.split == split).map(|s| (s.id.clone(), s.captions.clone())).collect()
+            ds.samples
+                .iter()
+                .filter(|s| s.split == split)
+                .map(|s| (s.id.clone(), s.captions.clone()))
+                .collect()
         };
     let order: Vec<String> = refs.keys().cloned().collect();
     let paired = bleu_io::pair_predictions(preds, &refs, Some(&order))?;
@@ -179,7 +234,10 @@ fn bleu(ctx: &Ctx, a: &crate::cli::BleuArgs) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
-        println!("{}", bleu_table(&[(format!("{} hypotheses", hyps.len()), s.bleu)]));
+        println!(
+            "{}",
+            bleu_table(&[(format!("{} hypotheses", hyps.len()), s.bleu)])
+        );
     }
     Ok(())
 }
@@ -209,9 +267,9 @@ pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 .with_context(|| format!("reading {}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
-                    f.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+                    f.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")
+                    })
                 })
                 .collect();
             v.sort();
@@ -221,7 +279,14 @@ pub fn collect_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     if out.is_empty() {
-        bail!("no images found in {}", inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no images found in {}",
+            inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(out)
 }

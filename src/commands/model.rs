@@ -19,7 +19,17 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
     let bar = training::progress(ctx.quiet, list.len() as u64, "features");
     let t0 = std::time::Instant::now();
-    let mut ex = features::extract(enc, a.encoder, &weights_fp, &model.preprocess, &list, a.batch_size, ctx.device, a.grid, &bar)?;
+    let mut ex = features::extract(
+        enc,
+        a.encoder,
+        &weights_fp,
+        &model.preprocess,
+        &list,
+        a.batch_size,
+        ctx.device,
+        a.grid,
+        &bar,
+    )?;
     bar.finish_and_clear();
     ex.cache.fingerprint = features::fingerprint(a.encoder, &weights_fp, &model.preprocess, &ids);
     for (id, why) in &ex.failed {
@@ -59,8 +69,14 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         clip: a.clip,
         schedule: match a.schedule {
             ScheduleArg::Constant => Schedule::Constant,
-            ScheduleArg::Step => Schedule::Step { every: 5, gamma: 0.5 },
-            ScheduleArg::Plateau => Schedule::Plateau { patience: 2, factor: 0.5 },
+            ScheduleArg::Step => Schedule::Step {
+                every: 5,
+                gamma: 0.5,
+            },
+            ScheduleArg::Plateau => Schedule::Plateau {
+                patience: 2,
+                factor: 0.5,
+            },
         },
         early_stop: a.early_stop,
         min_count: a.min_count,
@@ -113,10 +129,25 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     let loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
     let dec = decoding(&a.decode)?;
     let split = a.split.into();
-    let cache = a.features.as_deref().map(crate::data::features::FeatureCache::load).transpose()?;
+    let cache = a
+        .features
+        .as_deref()
+        .map(crate::data::features::FeatureCache::load)
+        .transpose()?;
     let opts = load_options(ctx, &a.dataset);
-    let r = crate::eval::runner::evaluate(&loaded, &a.data, &opts, split, &dec, a.mode.into(), cache.as_ref())?;
-    let out = a.predictions.clone().unwrap_or_else(|| a.checkpoint.join(format!("predictions_{split}.json")));
+    let r = crate::eval::runner::evaluate(
+        &loaded,
+        &a.data,
+        &opts,
+        split,
+        &dec,
+        a.mode.into(),
+        cache.as_ref(),
+    )?;
+    let out = a
+        .predictions
+        .clone()
+        .unwrap_or_else(|| a.checkpoint.join(format!("predictions_{split}.json")));
     checkpoint::write_json(&r.predictions, &out)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -125,8 +156,17 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
             Decoding::Greedy { .. } => "greedy".to_string(),
             Decoding::Beam { width, .. } => format!("beam {width}"),
         };
-        println!("{} images of {split} ({} unreadable), {name}, {} mode, {:.1}s", r.images, r.unreadable, r.mode.as_str(), r.seconds);
-        println!("{}", bleu_table(&[(a.checkpoint.display().to_string(), r.bleu.bleu)]));
+        println!(
+            "{} images of {split} ({} unreadable), {name}, {} mode, {:.1}s",
+            r.images,
+            r.unreadable,
+            r.mode.as_str(),
+            r.seconds
+        );
+        println!(
+            "{}",
+            bleu_table(&[(a.checkpoint.display().to_string(), r.bleu.bleu)])
+        );
         println!("predictions: {}", out.display());
     }
     Ok(())

@@ -152,4 +152,3 @@ pub(crate) fn sniff_file(path: &Path) -> Result<Format> {
     }
     Err(unrecognized())
 }
-

@@ -28,9 +28,15 @@ pub struct FeatureCache {
 }
 
 /// What a cache must have been computed from.
-pub fn fingerprint(encoder: EncoderKind, weights_fp: &str, pre: &Preprocess, ids: &[String]) -> String {
+pub fn fingerprint(
+    encoder: EncoderKind,
+    weights_fp: &str,
+    pre: &Preprocess,
+    ids: &[String],
+) -> String {
     let mut f = Fingerprint::default();
-    f.update(encoder.as_str().as_bytes()).update(weights_fp.as_bytes());
+    f.update(encoder.as_str().as_bytes())
+        .update(weights_fp.as_bytes());
     f.update(serde_json::to_string(pre).unwrap_or_default().as_bytes());
     let mut sorted: Vec<&String> = ids.iter().collect();
     sorted.sort();
@@ -79,11 +85,23 @@ pub fn extract(
         ids.extend(batch.indices.iter().map(|&i| images[i].0.clone()));
     }
     if ids.is_empty() {
-        return Err(Error::invalid("no image could be decoded: nothing to extract features from"));
+        return Err(Error::invalid(
+            "no image could be decoded: nothing to extract features from",
+        ));
     }
     let fp = fingerprint(kind, weights_fp, pre, &ids);
-    let grid = if keep_grid { Some(Tensor::cat(&grids, 0)) } else { None };
-    let cache = FeatureCache { fingerprint: fp, encoder: kind, ids, pooled: Tensor::cat(&pooled, 0), grid };
+    let grid = if keep_grid {
+        Some(Tensor::cat(&grids, 0))
+    } else {
+        None
+    };
+    let cache = FeatureCache {
+        fingerprint: fp,
+        encoder: kind,
+        ids,
+        pooled: Tensor::cat(&pooled, 0),
+        grid,
+    };
     Ok(Extracted { cache, failed })
 }
 
@@ -100,12 +118,14 @@ impl FeatureCache {
         let grid = self.grid.as_ref().map(to_bytes).transpose()?;
         let mut views = vec![(
             "pooled".to_string(),
-            TensorView::new(Dtype::F32, dims(&self.pooled), &pooled).map_err(|e| Error::invalid(e.to_string()))?,
+            TensorView::new(Dtype::F32, dims(&self.pooled), &pooled)
+                .map_err(|e| Error::invalid(e.to_string()))?,
         )];
         if let (Some(g), Some(bytes)) = (&self.grid, &grid) {
             views.push((
                 "grid".to_string(),
-                TensorView::new(Dtype::F32, dims(g), bytes).map_err(|e| Error::invalid(e.to_string()))?,
+                TensorView::new(Dtype::F32, dims(g), bytes)
+                    .map_err(|e| Error::invalid(e.to_string()))?,
             ));
         }
         let ids = serde_json::to_string(&self.ids).map_err(|e| Error::invalid(e.to_string()))?;
@@ -123,21 +143,35 @@ impl FeatureCache {
 
     pub fn load(path: &Path) -> Result<FeatureCache> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let bad = |m: &str| Error::invalid(format!("{}: not a captag feature cache: {m}", path.display()));
+        let bad = |m: &str| {
+            Error::invalid(format!(
+                "{}: not a captag feature cache: {m}",
+                path.display()
+            ))
+        };
         let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(&e.to_string()))?;
         let meta = meta.metadata().clone().ok_or_else(|| bad("no metadata"))?;
         if meta.get("format").map(String::as_str) != Some("captag-features-1") {
             return Err(bad("missing format tag"));
         }
-        let get = |k: &str| meta.get(k).cloned().ok_or_else(|| bad(&format!("no `{k}`")));
-        let ids: Vec<String> = serde_json::from_str(&get("ids")?).map_err(|e| bad(&e.to_string()))?;
-        let encoder: EncoderKind = serde_json::from_value(serde_json::Value::String(get("encoder")?))
-            .map_err(|e| bad(&e.to_string()))?;
+        let get = |k: &str| {
+            meta.get(k)
+                .cloned()
+                .ok_or_else(|| bad(&format!("no `{k}`")))
+        };
+        let ids: Vec<String> =
+            serde_json::from_str(&get("ids")?).map_err(|e| bad(&e.to_string()))?;
+        let encoder: EncoderKind =
+            serde_json::from_value(serde_json::Value::String(get("encoder")?))
+                .map_err(|e| bad(&e.to_string()))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(&e.to_string()))?;
         let tensor = |name: &str| -> Result<Tensor> {
             let v = st.tensor(name).map_err(|e| bad(&e.to_string()))?;
-            let floats: Vec<f32> =
-                v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let floats: Vec<f32> = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             let shape: Vec<i64> = v.shape().iter().map(|&d| d as i64).collect();
             Ok(Tensor::from_slice(&floats).reshape(shape))
         };
@@ -145,12 +179,26 @@ impl FeatureCache {
         if pooled.size().first().copied() != Some(ids.len() as i64) {
             return Err(bad("row count differs from the id list"));
         }
-        let grid = if st.names().iter().any(|n| *n == "grid") { Some(tensor("grid")?) } else { None };
-        Ok(FeatureCache { fingerprint: get("fingerprint")?, encoder, ids, pooled, grid })
+        let grid = if st.names().iter().any(|n| *n == "grid") {
+            Some(tensor("grid")?)
+        } else {
+            None
+        };
+        Ok(FeatureCache {
+            fingerprint: get("fingerprint")?,
+            encoder,
+            ids,
+            pooled,
+            grid,
+        })
     }
 
     /// Row of every id (for aligning samples with features).
     pub fn index(&self) -> HashMap<&str, i64> {
-        self.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i as i64)).collect()
+        self.ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i as i64))
+            .collect()
     }
 }

@@ -447,8 +447,8 @@ fn decode_error(p: &Path) -> Option<String> {
 }
 
 mod detect;
-pub(crate) use detect::{existing, parent_dir, read_text, sorted_entries};
 use detect::resolve;
+pub(crate) use detect::{existing, parent_dir, read_text, sorted_entries};
 pub mod features;
 pub mod flickr8k;
 pub mod image;

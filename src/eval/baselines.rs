@@ -20,7 +20,11 @@ pub fn prior_caption(train_captions: &[Vec<String>]) -> Vec<String> {
 }
 
 /// BLEU of giving `caption` to every image.
-pub fn constant_bleu(caption: &[String], refs: &[Vec<Vec<String>>], mode: BleuMode) -> Result<BleuScores> {
+pub fn constant_bleu(
+    caption: &[String],
+    refs: &[Vec<Vec<String>>],
+    mode: BleuMode,
+) -> Result<BleuScores> {
     let hyps = vec![caption.to_vec(); refs.len()];
     corpus_bleu(&hyps, refs, mode)
 }
@@ -32,7 +36,13 @@ pub fn human_ceiling(refs: &[Vec<Vec<String>>], mode: BleuMode) -> Result<BleuSc
     for r in refs.iter().filter(|r| r.len() >= 2) {
         for i in 0..r.len() {
             hyps.push(r[i].clone());
-            others.push(r.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, x)| x.clone()).collect::<Vec<_>>());
+            others.push(
+                r.iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, x)| x.clone())
+                    .collect::<Vec<_>>(),
+            );
         }
     }
     corpus_bleu(&hyps, &others, mode)
@@ -57,7 +67,10 @@ mod tests {
         let refs = vec![vec![toks("a red circle on the left"); 3]];
         let s = human_ceiling(&refs, BleuMode::Coco).unwrap();
         assert!((s.bleu[3] - 1.0).abs() < 1e-9);
-        let refs = vec![vec![toks("a red circle on the left"), toks("two blue squares above it")]];
+        let refs = vec![vec![
+            toks("a red circle on the left"),
+            toks("two blue squares above it"),
+        ]];
         assert!(human_ceiling(&refs, BleuMode::Coco).unwrap().bleu[0] < 0.5);
     }
 }

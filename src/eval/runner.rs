@@ -45,17 +45,27 @@ pub fn evaluate(
     let ds = crate::data::load(data, load)?;
     let samples: Vec<_> = ds.samples.iter().filter(|s| s.split == split).collect();
     if samples.is_empty() {
-        return Err(Error::invalid(format!("{}: no images in the {split} split", data.display())));
+        return Err(Error::invalid(format!(
+            "{}: no images in the {split} split",
+            data.display()
+        )));
     }
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
     let results = match features {
         Some(cache) => {
             // The cache must hold exactly this checkpoint's encoder over this dataset.
-            let ids: Vec<String> = crate::train::prepare::image_list(&ds).into_iter().map(|(id, _)| id).collect();
+            let ids: Vec<String> = crate::train::prepare::image_list(&ds)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
             let m = &loaded.run.model;
             let want = crate::data::features::fingerprint(
                 m.encoder,
-                loaded.run.encoder_fingerprint.as_deref().unwrap_or_default(),
+                loaded
+                    .run
+                    .encoder_fingerprint
+                    .as_deref()
+                    .unwrap_or_default(),
                 &m.preprocess,
                 &ids,
             );
@@ -64,7 +74,11 @@ pub fn evaluate(
                     "--features: the cache was not computed by this checkpoint's encoder on this dataset",
                 ));
             }
-            loaded.caption_cached(cache, &samples.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), decoding)?
+            loaded.caption_cached(
+                cache,
+                &samples.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+                decoding,
+            )?
         }
         None => loaded.caption_files(&paths, decoding)?,
     };
@@ -72,7 +86,10 @@ pub fn evaluate(
     for (s, r) in samples.iter().zip(results) {
         match r.caption {
             Ok(c) => {
-                predictions.push(Prediction { image_id: s.id.clone(), caption: c.text() });
+                predictions.push(Prediction {
+                    image_id: s.id.clone(),
+                    caption: c.text(),
+                });
                 hyps.push(c.words);
                 refs.push(s.captions.iter().map(|c| tokenize(c)).collect::<Vec<_>>());
             }
@@ -80,7 +97,9 @@ pub fn evaluate(
         }
     }
     if hyps.is_empty() {
-        return Err(Error::invalid(format!("no image of the {split} split could be decoded")));
+        return Err(Error::invalid(format!(
+            "no image of the {split} split could be decoded"
+        )));
     }
     let bleu = corpus_bleu(&hyps, &refs, mode)?;
     Ok(EvalReport {

@@ -12,10 +12,16 @@ use crate::Result;
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Decoding {
-    Greedy { max_len: usize },
+    Greedy {
+        max_len: usize,
+    },
     /// Beam search; finished hypotheses are ranked by `logp / len^alpha` (`alpha = 0`: raw
     /// log-probability, which favours short captions; `alpha = 1`: per-word average).
-    Beam { width: usize, max_len: usize, alpha: f64 },
+    Beam {
+        width: usize,
+        max_len: usize,
+        alpha: f64,
+    },
 }
 
 impl Decoding {
@@ -24,7 +30,11 @@ impl Decoding {
         if width <= 1 {
             Decoding::Greedy { max_len }
         } else {
-            Decoding::Beam { width, max_len, alpha }
+            Decoding::Beam {
+                width,
+                max_len,
+                alpha,
+            }
         }
     }
 }
@@ -51,7 +61,11 @@ where
 {
     match *decoding {
         Decoding::Greedy { max_len } => greedy(n, max_len, sp, step),
-        Decoding::Beam { width, max_len, alpha } => beam(n, width, max_len, alpha, sp, step),
+        Decoding::Beam {
+            width,
+            max_len,
+            alpha,
+        } => beam(n, width, max_len, alpha, sp, step),
     }
 }
 
@@ -60,8 +74,13 @@ pub fn greedy<F>(n: usize, max_len: usize, sp: Specials, mut step: F) -> Result<
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
-    let mut hyps: Vec<Hypothesis> =
-        (0..n).map(|_| Hypothesis { tokens: vec![], logp: 0.0, score: 0.0 }).collect();
+    let mut hyps: Vec<Hypothesis> = (0..n)
+        .map(|_| Hypothesis {
+            tokens: vec![],
+            logp: 0.0,
+            score: 0.0,
+        })
+        .collect();
     let mut live: Vec<usize> = (0..n).collect(); // image of each row
     let mut parents: Vec<usize> = (0..n).collect();
     let mut tokens = vec![sp.start; n];
@@ -146,7 +165,13 @@ where
     let width = width.max(1);
     let mut finished: Vec<Vec<Hypothesis>> = vec![vec![]; n];
     // Rows are grouped by image: `live[img]` holds that image's beams in row order.
-    let mut live: Vec<Vec<Beam>> = vec![vec![Beam { tokens: vec![], logp: 0.0 }]; n];
+    let mut live: Vec<Vec<Beam>> = vec![
+        vec![Beam {
+            tokens: vec![],
+            logp: 0.0
+        }];
+        n
+    ];
     let mut parents: Vec<usize> = (0..n).collect();
     let mut tokens = vec![sp.start; n];
     for t in 0..=max_len {
@@ -177,11 +202,19 @@ where
                 let toks = &beams[b].tokens;
                 if w == sp.end {
                     let score = normalised(logp, toks.len() + 1, alpha);
-                    finished[img].push(Hypothesis { tokens: toks.clone(), logp, score });
+                    finished[img].push(Hypothesis {
+                        tokens: toks.clone(),
+                        logp,
+                        score,
+                    });
                 } else if t == max_len {
                     // Out of room: the beam ends here without `<end>`.
                     let score = normalised(beams[b].logp, toks.len(), alpha);
-                    finished[img].push(Hypothesis { tokens: toks.clone(), logp: beams[b].logp, score });
+                    finished[img].push(Hypothesis {
+                        tokens: toks.clone(),
+                        logp: beams[b].logp,
+                        score,
+                    });
                 } else {
                     let mut tokens = toks.clone();
                     tokens.push(w);
@@ -193,9 +226,14 @@ where
             // Done once `width` hypotheses are finished and no live beam can still beat the best
             // of them (log-probabilities only fall as words are added; with alpha > 0 this is
             // the usual heuristic of comparing at the current length).
-            let best_done = finished[img].iter().map(|h| h.score).fold(f64::NEG_INFINITY, f64::max);
-            let live_best =
-                kept.iter().map(|b| normalised(b.logp, b.tokens.len(), alpha)).fold(f64::NEG_INFINITY, f64::max);
+            let best_done = finished[img]
+                .iter()
+                .map(|h| h.score)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let live_best = kept
+                .iter()
+                .map(|b| normalised(b.logp, b.tokens.len(), alpha))
+                .fold(f64::NEG_INFINITY, f64::max);
             if finished[img].len() >= width && live_best <= best_done {
                 // Done: drop this image's live rows again.
                 let drop = kept.len();
@@ -213,7 +251,11 @@ where
         .map(|hs| {
             hs.into_iter()
                 .max_by(|a, b| a.score.total_cmp(&b.score))
-                .unwrap_or(Hypothesis { tokens: vec![], logp: f64::NEG_INFINITY, score: f64::NEG_INFINITY })
+                .unwrap_or(Hypothesis {
+                    tokens: vec![],
+                    logp: f64::NEG_INFINITY,
+                    score: f64::NEG_INFINITY,
+                })
         })
         .collect())
 }
@@ -228,7 +270,10 @@ mod tests {
     /// `table[prev]` = probabilities over the vocabulary.
     fn bigram(table: Vec<Vec<f32>>) -> impl FnMut(&[usize], &[i64]) -> Result<Vec<f32>> {
         move |_parents, tokens| {
-            Ok(tokens.iter().flat_map(|&t| table[t as usize].iter().map(|p| p.ln())).collect())
+            Ok(tokens
+                .iter()
+                .flat_map(|&t| table[t as usize].iter().map(|p| p.ln()))
+                .collect())
         }
     }
 
@@ -271,14 +316,24 @@ mod tests {
     #[test]
     fn end_handling_and_max_len() {
         // Never ends: both decoders stop at max_len words, without <end>.
-        let table = vec![vec![1e-9, 1e-9, 1.0], vec![1e-9, 1e-9, 1.0], vec![1e-9, 1e-9, 1.0]];
+        let table = vec![
+            vec![1e-9, 1e-9, 1.0],
+            vec![1e-9, 1e-9, 1.0],
+            vec![1e-9, 1e-9, 1.0],
+        ];
         let g = greedy(2, 4, SP, bigram(table.clone())).unwrap();
         let b = beam(2, 3, 4, 0.0, SP, bigram(table)).unwrap();
         assert_eq!(g[0].tokens, vec![2; 4]);
         assert_eq!(b[1].tokens, vec![2; 4]);
         // Immediate <end>: empty caption, <end> itself is never part of the tokens.
-        let table = vec![vec![1e-9, 1.0, 1e-9], vec![1e-9, 1.0, 1e-9], vec![1e-9, 1.0, 1e-9]];
-        assert!(beam(1, 2, 4, 0.0, SP, bigram(table)).unwrap()[0].tokens.is_empty());
+        let table = vec![
+            vec![1e-9, 1.0, 1e-9],
+            vec![1e-9, 1.0, 1e-9],
+            vec![1e-9, 1.0, 1e-9],
+        ];
+        assert!(beam(1, 2, 4, 0.0, SP, bigram(table)).unwrap()[0]
+            .tokens
+            .is_empty());
     }
 
     #[test]
@@ -290,7 +345,10 @@ mod tests {
             assert_eq!(parents.len(), tokens.len());
             assert!(parents.iter().all(|&p| p < prev_rows));
             prev_rows = tokens.len();
-            Ok(tokens.iter().flat_map(|_| [0.1f32, 0.2, 0.3, 0.4].map(f32::ln)).collect())
+            Ok(tokens
+                .iter()
+                .flat_map(|_| [0.1f32, 0.2, 0.3, 0.4].map(f32::ln))
+                .collect())
         };
         let out = beam(2, 3, 6, 0.7, SP, step).unwrap();
         assert_eq!(out.len(), 2);

@@ -23,14 +23,20 @@ pub struct Loaded {
     pub model: Captioner,
 }
 
-pub const SPECIALS: Specials = Specials { start: START, end: END };
+pub const SPECIALS: Specials = Specials {
+    start: START,
+    end: END,
+};
 
 /// Open `dir` (a run directory) and load its best weights (`model.safetensors`), or
 /// `last.safetensors` with `last = true`.
 pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded> {
     let cfg_path = dir.join(checkpoint::CONFIG);
     if !cfg_path.is_file() {
-        return Err(Error::invalid(format!("{}: not a captag run directory (no config.json)", dir.display())));
+        return Err(Error::invalid(format!(
+            "{}: not a captag run directory (no config.json)",
+            dir.display()
+        )));
     }
     let run: RunConfig = checkpoint::read_json(&cfg_path)?;
     run.model.validate()?;
@@ -44,12 +50,21 @@ pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded>
         )));
     }
     let mut model = Captioner::new(&run.model, device, true);
-    let weights = dir.join(if last { checkpoint::LAST } else { checkpoint::BEST });
+    let weights = dir.join(if last {
+        checkpoint::LAST
+    } else {
+        checkpoint::BEST
+    });
     checkpoint::load_vars(&mut model.vs, &weights)?;
     if let Some(fvs) = model.frozen_vs.as_mut() {
         checkpoint::load_vars(fvs, &dir.join(checkpoint::ENCODER))?;
     }
-    Ok(Loaded { dir: dir.to_path_buf(), run, vocab, model })
+    Ok(Loaded {
+        dir: dir.to_path_buf(),
+        run,
+        vocab,
+        model,
+    })
 }
 
 /// The result for one input file: its caption, or why it could not be read.
@@ -73,9 +88,18 @@ impl Caption {
 
 impl Loaded {
     /// Pooled features `(N, D)` for image files; failures are returned per input index.
-    pub fn features(&self, paths: &[PathBuf], batch: usize) -> Result<(Tensor, Vec<usize>, Vec<(usize, String)>)> {
+    pub fn features(
+        &self,
+        paths: &[PathBuf],
+        batch: usize,
+    ) -> Result<(Tensor, Vec<usize>, Vec<(usize, String)>)> {
         let (mut feats, mut ok, mut failed) = (vec![], vec![], vec![]);
-        for b in BatchLoader::new(paths.to_vec(), self.run.model.preprocess, batch, THREADS_BESIDE_MODEL) {
+        for b in BatchLoader::new(
+            paths.to_vec(),
+            self.run.model.preprocess,
+            batch,
+            THREADS_BESIDE_MODEL,
+        ) {
             failed.extend(b.failed.iter().cloned());
             if b.indices.is_empty() {
                 continue;
@@ -93,19 +117,33 @@ impl Loaded {
     }
 
     /// Caption images by id from a feature cache (ids missing from it get an error entry).
-    pub fn caption_cached(&self, cache: &FeatureCache, ids: &[String], decoding: &Decoding) -> Result<Vec<Captioned>> {
+    pub fn caption_cached(
+        &self,
+        cache: &FeatureCache,
+        ids: &[String],
+        decoding: &Decoding,
+    ) -> Result<Vec<Captioned>> {
         let index = cache.index();
-        let rows: Vec<Option<i64>> = ids.iter().map(|id| index.get(id.as_str()).copied()).collect();
+        let rows: Vec<Option<i64>> = ids
+            .iter()
+            .map(|id| index.get(id.as_str()).copied())
+            .collect();
         let present: Vec<i64> = rows.iter().flatten().copied().collect();
         let feats = cache.pooled.index_select(0, &Tensor::from_slice(&present)); // (N, D)
-        let mut hyps = self.model.generate(&feats, decoding, SPECIALS, 64)?.into_iter();
+        let mut hyps = self
+            .model
+            .generate(&feats, decoding, SPECIALS, 64)?
+            .into_iter();
         Ok(ids
             .iter()
             .zip(rows)
             .map(|(id, row)| Captioned {
                 path: PathBuf::from(id),
                 caption: match (row, row.and(hyps.next())) {
-                    (Some(_), Some(h)) => Ok(Caption { words: self.vocab.decode(&h.tokens), logp: h.logp }),
+                    (Some(_), Some(h)) => Ok(Caption {
+                        words: self.vocab.decode(&h.tokens),
+                        logp: h.logp,
+                    }),
                     _ => Err("not in the feature cache".to_string()),
                 },
             })
@@ -115,15 +153,23 @@ impl Loaded {
     /// Caption every file; unreadable files get an error entry, the others are captioned.
     pub fn caption_files(&self, paths: &[PathBuf], decoding: &Decoding) -> Result<Vec<Captioned>> {
         let (feats, ok, failed) = self.features(paths, 32)?;
-        let mut out: Vec<Captioned> =
-            paths.iter().map(|p| Captioned { path: p.clone(), caption: Err(String::new()) }).collect();
+        let mut out: Vec<Captioned> = paths
+            .iter()
+            .map(|p| Captioned {
+                path: p.clone(),
+                caption: Err(String::new()),
+            })
+            .collect();
         for (i, why) in failed {
             out[i].caption = Err(why);
         }
         if !ok.is_empty() {
             let hyps = self.model.generate(&feats, decoding, SPECIALS, 64)?;
             for (i, h) in ok.into_iter().zip(hyps) {
-                out[i].caption = Ok(Caption { words: self.vocab.decode(&h.tokens), logp: h.logp });
+                out[i].caption = Ok(Caption {
+                    words: self.vocab.decode(&h.tokens),
+                    logp: h.logp,
+                });
             }
         }
         Ok(out)

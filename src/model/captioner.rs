@@ -36,7 +36,13 @@ impl Captioner {
         } else {
             (None, None)
         };
-        Captioner { cfg: cfg.clone(), vs, decoder, encoder, frozen_vs }
+        Captioner {
+            cfg: cfg.clone(),
+            vs,
+            decoder,
+            encoder,
+            frozen_vs,
+        }
     }
 
     pub fn device(&self) -> Device {
@@ -45,7 +51,10 @@ impl Captioner {
 
     /// Preprocessed images `(B,3,S,S)` ⇒ pooled features `(B,D)`.
     pub fn encode(&self, images: &Tensor, train: bool) -> Result<Tensor> {
-        let enc = self.encoder.as_ref().ok_or_else(|| Error::invalid("this model was built without its image encoder"))?;
+        let enc = self
+            .encoder
+            .as_ref()
+            .ok_or_else(|| Error::invalid("this model was built without its image encoder"))?;
         let images = images.to_device(self.device());
         Ok(if self.cfg.frozen_encoder {
             tch::no_grad(|| enc.forward_t(&images, false).pooled)
@@ -55,7 +64,13 @@ impl Captioner {
     }
 
     /// Captions for pooled features `(N,D)`, decoded in chunks of `chunk` images.
-    pub fn generate(&self, features: &Tensor, decoding: &Decoding, sp: Specials, chunk: usize) -> Result<Vec<Hypothesis>> {
+    pub fn generate(
+        &self,
+        features: &Tensor,
+        decoding: &Decoding,
+        sp: Specials,
+        chunk: usize,
+    ) -> Result<Vec<Hypothesis>> {
         let n = features.size()[0];
         let mut out = Vec::with_capacity(n as usize);
         let mut start = 0;
@@ -97,7 +112,11 @@ mod tests {
             let a = Captioner::new(&cfg, Device::Cpu, true);
             let images = Tensor::randn([3, 3, 64, 64], (Kind::Float, Device::Cpu));
             let feats = a.encode(&images, false).unwrap(); // (3, D)
-            let dec = Decoding::Beam { width: 3, max_len: 8, alpha: 0.0 };
+            let dec = Decoding::Beam {
+                width: 3,
+                max_len: 8,
+                alpha: 0.0,
+            };
             let sp = Specials { start: 1, end: 2 };
             let before = a.generate(&feats, &dec, sp, 2).unwrap();
             let path = dir.path().join("m.safetensors");

@@ -5,7 +5,17 @@
 use tch::{nn, Tensor};
 
 fn conv(p: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
-    nn::conv2d(p, i, o, k, nn::ConvConfig { stride, padding, ..Default::default() })
+    nn::conv2d(
+        p,
+        i,
+        o,
+        k,
+        nn::ConvConfig {
+            stride,
+            padding,
+            ..Default::default()
+        },
+    )
 }
 
 /// torchvision `vgg19` (configuration "E"): 16 conv layers, 3 FC layers.
@@ -16,8 +26,9 @@ pub struct Vgg19 {
     fc: [nn::Linear; 3],
 }
 
-const VGG19_CFG: [i64; 21] =
-    [64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0];
+const VGG19_CFG: [i64; 21] = [
+    64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0,
+];
 
 impl Vgg19 {
     pub const POOLED_DIM: i64 = 4096;
@@ -55,7 +66,9 @@ impl Vgg19 {
             };
         }
         let grid = x.shallow_clone(); // (B, 512, H/16, W/16)
-        let x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false).adaptive_avg_pool2d([7, 7]);
+        let x = x
+            .max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
+            .adaptive_avg_pool2d([7, 7]);
         let x = x.flatten(1, -1); // (B, 25088)
         let x = x.apply(&self.fc[0]).relu().dropout(0.5, train);
         let x = x.apply(&self.fc[1]).relu(); // (B, 4096)
@@ -81,7 +94,13 @@ impl Fire {
     }
     fn forward(&self, xs: &Tensor) -> Tensor {
         let s = xs.apply(&self.squeeze).relu();
-        Tensor::cat(&[s.apply(&self.expand1x1).relu(), s.apply(&self.expand3x3).relu()], 1)
+        Tensor::cat(
+            &[
+                s.apply(&self.expand1x1).relu(),
+                s.apply(&self.expand3x3).relu(),
+            ],
+            1,
+        )
     }
 }
 
@@ -109,9 +128,14 @@ impl SqueezeNet {
             (11, 384, 64, 256),
             (12, 512, 64, 256),
         ];
-        let fires =
-            spec.iter().map(|&(i, cin, s, e)| (i, Fire::new(&f / i, cin, s, e, e))).collect();
-        SqueezeNet { conv1: conv(&f / 0, 3, 64, 3, 2, 0), fires }
+        let fires = spec
+            .iter()
+            .map(|&(i, cin, s, e)| (i, Fire::new(&f / i, cin, s, e, e)))
+            .collect();
+        SqueezeNet {
+            conv1: conv(&f / 0, 3, 64, 3, 2, 0),
+            fires,
+        }
     }
 
     /// `xs (B,3,224,224)` ⇒ (global average `(B,512)`, grid `(B,512,13,13)`).
@@ -146,7 +170,10 @@ impl SmallCnn {
         let mut blocks = Vec::new();
         for (i, &c) in SMALL_CNN_CHANNELS.iter().enumerate() {
             let b = &p / format!("block{i}");
-            blocks.push((conv(&b / "conv", cin, c, 3, 1, 1), nn::batch_norm2d(&b / "bn", c, Default::default())));
+            blocks.push((
+                conv(&b / "conv", cin, c, 3, 1, 1),
+                nn::batch_norm2d(&b / "bn", c, Default::default()),
+            ));
             cin = c;
         }
         SmallCnn { blocks }
@@ -171,14 +198,20 @@ mod tests {
     /// `name<TAB>shape` lines written by `notebooks/export_torchvision.py --list` from
     /// torchvision 0.26 (`vgg19(weights=None).state_dict()`, `squeezenet1_1(...).features`).
     fn fixture(name: &str) -> BTreeMap<String, Vec<i64>> {
-        let path = format!("{}/tests/fixtures/torchvision/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/torchvision/{name}.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read_to_string(path)
             .unwrap()
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .map(|l| {
                 let (n, shape) = l.split_once('\t').unwrap();
-                (n.to_string(), shape.split(',').map(|d| d.parse().unwrap()).collect())
+                (
+                    n.to_string(),
+                    shape.split(',').map(|d| d.parse().unwrap()).collect(),
+                )
             })
             .collect()
     }
@@ -186,7 +219,10 @@ mod tests {
     fn ours(build: impl FnOnce(nn::Path)) -> BTreeMap<String, Vec<i64>> {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         build(vs.root());
-        vs.variables().into_iter().map(|(n, t)| (n, t.size())).collect()
+        vs.variables()
+            .into_iter()
+            .map(|(n, t)| (n, t.size()))
+            .collect()
     }
 
     #[test]
@@ -209,11 +245,15 @@ mod tests {
     fn encoders_give_the_documented_shapes() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let sq = SqueezeNet::new(vs.root() / "sq");
-        let (pooled, grid) = sq.forward_t(&Tensor::zeros([2, 3, 224, 224], tch::kind::FLOAT_CPU), false);
+        let (pooled, grid) = sq.forward_t(
+            &Tensor::zeros([2, 3, 224, 224], tch::kind::FLOAT_CPU),
+            false,
+        );
         assert_eq!(pooled.size(), [2, SqueezeNet::POOLED_DIM]);
         assert_eq!(grid.size(), [2, 512, 13, 13]);
         let cnn = SmallCnn::new(vs.root() / "cnn");
-        let (pooled, _) = cnn.forward_t(&Tensor::zeros([2, 3, 64, 64], tch::kind::FLOAT_CPU), false);
+        let (pooled, _) =
+            cnn.forward_t(&Tensor::zeros([2, 3, 64, 64], tch::kind::FLOAT_CPU), false);
         assert_eq!(pooled.size(), [2, SmallCnn::POOLED_DIM]);
     }
 }

@@ -31,7 +31,12 @@ impl Decoder {
         };
         Decoder {
             embed: nn::embedding(&p / "embed", cfg.vocab_size, e, Default::default()),
-            img_proj: nn::linear(&p / "img_proj", cfg.encoder.pooled_dim(), proj_dim, Default::default()),
+            img_proj: nn::linear(
+                &p / "img_proj",
+                cfg.encoder.pooled_dim(),
+                proj_dim,
+                Default::default(),
+            ),
             rnn: Rnn::new(&p / "rnn", cfg.decoder, e, h, cfg.layers, cfg.dropout),
             out: nn::linear(&p / "out", h, cfg.vocab_size, Default::default()),
             feed: cfg.feed,

@@ -26,7 +26,9 @@ impl RnnState {
     /// Keep/reorder rows (beam search bookkeeping): `rows` is an int64 index tensor `(R',)`.
     pub fn select(&self, rows: &Tensor) -> RnnState {
         match self {
-            RnnState::Lstm(h, c) => RnnState::Lstm(h.index_select(1, rows), c.index_select(1, rows)),
+            RnnState::Lstm(h, c) => {
+                RnnState::Lstm(h.index_select(1, rows), c.index_select(1, rows))
+            }
             RnnState::Gru(h) => RnnState::Gru(h.index_select(1, rows)),
         }
     }
@@ -48,14 +50,24 @@ pub struct Rnn {
 }
 
 impl Rnn {
-    pub fn new(p: nn::Path, kind: CellKind, input: i64, hidden: i64, layers: i64, dropout: f64) -> Self {
+    pub fn new(
+        p: nn::Path,
+        kind: CellKind,
+        input: i64,
+        hidden: i64,
+        layers: i64,
+        dropout: f64,
+    ) -> Self {
         let gates = match kind {
             CellKind::Lstm => 4,
             CellKind::Gru => 3,
         };
         // PyTorch's default init: U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias.
         let bound = 1.0 / (hidden as f64).sqrt();
-        let init = nn::Init::Uniform { lo: -bound, up: bound };
+        let init = nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
         let mut params = Vec::new();
         for l in 0..layers {
             let inp = if l == 0 { input } else { hidden };
@@ -64,7 +76,13 @@ impl Rnn {
             params.push(p.var(&format!("bias_ih_l{l}"), &[gates * hidden], init));
             params.push(p.var(&format!("bias_hh_l{l}"), &[gates * hidden], init));
         }
-        Rnn { kind, params, layers, hidden, dropout }
+        Rnn {
+            kind,
+            params,
+            layers,
+            hidden,
+            dropout,
+        }
     }
 
     pub fn zero_state(&self, rows: i64, device: tch::Device) -> RnnState {
@@ -81,8 +99,16 @@ impl Rnn {
         let params: Vec<&Tensor> = self.params.iter().collect();
         match (self.kind, state) {
             (CellKind::Lstm, RnnState::Lstm(h, c)) => {
-                let (out, h, c) =
-                    xs.lstm(&[h, c], &params, true, self.layers, dropout, train, false, true);
+                let (out, h, c) = xs.lstm(
+                    &[h, c],
+                    &params,
+                    true,
+                    self.layers,
+                    dropout,
+                    train,
+                    false,
+                    true,
+                );
                 (out, RnnState::Lstm(h, c))
             }
             (CellKind::Gru, RnnState::Gru(h)) => {

@@ -87,10 +87,18 @@ pub fn save_vars(vs: &VarStore, path: &Path) -> Result<()> {
 /// architecture).
 pub fn load_vars(vs: &mut VarStore, path: &Path) -> Result<()> {
     if !path.is_file() {
-        return Err(Error::invalid(format!("{}: no such weights file", path.display())));
+        return Err(Error::invalid(format!(
+            "{}: no such weights file",
+            path.display()
+        )));
     }
     let named: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|_| Error::invalid(format!("{}: not a valid safetensors file (corrupt or truncated?)", path.display())))?
+        .map_err(|_| {
+            Error::invalid(format!(
+                "{}: not a valid safetensors file (corrupt or truncated?)",
+                path.display()
+            ))
+        })?
         .into_iter()
         .collect();
     let mut vars = vs.variables();
@@ -123,7 +131,11 @@ pub fn load_vars(vs: &mut VarStore, path: &Path) -> Result<()> {
 
 pub fn append_metrics(dir: &Path, line: &serde_json::Value) -> Result<()> {
     let path = dir.join(METRICS);
-    let mut f = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
     writeln!(f, "{line}").map_err(|e| Error::io(&path, e))?;
     f.sync_all().map_err(|e| Error::io(&path, e))
 }

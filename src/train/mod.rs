@@ -56,7 +56,8 @@ pub struct TrainSummary {
 }
 
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64 + 1)
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(epoch as u64 + 1)
 }
 
 /// Pad `[<start> w.. <end>]` sequences into `(B, L)`.
@@ -77,14 +78,22 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     let tc = &prep.run.train;
     let mut model = Captioner::new(cfg, job.device, false);
     let mut adam = optim::Adam::new(&model.vs, tc.lr, 0.0);
-    let mut state = TrainState { lr: tc.lr, ..Default::default() };
+    let mut state = TrainState {
+        lr: tc.lr,
+        ..Default::default()
+    };
     let dir = &job.out;
     if job.resume {
         state = checkpoint::read_json(&dir.join(checkpoint::STATE))?;
         checkpoint::load_vars(&mut model.vs, &dir.join(checkpoint::LAST))?;
         adam.load(&dir.join(checkpoint::OPTIM), state.step, state.lr)?;
         if !job.quiet {
-            eprintln!("resuming {} after epoch {} (step {})", dir.display(), state.epoch, state.step);
+            eprintln!(
+                "resuming {} after epoch {} (step {})",
+                dir.display(),
+                state.epoch,
+                state.step
+            );
         }
     }
     let sp = prep.specials();
@@ -95,7 +104,11 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         tch::manual_seed(epoch_seed(tc.seed, e) as i64);
         let batches = epoch_batches(&prep, tc.batch_size, epoch_seed(tc.seed, e));
         let steps = batches.len();
-        let bar = progress(job.quiet, steps as u64, &format!("epoch {}/{}", e + 1, tc.epochs));
+        let bar = progress(
+            job.quiet,
+            steps as u64,
+            &format!("epoch {}/{}", e + 1, tc.epochs),
+        );
         let (mut loss_sum, mut loss_n) = (0.0, 0usize);
         for (b, chunk) in batches.iter().enumerate() {
             let rows: Vec<i64> = chunk.iter().map(|&i| prep.train[i].0).collect();
@@ -109,19 +122,31 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             adam.step();
             let l = loss.double_value(&[]);
             if !l.is_finite() {
-                return Err(Error::invalid(format!("training diverged (loss {l}) at epoch {}: lower --lr", e + 1)));
+                return Err(Error::invalid(format!(
+                    "training diverged (loss {l}) at epoch {}: lower --lr",
+                    e + 1
+                )));
             }
             loss_sum += l * chunk.len() as f64;
             loss_n += chunk.len();
             bar.set_position(b as u64 + 1);
             let rate = loss_n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!("loss {:.3} · {rate:.0} captions/s", loss_sum / loss_n as f64));
+            bar.set_message(format!(
+                "loss {:.3} · {rate:.0} captions/s",
+                loss_sum / loss_n as f64
+            ));
         }
         bar.finish_and_clear();
         let train_secs = t0.elapsed().as_secs_f64();
         // Validation: teacher-forced loss and greedy BLEU on the dev images.
         let dev_loss = prep.dev_loss(&model, tc.batch_size)?;
-        let bleu = prep.dev_bleu(&model, &Decoding::Greedy { max_len: tc.max_words }, sp)?;
+        let bleu = prep.dev_bleu(
+            &model,
+            &Decoding::Greedy {
+                max_len: tc.max_words,
+            },
+            sp,
+        )?;
         state.epoch += 1;
         state.step = adam.step;
         let improved = state.epoch == 1
@@ -178,7 +203,10 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         }
     }
     if state.stopped_early && !job.quiet {
-        eprintln!("stopped early: no better dev BLEU-4 for {} epochs", tc.early_stop);
+        eprintln!(
+            "stopped early: no better dev BLEU-4 for {} epochs",
+            tc.early_stop
+        );
     }
     if best_bleu == [0.0; 4] {
         best_bleu[3] = state.best_bleu4;
@@ -228,9 +256,11 @@ pub fn progress(quiet: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(prefix.to_string());
     bar
@@ -240,4 +270,3 @@ pub fn progress(quiet: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {
 pub fn bleu4(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<[f64; 4]> {
     Ok(corpus_bleu(hyps, refs, BleuMode::Coco)?.bleu)
 }
-

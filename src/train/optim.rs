@@ -25,11 +25,25 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(vs: &VarStore, lr: f64, weight_decay: f64) -> Self {
-        let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let vars: BTreeMap<String, Tensor> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         let params: Vec<(String, Tensor)> = vars.into_iter().collect();
         let m = params.iter().map(|(_, p)| p.zeros_like()).collect();
         let v = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, step: 0, params, m, v }
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            params,
+            m,
+            v,
+        }
     }
 
     pub fn zero_grad(&mut self) {
@@ -44,14 +58,24 @@ impl Adam {
     /// Scale gradients so their global L2 norm is at most `max` (as
     /// `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
     pub fn clip_grad_norm(&mut self, max: f64) -> f64 {
-        let grads: Vec<Tensor> =
-            self.params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).collect();
+        let grads: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|(_, p)| p.grad())
+            .filter(|g| g.defined())
+            .collect();
         if grads.is_empty() {
             return 0.0;
         }
         let norm = tch::no_grad(|| {
-            let sq: Vec<Tensor> = grads.iter().map(|g| g.pow_tensor_scalar(2).sum(tch::Kind::Float)).collect();
-            Tensor::stack(&sq, 0).sum(tch::Kind::Float).sqrt().double_value(&[])
+            let sq: Vec<Tensor> = grads
+                .iter()
+                .map(|g| g.pow_tensor_scalar(2).sum(tch::Kind::Float))
+                .collect();
+            Tensor::stack(&sq, 0)
+                .sum(tch::Kind::Float)
+                .sqrt()
+                .double_value(&[])
         });
         if max > 0.0 {
             let coef = max / (norm + 1e-6);
@@ -73,7 +97,11 @@ impl Adam {
         let bc2 = 1.0 - self.beta2.powi(t);
         let step_size = self.lr / bc1;
         tch::no_grad(|| {
-            for ((_, p), (m, v)) in self.params.iter_mut().zip(self.m.iter_mut().zip(self.v.iter_mut())) {
+            for ((_, p), (m, v)) in self
+                .params
+                .iter_mut()
+                .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+            {
                 let mut g = p.grad();
                 if !g.defined() {
                     continue;
@@ -82,7 +110,9 @@ impl Adam {
                     g = &g + &*p * self.weight_decay;
                 }
                 let _ = m.lerp_(&g, 1.0 - self.beta1); // m = β1 m + (1-β1) g
-                let _ = v.g_mul_scalar_(self.beta2).addcmul_(&(&g * (1.0 - self.beta2)), &g);
+                let _ = v
+                    .g_mul_scalar_(self.beta2)
+                    .addcmul_(&(&g * (1.0 - self.beta2)), &g);
                 let denom = (v.sqrt() / bc2.sqrt()) + self.eps;
                 let _ = p.g_sub_(&(m.as_ref() / denom * step_size));
             }
@@ -101,17 +131,32 @@ impl Adam {
 
     pub fn load(&mut self, path: &Path, step: i64, lr: f64) -> Result<()> {
         let named: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
-            .map_err(|e| Error::invalid(format!("{}: cannot read optimizer state: {e}", path.display())))?
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "{}: cannot read optimizer state: {e}",
+                    path.display()
+                ))
+            })?
             .into_iter()
             .collect();
         tch::no_grad(|| {
-            for ((name, p), (m, v)) in self.params.iter().zip(self.m.iter_mut().zip(self.v.iter_mut())) {
+            for ((name, p), (m, v)) in self
+                .params
+                .iter()
+                .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+            {
                 for (prefix, dst) in [("m", &mut *m), ("v", &mut *v)] {
                     let src = named.get(&format!("{prefix}.{name}")).ok_or_else(|| {
-                        Error::invalid(format!("{}: optimizer state lacks {prefix}.{name}", path.display()))
+                        Error::invalid(format!(
+                            "{}: optimizer state lacks {prefix}.{name}",
+                            path.display()
+                        ))
                     })?;
                     if src.size() != p.size() {
-                        return Err(Error::invalid(format!("{}: optimizer state for {name} has the wrong shape", path.display())));
+                        return Err(Error::invalid(format!(
+                            "{}: optimizer state for {name} has the wrong shape",
+                            path.display()
+                        )));
                     }
                     dst.copy_(&src.to_device(p.device()));
                 }

@@ -14,8 +14,8 @@ use crate::data::loader::BatchLoader;
 use crate::data::{Dataset, Sample, Split};
 use crate::infer::decoding::{Decoding, Specials};
 use crate::model::captioner::Captioner;
-use crate::text::vocab::{Vocab, END, START};
 use crate::text::tokenize;
+use crate::text::vocab::{Vocab, END, START};
 use crate::{Error, Result};
 
 /// Where image vectors come from.
@@ -32,14 +32,20 @@ impl Images {
     /// once per distinct image of the batch (its captions share the result).
     pub fn features(&self, model: &Captioner, rows: &[i64], train: bool) -> Result<Tensor> {
         match self {
-            Images::Cached(f) => Ok(f.index_select(0, &Tensor::from_slice(rows)).to_device(model.device())),
+            Images::Cached(f) => Ok(f
+                .index_select(0, &Tensor::from_slice(rows))
+                .to_device(model.device())),
             Images::Pixels(px) => {
                 let mut uniq: Vec<i64> = rows.to_vec();
                 uniq.sort_unstable();
                 uniq.dedup();
-                let pos: Vec<i64> = rows.iter().map(|r| uniq.binary_search(r).unwrap_or(0) as i64).collect();
+                let pos: Vec<i64> = rows
+                    .iter()
+                    .map(|r| uniq.binary_search(r).unwrap_or(0) as i64)
+                    .collect();
                 let feats = model.encode(&px.index_select(0, &Tensor::from_slice(&uniq)), train)?; // (U, D)
-                Ok(feats.index_select(0, &Tensor::from_slice(&pos).to_device(model.device()))) // (B, D)
+                Ok(feats.index_select(0, &Tensor::from_slice(&pos).to_device(model.device())))
+                // (B, D)
             }
         }
     }
@@ -70,7 +76,8 @@ pub fn data_fingerprint(ds: &Dataset) -> String {
     samples.sort_by(|a, b| a.id.cmp(&b.id));
     let mut f = Fingerprint::default();
     for s in samples {
-        f.update(s.id.as_bytes()).update(s.split.as_str().as_bytes());
+        f.update(s.id.as_bytes())
+            .update(s.split.as_str().as_bytes());
         for c in &s.captions {
             f.update(c.as_bytes());
         }
@@ -91,15 +98,28 @@ pub fn encode_caption(vocab: &Vocab, caption: &str, max_words: usize) -> Vec<i64
 pub fn prepare(job: &TrainJob) -> Result<Prepared> {
     let ds = crate::data::load(&job.data, &job.load)?;
     if !job.quiet {
-        eprintln!("{}: {} images ({})", job.data.display(), ds.samples.len(), ds.skipped.summary());
+        eprintln!(
+            "{}: {} images ({})",
+            job.data.display(),
+            ds.samples.len(),
+            ds.skipped.summary()
+        );
     }
     if job.verbose {
         for (r, d) in &ds.skipped.items {
             eprintln!("  skipped ({}): {d}", r.as_str());
         }
     }
-    let train: Vec<&Sample> = ds.samples.iter().filter(|s| s.split == Split::Train).collect();
-    let dev: Vec<&Sample> = ds.samples.iter().filter(|s| s.split == Split::Dev).collect();
+    let train: Vec<&Sample> = ds
+        .samples
+        .iter()
+        .filter(|s| s.split == Split::Train)
+        .collect();
+    let dev: Vec<&Sample> = ds
+        .samples
+        .iter()
+        .filter(|s| s.split == Split::Dev)
+        .collect();
     if train.is_empty() || dev.is_empty() {
         return Err(Error::invalid(format!(
             "{}: need images in both the train and dev splits (found {} train, {} dev)",
@@ -127,9 +147,11 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         let mut out = vec![];
         for s in samples {
             match rows.get(s.id.as_str()) {
-                Some(&r) => {
-                    out.extend(s.captions.iter().map(|c| (r, encode_caption(&vocab, c, run.train.max_words))))
-                }
+                Some(&r) => out.extend(
+                    s.captions
+                        .iter()
+                        .map(|c| (r, encode_caption(&vocab, c, run.train.max_words))),
+                ),
                 None => missing += 1,
             }
         }
@@ -148,10 +170,20 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         }
     }
     if train_caps.is_empty() || dev_images.is_empty() {
-        return Err(Error::invalid("no usable training or dev images (all undecodable?)"));
+        return Err(Error::invalid(
+            "no usable training or dev images (all undecodable?)",
+        ));
     }
     let _ = dir;
-    Ok(Prepared { run, vocab, train: train_caps, dev: dev_caps, dev_images, dev_refs, images })
+    Ok(Prepared {
+        run,
+        vocab,
+        train: train_caps,
+        dev: dev_caps,
+        dev_images,
+        dev_refs,
+        images,
+    })
 }
 
 fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<(RunConfig, Vocab)> {
@@ -162,7 +194,10 @@ fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<(RunConfi
             dir.display()
         )));
     }
-    let tokens: Vec<Vec<String>> = train.iter().flat_map(|s| s.captions.iter().map(|c| tokenize(c))).collect();
+    let tokens: Vec<Vec<String>> = train
+        .iter()
+        .flat_map(|s| s.captions.iter().map(|c| tokenize(c)))
+        .collect();
     let vocab = Vocab::build(&tokens, job.train.min_count);
     let mut model = job.model.clone();
     model.vocab_size = vocab.len() as i64;
@@ -189,7 +224,10 @@ fn open_run(job: &TrainJob, data_fp: &str) -> Result<(RunConfig, Vocab)> {
     let dir = &job.out;
     let path = dir.join(checkpoint::CONFIG);
     if !path.is_file() {
-        return Err(Error::invalid(format!("--resume: {} holds no run (no config.json)", dir.display())));
+        return Err(Error::invalid(format!(
+            "--resume: {} holds no run (no config.json)",
+            dir.display()
+        )));
     }
     let mut run: RunConfig = checkpoint::read_json(&path)?;
     let mut asked = job.model.clone();
@@ -208,7 +246,10 @@ fn open_run(job: &TrainJob, data_fp: &str) -> Result<(RunConfig, Vocab)> {
     }
     let vocab = Vocab::load(&dir.join(checkpoint::VOCAB))?;
     if vocab.len() as i64 != run.model.vocab_size {
-        return Err(Error::invalid(format!("{}: vocab.json does not match config.json", dir.display())));
+        return Err(Error::invalid(format!(
+            "{}: vocab.json does not match config.json",
+            dir.display()
+        )));
     }
     run.train.epochs = job.train.epochs;
     checkpoint::write_json(&run, &path)?;
@@ -218,7 +259,10 @@ fn open_run(job: &TrainJob, data_fp: &str) -> Result<(RunConfig, Vocab)> {
 /// Copy (or hard-link) the user's encoder weights into the run so it is self-contained.
 fn install_encoder_weights(src: &Path, dst: &Path) -> Result<String> {
     if !src.is_file() {
-        return Err(Error::invalid(format!("--encoder-weights: {}: no such file", src.display())));
+        return Err(Error::invalid(format!(
+            "--encoder-weights: {}: no such file",
+            src.display()
+        )));
     }
     let fp = Fingerprint::of_file(src)?;
     let _ = std::fs::remove_file(dst);
@@ -231,7 +275,11 @@ fn install_encoder_weights(src: &Path, dst: &Path) -> Result<String> {
 }
 
 /// A captioner whose frozen encoder is loaded from `weights` (for feature extraction).
-pub fn frozen_encoder(model: &crate::config::ModelConfig, weights: &Path, device: Device) -> Result<Captioner> {
+pub fn frozen_encoder(
+    model: &crate::config::ModelConfig,
+    weights: &Path,
+    device: Device,
+) -> Result<Captioner> {
     let mut m = Captioner::new(model, device, true);
     if let Some(fvs) = m.frozen_vs.as_mut() {
         checkpoint::load_vars(fvs, weights)?;
@@ -241,19 +289,30 @@ pub fn frozen_encoder(model: &crate::config::ModelConfig, weights: &Path, device
 
 /// Every found image of the dataset, as `(id, path)`, sorted by id.
 pub fn image_list(ds: &Dataset) -> Vec<(String, PathBuf)> {
-    let mut v: Vec<(String, PathBuf)> = ds.samples.iter().map(|s| (s.id.clone(), s.path.clone())).collect();
+    let mut v: Vec<(String, PathBuf)> = ds
+        .samples
+        .iter()
+        .map(|s| (s.id.clone(), s.path.clone()))
+        .collect();
     v.sort();
     v.dedup();
     v
 }
 
-fn cached_images(job: &TrainJob, run: &RunConfig, ds: &Dataset) -> Result<(Images, HashMap<String, i64>)> {
+fn cached_images(
+    job: &TrainJob,
+    run: &RunConfig,
+    ds: &Dataset,
+) -> Result<(Images, HashMap<String, i64>)> {
     let weights = job.out.join(checkpoint::ENCODER);
     let weights_fp = run.encoder_fingerprint.clone().unwrap_or_default();
     let list = image_list(ds);
     let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
     let want = features::fingerprint(run.model.encoder, &weights_fp, &run.model.preprocess, &ids);
-    let path = job.features.clone().unwrap_or_else(|| job.out.join("features.safetensors"));
+    let path = job
+        .features
+        .clone()
+        .unwrap_or_else(|| job.out.join("features.safetensors"));
     let cache = if path.is_file() {
         let c = FeatureCache::load(&path)?;
         if c.fingerprint != want {
@@ -269,9 +328,22 @@ fn cached_images(job: &TrainJob, run: &RunConfig, ds: &Dataset) -> Result<(Image
         c
     } else {
         let model = frozen_encoder(&run.model, &weights, job.device)?;
-        let enc = model.encoder.as_ref().ok_or_else(|| Error::invalid("no encoder"))?;
+        let enc = model
+            .encoder
+            .as_ref()
+            .ok_or_else(|| Error::invalid("no encoder"))?;
         let bar = super::progress(job.quiet, list.len() as u64, "features");
-        let mut ex = features::extract(enc, run.model.encoder, &weights_fp, &run.model.preprocess, &list, 32, job.device, false, &bar)?;
+        let mut ex = features::extract(
+            enc,
+            run.model.encoder,
+            &weights_fp,
+            &run.model.preprocess,
+            &list,
+            32,
+            job.device,
+            false,
+            &bar,
+        )?;
         bar.finish_and_clear();
         ex.cache.fingerprint = want;
         if !ex.failed.is_empty() && !job.quiet {
@@ -283,11 +355,20 @@ fn cached_images(job: &TrainJob, run: &RunConfig, ds: &Dataset) -> Result<(Image
         }
         ex.cache
     };
-    let rows = cache.ids.iter().enumerate().map(|(i, id)| (id.clone(), i as i64)).collect();
+    let rows = cache
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), i as i64))
+        .collect();
     Ok((Images::Cached(cache.pooled), rows))
 }
 
-fn pixel_images(job: &TrainJob, pre: &Preprocess, samples: &[&Sample]) -> Result<(Images, HashMap<String, i64>)> {
+fn pixel_images(
+    job: &TrainJob,
+    pre: &Preprocess,
+    samples: &[&Sample],
+) -> Result<(Images, HashMap<String, i64>)> {
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
     let bar = super::progress(job.quiet, paths.len() as u64, "images");
     let (mut rows, mut chunks, mut n) = (HashMap::new(), vec![], 0i64);
@@ -316,7 +397,10 @@ fn pixel_images(job: &TrainJob, pre: &Preprocess, samples: &[&Sample]) -> Result
 
 impl Prepared {
     pub fn specials(&self) -> Specials {
-        Specials { start: START, end: END }
+        Specials {
+            start: START,
+            end: END,
+        }
     }
 
     /// Teacher-forced dev loss (eval mode), averaged over captions.
@@ -337,7 +421,12 @@ impl Prepared {
     }
 
     /// Generated captions (words) for the dev images.
-    pub fn dev_captions(&self, model: &Captioner, decoding: &Decoding, sp: Specials) -> Result<Vec<Vec<String>>> {
+    pub fn dev_captions(
+        &self,
+        model: &Captioner,
+        decoding: &Decoding,
+        sp: Specials,
+    ) -> Result<Vec<Vec<String>>> {
         let mut out = vec![];
         for rows in self.dev_images.chunks(256) {
             let feats = tch::no_grad(|| self.images.features(model, rows, false))?;
@@ -348,7 +437,12 @@ impl Prepared {
         Ok(out)
     }
 
-    pub fn dev_bleu(&self, model: &Captioner, decoding: &Decoding, sp: Specials) -> Result<[f64; 4]> {
+    pub fn dev_bleu(
+        &self,
+        model: &Captioner,
+        decoding: &Decoding,
+        sp: Specials,
+    ) -> Result<[f64; 4]> {
         let hyps = self.dev_captions(model, decoding, sp)?;
         super::bleu4(&hyps, &self.dev_refs)
     }

@@ -26,7 +26,11 @@ pub fn ok(args: &[&str]) -> String {
 pub fn bad_input(args: &[&str]) -> String {
     let out = captag(args);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "captag {args:?} should exit 2, stderr:\n{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "captag {args:?} should exit 2, stderr:\n{err}"
+    );
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "expected one error line, got:\n{err}");
     assert!(!err.contains("panicked"), "panic:\n{err}");

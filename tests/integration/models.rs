@@ -9,8 +9,26 @@ use super::common::{bad_input, captag, ok, s, synth};
 /// Flags for a small, fast, dropout-free model that can memorise a handful of images.
 fn tiny_flags(decoder: &str, dropout: &str) -> Vec<String> {
     [
-        "--decoder", decoder, "--image-size", "32", "--dropout", dropout, "--schedule", "constant", "--early-stop",
-        "0", "--min-count", "1", "--batch-size", "40", "--lr", "5e-3", "--embed", "64", "--hidden", "128",
+        "--decoder",
+        decoder,
+        "--image-size",
+        "32",
+        "--dropout",
+        dropout,
+        "--schedule",
+        "constant",
+        "--early-stop",
+        "0",
+        "--min-count",
+        "1",
+        "--batch-size",
+        "40",
+        "--lr",
+        "5e-3",
+        "--embed",
+        "64",
+        "--hidden",
+        "128",
     ]
     .iter()
     .map(|x| x.to_string())
@@ -21,9 +39,21 @@ fn train(data: &Path, out: &Path, decoder: &str, epochs: usize, extra: &[&str]) 
     train_with(data, out, decoder, "0", epochs, extra)
 }
 
-fn train_with(data: &Path, out: &Path, decoder: &str, dropout: &str, epochs: usize, extra: &[&str]) {
-    let mut args: Vec<String> =
-        vec!["train".into(), "--data".into(), s(data).into(), "--out".into(), s(out).into()];
+fn train_with(
+    data: &Path,
+    out: &Path,
+    decoder: &str,
+    dropout: &str,
+    epochs: usize,
+    extra: &[&str],
+) {
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        "--data".into(),
+        s(data).into(),
+        "--out".into(),
+        s(out).into(),
+    ];
     args.extend(["--epochs".to_string(), epochs.to_string()]);
     args.extend(tiny_flags(decoder, dropout));
     args.extend(extra.iter().map(|x| x.to_string()));
@@ -33,9 +63,17 @@ fn train_with(data: &Path, out: &Path, decoder: &str, dropout: &str, epochs: usi
 
 /// Train-split BLEU-4 of the last epoch's weights (the best-on-dev ones are not the point here).
 fn train_bleu4(run: &Path, data: &Path) -> f64 {
-    let r: serde_json::Value =
-        serde_json::from_str(&ok(&["eval", s(run), "--data", s(data), "--split", "train", "--last", "--json"]))
-            .unwrap();
+    let r: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        s(run),
+        "--data",
+        s(data),
+        "--split",
+        "train",
+        "--last",
+        "--json",
+    ]))
+    .unwrap();
     r["bleu"]["bleu"][3].as_f64().unwrap()
 }
 
@@ -47,11 +85,17 @@ fn overfit(decoder: &str) {
     let csv = data.join("captions.txt");
     let text = fs::read_to_string(&csv).unwrap();
     let mut seen = std::collections::HashSet::new();
-    let kept: Vec<&str> = text.lines().filter(|l| seen.insert(l.split(',').next().unwrap().to_string())).collect();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| seen.insert(l.split(',').next().unwrap().to_string()))
+        .collect();
     fs::write(&csv, kept.join("\n") + "\n").unwrap();
     train(&data, &run, decoder, 40, &[]);
     let b4 = train_bleu4(&run, &data);
-    assert!(b4 >= 0.9, "{decoder} should memorise 8 training images: train BLEU-4 {b4}");
+    assert!(
+        b4 >= 0.9,
+        "{decoder} should memorise 8 training images: train BLEU-4 {b4}"
+    );
 }
 
 #[test]
@@ -107,7 +151,12 @@ fn exact_resume_equals_uninterrupted_training() {
         let diff = (ta - tb).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{na} differs by {diff} after resume");
     }
-    let metrics = |p: &Path| fs::read_to_string(p.join("metrics.jsonl")).unwrap().lines().count();
+    let metrics = |p: &Path| {
+        fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
     assert_eq!(metrics(&a), 4);
     assert_eq!(metrics(&b), 4);
 }
@@ -122,8 +171,18 @@ fn checkpoint_round_trip_gives_identical_captions() {
     assert_eq!(a.lines().count(), 12);
     // eval's predictions come from the same weights: the same caption for the same image.
     let preds = run.parent().unwrap().join("preds.json");
-    ok(&["eval", s(run), "--data", s(data), "--split", "train", "--predictions", s(&preds)]);
-    let preds: serde_json::Value = serde_json::from_str(&fs::read_to_string(&preds).unwrap()).unwrap();
+    ok(&[
+        "eval",
+        s(run),
+        "--data",
+        s(data),
+        "--split",
+        "train",
+        "--predictions",
+        s(&preds),
+    ]);
+    let preds: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&preds).unwrap()).unwrap();
     let first = &preds[0];
     let id = first["image_id"].as_str().unwrap();
     let line = a.lines().find(|l| l.contains(id)).unwrap();
@@ -143,7 +202,11 @@ fn corrupt_checkpoint_is_a_clear_error() {
     fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
     let e = bad_input(&["caption", s(&run), s(&data.join("Images"))]);
     assert!(e.contains("model.safetensors"), "{e}");
-    bad_input(&["caption", s(&t.path().join("nope")), s(&data.join("Images"))]);
+    bad_input(&[
+        "caption",
+        s(&t.path().join("nope")),
+        s(&data.join("Images")),
+    ]);
 }
 
 #[test]
@@ -153,16 +216,41 @@ fn vocab_or_config_mismatch_is_refused() {
     let (data, _) = shared_run();
     // A resume that asks for another architecture.
     let e = bad_input(&[
-        "train", "--data", s(data), "--out", s(&run), "--epochs", "4", "--resume", "--decoder", "gru",
-        "--image-size", "32", "--embed", "64", "--hidden", "128",
+        "train",
+        "--data",
+        s(data),
+        "--out",
+        s(&run),
+        "--epochs",
+        "4",
+        "--resume",
+        "--decoder",
+        "gru",
+        "--image-size",
+        "32",
+        "--embed",
+        "64",
+        "--hidden",
+        "128",
     ]);
     assert!(e.contains("architecture"), "{e}");
     // A fresh run into an existing run directory.
-    let e = bad_input(&["train", "--data", s(data), "--out", s(&run), "--epochs", "1"]);
+    let e = bad_input(&[
+        "train",
+        "--data",
+        s(data),
+        "--out",
+        s(&run),
+        "--epochs",
+        "1",
+    ]);
     assert!(e.contains("--resume"), "{e}");
     // A vocabulary that does not belong to the weights.
-    fs::write(run.join("vocab.json"), r#"{"min_count":1,"words":["<pad>","<start>","<end>","<unk>","a","b"]}"#)
-        .unwrap();
+    fs::write(
+        run.join("vocab.json"),
+        r#"{"min_count":1,"words":["<pad>","<start>","<end>","<unk>","a","b"]}"#,
+    )
+    .unwrap();
     let e = bad_input(&["caption", s(&run), s(&data.join("Images"))]);
     assert!(e.contains("vocab"), "{e}");
 }

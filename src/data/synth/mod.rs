@@ -289,7 +289,11 @@ fn write_images(out: &Path, cfg: &SynthConfig) -> Result<Vec<Item>> {
                             if let Some(jpeg) = &jpeg {
                                 // Not fsynced: one sync per image would dominate the run time, and
                                 // `synth.json` stays `complete: false` until everything is written.
-                                crate::fsio::write_atomic(&out.join(image_rel(cfg.layout, i)), jpeg, false)?;
+                                crate::fsio::write_atomic(
+                                    &out.join(image_rel(cfg.layout, i)),
+                                    jpeg,
+                                    false,
+                                )?;
                             }
                             Ok(Item {
                                 has_image: jpeg.is_some(),
