@@ -50,7 +50,7 @@ pub enum Command {
     Eval(EvalArgs),
     /// Caption one image or every image in a folder.
     Caption(CaptionArgs),
-    /// Synthesize data, train a small model, evaluate it and caption a few images (~2 min on CPU).
+    /// Synthesize data, train a small model, evaluate it and caption a few images (~40 s on 2 CPU cores).
     Demo(DemoArgs),
 }
 
@@ -280,7 +280,7 @@ pub enum ScheduleArg {
     Constant,
     /// Halve every 5 epochs.
     Step,
-    /// Halve after 2 epochs without a better dev BLEU-4.
+    /// Halve after 2 epochs without a lower dev loss.
     Plateau,
 }
 

@@ -153,7 +153,7 @@ pub enum Schedule {
         every: usize,
         gamma: f64,
     },
-    /// Multiply by `factor` after `patience` epochs without a better dev BLEU-4.
+    /// Multiply by `factor` after `patience` epochs without a lower dev loss.
     Plateau {
         patience: usize,
         factor: f64,

@@ -50,8 +50,13 @@ pub struct TrainState {
     #[serde(default)]
     pub best_dev_loss: f64,
     pub best_epoch: usize,
-    /// Epochs since the best one (plateau schedule and early stopping).
+    /// Epochs since the best dev BLEU-4 (early stopping).
     pub bad_epochs: usize,
+    /// Lowest dev loss so far and epochs since it (plateau schedule).
+    #[serde(default)]
+    pub lowest_dev_loss: Option<f64>,
+    #[serde(default)]
+    pub loss_bad_epochs: usize,
     pub stopped_early: bool,
 }
 

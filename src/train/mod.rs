@@ -169,9 +169,16 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
                     adam.lr *= gamma;
                 }
             }
+            // On dev loss, which is far less noisy than dev BLEU on small dev sets.
             Schedule::Plateau { patience, factor } => {
-                if !improved && patience > 0 && state.bad_epochs % patience == 0 {
-                    adam.lr *= factor;
+                if state.lowest_dev_loss.is_none_or(|l| dev_loss < l) {
+                    state.lowest_dev_loss = Some(dev_loss);
+                    state.loss_bad_epochs = 0;
+                } else {
+                    state.loss_bad_epochs += 1;
+                    if patience > 0 && state.loss_bad_epochs % patience == 0 {
+                        adam.lr *= factor;
+                    }
                 }
             }
         }
