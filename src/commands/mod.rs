@@ -121,19 +121,7 @@ pub fn load_dataset(
     opts: &LoadOptions,
 ) -> anyhow::Result<crate::data::Dataset> {
     let ds = crate::data::load(dir, opts)?;
-    if !ctx.quiet {
-        eprintln!(
-            "{}: {} images, {}",
-            dir.display(),
-            ds.samples.len(),
-            ds.skipped.summary()
-        );
-    }
-    if ctx.verbose {
-        for (r, d) in &ds.skipped.items {
-            eprintln!("  skipped ({}): {d}", r.as_str());
-        }
-    }
+    ds.report(dir, ctx.quiet, ctx.verbose);
     Ok(ds)
 }
 

@@ -202,6 +202,23 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// One stderr line on what was loaded and skipped (unless `quiet`); every skip with `verbose`.
+    pub fn report(&self, path: &Path, quiet: bool, verbose: bool) {
+        if !quiet {
+            eprintln!(
+                "{}: {} images, {}",
+                path.display(),
+                self.samples.len(),
+                self.skipped.summary()
+            );
+        }
+        if verbose {
+            for (r, d) in &self.skipped.items {
+                eprintln!("  skipped ({}): {d}", r.as_str());
+            }
+        }
+    }
+
     pub fn split(&self, s: Split) -> impl Iterator<Item = &Sample> {
         self.samples.iter().filter(move |x| x.split == s)
     }

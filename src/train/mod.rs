@@ -96,7 +96,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             );
         }
     }
-    let sp = prep.specials();
+    let sp = crate::infer::SPECIALS;
     let mut best_bleu = [0.0; 4];
     while state.epoch < tc.epochs && !state.stopped_early {
         let e = state.epoch;

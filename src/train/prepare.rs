@@ -97,19 +97,7 @@ pub fn encode_caption(vocab: &Vocab, caption: &str, max_words: usize) -> Vec<i64
 
 pub fn prepare(job: &TrainJob) -> Result<Prepared> {
     let ds = crate::data::load(&job.data, &job.load)?;
-    if !job.quiet {
-        eprintln!(
-            "{}: {} images ({})",
-            job.data.display(),
-            ds.samples.len(),
-            ds.skipped.summary()
-        );
-    }
-    if job.verbose {
-        for (r, d) in &ds.skipped.items {
-            eprintln!("  skipped ({}): {d}", r.as_str());
-        }
-    }
+    ds.report(&job.data, job.quiet, job.verbose);
     let train: Vec<&Sample> = ds
         .samples
         .iter()
@@ -129,7 +117,6 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         )));
     }
     let data_fp = data_fingerprint(&ds);
-    let dir = &job.out;
     let (run, vocab) = if job.resume {
         open_run(job, &data_fp)?
     } else {
@@ -174,7 +161,6 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
             "no usable training or dev images (all undecodable?)",
         ));
     }
-    let _ = dir;
     Ok(Prepared {
         run,
         vocab,
@@ -396,13 +382,6 @@ fn pixel_images(
 }
 
 impl Prepared {
-    pub fn specials(&self) -> Specials {
-        Specials {
-            start: START,
-            end: END,
-        }
-    }
-
     /// Teacher-forced dev loss (eval mode), averaged over captions.
     pub fn dev_loss(&self, model: &Captioner, batch: usize) -> Result<f64> {
         let (mut sum, mut n) = (0.0, 0usize);
