@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{EncoderKind, ImageFeed};
+use crate::config::{EncoderKind, ImageFeed, TagModelKind};
 use crate::model::rnn::CellKind;
 
 #[derive(Debug, Parser)]
@@ -48,8 +48,11 @@ pub enum Command {
     Train(TrainArgs),
     /// Evaluate a checkpoint on a split: BLEU-1..4 and a COCO results file.
     Eval(EvalArgs),
-    /// Caption one image or every image in a folder.
+    /// Caption one image or every image in a folder (with hashtags when the run has a hashtag model).
     Caption(CaptionArgs),
+    /// Caption text ⇒ hashtags: train, evaluate and query the Instagram-style text model.
+    #[command(subcommand)]
+    Tags(TagsCommand),
     /// Synthesize data, train a small model, evaluate it and caption a few images (~40 s on 2 CPU cores).
     Demo(DemoArgs),
 }
@@ -271,6 +274,24 @@ pub struct TrainArgs {
     /// Image side in pixels (default: the encoder's preset).
     #[arg(long)]
     pub image_size: Option<u32>,
+    /// Also train a hashtag model on the image features (label list saved as hashtags.json).
+    #[arg(long)]
+    pub hashtags: bool,
+    /// Train only the hashtag model (the caption decoder is left untrained).
+    #[arg(long)]
+    pub hashtags_only: bool,
+    /// Which hashtag model: a multi-label head, or a GRU that generates the tag sequence.
+    #[arg(long, value_enum, default_value = "head")]
+    pub hashtag_model: TagModelKind,
+    /// Hidden size of the hashtag model.
+    #[arg(long, default_value_t = 256)]
+    pub tag_hidden: i64,
+    /// Caption-only data: a word becomes a tag when this many of an image's captions use it.
+    #[arg(long, default_value_t = 2)]
+    pub tag_min_agree: usize,
+    /// Tags on fewer training images stay out of the label list.
+    #[arg(long, default_value_t = 5)]
+    pub tag_min_count: usize,
     #[command(flatten)]
     pub dataset: DataArgs,
 }
@@ -320,6 +341,9 @@ pub struct EvalArgs {
     /// Use the last epoch's weights instead of the best.
     #[arg(long)]
     pub last: bool,
+    /// Hashtag metrics cut-off (P@k, R@k, F1@k).
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -339,6 +363,60 @@ pub struct CaptionArgs {
     /// One JSON object per image.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tags: TagOutArgs,
+}
+
+/// Hashtag output flags.
+#[derive(Debug, Clone, Args)]
+pub struct TagOutArgs {
+    /// How many hashtags to print per image (0 = none).
+    #[arg(long, default_value_t = 5)]
+    pub hashtags: usize,
+    /// The hashtag head prints tags scoring at least this (sigmoid) probability.
+    #[arg(long, default_value_t = 0.5)]
+    pub tag_threshold: f64,
+    /// A caption-text hashtag model (`captag tags train`): adds Instagram-style tags suggested
+    /// from the generated caption.
+    #[arg(long)]
+    pub text_tags: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagsCommand {
+    /// Learn caption text ⇒ hashtags from an Instagram CSV (train split; smoothing tuned on dev).
+    Train {
+        /// Instagram captions CSV (or a folder holding one).
+        #[arg(long)]
+        data: PathBuf,
+        /// Model file to write (JSON).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        dataset: DataArgs,
+    },
+    /// P@k / R@k / F1@k / mAP of a text model on a split, against the most-frequent-tags baseline.
+    Eval {
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value = "test")]
+        split: SplitArg,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        dataset: DataArgs,
+    },
+    /// Suggest hashtags for a caption.
+    Suggest {
+        model: PathBuf,
+        /// The caption text.
+        text: String,
+        #[arg(short, default_value_t = 5)]
+        n: usize,
+    },
 }
 
 #[derive(Debug, Args)]

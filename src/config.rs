@@ -87,6 +87,29 @@ pub struct ModelConfig {
     pub layers: i64,
     pub dropout: f64,
     pub preprocess: Preprocess,
+    /// The hashtag model trained beside (or instead of) the caption decoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashtags: Option<TagsConfig>,
+}
+
+/// Which image ⇒ hashtags model a run trains (`src/model/tagger.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TagModelKind {
+    /// Multi-label classifier (BCE with positive weighting for rare tags).
+    Head,
+    /// GRU that generates the tag sequence (the seed projects' model).
+    Gru,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TagsConfig {
+    pub model: TagModelKind,
+    /// Size of the run's label list (`hashtags.json`).
+    pub num_tags: i64,
+    pub hidden_dim: i64,
+    /// Train the hashtag model alone: the caption decoder is not trained, best epoch = dev mAP.
+    pub only: bool,
 }
 
 impl ModelConfig {
@@ -112,6 +135,7 @@ impl ModelConfig {
             layers: 1,
             dropout,
             preprocess: encoder.default_preprocess(),
+            hashtags: None,
         }
     }
 
@@ -128,6 +152,14 @@ impl ModelConfig {
         }
         if self.preprocess.size < 32 {
             return bad("image size must be ≥ 32 px");
+        }
+        if let Some(t) = &self.hashtags {
+            if t.num_tags < 1 {
+                return bad("the hashtag label list is empty (no tag reaches --tag-min-count)");
+            }
+            if t.hidden_dim < 2 {
+                return bad("hashtag hidden size must be ≥ 2");
+            }
         }
         Ok(())
     }
@@ -175,6 +207,20 @@ pub struct TrainConfig {
     /// Captions are cut to this many words (plus `<start>`/`<end>`).
     pub max_words: usize,
     pub seed: u64,
+    /// Caption-derived hashtags: a word must be used by this many of an image's captions.
+    #[serde(default = "default_tag_min_agree")]
+    pub tag_min_agree: usize,
+    /// Tags on fewer training images than this stay out of the label list.
+    #[serde(default = "default_tag_min_count")]
+    pub tag_min_count: usize,
+}
+
+fn default_tag_min_agree() -> usize {
+    2
+}
+
+fn default_tag_min_count() -> usize {
+    5
 }
 
 impl Default for TrainConfig {
@@ -192,6 +238,8 @@ impl Default for TrainConfig {
             min_count: 5,
             max_words: 30,
             seed: 0,
+            tag_min_agree: default_tag_min_agree(),
+            tag_min_count: default_tag_min_count(),
         }
     }
 }

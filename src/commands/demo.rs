@@ -5,11 +5,12 @@ use anyhow::Context;
 
 use super::{bleu_table, Ctx};
 use crate::cli::{DataArgs, DemoArgs, ScheduleArg, TrainArgs};
-use crate::config::{EncoderKind, ImageFeed};
+use crate::config::{EncoderKind, ImageFeed, TagModelKind};
 use crate::data::synth::{generate, SynthConfig, SynthLayout};
 use crate::data::Split;
 use crate::eval::baselines;
 use crate::eval::bleu::BleuMode;
+use crate::eval::runner::EvalSpec;
 use crate::infer::decoding::Decoding;
 use crate::model::rnn::CellKind;
 use crate::text::tokenize;
@@ -57,6 +58,12 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         dropout: None,
         feed: ImageFeed::FirstInput,
         image_size: None,
+        hashtags: true,
+        hashtags_only: false,
+        hashtag_model: TagModelKind::Head,
+        tag_hidden: 128,
+        tag_min_agree: 2,
+        tag_min_count: 5,
         dataset: DataArgs {
             format: None,
             ratios: [0.8, 0.1, 0.1],
@@ -78,28 +85,22 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
 
     let loaded = crate::infer::load_checkpoint(&run, ctx.device, false)?;
     let opts = job.load.clone();
-    let greedy = crate::eval::runner::evaluate(
-        &loaded,
-        &data,
-        &opts,
-        Split::Test,
-        &Decoding::Greedy { max_len: 20 },
-        BleuMode::Coco,
-        None,
-    )?;
-    let beam = crate::eval::runner::evaluate(
-        &loaded,
-        &data,
-        &opts,
-        Split::Test,
-        &Decoding::Beam {
+    let spec = EvalSpec {
+        split: Split::Test,
+        decoding: Decoding::Greedy { max_len: 20 },
+        mode: BleuMode::Coco,
+        tag_k: 5,
+    };
+    let greedy = crate::eval::runner::evaluate(&loaded, &data, &opts, &spec, None)?;
+    let beam_spec = EvalSpec {
+        decoding: Decoding::Beam {
             width: 3,
             max_len: 20,
             alpha: 0.0,
         },
-        BleuMode::Coco,
-        None,
-    )?;
+        ..spec
+    };
+    let beam = crate::eval::runner::evaluate(&loaded, &data, &opts, &beam_spec, None)?;
     let ds = crate::data::load(&data, &opts)?;
     let train_caps: Vec<Vec<String>> = ds
         .samples

@@ -2,6 +2,7 @@
 //! the results. Progress and diagnostics go to stderr, results to stdout.
 mod demo;
 mod model;
+mod tags;
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => model::train(&ctx, &a),
         Command::Eval(a) => model::eval(&ctx, &a),
         Command::Caption(a) => model::caption(&ctx, &a),
+        Command::Tags(c) => tags::run(&ctx, &c),
         Command::Demo(a) => demo::demo(&ctx, &a),
     }
 }

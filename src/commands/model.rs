@@ -3,9 +3,12 @@ use anyhow::{bail, Context};
 
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
-use crate::config::{ModelConfig, Schedule, TrainConfig};
+use crate::config::{ModelConfig, Schedule, TagsConfig, TrainConfig};
 use crate::data::features;
+use crate::eval::runner::EvalSpec;
 use crate::infer::decoding::Decoding;
+use crate::infer::tags::TagScore;
+use crate::model::text_tagger::TextTagger;
 use crate::train::checkpoint::{self, Fingerprint};
 use crate::train::{self as training, TrainJob};
 
@@ -62,6 +65,14 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
     if let Some(s) = a.image_size {
         model.preprocess.size = s;
     }
+    if a.hashtags || a.hashtags_only {
+        model.hashtags = Some(TagsConfig {
+            model: a.hashtag_model,
+            num_tags: 0,
+            hidden_dim: a.tag_hidden,
+            only: a.hashtags_only,
+        });
+    }
     let train = TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -82,6 +93,8 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         min_count: a.min_count,
         max_words: a.max_words,
         seed: ctx.seed,
+        tag_min_agree: a.tag_min_agree,
+        tag_min_count: a.tag_min_count,
     };
     train.validate()?;
     if let Some(w) = &a.encoder_weights {
@@ -135,15 +148,14 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
         .map(crate::data::features::FeatureCache::load)
         .transpose()?;
     let opts = load_options(ctx, &a.dataset);
-    let r = crate::eval::runner::evaluate(
-        &loaded,
-        &a.data,
-        &opts,
+    let spec = EvalSpec {
         split,
-        &dec,
-        a.mode.into(),
-        cache.as_ref(),
-    )?;
+        decoding: dec,
+        mode: a.mode.into(),
+        tag_k: a.k.max(1),
+    };
+    let r = crate::eval::runner::evaluate(&loaded, &a.data, &opts, &spec, cache.as_ref())?;
+    let only = loaded.run.model.hashtags.as_ref().is_some_and(|t| t.only);
     let out = a
         .predictions
         .clone()
@@ -163,28 +175,71 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
             r.mode.as_str(),
             r.seconds
         );
-        println!(
-            "{}",
-            bleu_table(&[(a.checkpoint.display().to_string(), r.bleu.bleu)])
-        );
+        if !only {
+            println!(
+                "{}",
+                bleu_table(&[(a.checkpoint.display().to_string(), r.bleu.bleu)])
+            );
+        }
+        if let Some(t) = &r.hashtags {
+            println!("hashtags ({} images with true tags):", t.rows[0].1.images);
+            println!("{}", super::tags::tag_table(t.k, &t.rows));
+        }
         println!("predictions: {}", out.display());
     }
     Ok(())
 }
 
 pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
-    let loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, false)?;
+    let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, false)?;
+    loaded.tag_threshold = a.tags.tag_threshold;
+    let text_model = a
+        .tags
+        .text_tags
+        .as_deref()
+        .map(TextTagger::load)
+        .transpose()?;
+    let only = loaded.run.model.hashtags.as_ref().is_some_and(|t| t.only);
     let files = collect_images(&a.inputs)?;
     let dec = decoding(&a.decode)?;
     let mut failed = 0;
     for r in loaded.caption_files(&files, &dec)? {
-        match (&r.caption, a.json) {
-            (Ok(c), false) => println!("{}\t{}", r.path.display(), c.text()),
-            (Ok(c), true) => println!(
-                "{}",
-                serde_json::json!({"image": r.path.display().to_string(), "caption": c.text(), "logp": c.logp})
-            ),
-            (Err(why), _) => {
+        match r.caption {
+            Ok(c) => {
+                let n = a.tags.hashtags;
+                let mut tags: Vec<TagScore> = c
+                    .tags
+                    .as_ref()
+                    .map(|t| t.top(n).to_vec())
+                    .unwrap_or_default();
+                if let Some(m) = &text_model {
+                    for (tag, score) in m.suggest(&c.text(), n) {
+                        if !tags.iter().any(|t| t.tag == tag) {
+                            tags.push(TagScore {
+                                tag,
+                                score,
+                                model: "text",
+                            });
+                        }
+                    }
+                }
+                let caption = if only { String::new() } else { c.text() };
+                if a.json {
+                    let mut o = serde_json::json!({"image": r.path.display().to_string(), "hashtags": tags});
+                    if !only {
+                        o["caption"] = caption.into();
+                        o["logp"] = c.logp.into();
+                    }
+                    println!("{o}");
+                } else {
+                    let line: Vec<String> = std::iter::once(caption)
+                        .chain(tags.iter().map(|t| format!("#{}", t.tag)))
+                        .filter(|w| !w.is_empty())
+                        .collect();
+                    println!("{}\t{}", r.path.display(), line.join(" "));
+                }
+            }
+            Err(why) => {
                 failed += 1;
                 eprintln!("error: {}: {why}", r.path.display());
             }

@@ -5,3 +5,4 @@ pub mod baselines;
 pub mod bleu;
 pub mod bleu_io;
 pub mod runner;
+pub mod tag_metrics;

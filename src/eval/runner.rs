@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::bleu::{corpus_bleu, BleuMode, BleuScores};
+use super::tag_metrics::{self, TagScores};
 use crate::data::features::FeatureCache;
 use crate::data::{LoadOptions, Split};
 use crate::infer::decoding::Decoding;
 use crate::infer::Loaded;
+use crate::text::taglist::{content_words, TagList};
 use crate::text::tokenize;
 use crate::{Error, Result};
 
@@ -28,19 +30,61 @@ pub struct EvalReport {
     pub mode: BleuMode,
     pub bleu: BleuScores,
     pub seconds: f64,
+    /// Hashtag metrics of the run's hashtag model next to the two baselines.
+    pub hashtags: Option<TagEval>,
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
+}
+
+/// Hashtag scores on the split: the model, then the baselines.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagEval {
+    pub k: usize,
+    /// `(system, scores)`: the run's model, `most frequent`, `caption words`.
+    pub rows: Vec<(String, TagScores)>,
+}
+
+/// What to score: the split, the caption decoding, the BLEU flavour, the hashtag cut-off.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalSpec {
+    pub split: Split,
+    pub decoding: Decoding,
+    pub mode: BleuMode,
+    pub tag_k: usize,
+}
+
+/// Baseline rankings: the label list by training frequency for every image, and the content
+/// words of the image's generated caption followed by the rest of that list.
+pub fn tag_baselines(list: &TagList, captions: &[Vec<String>]) -> (Vec<String>, Vec<Vec<String>>) {
+    let frequent = list.tags.clone();
+    let from_caption = captions
+        .iter()
+        .map(|words| {
+            let mut r = content_words(&words.join(" "));
+            r.extend(
+                frequent
+                    .iter()
+                    .filter(|t| !r.contains(t))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            r
+        })
+        .collect();
+    (frequent, from_caption)
 }
 
 pub fn evaluate(
     loaded: &Loaded,
     data: &Path,
     load: &LoadOptions,
-    split: Split,
-    decoding: &Decoding,
-    mode: BleuMode,
+    spec: &EvalSpec,
     features: Option<&FeatureCache>,
 ) -> Result<EvalReport> {
+    let EvalSpec {
+        split, mode, tag_k, ..
+    } = *spec;
+    let decoding = &spec.decoding;
     let t0 = std::time::Instant::now();
     let ds = crate::data::load(data, load)?;
     let samples: Vec<_> = ds.samples.iter().filter(|s| s.split == split).collect();
@@ -83,6 +127,7 @@ pub fn evaluate(
         None => loaded.caption_files(&paths, decoding)?,
     };
     let (mut hyps, mut refs, mut predictions, mut unreadable) = (vec![], vec![], vec![], 0);
+    let (mut rankings, mut truths) = (vec![], vec![]);
     for (s, r) in samples.iter().zip(results) {
         match r.caption {
             Ok(c) => {
@@ -90,12 +135,46 @@ pub fn evaluate(
                     image_id: s.id.clone(),
                     caption: c.text(),
                 });
+                if let (Some(ranked), Some(list)) = (&c.tags, &loaded.tags) {
+                    rankings.push(ranked.names());
+                    truths.push(list.rule.truth(s));
+                }
                 hyps.push(c.words);
                 refs.push(s.captions.iter().map(|c| tokenize(c)).collect::<Vec<_>>());
             }
             Err(_) => unreadable += 1,
         }
     }
+    let hashtags = loaded.tags.as_ref().map(|list| {
+        let (frequent, from_caption) = tag_baselines(list, &hyps);
+        let only = loaded.run.model.hashtags.as_ref().is_some_and(|t| t.only);
+        let model = loaded
+            .run
+            .model
+            .hashtags
+            .as_ref()
+            .map_or("head", |t| match t.model {
+                crate::config::TagModelKind::Head => "hashtag head",
+                crate::config::TagModelKind::Gru => "GRU tag generator",
+            });
+        let mut rows = vec![
+            (
+                model.to_string(),
+                tag_metrics::score(&rankings, &truths, tag_k),
+            ),
+            (
+                "baseline: most frequent training tags".to_string(),
+                tag_metrics::score(&vec![frequent; truths.len()], &truths, tag_k),
+            ),
+        ];
+        if !only {
+            rows.push((
+                "baseline: generated caption's content words".to_string(),
+                tag_metrics::score(&from_caption, &truths, tag_k),
+            ));
+        }
+        TagEval { k: tag_k, rows }
+    });
     if hyps.is_empty() {
         return Err(Error::invalid(format!(
             "no image of the {split} split could be decoded"
@@ -106,10 +185,11 @@ pub fn evaluate(
         split,
         images: hyps.len(),
         unreadable,
-        decoding: *decoding,
+        decoding: spec.decoding,
         mode,
         bleu,
         seconds: t0.elapsed().as_secs_f64(),
+        hashtags,
         predictions,
     })
 }

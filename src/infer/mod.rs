@@ -1,6 +1,7 @@
 //! Inference: loading a run directory into a ready [`Captioner`] and captioning image files
 //! (decoded on worker threads, batched through the encoder and the decoder).
 pub mod decoding;
+pub mod tags;
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use tch::{Device, Tensor};
 use crate::data::features::FeatureCache;
 use crate::data::loader::{BatchLoader, THREADS_BESIDE_MODEL};
 use crate::model::captioner::Captioner;
+use crate::text::taglist::TagList;
 use crate::text::vocab::{Vocab, END, START};
 use crate::train::checkpoint::{self, RunConfig};
 use crate::{Error, Result};
@@ -21,6 +23,10 @@ pub struct Loaded {
     pub run: RunConfig,
     pub vocab: Vocab,
     pub model: Captioner,
+    /// The hashtag label list, when the run has a hashtag model.
+    pub tags: Option<TagList>,
+    /// Head scores at or above this are emitted as tags (see [`tags::Ranked`]).
+    pub tag_threshold: f64,
 }
 
 pub const SPECIALS: Specials = Specials {
@@ -59,11 +65,17 @@ pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded>
     if let Some(fvs) = model.frozen_vs.as_mut() {
         checkpoint::load_vars(fvs, &dir.join(checkpoint::ENCODER))?;
     }
+    let tags = match &run.model.hashtags {
+        Some(_) => Some(checkpoint::load_tag_list(dir, &run)?),
+        None => None,
+    };
     Ok(Loaded {
         dir: dir.to_path_buf(),
         run,
         vocab,
         model,
+        tags,
+        tag_threshold: 0.5,
     })
 }
 
@@ -78,6 +90,8 @@ pub struct Captioned {
 pub struct Caption {
     pub words: Vec<String>,
     pub logp: f64,
+    /// The hashtag model's full ranking, when the run has one.
+    pub tags: Option<tags::Ranked>,
 }
 
 impl Caption {
@@ -130,20 +144,14 @@ impl Loaded {
             .collect();
         let present: Vec<i64> = rows.iter().flatten().copied().collect();
         let feats = cache.pooled.index_select(0, &Tensor::from_slice(&present)); // (N, D)
-        let mut hyps = self
-            .model
-            .generate(&feats, decoding, SPECIALS, 64)?
-            .into_iter();
+        let mut hyps = self.captions(&feats, decoding)?.into_iter();
         Ok(ids
             .iter()
             .zip(rows)
             .map(|(id, row)| Captioned {
                 path: PathBuf::from(id),
                 caption: match (row, row.and(hyps.next())) {
-                    (Some(_), Some(h)) => Ok(Caption {
-                        words: self.vocab.decode(&h.tokens),
-                        logp: h.logp,
-                    }),
+                    (Some(_), Some(c)) => Ok(c),
                     _ => Err("not in the feature cache".to_string()),
                 },
             })
@@ -164,14 +172,31 @@ impl Loaded {
             out[i].caption = Err(why);
         }
         if !ok.is_empty() {
-            let hyps = self.model.generate(&feats, decoding, SPECIALS, 64)?;
-            for (i, h) in ok.into_iter().zip(hyps) {
-                out[i].caption = Ok(Caption {
-                    words: self.vocab.decode(&h.tokens),
-                    logp: h.logp,
-                });
+            for (i, c) in ok.into_iter().zip(self.captions(&feats, decoding)?) {
+                out[i].caption = Ok(c);
             }
         }
         Ok(out)
+    }
+
+    /// Captions (and hashtag rankings) for pooled features `(N, D)`.
+    fn captions(&self, feats: &Tensor, decoding: &Decoding) -> Result<Vec<Caption>> {
+        let hyps = self.model.generate(feats, decoding, SPECIALS, 64)?;
+        let mut ranked = match &self.tags {
+            Some(list) => tags::rank(&self.model, list, feats, self.tag_threshold)?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => vec![None; hyps.len()],
+        }
+        .into_iter();
+        Ok(hyps
+            .into_iter()
+            .map(|h| Caption {
+                words: self.vocab.decode(&h.tokens),
+                logp: h.logp,
+                tags: ranked.next().flatten(),
+            })
+            .collect())
     }
 }

@@ -5,6 +5,7 @@
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::decoder::Decoder;
+use super::tagger::Tagger;
 use super::Encoder;
 use crate::config::ModelConfig;
 use crate::infer::decoding::{decode, Decoding, Hypothesis, Specials};
@@ -16,6 +17,8 @@ pub struct Captioner {
     /// Trainable variables.
     pub vs: VarStore,
     pub decoder: Decoder,
+    /// The hashtag model (`tags.*` in `vs`), when the run has one.
+    pub tagger: Option<Tagger>,
     /// Absent when training a frozen encoder's decoder from a feature cache.
     pub encoder: Option<Encoder>,
     pub frozen_vs: Option<VarStore>,
@@ -26,6 +29,10 @@ impl Captioner {
     pub fn new(cfg: &ModelConfig, device: Device, with_encoder: bool) -> Self {
         let vs = VarStore::new(device);
         let decoder = Decoder::new(vs.root() / "decoder", cfg);
+        let tagger = cfg
+            .hashtags
+            .as_ref()
+            .map(|t| Tagger::new(vs.root() / "tags", cfg, t));
         let (encoder, frozen_vs) = if !cfg.frozen_encoder {
             (Some(Encoder::new(vs.root() / "encoder", cfg.encoder)), None)
         } else if with_encoder {
@@ -40,6 +47,7 @@ impl Captioner {
             cfg: cfg.clone(),
             vs,
             decoder,
+            tagger,
             encoder,
             frozen_vs,
         }
@@ -71,6 +79,19 @@ impl Captioner {
         sp: Specials,
         chunk: usize,
     ) -> Result<Vec<Hypothesis>> {
+        self.generate_with(&self.decoder, features, decoding, sp, chunk)
+    }
+
+    /// Sequences from any Show-and-Tell decoder of this model (captions, or the GRU tag
+    /// generator) for pooled features `(N,D)`.
+    pub fn generate_with(
+        &self,
+        decoder: &Decoder,
+        features: &Tensor,
+        decoding: &Decoding,
+        sp: Specials,
+        chunk: usize,
+    ) -> Result<Vec<Hypothesis>> {
         let n = features.size()[0];
         let mut out = Vec::with_capacity(n as usize);
         let mut start = 0;
@@ -78,12 +99,12 @@ impl Captioner {
             let len = (chunk as i64).min(n - start);
             let feats = features.narrow(0, start, len).to_device(self.device());
             let hyps = tch::no_grad(|| -> Result<Vec<Hypothesis>> {
-                let mut state = self.decoder.start(&feats, false);
+                let mut state = decoder.start(&feats, false);
                 decode(len as usize, decoding, sp, |parents, tokens| {
                     let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
                     let rows = Tensor::from_slice(&rows).to_device(self.device());
                     let toks = Tensor::from_slice(tokens).to_device(self.device());
-                    let (lp, next) = self.decoder.step(&toks, &state.select(&rows)); // (R, V)
+                    let (lp, next) = decoder.step(&toks, &state.select(&rows)); // (R, V)
                     state = next;
                     let lp = lp.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]);
                     Vec::<f32>::try_from(&lp).map_err(Error::Torch)

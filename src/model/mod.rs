@@ -5,6 +5,8 @@ pub mod captioner;
 pub mod cnn;
 pub mod decoder;
 pub mod rnn;
+pub mod tagger;
+pub mod text_tagger;
 
 use tch::{nn, Tensor};
 

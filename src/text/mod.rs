@@ -2,6 +2,7 @@
 //! ([`tokenize`]), Instagram hashtag/mention extraction ([`extract_tags`]) and the word
 //! vocabulary saved as `vocab.json` in a run directory ([`Vocab`], DESIGN.md "Run directory").
 pub mod hashtag;
+pub mod taglist;
 pub mod tokenize;
 pub mod vocab;
 

@@ -23,6 +23,21 @@ pub const ENCODER: &str = "encoder.safetensors";
 pub const STATE: &str = "train_state.json";
 pub const OPTIM: &str = "train_state.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
+pub const HASHTAGS: &str = "hashtags.json";
+
+/// The run's hashtag label list, checked against its config.
+pub fn load_tag_list(dir: &Path, run: &RunConfig) -> Result<crate::text::taglist::TagList> {
+    let list = crate::text::taglist::TagList::load(&dir.join(HASHTAGS))?;
+    let want = run.model.hashtags.as_ref().map_or(0, |t| t.num_tags);
+    if list.len() as i64 != want {
+        return Err(crate::Error::invalid(format!(
+            "{}: hashtags.json has {} tags but config.json says {want}",
+            dir.display(),
+            list.len()
+        )));
+    }
+    Ok(list)
+}
 
 /// `config.json`: everything needed to rebuild, resume and audit a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -97,6 +97,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         }
     }
     let sp = crate::infer::SPECIALS;
+    let tags_only = cfg.hashtags.as_ref().is_some_and(|t| t.only);
     let mut best_bleu = [0.0; 4];
     while state.epoch < tc.epochs && !state.stopped_early {
         let e = state.epoch;
@@ -115,7 +116,21 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             let seqs: Vec<&[i64]> = chunk.iter().map(|&i| prep.train[i].1.as_slice()).collect();
             let tokens = pad_batch(&seqs).to_device(job.device); // (B, L)
             let feats = prep.images.features(&model, &rows, true)?; // (B, D)
-            let loss = model.decoder.loss(&feats, &tokens, true);
+            let loss = match (&model.tagger, &prep.tags) {
+                (Some(tagger), Some(td)) => {
+                    let targets = td
+                        .batch(&rows, tagger.generator().is_some())
+                        .to_device(job.device);
+                    let tag_loss =
+                        tagger.loss(&feats, &targets, &td.pos_weight.to_device(job.device), true);
+                    if tags_only {
+                        tag_loss
+                    } else {
+                        model.decoder.loss(&feats, &tokens, true) + tag_loss
+                    }
+                }
+                _ => model.decoder.loss(&feats, &tokens, true),
+            };
             adam.zero_grad();
             loss.backward();
             adam.clip_grad_norm(tc.clip);
@@ -139,14 +154,26 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         bar.finish_and_clear();
         let train_secs = t0.elapsed().as_secs_f64();
         // Validation: teacher-forced loss and greedy BLEU on the dev images.
-        let dev_loss = prep.dev_loss(&model, tc.batch_size)?;
-        let bleu = prep.dev_bleu(
-            &model,
-            &Decoding::Greedy {
-                max_len: tc.max_words,
-            },
-            sp,
-        )?;
+        // Hashtags-only runs: dev loss is the tag loss, and the "BLEU-4" slot of the best-epoch
+        // bookkeeping holds dev mAP.
+        let tag_scores = prep.dev_tag_scores(&model)?;
+        let (dev_loss, bleu) = if tags_only {
+            let s = tag_scores.unwrap_or_default();
+            (
+                prep.dev_tag_loss(&model, tc.batch_size)?,
+                [0.0, 0.0, 0.0, s.map],
+            )
+        } else {
+            let dev_loss = prep.dev_loss(&model, tc.batch_size)?;
+            let bleu = prep.dev_bleu(
+                &model,
+                &Decoding::Greedy {
+                    max_len: tc.max_words,
+                },
+                sp,
+            )?;
+            (dev_loss, bleu)
+        };
         state.epoch += 1;
         state.step = adam.step;
         let improved = state.epoch == 1
@@ -187,26 +214,46 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         checkpoint::save_vars(&model.vs, &dir.join(checkpoint::LAST))?;
         adam.save(&dir.join(checkpoint::OPTIM))?;
         checkpoint::write_json(&state, &dir.join(checkpoint::STATE))?;
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "epoch": state.epoch, "step": state.step, "lr": state.lr,
             "train_loss": loss_sum / loss_n.max(1) as f64, "dev_loss": dev_loss,
-            "bleu1": bleu[0], "bleu2": bleu[1], "bleu3": bleu[2], "bleu4": bleu[3],
             "seconds": train_secs, "captions_per_s": loss_n as f64 / train_secs.max(1e-9),
         });
+        if !tags_only {
+            line["bleu1"] = bleu[0].into();
+            line["bleu2"] = bleu[1].into();
+            line["bleu3"] = bleu[2].into();
+            line["bleu4"] = bleu[3].into();
+        }
+        if let Some(t) = &tag_scores {
+            line["tag_p5"] = t.precision.into();
+            line["tag_r5"] = t.recall.into();
+            line["tag_f1_5"] = t.f1.into();
+            line["tag_map"] = t.map.into();
+        }
         checkpoint::append_metrics(dir, &line)?;
         if !job.quiet {
-            eprintln!(
-                "epoch {:>3}  loss {:.3}  dev loss {:.3}  BLEU-1..4 {:.3} {:.3} {:.3} {:.3}  {:.0} captions/s{}",
+            let mut msg = format!(
+                "epoch {:>3}  loss {:.3}  dev loss {:.3}",
                 state.epoch,
                 loss_sum / loss_n.max(1) as f64,
-                dev_loss,
-                bleu[0],
-                bleu[1],
-                bleu[2],
-                bleu[3],
-                loss_n as f64 / train_secs.max(1e-9),
-                if improved { "  *best" } else { "" }
+                dev_loss
             );
+            if !tags_only {
+                msg += &format!(
+                    "  BLEU-1..4 {:.3} {:.3} {:.3} {:.3}",
+                    bleu[0], bleu[1], bleu[2], bleu[3]
+                );
+            }
+            if let Some(t) = &tag_scores {
+                msg += &format!(
+                    "  tags P@5 {:.3} R@5 {:.3} mAP {:.3}",
+                    t.precision, t.recall, t.map
+                );
+            }
+            let rate = loss_n as f64 / train_secs.max(1e-9);
+            let best = if improved { "  *best" } else { "" };
+            eprintln!("{msg}  {rate:.0} captions/s{best}");
         }
     }
     if state.stopped_early && !job.quiet {

@@ -12,8 +12,10 @@ use crate::data::features::{self, FeatureCache};
 use crate::data::image::Preprocess;
 use crate::data::loader::BatchLoader;
 use crate::data::{Dataset, Sample, Split};
+use crate::eval::tag_metrics::{self, TagScores};
 use crate::infer::decoding::{Decoding, Specials};
 use crate::model::captioner::Captioner;
+use crate::text::taglist::{TagList, TagRule};
 use crate::text::tokenize;
 use crate::text::vocab::{Vocab, END, START};
 use crate::{Error, Result};
@@ -50,6 +52,17 @@ impl Images {
         }
     }
 
+    /// Number of image rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Images::Cached(t) | Images::Pixels(t) => t.size()[0] as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether batches should group the captions of an image together (end-to-end encoders:
     /// the CNN then runs once per image instead of once per caption).
     pub fn group_by_image(&self) -> bool {
@@ -68,6 +81,72 @@ pub struct Prepared {
     pub dev_images: Vec<i64>,
     pub dev_refs: Vec<Vec<Vec<String>>>,
     pub images: Images,
+    /// Hashtag targets, when the run trains a hashtag model.
+    pub tags: Option<TagData>,
+}
+
+/// Hashtag labels per image row.
+#[derive(Debug)]
+pub struct TagData {
+    pub list: TagList,
+    /// Multi-hot `(N, T)` over image rows (head).
+    pub targets: Tensor,
+    /// `[<start> tag.. <end>]` per image row in generator ids (GRU), most frequent tag first.
+    pub seqs: Vec<Vec<i64>>,
+    /// `(T,)` BCE positive weights: `clamp((N − n_t) / n_t, 1, 30)`.
+    pub pos_weight: Tensor,
+    /// True tags of each dev image (`dev_images` order), not cut to the label list.
+    pub dev_truth: Vec<Vec<String>>,
+}
+
+impl TagData {
+    fn new(list: TagList, truth_by_row: &[Vec<String>], dev_truth: Vec<Vec<String>>) -> Self {
+        let t = list.len() as i64;
+        let targets =
+            Tensor::from_slice(&list.multi_hot(truth_by_row)).view([truth_by_row.len() as i64, t]);
+        let seqs = truth_by_row
+            .iter()
+            .map(|truth| {
+                let mut ids = list.ids(truth);
+                ids.sort_unstable();
+                ids.truncate(crate::model::tagger::MAX_TAGS);
+                let mut seq = vec![START];
+                seq.extend(
+                    ids.iter()
+                        .map(|&i| i as i64 + crate::model::tagger::TAG_OFFSET),
+                );
+                seq.push(END);
+                seq
+            })
+            .collect();
+        let n = list.images.max(1) as f64;
+        let w: Vec<f32> = list
+            .counts
+            .iter()
+            .map(|&c| ((n - c as f64) / c.max(1) as f64).clamp(1.0, 30.0) as f32)
+            .collect();
+        TagData {
+            list,
+            targets,
+            seqs,
+            pos_weight: Tensor::from_slice(&w),
+            dev_truth,
+        }
+    }
+
+    /// Training targets of image rows: multi-hot `(B, T)` for the head, padded sequences
+    /// `(B, L)` for the generator.
+    pub fn batch(&self, rows: &[i64], generator: bool) -> Tensor {
+        if generator {
+            let seqs: Vec<&[i64]> = rows
+                .iter()
+                .map(|&r| self.seqs[r as usize].as_slice())
+                .collect();
+            super::pad_batch(&seqs)
+        } else {
+            self.targets.index_select(0, &Tensor::from_slice(rows))
+        }
+    }
 }
 
 /// Fingerprint of what a model learns from: ids, splits and captions.
@@ -117,7 +196,7 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         )));
     }
     let data_fp = data_fingerprint(&ds);
-    let (run, vocab) = if job.resume {
+    let (run, vocab, tag_list) = if job.resume {
         open_run(job, &data_fp)?
     } else {
         new_run(job, &data_fp, &train)?
@@ -161,6 +240,20 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
             "no usable training or dev images (all undecodable?)",
         ));
     }
+    let tags = tag_list.map(|list| {
+        let mut truth_by_row = vec![vec![]; images.len()];
+        let mut dev_truth = vec![];
+        for s in &needed {
+            if let Some(&r) = rows.get(s.id.as_str()) {
+                let truth = list.rule.truth(s);
+                if s.split == Split::Dev {
+                    dev_truth.push(truth.clone());
+                }
+                truth_by_row[r as usize] = truth;
+            }
+        }
+        TagData::new(list, &truth_by_row, dev_truth)
+    });
     Ok(Prepared {
         run,
         vocab,
@@ -169,10 +262,13 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         dev_images,
         dev_refs,
         images,
+        tags,
     })
 }
 
-fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<(RunConfig, Vocab)> {
+type Opened = (RunConfig, Vocab, Option<TagList>);
+
+fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<Opened> {
     let dir = &job.out;
     if dir.join(checkpoint::CONFIG).exists() {
         return Err(Error::invalid(format!(
@@ -187,6 +283,15 @@ fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<(RunConfi
     let vocab = Vocab::build(&tokens, job.train.min_count);
     let mut model = job.model.clone();
     model.vocab_size = vocab.len() as i64;
+    let tag_list = match model.hashtags.as_mut() {
+        Some(t) => {
+            let rule = TagRule::for_samples(train, job.train.tag_min_agree);
+            let list = TagList::build(rule, train, job.train.tag_min_count);
+            t.num_tags = list.len() as i64;
+            Some(list)
+        }
+        None => None,
+    };
     model.validate()?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let encoder_fingerprint = match (&job.encoder_weights, model.frozen_encoder) {
@@ -202,11 +307,14 @@ fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<(RunConfi
         encoder_fingerprint,
     };
     vocab.save(&dir.join(checkpoint::VOCAB))?;
+    if let Some(list) = &tag_list {
+        list.save(&dir.join(checkpoint::HASHTAGS))?;
+    }
     checkpoint::write_json(&run, &dir.join(checkpoint::CONFIG))?;
-    Ok((run, vocab))
+    Ok((run, vocab, tag_list))
 }
 
-fn open_run(job: &TrainJob, data_fp: &str) -> Result<(RunConfig, Vocab)> {
+fn open_run(job: &TrainJob, data_fp: &str) -> Result<Opened> {
     let dir = &job.out;
     let path = dir.join(checkpoint::CONFIG);
     if !path.is_file() {
@@ -218,6 +326,9 @@ fn open_run(job: &TrainJob, data_fp: &str) -> Result<(RunConfig, Vocab)> {
     let mut run: RunConfig = checkpoint::read_json(&path)?;
     let mut asked = job.model.clone();
     asked.vocab_size = run.model.vocab_size;
+    if let (Some(a), Some(r)) = (asked.hashtags.as_mut(), run.model.hashtags.as_ref()) {
+        a.num_tags = r.num_tags;
+    }
     if let Some(diff) = asked.mismatch(&run.model) {
         return Err(Error::invalid(format!(
             "--resume: the requested architecture differs from the run in {} ({diff})",
@@ -237,9 +348,13 @@ fn open_run(job: &TrainJob, data_fp: &str) -> Result<(RunConfig, Vocab)> {
             dir.display()
         )));
     }
+    let tag_list = match &run.model.hashtags {
+        Some(_) => Some(checkpoint::load_tag_list(dir, &run)?),
+        None => None,
+    };
     run.train.epochs = job.train.epochs;
     checkpoint::write_json(&run, &path)?;
-    Ok((run, vocab))
+    Ok((run, vocab, tag_list))
 }
 
 /// Copy (or hard-link) the user's encoder weights into the run so it is self-contained.
@@ -414,6 +529,42 @@ impl Prepared {
             }
         }
         Ok(out)
+    }
+
+    /// Hashtag P@5 / R@5 / F1@5 / mAP on the dev images (None without a hashtag model).
+    pub fn dev_tag_scores(&self, model: &Captioner) -> Result<Option<TagScores>> {
+        let Some(td) = &self.tags else {
+            return Ok(None);
+        };
+        let mut rankings = vec![];
+        for rows in self.dev_images.chunks(256) {
+            let feats = tch::no_grad(|| self.images.features(model, rows, false))?;
+            for r in crate::infer::tags::rank(model, &td.list, &feats, 0.5)? {
+                rankings.push(r.names());
+            }
+        }
+        Ok(Some(tag_metrics::score(&rankings, &td.dev_truth, 5)))
+    }
+
+    /// The hashtag model's loss on the dev images (eval mode).
+    pub fn dev_tag_loss(&self, model: &Captioner, batch: usize) -> Result<f64> {
+        let (Some(td), Some(tagger)) = (&self.tags, &model.tagger) else {
+            return Ok(0.0);
+        };
+        let (mut sum, mut n) = (0.0, 0usize);
+        for rows in self.dev_images.chunks(batch) {
+            let l = tch::no_grad(|| -> Result<f64> {
+                let feats = self.images.features(model, rows, false)?;
+                let targets = td
+                    .batch(rows, tagger.generator().is_some())
+                    .to_device(model.device());
+                let pw = td.pos_weight.to_device(model.device());
+                Ok(tagger.loss(&feats, &targets, &pw, false).double_value(&[]))
+            })?;
+            sum += l * rows.len() as f64;
+            n += rows.len();
+        }
+        Ok(sum / n.max(1) as f64)
     }
 
     pub fn dev_bleu(

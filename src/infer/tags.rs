@@ -1,0 +1,115 @@
+//! Hashtags for images: the run's hashtag model turns pooled features into a full ranking of
+//! its label list (for P@k and mAP) and into the tags it would print (for `captag caption`).
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use super::decoding::Decoding;
+use super::SPECIALS;
+use crate::model::captioner::Captioner;
+use crate::model::tagger::{Tagger, MAX_TAGS, TAG_OFFSET};
+use crate::text::taglist::TagList;
+use crate::{Error, Result};
+
+/// One suggested tag.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TagScore {
+    pub tag: String,
+    /// Head: sigmoid probability; gru: probability of being the first tag; text: model score.
+    pub score: f64,
+    /// Which model produced it: `head`, `gru` or `text`.
+    pub model: &'static str,
+}
+
+/// Every tag of the label list, best first, and how many leading tags the model itself
+/// emits: head ⇒ those scoring ≥ the threshold; gru ⇒ those it generated.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Ranked {
+    pub tags: Vec<TagScore>,
+    pub emitted: usize,
+}
+
+impl Ranked {
+    /// The tags to print: the emitted ones, at most `n`.
+    pub fn top(&self, n: usize) -> &[TagScore] {
+        &self.tags[..self.emitted.min(n)]
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.tags.iter().map(|t| t.tag.clone()).collect()
+    }
+}
+
+/// Rank the label list for pooled features `(N, D)`.
+pub fn rank(
+    model: &Captioner,
+    list: &TagList,
+    feats: &Tensor,
+    threshold: f64,
+) -> Result<Vec<Ranked>> {
+    let tagger = model.tagger.as_ref().ok_or_else(|| {
+        Error::invalid("this checkpoint has no hashtag model (train with --hashtags)")
+    })?;
+    let n = feats.size()[0];
+    if n == 0 {
+        return Ok(vec![]);
+    }
+    let feats = feats.to_device(model.device());
+    let scores = tagger
+        .scores(&feats)
+        .to_kind(Kind::Double)
+        .to_device(Device::Cpu); // (N, T)
+    let t = scores.size()[1] as usize;
+    let flat = Vec::<f64>::try_from(&scores.view([-1])).map_err(Error::Torch)?;
+    let generated: Option<Vec<Vec<usize>>> = match tagger {
+        Tagger::Head(_) => None,
+        Tagger::Gru(gen) => {
+            let dec = Decoding::Greedy { max_len: MAX_TAGS };
+            let hyps = model.generate_with(gen, &feats, &dec, SPECIALS, 256)?;
+            Some(
+                hyps.into_iter()
+                    .map(|h| {
+                        let mut ids: Vec<usize> = vec![];
+                        for tok in h.tokens {
+                            let id = tok - TAG_OFFSET;
+                            if id >= 0 && (id as usize) < t && !ids.contains(&(id as usize)) {
+                                ids.push(id as usize);
+                            }
+                        }
+                        ids
+                    })
+                    .collect(),
+            )
+        }
+    };
+    let name = match tagger {
+        Tagger::Head(_) => "head",
+        Tagger::Gru(_) => "gru",
+    };
+    Ok((0..n as usize)
+        .map(|i| {
+            let row = &flat[i * t..(i + 1) * t];
+            let mut order: Vec<usize> = (0..t).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            let emitted = match &generated {
+                Some(g) => {
+                    let first = &g[i];
+                    order.retain(|o| !first.contains(o));
+                    order.splice(0..0, first.iter().copied());
+                    first.len()
+                }
+                None => order.iter().take_while(|&&o| row[o] >= threshold).count(),
+            };
+            Ranked {
+                tags: order
+                    .into_iter()
+                    .map(|o| TagScore {
+                        tag: list.tags[o].clone(),
+                        score: row[o],
+                        model: name,
+                    })
+                    .collect(),
+                emitted,
+            }
+        })
+        .collect())
+}
