@@ -363,6 +363,9 @@ pub struct CaptionArgs {
     /// One JSON object per image.
     #[arg(long)]
     pub json: bool,
+    /// Use the last epoch's weights instead of the best.
+    #[arg(long)]
+    pub last: bool,
     #[command(flatten)]
     pub tags: TagOutArgs,
 }

@@ -1,6 +1,7 @@
 //! `captag demo`: the whole pipeline on the built-in synthetic data — synthesize, train
-//! small-cnn + LSTM, evaluate on the test split against the caption-prior baseline and the human
-//! ceiling, and caption a few test images.
+//! small-cnn + LSTM with a hashtag head, evaluate on the test split against the caption-prior
+//! baseline and the human ceiling (hashtags against their two baselines), and caption a few
+//! test images with their hashtags.
 use anyhow::Context;
 
 use super::{bleu_table, Ctx};
@@ -136,12 +137,30 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
             ),
         ])
     );
-    println!("4. captions for a few test images:");
-    for (p, s) in greedy.predictions.iter().zip(&test).take(5) {
+    if let Some(t) = &greedy.hashtags {
+        println!("   hashtags from the image (tags derived from the reference captions):");
+        println!("{}", super::tags::tag_table(t.k, &t.rows));
+    }
+    println!("4. captions and hashtags for a few test images:");
+    let shown: Vec<_> = test.iter().take(5).collect();
+    let paths: Vec<std::path::PathBuf> = shown.iter().map(|s| s.path.clone()).collect();
+    let out = loaded.caption_files(&paths, &Decoding::Greedy { max_len: 20 })?;
+    for (r, s) in out.iter().zip(&shown) {
+        let line = match &r.caption {
+            Ok(c) => {
+                let tags: Vec<String> = c
+                    .tags
+                    .as_ref()
+                    .map(|t| t.top(5).iter().map(|t| format!("#{}", t.tag)).collect())
+                    .unwrap_or_default();
+                format!("{} {}", c.text(), tags.join(" "))
+            }
+            Err(why) => format!("error: {why}"),
+        };
         println!(
             "   {}\n     captag:    {}\n     reference: {}",
             s.path.display(),
-            p.caption,
+            line.trim_end(),
             s.captions[0]
         );
     }

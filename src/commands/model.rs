@@ -120,10 +120,12 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
 pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     let job = train_job(ctx, a)?;
     let s = training::run(&job)?;
+    let only = job.model.hashtags.as_ref().is_some_and(|t| t.only);
     println!(
-        "{} epochs in {:.0}s; best dev BLEU-4 {:.2} at epoch {} → {}",
+        "{} epochs in {:.0}s; best dev {} {:.2} at epoch {} → {}",
         s.epochs,
         s.seconds,
+        if only { "hashtag mAP" } else { "BLEU-4" },
         100.0 * s.best_bleu[3],
         s.best_epoch,
         s.out.join(checkpoint::BEST).display()
@@ -191,7 +193,7 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
 }
 
 pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
-    let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, false)?;
+    let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
     loaded.tag_threshold = a.tags.tag_threshold;
     let text_model = a
         .tags

@@ -2,8 +2,11 @@
 //!
 //! - `head`: a multi-label classifier, `Linear → BatchNorm → ReLU → dropout → Linear`, one logit
 //!   per tag of the run's label list, trained with binary cross-entropy whose positive weight
-//!   lifts rare tags (`pos_weight_t = clamp((N − n_t) / n_t, 1, 30)` from training counts).
-//!   Scores are sigmoids; a tag is output when it is in the top N and above the threshold.
+//!   lifts rare tags (`pos_weight_t = clamp((N − n_t) / n_t, 1, 30)` from training counts,
+//!   kept in the checkpoint as the buffer `log_pos_weight`). Positive weighting inflates the
+//!   sigmoid by the factor `w_t` in odds, so scores are `sigmoid(logit − ln w_t)`: calibrated
+//!   again, and a threshold of 0.5 means what it says. A tag is output when it is in the top N
+//!   and scores at least the threshold.
 //! - `gru`: the seed projects' tag generator — a Show-and-Tell GRU over the tag vocabulary that
 //!   writes an image's tags as a sequence (most frequent tag first), decoded with the same greedy
 //!   and beam search as captions. Its ranking is the generated tags in order, then every other
@@ -25,6 +28,8 @@ pub struct TagHead {
     hidden: nn::Linear,
     norm: nn::BatchNorm,
     out: nn::Linear,
+    /// `(T,)` ln of the BCE positive weights (not trained; set from the training counts).
+    log_pos_weight: Tensor,
     dropout: f64,
 }
 
@@ -34,8 +39,17 @@ impl TagHead {
             hidden: nn::linear(&p / "hidden", in_dim, hidden, Default::default()),
             norm: nn::batch_norm1d(&p / "norm", hidden, Default::default()),
             out: nn::linear(&p / "out", hidden, tags, Default::default()),
+            log_pos_weight: p.zeros_no_train("log_pos_weight", &[tags]),
             dropout,
         }
+    }
+
+    /// Install the positive weights `(T,)` of a new run.
+    pub fn set_pos_weight(&mut self, w: &Tensor) {
+        tch::no_grad(|| {
+            self.log_pos_weight
+                .copy_(&w.to_device(self.log_pos_weight.device()).log())
+        });
     }
 
     /// Pooled features `(B, D)` ⇒ logits `(B, T)`.
@@ -84,25 +98,21 @@ impl Tagger {
         }
     }
 
-    /// Training loss. `targets`: head ⇒ multi-hot `(B, T)` with `pos_weight (T,)`;
-    /// gru ⇒ token sequences `(B, L)` `[<start> tag.. <end> <pad>..]`.
-    pub fn loss(
-        &self,
-        features: &Tensor,
-        targets: &Tensor,
-        pos_weight: &Tensor,
-        train: bool,
-    ) -> Tensor {
+    /// Training loss. `targets`: head ⇒ multi-hot `(B, T)`; gru ⇒ token sequences `(B, L)`
+    /// `[<start> tag.. <end> <pad>..]`.
+    pub fn loss(&self, features: &Tensor, targets: &Tensor, train: bool) -> Tensor {
         match self {
             Tagger::Gru(dec) => dec.loss(features, targets, train),
-            Tagger::Head(head) => head
-                .forward_t(features, train)
-                .binary_cross_entropy_with_logits::<&Tensor>(
-                    targets,
-                    None,
-                    Some(pos_weight),
-                    tch::Reduction::Mean,
-                ),
+            Tagger::Head(head) => {
+                let pos_weight = head.log_pos_weight.exp();
+                head.forward_t(features, train)
+                    .binary_cross_entropy_with_logits::<&Tensor>(
+                        targets,
+                        None,
+                        Some(&pos_weight),
+                        tch::Reduction::Mean,
+                    )
+            }
         }
     }
 
@@ -110,7 +120,9 @@ impl Tagger {
     /// probabilities.
     pub fn scores(&self, features: &Tensor) -> Tensor {
         tch::no_grad(|| match self {
-            Tagger::Head(head) => head.forward_t(features, false).sigmoid(),
+            Tagger::Head(head) => {
+                (head.forward_t(features, false) - &head.log_pos_weight).sigmoid()
+            }
             Tagger::Gru(dec) => {
                 let state = dec.start(features, false);
                 let n = features.size()[0];

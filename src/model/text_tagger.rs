@@ -6,18 +6,21 @@
 //! used once; a table of counts is what such data supports, trains in milliseconds and is easy to
 //! audit. Score of tag `t` for a text with content words `W` (each counted once):
 //!
-//! `score(t) = Σ_{w∈W} n(w,t) / (n(w) + β)  +  λ · n(t) / N`
+//! `score(t) = Σ_{w∈W} max(0, n(w,t) / (n(w) + β) − P(t))  +  λ · P(t)`,  `P(t) = n(t) / N`
 //!
 //! where `n(w,t)` counts training posts whose text has `w` and whose tags have `t`, `n(w)` posts
-//! with `w`, `n(t)` posts with `t`, `N` posts. `β` damps words seen in few posts; the prior term
-//! `λ` orders tags when no word is informative (λ large ⇒ the most-frequent-tags baseline).
+//! with `w`, `n(t)` posts with `t`, `N` posts. A word only votes for tags it makes *more* likely
+//! than their base rate (without that, every common word votes for the common tags and
+//! `#square` outranks `#red` for "a red circle and a blue square"). `β` damps words seen in few
+//! posts; the prior term `λ` orders tags when no word is informative (λ large ⇒ the
+//! most-frequent-tags baseline).
 use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::text::taglist::fold_plural;
+use crate::text::taglist::{fold_plural, is_stopword};
 use crate::text::tokenize;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -34,11 +37,11 @@ pub struct TextTagger {
 }
 
 /// The words of a post's text the model reads: tokenized, lower-case, letters/digits only,
-/// at least 2 characters, plurals folded, each once.
+/// at least 2 characters, no stopwords, plurals folded, each once.
 pub fn text_words(text: &str) -> Vec<String> {
     let mut out: Vec<String> = vec![];
     for w in tokenize(text) {
-        if w.chars().count() < 2 || !w.chars().all(char::is_alphanumeric) {
+        if w.chars().count() < 2 || !w.chars().all(char::is_alphanumeric) || is_stopword(&w) {
             continue;
         }
         let w = fold_plural(&w);
@@ -113,7 +116,8 @@ impl TextTagger {
             if let Some((nw, list)) = self.words.get(&w) {
                 let d = *nw as f64 + self.beta;
                 for &(t, c) in list {
-                    score[t as usize] += c as f64 / d;
+                    let base = self.tag_posts[t as usize] as f64 / n;
+                    score[t as usize] += (c as f64 / d - base).max(0.0);
                 }
             }
         }

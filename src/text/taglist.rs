@@ -226,6 +226,11 @@ const STOPWORDS: &[&str] = &[
     "there",
 ];
 
+/// Whether a (lower-case) word is on the stopword list above.
+pub fn is_stopword(w: &str) -> bool {
+    STOPWORDS.contains(&w)
+}
+
 /// Plural-looking words that are singular or have no useful singular.
 const KEEP_S: &[&str] = &[
     "glasses",

@@ -21,6 +21,7 @@ use crate::data::LoadOptions;
 use crate::eval::bleu::{corpus_bleu, BleuMode};
 use crate::infer::decoding::Decoding;
 use crate::model::captioner::Captioner;
+use crate::model::tagger::Tagger;
 use crate::text::vocab::PAD;
 use crate::{Error, Result};
 use checkpoint::TrainState;
@@ -77,6 +78,9 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     let cfg = &prep.run.model;
     let tc = &prep.run.train;
     let mut model = Captioner::new(cfg, job.device, false);
+    if let (Some(Tagger::Head(head)), Some(td)) = (model.tagger.as_mut(), &prep.tags) {
+        head.set_pos_weight(&td.pos_weight);
+    }
     let mut adam = optim::Adam::new(&model.vs, tc.lr, 0.0);
     let mut state = TrainState {
         lr: tc.lr,
@@ -103,7 +107,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         let e = state.epoch;
         let t0 = Instant::now();
         tch::manual_seed(epoch_seed(tc.seed, e) as i64);
-        let batches = epoch_batches(&prep, tc.batch_size, epoch_seed(tc.seed, e));
+        let batches = epoch_batches(&prep, tc.batch_size, epoch_seed(tc.seed, e), tags_only);
         let steps = batches.len();
         let bar = progress(
             job.quiet,
@@ -121,8 +125,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
                     let targets = td
                         .batch(&rows, tagger.generator().is_some())
                         .to_device(job.device);
-                    let tag_loss =
-                        tagger.loss(&feats, &targets, &td.pos_weight.to_device(job.device), true);
+                    let tag_loss = tagger.loss(&feats, &targets, true);
                     if tags_only {
                         tag_loss
                     } else {
@@ -277,9 +280,23 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
 
 /// The caption indices of every batch of one epoch, in a seeded random order. With an
 /// end-to-end encoder, whole images (all their captions) are shuffled and packed into batches
-/// of about `batch_size` captions; otherwise captions are shuffled individually.
-fn epoch_batches(prep: &Prepared, batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
+/// of about `batch_size` captions; otherwise captions are shuffled individually. Hashtag-only
+/// runs see each image once per epoch (its first caption's entry stands for the image).
+fn epoch_batches(
+    prep: &Prepared,
+    batch_size: usize,
+    seed: u64,
+    per_image: bool,
+) -> Vec<Vec<usize>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    if per_image {
+        let mut seen = std::collections::HashSet::new();
+        let mut order: Vec<usize> = (0..prep.train.len())
+            .filter(|&i| seen.insert(prep.train[i].0))
+            .collect();
+        order.shuffle(&mut rng);
+        return order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+    }
     if !prep.images.group_by_image() {
         let mut order: Vec<usize> = (0..prep.train.len()).collect();
         order.shuffle(&mut rng);

@@ -558,8 +558,7 @@ impl Prepared {
                 let targets = td
                     .batch(rows, tagger.generator().is_some())
                     .to_device(model.device());
-                let pw = td.pos_weight.to_device(model.device());
-                Ok(tagger.loss(&feats, &targets, &pw, false).double_value(&[]))
+                Ok(tagger.loss(&feats, &targets, false).double_value(&[]))
             })?;
             sum += l * rows.len() as f64;
             n += rows.len();

@@ -2,4 +2,5 @@
 //! `captag synth` into a temporary directory; nothing here needs Python or the real datasets.
 mod common;
 mod data;
+mod hashtags;
 mod models;
