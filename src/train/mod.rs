@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod optim;
 pub mod prepare;
+pub mod tagdata;
 
 use std::path::PathBuf;
 use std::time::Instant;
