@@ -1,7 +1,7 @@
 """PyTorch reference for captag's training-throughput benchmark.
 
-Trains the same Show-and-Tell model captag builds (image projection fed as the first LSTM/GRU
-input, embedding, single-layer RNN, dropout, linear output; Adam; global-norm clip 5; cross
+Trains the same Show-and-Tell model captag builds (image projection + BatchNorm fed as the first
+LSTM/GRU input, embedding, single-layer RNN, dropout, linear output; Adam; global-norm clip 5; cross
 entropy ignoring <pad>=0) on the very same workload file that `benches/train_throughput.rs`
 wrote (cached image features, caption rows, padded token ids), in the same batch order, and
 prints captions/s. Run through bench/train_bench.sh, which runs both sides in one go.
@@ -12,7 +12,25 @@ import time
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file
+try:
+    from safetensors.torch import load_file
+except ImportError:  # e.g. the GPU machines' image: read the simple format directly
+
+    def load_file(path):
+        import struct
+
+        raw = open(path, "rb").read()
+        (n,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8 : 8 + n])
+        kinds = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "I32": torch.int32}
+        out = {}
+        for name, e in header.items():
+            if name == "__metadata__":
+                continue
+            lo, hi = e["data_offsets"]
+            buf = bytearray(raw[8 + n + lo : 8 + n + hi])
+            out[name] = torch.frombuffer(buf, dtype=kinds[e["dtype"]]).reshape(e["shape"]).clone()
+        return out
 
 
 class ShowAndTell(nn.Module):
@@ -20,13 +38,14 @@ class ShowAndTell(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, embed)
         self.img_proj = nn.Linear(feat_dim, embed)
+        self.img_norm = nn.BatchNorm1d(embed)
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn(embed, hidden, num_layers=1, batch_first=True)
         self.out = nn.Linear(hidden, vocab)
         self.dropout = dropout
 
     def forward(self, feats, tokens):
-        img = nn.functional.dropout(self.img_proj(feats), self.dropout, self.training)  # (B, E)
+        img = self.img_norm(self.img_proj(feats))  # (B, E)
         _, state = self.rnn(img.unsqueeze(1))
         x = nn.functional.dropout(self.embed(tokens[:, :-1]), self.dropout, self.training)  # (B, L-1, E)
         out, _ = self.rnn(x, state)  # (B, L-1, H)

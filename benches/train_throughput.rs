@@ -6,7 +6,7 @@
 //! `bench/out/train_workload.safetensors` (+ `.json`) for the Python side, and times captag.
 //! `bench/train_bench.sh` runs both and prints the ratio.
 //!
-//!     cargo bench --bench train_throughput -- DATA FEATURES [--steps N] [--batch B] [--cell lstm|gru]
+//!     cargo bench --bench train_throughput -- DATA FEATURES [--steps N] [--batch B] [--cell lstm|gru] [--device cpu|cuda]
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     let (data, feats) = match pos.as_slice() {
         [d, f, ..] => (PathBuf::from(d), PathBuf::from(f)),
         _ => anyhow::bail!(
-            "usage: train_throughput DATA FEATURES [--steps N] [--batch B] [--cell lstm|gru]"
+            "usage: train_throughput DATA FEATURES [--steps N] [--batch B] [--cell lstm|gru] [--device cpu|cuda]"
         ),
     };
     let steps: usize = flag("--steps", "200").parse()?;
@@ -141,7 +141,8 @@ fn main() -> anyhow::Result<()> {
     let all_tokens = all_tokens.to_device(device);
     let rows = rows.to_device(device);
     let lens_v: Vec<i64> = items.iter().map(|(_, t)| t.len() as i64).collect();
-    let mut step = |i: usize| -> f64 {
+    // Like the Python side, the loss is read (a device sync) only once, after the timed loop.
+    let mut step = |i: usize| -> Tensor {
         let lo = (i * batch) % (n - batch);
         let len = *lens_v[lo..lo + batch].iter().max().unwrap_or(&2);
         let r = rows.narrow(0, lo as i64, batch as i64);
@@ -152,21 +153,24 @@ fn main() -> anyhow::Result<()> {
         let loss = model.decoder.loss(&f, &t, true);
         adam.zero_grad();
         loss.backward();
-        adam.clip_grad_norm(clip);
-        adam.step();
-        loss.double_value(&[])
+        adam.step(clip);
+        loss
     };
+    let mut last = Tensor::from(0.0);
     for i in 0..warmup {
-        step(i);
+        last = step(i);
     }
+    last.double_value(&[]);
     let t0 = Instant::now();
     for i in warmup..warmup + steps {
-        step(i);
+        last = step(i);
     }
+    let final_loss = last.double_value(&[]);
     let secs = t0.elapsed().as_secs_f64();
     println!(
         "{}",
         serde_json::json!({"impl": "captag", "threads": tch::get_num_threads(), "steps": steps,
+                           "device": format!("{device:?}"), "loss": final_loss,
                            "captions_per_s": (steps * batch) as f64 / secs})
     );
     Ok(())

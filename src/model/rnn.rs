@@ -76,6 +76,18 @@ impl Rnn {
             params.push(p.var(&format!("bias_ih_l{l}"), &[gates * hidden], init));
             params.push(p.var(&format!("bias_hh_l{l}"), &[gates * hidden], init));
         }
+        // cuDNN wants all weights in one buffer: without this every call re-packs them (and
+        // warns). The vars become views into the buffer; loading weights later copies into
+        // them in place, so the layout survives `VarStore::load`.
+        if p.device().is_cuda() && tch::Cuda::cudnn_is_available() {
+            let mode = match kind {
+                CellKind::Lstm => 2, // cuDNN's CUDNN_LSTM
+                CellKind::Gru => 3,  // CUDNN_GRU
+            };
+            let _ = Tensor::internal_cudnn_rnn_flatten_weight(
+                &params, 4, input, mode, hidden, 0, layers, true, false,
+            );
+        }
         Rnn {
             kind,
             params,

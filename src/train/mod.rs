@@ -137,8 +137,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             };
             adam.zero_grad();
             loss.backward();
-            adam.clip_grad_norm(tc.clip);
-            adam.step();
+            adam.step(tc.clip);
             let l = loss.double_value(&[]);
             if !l.is_finite() {
                 return Err(Error::invalid(format!(
