@@ -32,6 +32,10 @@ pub struct Adam {
     /// Per variable: views into `m_flat` / `v_flat` with the variable's shape.
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// Scratch `(P,)` buffers reused every step (the gradient, then the update): fresh
+    /// multi-megabyte temporaries cost page faults on every CPU step.
+    g_flat: Tensor,
+    scratch: Tensor,
 }
 
 impl Adam {
@@ -44,7 +48,7 @@ impl Adam {
         let params: Vec<(String, Tensor)> = vars.into_iter().collect();
         let total: i64 = params.iter().map(|(_, p)| p.numel() as i64).sum();
         let zeros = || Tensor::zeros([total], (Kind::Float, vs.device()));
-        let (m_flat, v_flat) = (zeros(), zeros());
+        let (m_flat, v_flat, g_flat, scratch) = (zeros(), zeros(), zeros(), zeros());
         let views = |flat: &Tensor| -> Vec<Tensor> {
             let mut off = 0;
             params
@@ -70,6 +74,8 @@ impl Adam {
             v_flat,
             m,
             v,
+            g_flat,
+            scratch,
         }
     }
 
@@ -103,22 +109,32 @@ impl Adam {
             let _ = m.lerp_(g, 1.0 - b1);
             let _ = v.g_mul_scalar_(b2).addcmul_(&(g * (1.0 - b2)), g);
             let denom = (v.sqrt() / bc2_sqrt) + eps;
-            m.as_ref() / denom * step_size
+            &*m / denom * step_size
         };
         tch::no_grad(|| {
             if defined == grads.len() {
+                // Same arithmetic as `update`, in place in the scratch buffers.
                 let flat: Vec<Tensor> = grads.iter().map(|g| g.view(-1)).collect();
-                let mut g = Tensor::cat(&flat, 0); // (P,)
-                let norm = clip_flat(&mut g, clip);
+                let _ = Tensor::cat_out(&self.g_flat, &flat, 0);
+                let g = &mut self.g_flat; // (P,)
+                let norm = clip_flat(g, clip);
                 if wd != 0.0 {
                     let ps: Vec<Tensor> = self.params.iter().map(|(_, p)| p.view(-1)).collect();
-                    g = &g + Tensor::cat(&ps, 0) * wd;
+                    let _ = g.g_add_(&(Tensor::cat(&ps, 0) * wd));
                 }
-                let upd = update(&mut self.m_flat, &mut self.v_flat, &g); // (P,)
+                let s = &mut self.scratch; // (P,)
+                let _ = self.m_flat.lerp_(g, 1.0 - b1);
+                let _ = s.copy_(g);
+                let _ = s.g_mul_scalar_(1.0 - b2);
+                let _ = self.v_flat.g_mul_scalar_(b2).addcmul_(s, g);
+                let _ = self.v_flat.sqrt_out(s);
+                let _ = s.g_div_scalar_(bc2_sqrt).g_add_scalar_(eps);
+                let _ = self.m_flat.div_out(s, s); // m / denom
+                let _ = s.g_mul_scalar_(step_size);
                 let mut off = 0;
                 for (_, p) in self.params.iter_mut() {
                     let n = p.numel() as i64;
-                    let _ = p.g_sub_(&upd.narrow(0, off, n).view(p.size().as_slice()));
+                    let _ = p.g_sub_(&s.narrow(0, off, n).view(p.size().as_slice()));
                     off += n;
                 }
                 Some(norm)
@@ -198,7 +214,7 @@ impl Adam {
 
 /// Global-norm clipping of a flat gradient in place; returns the norm before clipping.
 fn clip_flat(g: &mut Tensor, max: f64) -> Tensor {
-    let norm = g.square().sum(Kind::Float).sqrt(); // ()
+    let norm = g.norm(); // ()
     if max > 0.0 {
         let coef = ((&norm + 1e-6).reciprocal() * max).clamp_max(1.0); // ()
         let _ = g.g_mul_(&coef);
