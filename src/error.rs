@@ -5,11 +5,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or directory the user named could not be read or written.
-    #[error("{path}: {source}")]
+    /// (The cause is part of the message and deliberately not a `source`: `main` prints the
+    /// whole chain, which would repeat it.)
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Input that exists but is not what it should be (malformed CSV/JSON, no dataset, ...).
     #[error("{0}")]
@@ -28,7 +29,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
     pub fn invalid(msg: impl Into<String>) -> Self {

@@ -3,6 +3,13 @@
 use clap::Parser;
 
 fn main() {
+    // `captag caption DIR | head` should stop quietly like other Unix tools, not panic on a
+    // closed pipe: restore the default SIGPIPE action that Rust's runtime ignores.
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any thread exists; only resets a signal disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = captag::cli::Cli::parse();
     if let Err(e) = captag::commands::run(cli) {
         eprintln!("error: {e:#}");

@@ -112,6 +112,9 @@ fn train(
         }
     }
     (m.beta, m.prior) = (best.1, best.2);
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    }
     m.save(out)?;
     println!(
         "{} training posts, {} tags, {} words; dev F1@5 {:.2} at beta {} prior {} → {}",
