@@ -100,13 +100,13 @@ impl Caption {
     }
 }
 
+/// See [`Loaded::features`].
+pub type Features = (Tensor, Vec<usize>, Vec<(usize, String)>);
+
 impl Loaded {
-    /// Pooled features `(N, D)` for image files; failures are returned per input index.
-    pub fn features(
-        &self,
-        paths: &[PathBuf],
-        batch: usize,
-    ) -> Result<(Tensor, Vec<usize>, Vec<(usize, String)>)> {
+    /// Pooled features `(N, D)` for image files, the input indices they belong to, and
+    /// `(input index, reason)` for the files that failed.
+    pub fn features(&self, paths: &[PathBuf], batch: usize) -> Result<Features> {
         let (mut feats, mut ok, mut failed) = (vec![], vec![], vec![]);
         for b in BatchLoader::new(
             paths.to_vec(),

@@ -330,7 +330,7 @@ pub fn derive_tags(captions: &[String], min_agree: usize) -> Vec<String> {
         }
     }
     // Stable sort keeps first-use order among equal votes.
-    votes.sort_by(|a, b| b.1.cmp(&a.1));
+    votes.sort_by_key(|v| std::cmp::Reverse(v.1));
     votes
         .into_iter()
         .filter(|(_, n)| *n >= min_agree.max(1))

@@ -195,7 +195,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         match tc.schedule {
             Schedule::Constant => {}
             Schedule::Step { every, gamma } => {
-                if every > 0 && state.epoch % every == 0 {
+                if every > 0 && state.epoch.is_multiple_of(every) {
                     adam.lr *= gamma;
                 }
             }
@@ -206,7 +206,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
                     state.loss_bad_epochs = 0;
                 } else {
                     state.loss_bad_epochs += 1;
-                    if patience > 0 && state.loss_bad_epochs % patience == 0 {
+                    if patience > 0 && state.loss_bad_epochs.is_multiple_of(patience) {
                         adam.lr *= factor;
                     }
                 }

@@ -124,7 +124,7 @@ impl Adam {
                 }
                 let s = &mut self.scratch; // (P,)
                 let _ = self.m_flat.lerp_(g, 1.0 - b1);
-                let _ = s.copy_(g);
+                s.copy_(g);
                 let _ = s.g_mul_scalar_(1.0 - b2);
                 let _ = self.v_flat.g_mul_scalar_(b2).addcmul_(s, g);
                 let _ = self.v_flat.sqrt_out(s);
@@ -235,7 +235,7 @@ mod tests {
         let mut adam = Adam::new(&vs, 0.1, 0.0);
         let mut loss = (&a * Tensor::from_slice(ga)).sum(Kind::Float);
         if let Some(gb) = gb {
-            loss = loss + (&b * Tensor::from_slice(gb).view([2, 1])).sum(Kind::Float);
+            loss += (&b * Tensor::from_slice(gb).view([2, 1])).sum(Kind::Float);
         }
         adam.zero_grad();
         loss.backward();
