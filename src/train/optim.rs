@@ -29,6 +29,8 @@ pub struct Adam {
     /// First and second moments of all variables, concatenated: `(P,)`.
     m_flat: Tensor,
     v_flat: Tensor,
+    /// Per variable: its offset in the flat buffers and its shape.
+    layout: Vec<(i64, Vec<i64>)>,
     /// Per variable: views into `m_flat` / `v_flat` with the variable's shape.
     m: Vec<Tensor>,
     v: Vec<Tensor>,
@@ -46,22 +48,22 @@ impl Adam {
             .filter(|(_, t)| t.requires_grad())
             .collect();
         let params: Vec<(String, Tensor)> = vars.into_iter().collect();
-        let total: i64 = params.iter().map(|(_, p)| p.numel() as i64).sum();
+        let mut total = 0;
+        let layout: Vec<(i64, Vec<i64>)> = params
+            .iter()
+            .map(|(_, p)| {
+                total += p.numel() as i64;
+                (total - p.numel() as i64, p.size())
+            })
+            .collect();
         let zeros = || Tensor::zeros([total], (Kind::Float, vs.device()));
         let (m_flat, v_flat, g_flat, scratch) = (zeros(), zeros(), zeros(), zeros());
-        let views = |flat: &Tensor| -> Vec<Tensor> {
-            let mut off = 0;
-            params
-                .iter()
-                .map(|(_, p)| {
-                    let n = p.numel() as i64;
-                    let t = flat.narrow(0, off, n).view(p.size().as_slice());
-                    off += n;
-                    t
-                })
-                .collect()
-        };
-        let (m, v) = (views(&m_flat), views(&v_flat));
+        let m = (0..params.len())
+            .map(|i| slot(&m_flat, &layout, i))
+            .collect();
+        let v = (0..params.len())
+            .map(|i| slot(&v_flat, &layout, i))
+            .collect();
         Adam {
             lr,
             beta1: 0.9,
@@ -72,6 +74,7 @@ impl Adam {
             params,
             m_flat,
             v_flat,
+            layout,
             m,
             v,
             g_flat,
@@ -101,61 +104,53 @@ impl Adam {
         }
         self.step += 1;
         let t = self.step as i32;
-        let bc2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
-        let step_size = self.lr / (1.0 - self.beta1.powi(t));
-        let (b1, b2, eps, wd) = (self.beta1, self.beta2, self.eps, self.weight_decay);
-        // m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  p ← p − lr/bc1 · m / (√v/√bc2 + ε)
-        let update = |m: &mut Tensor, v: &mut Tensor, g: &Tensor| -> Tensor {
-            let _ = m.lerp_(g, 1.0 - b1);
-            let _ = v.g_mul_scalar_(b2).addcmul_(&(g * (1.0 - b2)), g);
-            let denom = (v.sqrt() / bc2_sqrt) + eps;
-            &*m / denom * step_size
+        let c = Coefs {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            bc2_sqrt: (1.0 - self.beta2.powi(t)).sqrt(),
+            step_size: self.lr / (1.0 - self.beta1.powi(t)),
         };
+        let wd = self.weight_decay;
         tch::no_grad(|| {
-            if defined == grads.len() {
-                // Same arithmetic as `update`, in place in the scratch buffers.
-                let flat: Vec<Tensor> = grads.iter().map(|g| g.view(-1)).collect();
+            let live: Vec<usize> = (0..grads.len()).filter(|&i| grads[i].defined()).collect();
+            let flat: Vec<Tensor> = live.iter().map(|&i| grads[i].view(-1)).collect();
+            if live.len() == grads.len() {
+                // The usual case: the whole update on the flat buffers.
                 let _ = Tensor::cat_out(&self.g_flat, &flat, 0);
-                let g = &mut self.g_flat; // (P,)
-                let norm = clip_flat(g, clip);
+                let norm = clip_flat(&mut self.g_flat, clip);
                 if wd != 0.0 {
                     let ps: Vec<Tensor> = self.params.iter().map(|(_, p)| p.view(-1)).collect();
-                    let _ = g.g_add_(&(Tensor::cat(&ps, 0) * wd));
+                    let _ = self.g_flat.g_add_(&(Tensor::cat(&ps, 0) * wd));
                 }
-                let s = &mut self.scratch; // (P,)
-                let _ = self.m_flat.lerp_(g, 1.0 - b1);
-                s.copy_(g);
-                let _ = s.g_mul_scalar_(1.0 - b2);
-                let _ = self.v_flat.g_mul_scalar_(b2).addcmul_(s, g);
-                let _ = self.v_flat.sqrt_out(s);
-                let _ = s.g_div_scalar_(bc2_sqrt).g_add_scalar_(eps);
-                let _ = self.m_flat.div_out(s, s); // m / denom
-                let _ = s.g_mul_scalar_(step_size);
-                let mut off = 0;
-                for (_, p) in self.params.iter_mut() {
-                    let n = p.numel() as i64;
-                    let _ = p.g_sub_(&s.narrow(0, off, n).view(p.size().as_slice()));
-                    off += n;
+                let (m, v, g, s) = (
+                    &mut self.m_flat,
+                    &mut self.v_flat,
+                    &self.g_flat,
+                    &mut self.scratch,
+                );
+                adam_into(m, v, g, s, &c);
+                for (i, (_, p)) in self.params.iter_mut().enumerate() {
+                    let _ = p.g_sub_(&slot(&self.scratch, &self.layout, i));
                 }
                 Some(norm)
             } else {
-                // Rare (a part of the model unused this step): the same update per variable.
-                let mut live: Vec<usize> =
-                    (0..grads.len()).filter(|&i| grads[i].defined()).collect();
-                let flat: Vec<Tensor> = live.iter().map(|&i| grads[i].view(-1)).collect();
+                // A part of the model unused this step: the same update, variable by variable.
                 let mut g = Tensor::cat(&flat, 0);
                 let norm = clip_flat(&mut g, clip);
                 let mut off = 0;
-                for i in live.drain(..) {
+                for i in live {
                     let p = &mut self.params[i].1;
+                    let shape = &self.layout[i].1;
                     let n = p.numel() as i64;
-                    let mut gi = g.narrow(0, off, n).view(p.size().as_slice());
+                    let mut gi = g.narrow(0, off, n).view(shape.as_slice());
                     off += n;
                     if wd != 0.0 {
                         gi = &gi + &*p * wd;
                     }
-                    let upd = update(&mut self.m[i], &mut self.v[i], &gi);
-                    let _ = p.g_sub_(&upd);
+                    let mut s = slot(&self.scratch, &self.layout, i);
+                    adam_into(&mut self.m[i], &mut self.v[i], &gi, &mut s, &c);
+                    let _ = p.g_sub_(&s);
                 }
                 Some(norm)
             }
@@ -210,6 +205,38 @@ impl Adam {
         self.lr = lr;
         Ok(())
     }
+}
+
+/// Variable `i`'s part of a flat buffer, with its shape (a view).
+fn slot(flat: &Tensor, layout: &[(i64, Vec<i64>)], i: usize) -> Tensor {
+    let (off, shape) = &layout[i];
+    let n: i64 = shape.iter().product();
+    flat.narrow(0, *off, n).view(shape.as_slice())
+}
+
+/// Adam's constants for one step.
+struct Coefs {
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    /// `√(1 − β2^t)`
+    bc2_sqrt: f64,
+    /// `lr / (1 − β1^t)`
+    step_size: f64,
+}
+
+/// One Adam update in place on tensors of one shape, without temporaries:
+/// `m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  s ← lr/bc1 · m / (√v/√bc2 + ε)`, the amount to
+/// subtract from the parameter.
+fn adam_into(m: &mut Tensor, v: &mut Tensor, g: &Tensor, s: &mut Tensor, c: &Coefs) {
+    let _ = m.lerp_(g, 1.0 - c.beta1);
+    s.copy_(g);
+    let _ = s.g_mul_scalar_(1.0 - c.beta2);
+    let _ = v.g_mul_scalar_(c.beta2).addcmul_(s, g);
+    let _ = v.sqrt_out(s);
+    let _ = s.g_div_scalar_(c.bc2_sqrt).g_add_scalar_(c.eps);
+    let _ = m.div_out(s, s); // m / denom
+    let _ = s.g_mul_scalar_(c.step_size);
 }
 
 /// Global-norm clipping of a flat gradient in place; returns the norm before clipping.
