@@ -1,22 +1,23 @@
-//! Training-throughput benchmark: captag's Show-and-Tell decoder step (forward, loss,
-//! backward, clip, Adam) against `bench/train_reference.py` (the same model in PyTorch) on the
-//! same cached features, captions, batch order and batch size, on the same machine.
+//! Training-throughput benchmark: captag's decoder training step (forward, loss, backward,
+//! clip, Adam) for any `--decoder` against `bench/train_reference.py` (the same models in
+//! PyTorch) on the same cached features, captions, batch order and batch size, on the same
+//! machine. Attention and transformer decoders read the cache's grids (`features --grid`).
 //!
 //! This side builds the workload from a dataset and a feature cache, writes it to
 //! `bench/out/train_workload.safetensors` (+ `.json`) for the Python side, and times captag.
 //! `bench/train_bench.sh` runs both and prints the ratio.
 //!
-//!     cargo bench --bench train_throughput -- DATA FEATURES [--steps N] [--batch B] [--cell lstm|gru] [--device cpu|cuda]
+//!     cargo bench --bench train_throughput -- DATA FEATURES [--steps N] [--batch B] [--decoder lstm|gru|attention|transformer] [--device cpu|cuda]
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use captag::config::{EncoderKind, ModelConfig};
+use captag::config::{DecoderConfig, DecoderPreset, EncoderKind, ModelConfig};
 use captag::data::features::FeatureCache;
 use captag::data::{LoadOptions, Split};
 use captag::model::captioner::Captioner;
-use captag::model::rnn::CellKind;
+use captag::model::ImageFeatures;
 use captag::text::{tokenize, Vocab};
 use captag::train::optim::Adam;
 use captag::train::{pad_batch, prepare::encode_caption};
@@ -51,15 +52,17 @@ fn main() -> anyhow::Result<()> {
     let (data, feats) = match pos.as_slice() {
         [d, f, ..] => (PathBuf::from(d), PathBuf::from(f)),
         _ => anyhow::bail!(
-            "usage: train_throughput DATA FEATURES [--steps N] [--batch B] [--cell lstm|gru] [--device cpu|cuda]"
+            "usage: train_throughput DATA FEATURES [--steps N] [--batch B] [--decoder lstm|gru|attention|transformer] [--device cpu|cuda]"
         ),
     };
     let steps: usize = flag("--steps", "200").parse()?;
     let warmup = 10;
     let batch: usize = flag("--batch", "64").parse()?;
-    let cell = match flag("--cell", "lstm").as_str() {
-        "gru" => CellKind::Gru,
-        _ => CellKind::Lstm,
+    let preset = match flag("--decoder", &flag("--cell", "lstm")).as_str() {
+        "gru" => DecoderPreset::Gru,
+        "attention" => DecoderPreset::Attention,
+        "transformer" => DecoderPreset::Transformer,
+        _ => DecoderPreset::Lstm,
     };
     let device = match flag("--device", "cpu").as_str() {
         "cuda" => Device::Cuda(0),
@@ -105,11 +108,15 @@ fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>(),
     );
 
-    let mut cfg = ModelConfig::preset(cache.encoder, true, cell, vocab.len() as i64);
+    let cfg = ModelConfig::preset(cache.encoder, true, preset, vocab.len() as i64);
     if cache.encoder == EncoderKind::SmallCnn {
         anyhow::bail!("the benchmark needs a frozen encoder's feature cache");
     }
-    cfg.layers = 1;
+    anyhow::ensure!(
+        !cfg.decoder.needs_grid() || cache.grid.is_some(),
+        "the {} decoder needs a grid cache (captag features --grid)",
+        cfg.decoder.name()
+    );
     let lr = 2e-3;
     let clip = 5.0;
     std::fs::create_dir_all("bench/out")?;
@@ -123,11 +130,17 @@ fn main() -> anyhow::Result<()> {
         ],
         &wl,
     )?;
-    let meta = serde_json::json!({
-        "vocab": cfg.vocab_size, "embed": cfg.embed_dim, "hidden": cfg.hidden_dim,
-        "cell": if cell == CellKind::Lstm { "lstm" } else { "gru" }, "dropout": cfg.dropout,
+    let mut meta = serde_json::json!({
+        "vocab": cfg.vocab_size, "decoder": cfg.decoder.name(),
+        "config": serde_json::to_value(&cfg.decoder)?, "dropout": cfg.dropout(),
         "lr": lr, "clip": clip, "batch_size": batch, "captions": n,
+        "grid_cache": feats.display().to_string(),
     });
+    if let DecoderConfig::ShowTell(c) = &cfg.decoder {
+        meta["embed"] = c.embed_dim.into();
+        meta["hidden"] = c.hidden_dim.into();
+        meta["cell"] = cfg.decoder.name().into();
+    }
     std::fs::write(
         "bench/out/train_workload.safetensors.json",
         meta.to_string(),
@@ -137,7 +150,13 @@ fn main() -> anyhow::Result<()> {
     tch::manual_seed(0);
     let model = Captioner::new(&cfg, device, false);
     let mut adam = Adam::new(&model.vs, lr, 0.0);
-    let features = cache.pooled.to_device(device);
+    let features = model.trim(ImageFeatures::of_cache(&cache));
+    // Pooled vectors fit on the device; a grid cache stays on the host, batches are copied.
+    let features = if features.grid.is_none() {
+        features.to_device(device)
+    } else {
+        features
+    };
     let all_tokens = all_tokens.to_device(device);
     let rows = rows.to_device(device);
     let lens_v: Vec<i64> = items.iter().map(|(_, t)| t.len() as i64).collect();
@@ -149,8 +168,8 @@ fn main() -> anyhow::Result<()> {
         let t = all_tokens
             .narrow(0, lo as i64, batch as i64)
             .narrow(1, 0, len); // (B, L)
-        let f = features.index_select(0, &r); // (B, D)
-        let loss = model.decoder.loss(&f, &t, true);
+        let f = features.select(&r).to_device(device); // (B, ..)
+        let loss = model.loss(&f, &t, true);
         adam.zero_grad();
         loss.backward();
         adam.step(clip);
@@ -169,7 +188,7 @@ fn main() -> anyhow::Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     println!(
         "{}",
-        serde_json::json!({"impl": "captag", "threads": tch::get_num_threads(), "steps": steps,
+        serde_json::json!({"impl": "captag", "decoder": cfg.decoder.name(), "threads": tch::get_num_threads(), "steps": steps,
                            "device": format!("{device:?}"), "loss": final_loss,
                            "captions_per_s": (steps * batch) as f64 / secs})
     );

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{EncoderKind, ImageFeed, TagModelKind};
-use crate::model::rnn::CellKind;
+use crate::config::{DecoderPreset, EncoderKind, ImageFeed, Positions, TagModelKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -220,8 +219,9 @@ pub struct TrainArgs {
     pub data: PathBuf,
     #[arg(long, value_enum, default_value = "small-cnn")]
     pub encoder: EncoderKind,
+    /// Decoder architecture (sizes from its preset for the encoder; override below).
     #[arg(long, value_enum, default_value = "lstm")]
-    pub decoder: CellKind,
+    pub decoder: DecoderPreset,
     /// Pretrained encoder weights: the encoder is then frozen and its features cached.
     /// Without them the encoder is trained end to end from scratch.
     #[arg(long)]
@@ -257,20 +257,39 @@ pub struct TrainArgs {
     /// Captions are cut to this many words.
     #[arg(long, default_value_t = 30)]
     pub max_words: usize,
-    /// Word embedding size (default: the encoder's preset).
+    /// Word embedding size (transformer: model width; default: the preset's).
     #[arg(long)]
     pub embed: Option<i64>,
-    /// Hidden size (default: the encoder's preset).
+    /// Hidden size (LSTM/GRU/attention cell; default: the preset's).
     #[arg(long)]
     pub hidden: Option<i64>,
-    #[arg(long, default_value_t = 1)]
-    pub layers: i64,
-    /// Dropout (default: the encoder's preset).
+    /// Recurrent or transformer layers (default: the preset's).
+    #[arg(long)]
+    pub layers: Option<i64>,
+    /// Dropout (default: the preset's).
     #[arg(long)]
     pub dropout: Option<f64>,
-    /// How the image enters the decoder.
-    #[arg(long, value_enum, default_value = "first-input")]
-    pub feed: ImageFeed,
+    /// lstm/gru: how the image enters the decoder.
+    #[arg(long, value_enum)]
+    pub feed: Option<ImageFeed>,
+    /// attention: size of the additive attention layer.
+    #[arg(long)]
+    pub attention_dim: Option<i64>,
+    /// attention: weight of the doubly stochastic attention regulariser.
+    #[arg(long)]
+    pub alpha_c: Option<f64>,
+    /// transformer: attention heads.
+    #[arg(long)]
+    pub heads: Option<i64>,
+    /// transformer: feed-forward width.
+    #[arg(long)]
+    pub ff_dim: Option<i64>,
+    /// transformer: learned or sinusoidal positions.
+    #[arg(long, value_enum)]
+    pub positions: Option<Positions>,
+    /// Steps of linear warm-up for `--schedule warmup`.
+    #[arg(long, default_value_t = 2000)]
+    pub warmup: usize,
     /// Image side in pixels (default: the encoder's preset).
     #[arg(long)]
     pub image_size: Option<u32>,
@@ -303,6 +322,8 @@ pub enum ScheduleArg {
     Step,
     /// Halve after 2 epochs without a lower dev loss.
     Plateau,
+    /// Linear warm-up over --warmup steps, then inverse square-root decay (per step).
+    Warmup,
 }
 
 /// Decoding flags shared by eval and caption.
@@ -433,4 +454,7 @@ pub struct DemoArgs {
     /// Number of synthetic images.
     #[arg(long, default_value_t = 1000)]
     pub count: usize,
+    /// Decoder architecture to train.
+    #[arg(long, value_enum, default_value = "lstm")]
+    pub decoder: DecoderPreset,
 }

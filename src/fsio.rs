@@ -47,6 +47,35 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     commit(&tmp, path, durable)
 }
 
+/// Short stable fingerprint (FNV-1a, 64 bit, hex) of a byte stream.
+#[derive(Clone, Copy, Debug)]
+pub struct Fingerprint(u64);
+
+impl Default for Fingerprint {
+    fn default() -> Self {
+        Fingerprint(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fingerprint {
+    pub fn update(&mut self, bytes: &[u8]) -> &mut Self {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+        // Separator so ("ab","c") and ("a","bc") differ.
+        self.0 = (self.0 ^ 0xff).wrapping_mul(0x100_0000_01b3);
+        self
+    }
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+    pub fn of_file(path: &Path) -> Result<String> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Ok(Fingerprint::default().update(&bytes).hex())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +94,13 @@ mod tests {
     fn a_missing_directory_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         assert!(write_atomic(&dir.path().join("no/such/x"), b"1", true).is_err());
+    }
+
+    #[test]
+    fn fingerprint_separates_fields() {
+        let a = Fingerprint::default().update(b"ab").update(b"c").hex();
+        let b = Fingerprint::default().update(b"a").update(b"bc").hex();
+        assert_ne!(a, b);
+        assert_eq!(a, Fingerprint::default().update(b"ab").update(b"c").hex());
     }
 }

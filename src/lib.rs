@@ -4,12 +4,17 @@
 //! - [`data`]: dataset layouts (Flickr8k, Karpathy, Instagram, synthetic) into one representation,
 //!   image decoding, batching and the feature cache;
 //! - [`text`]: caption normalization, hashtag extraction, vocabulary;
-//! - [`model`]: encoders (VGG19, SqueezeNet 1.1, a small CNN) and the Show-and-Tell decoder;
-//! - [`train`]: the training loop, optimizer state, checkpoints (run directories);
+//! - [`model`]: encoders (VGG19, SqueezeNet 1.1, a small CNN), the image features they produce,
+//!   and the caption decoders (Show-and-Tell LSTM/GRU, soft attention, transformer) behind one
+//!   interface;
+//! - [`run`]: the run directory (create, reopen, open; config, vocabulary, tags, weights);
+//! - [`train`]: the training loop and optimizer state;
 //! - [`infer`]: decoding strategies over a `step` closure, the caption runner;
 //! - [`eval`]: metrics in pure Rust (BLEU exactly as pycocoevalcap and NLTK compute it),
 //!   baselines and the evaluation runner;
 //! - [`config`], [`cli`], [`commands`]: configuration structs, the command line and its jobs.
+//!
+//! docs/ARCHITECTURE.md draws the layers and says where a new decoder goes.
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -19,6 +24,7 @@ pub mod eval;
 pub mod fsio;
 pub mod infer;
 pub mod model;
+pub mod run;
 pub mod text;
 pub mod train;
 

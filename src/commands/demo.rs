@@ -1,19 +1,18 @@
 //! `captag demo`: the whole pipeline on the built-in synthetic data — synthesize, train
-//! small-cnn + LSTM with a hashtag head, evaluate on the test split against the caption-prior
+//! small-cnn + a decoder (`--decoder`, LSTM by default) with a hashtag head, evaluate on the test split against the caption-prior
 //! baseline and the human ceiling (hashtags against their two baselines), and caption a few
 //! test images with their hashtags.
 use anyhow::Context;
 
 use super::{bleu_table, Ctx};
 use crate::cli::{DataArgs, DemoArgs, ScheduleArg, TrainArgs};
-use crate::config::{EncoderKind, ImageFeed, TagModelKind};
+use crate::config::{DecoderPreset, EncoderKind, TagModelKind};
 use crate::data::synth::{generate, SynthConfig, SynthLayout};
 use crate::data::Split;
 use crate::eval::baselines;
 use crate::eval::bleu::BleuMode;
 use crate::eval::runner::EvalSpec;
 use crate::infer::decoding::Decoding;
-use crate::model::rnn::CellKind;
 use crate::text::tokenize;
 
 pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
@@ -40,7 +39,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
     let args = TrainArgs {
         data: data.clone(),
         encoder: EncoderKind::SmallCnn,
-        decoder: CellKind::Lstm,
+        decoder: a.decoder,
         encoder_weights: None,
         features: None,
         epochs: a.epochs,
@@ -55,9 +54,15 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         max_words: 20,
         embed: None,
         hidden: None,
-        layers: 1,
+        layers: None,
         dropout: None,
-        feed: ImageFeed::FirstInput,
+        feed: None,
+        attention_dim: None,
+        alpha_c: None,
+        heads: None,
+        ff_dim: None,
+        positions: None,
+        warmup: 2000,
         image_size: None,
         hashtags: true,
         hashtags_only: false,
@@ -71,7 +76,8 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         },
     };
     println!(
-        "2. training small-cnn + LSTM for {} epochs into {}",
+        "2. training small-cnn + {} for {} epochs into {}",
+        decoder_name(a.decoder),
         a.epochs,
         run.display()
     );
@@ -177,4 +183,13 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     Ok(())
+}
+
+fn decoder_name(p: DecoderPreset) -> &'static str {
+    match p {
+        DecoderPreset::Lstm => "LSTM",
+        DecoderPreset::Gru => "GRU",
+        DecoderPreset::Attention => "soft attention",
+        DecoderPreset::Transformer => "transformer",
+    }
 }

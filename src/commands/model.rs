@@ -1,40 +1,42 @@
 //! `features`, `train`, `eval` and `caption`.
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
-use crate::config::{ModelConfig, Schedule, TagsConfig, TrainConfig};
+use crate::config::{DecoderConfig, ModelConfig, Schedule, TagsConfig, TrainConfig};
 use crate::data::features;
 use crate::eval::runner::EvalSpec;
+use crate::fsio::Fingerprint;
 use crate::infer::decoding::Decoding;
 use crate::infer::tags::TagScore;
+use crate::model::encoder::{self, Encoder, ExtractSpec};
 use crate::model::text_tagger::TextTagger;
-use crate::train::checkpoint::{self, Fingerprint};
+use crate::run;
 use crate::train::{self as training, TrainJob};
 
 pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
-    let model = ModelConfig::preset(a.encoder, true, crate::model::rnn::CellKind::Lstm, 5);
+    let preprocess = a.encoder.default_preprocess();
+    if !a.encoder_weights.is_file() {
+        bail!("--encoder-weights {}: no such file", a.encoder_weights.display());
+    }
     let weights_fp = Fingerprint::of_file(&a.encoder_weights)?;
-    let captioner = training::prepare::frozen_encoder(&model, &a.encoder_weights, ctx.device)?;
-    let enc = captioner.encoder.as_ref().context("encoder missing")?;
-    let list = training::prepare::image_list(&ds);
+    let (enc, _vs) = Encoder::frozen(a.encoder, &a.encoder_weights, ctx.device)?;
+    let list = ds.image_list();
     let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
     let bar = training::progress(ctx.quiet, list.len() as u64, "features");
     let t0 = std::time::Instant::now();
-    let mut ex = features::extract(
-        enc,
-        a.encoder,
-        &weights_fp,
-        &model.preprocess,
-        &list,
-        a.batch_size,
-        ctx.device,
-        a.grid,
-        &bar,
-    )?;
+    let spec = ExtractSpec {
+        kind: a.encoder,
+        weights_fp: &weights_fp,
+        preprocess,
+        batch_size: a.batch_size,
+        device: ctx.device,
+        keep_grid: a.grid,
+    };
+    let mut ex = encoder::extract(&enc, &spec, &list, &bar)?;
     bar.finish_and_clear();
-    ex.cache.fingerprint = features::fingerprint(a.encoder, &weights_fp, &model.preprocess, &ids);
+    ex.cache.fingerprint = features::fingerprint(a.encoder, &weights_fp, &preprocess, &ids);
     for (id, why) in &ex.failed {
         if ctx.verbose {
             eprintln!("  skipped {id}: {why}");
@@ -57,11 +59,21 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
 pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
     let frozen = a.encoder_weights.is_some();
     let mut model = ModelConfig::preset(a.encoder, frozen, a.decoder, 0);
-    model.embed_dim = a.embed.unwrap_or(model.embed_dim);
-    model.hidden_dim = a.hidden.unwrap_or(model.hidden_dim);
-    model.dropout = a.dropout.unwrap_or(model.dropout);
-    model.layers = a.layers;
-    model.feed = a.feed;
+    model
+        .decoder
+        .override_sizes(a.embed, a.hidden, a.layers, a.dropout);
+    match &mut model.decoder {
+        DecoderConfig::ShowTell(c) => c.feed = a.feed.unwrap_or(c.feed),
+        DecoderConfig::Attention(c) => {
+            c.attention_dim = a.attention_dim.unwrap_or(c.attention_dim);
+            c.alpha_c = a.alpha_c.unwrap_or(c.alpha_c);
+        }
+        DecoderConfig::Transformer(c) => {
+            c.heads = a.heads.unwrap_or(c.heads);
+            c.ff_dim = a.ff_dim.unwrap_or(c.ff_dim);
+            c.positions = a.positions.unwrap_or(c.positions);
+        }
+    }
     if let Some(s) = a.image_size {
         model.preprocess.size = s;
     }
@@ -88,6 +100,7 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
                 patience: 2,
                 factor: 0.5,
             },
+            ScheduleArg::Warmup => Schedule::Warmup { warmup: a.warmup },
         },
         early_stop: a.early_stop,
         min_count: a.min_count,
@@ -128,7 +141,7 @@ pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
         if only { "hashtag mAP" } else { "BLEU-4" },
         100.0 * s.best_bleu[3],
         s.best_epoch,
-        s.out.join(checkpoint::BEST).display()
+        s.out.join(run::BEST).display()
     );
     Ok(())
 }
@@ -162,7 +175,7 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
         .predictions
         .clone()
         .unwrap_or_else(|| a.checkpoint.join(format!("predictions_{split}.json")));
-    checkpoint::write_json(&r.predictions, &out)?;
+    run::write_json(&r.predictions, &out)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

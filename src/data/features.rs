@@ -1,18 +1,18 @@
-//! The feature cache: a frozen encoder is run once over a dataset's images and its pooled
-//! vectors (and optionally conv grids) are stored in one safetensors file, keyed by image id
-//! (safetensors metadata). A fingerprint of encoder + weights + preprocessing + image list is
-//! stored with them; training reuses a cache only when the fingerprint matches.
+//! The feature cache: a frozen encoder is run once over a dataset's images
+//! (`model::encoder::extract`) and its pooled vectors (float32) and, with `--grid`, its grids
+//! (`(N, cells, C)`, float16) are stored in one safetensors file, keyed by image id (safetensors
+//! metadata). A fingerprint of encoder + weights + preprocessing + image list is stored with
+//! them; training reuses a cache only when the fingerprint matches, and the `grid` metadata
+//! flag says whether an attention decoder can train from it.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::config::EncoderKind;
 use crate::data::image::Preprocess;
-use crate::data::loader::{BatchLoader, THREADS_BESIDE_MODEL};
-use crate::model::Encoder;
-use crate::train::checkpoint::Fingerprint;
+use crate::fsio::Fingerprint;
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub struct FeatureCache {
     pub ids: Vec<String>,
     /// `(N, D)` float32 on the CPU.
     pub pooled: Tensor,
-    /// `(N, C, H, W)`, when asked for.
+    /// `(N, cells, C)` float16, when asked for (`captag features --grid`).
     pub grid: Option<Tensor>,
 }
 
@@ -46,76 +46,20 @@ pub fn fingerprint(
     f.hex()
 }
 
-/// Outcome of running an encoder over a list of images.
-pub struct Extracted {
-    pub cache: FeatureCache,
-    /// `(image id, reason)` for images that could not be decoded (skipped).
-    pub failed: Vec<(String, String)>,
-}
-
-/// Run `encoder` (already loaded, frozen) over `images` = `(id, path)`.
-#[allow(clippy::too_many_arguments)]
-pub fn extract(
-    encoder: &Encoder,
-    kind: EncoderKind,
-    weights_fp: &str,
-    pre: &Preprocess,
-    images: &[(String, PathBuf)],
-    batch_size: usize,
-    device: Device,
-    keep_grid: bool,
-    progress: &indicatif::ProgressBar,
-) -> Result<Extracted> {
-    let paths: Vec<PathBuf> = images.iter().map(|(_, p)| p.clone()).collect();
-    let (mut ids, mut pooled, mut grids, mut failed) = (vec![], vec![], vec![], vec![]);
-    for batch in BatchLoader::new(paths, *pre, batch_size, THREADS_BESIDE_MODEL) {
-        for (i, reason) in &batch.failed {
-            failed.push((images[*i].0.clone(), reason.clone()));
-        }
-        progress.inc((batch.indices.len() + batch.failed.len()) as u64);
-        if batch.indices.is_empty() {
-            continue;
-        }
-        let xs = batch.to_tensor().to_device(device); // (B, 3, S, S)
-        let out = tch::no_grad(|| encoder.forward_t(&xs, false));
-        pooled.push(out.pooled.to_device(Device::Cpu)); // (B, D)
-        if keep_grid {
-            grids.push(out.grid.to_device(Device::Cpu)); // (B, C, H, W)
-        }
-        ids.extend(batch.indices.iter().map(|&i| images[i].0.clone()));
-    }
-    if ids.is_empty() {
-        return Err(Error::invalid(
-            "no image could be decoded: nothing to extract features from",
-        ));
-    }
-    let fp = fingerprint(kind, weights_fp, pre, &ids);
-    let grid = if keep_grid {
-        Some(Tensor::cat(&grids, 0))
-    } else {
-        None
-    };
-    let cache = FeatureCache {
-        fingerprint: fp,
-        encoder: kind,
-        ids,
-        pooled: Tensor::cat(&pooled, 0),
-        grid,
-    };
-    Ok(Extracted { cache, failed })
-}
-
-fn to_bytes(t: &Tensor) -> Result<Vec<u8>> {
-    let flat = t.to_kind(Kind::Float).contiguous().view([-1]);
-    let v: Vec<f32> = Vec::<f32>::try_from(&flat).map_err(Error::Torch)?;
-    Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
+/// Little-endian bytes of `t` as `kind` (Float or Half).
+fn to_bytes(t: &Tensor, kind: Kind) -> Vec<u8> {
+    let flat = t.to_kind(kind).contiguous().view([-1]);
+    let n = flat.numel();
+    let mut bytes = vec![0u8; n * kind.elt_size_in_bytes()];
+    flat.copy_data_u8(&mut bytes, n);
+    bytes
 }
 
 impl FeatureCache {
     pub fn save(&self, path: &Path) -> Result<()> {
         let dims = |t: &Tensor| t.size().iter().map(|&d| d as usize).collect::<Vec<_>>();
-        let pooled = to_bytes(&self.pooled)?;
-        let grid = self.grid.as_ref().map(to_bytes).transpose()?;
+        let pooled = to_bytes(&self.pooled, Kind::Float);
+        let grid = self.grid.as_ref().map(|g| to_bytes(g, Kind::Half));
         let mut views = vec![(
             "pooled".to_string(),
             TensorView::new(Dtype::F32, dims(&self.pooled), &pooled)
@@ -124,7 +68,7 @@ impl FeatureCache {
         if let (Some(g), Some(bytes)) = (&self.grid, &grid) {
             views.push((
                 "grid".to_string(),
-                TensorView::new(Dtype::F32, dims(g), bytes)
+                TensorView::new(Dtype::F16, dims(g), bytes)
                     .map_err(|e| Error::invalid(e.to_string()))?,
             ));
         }
@@ -134,11 +78,12 @@ impl FeatureCache {
             ("fingerprint".to_string(), self.fingerprint.clone()),
             ("encoder".to_string(), self.encoder.as_str().to_string()),
             ("ids".to_string(), ids),
+            ("grid".to_string(), self.grid.is_some().to_string()),
         ]
         .into();
         let bytes = safetensors::tensor::serialize(views, &Some(meta))
             .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-        crate::train::checkpoint::atomic_write(path, &bytes)
+        crate::fsio::write_atomic(path, &bytes, true)
     }
 
     pub fn load(path: &Path) -> Result<FeatureCache> {
@@ -167,20 +112,24 @@ impl FeatureCache {
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(&e.to_string()))?;
         let tensor = |name: &str| -> Result<Tensor> {
             let v = st.tensor(name).map_err(|e| bad(&e.to_string()))?;
-            let floats: Vec<f32> = v
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let kind = match v.dtype() {
+                Dtype::F32 => Kind::Float,
+                Dtype::F16 => Kind::Half,
+                d => return Err(bad(&format!("`{name}` has dtype {d:?}"))),
+            };
             let shape: Vec<i64> = v.shape().iter().map(|&d| d as i64).collect();
-            Ok(Tensor::from_slice(&floats).reshape(shape))
+            Ok(Tensor::from_data_size(v.data(), &shape, kind))
         };
         let pooled = tensor("pooled")?;
         if pooled.size().first().copied() != Some(ids.len() as i64) {
             return Err(bad("row count differs from the id list"));
         }
         let grid = if st.names().iter().any(|n| *n == "grid") {
-            Some(tensor("grid")?)
+            let g = tensor("grid")?;
+            if g.dim() != 3 || g.size()[0] != ids.len() as i64 {
+                return Err(bad("grid is not (images, cells, channels)"));
+            }
+            Some(g)
         } else {
             None
         };

@@ -202,6 +202,18 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Every found image, as `(id, path)`, sorted by id (the row order of feature caches).
+    pub fn image_list(&self) -> Vec<(String, PathBuf)> {
+        let mut v: Vec<(String, PathBuf)> = self
+            .samples
+            .iter()
+            .map(|s| (s.id.clone(), s.path.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// One stderr line on what was loaded and skipped (unless `quiet`); every skip with `verbose`.
     pub fn report(&self, path: &Path, quiet: bool, verbose: bool) {
         if !quiet {

@@ -4,5 +4,7 @@
 pub mod baselines;
 pub mod bleu;
 pub mod bleu_io;
+pub mod cider;
+pub mod rouge;
 pub mod runner;
 pub mod tag_metrics;

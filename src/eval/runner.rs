@@ -98,10 +98,7 @@ pub fn evaluate(
     let results = match features {
         Some(cache) => {
             // The cache must hold exactly this checkpoint's encoder over this dataset.
-            let ids: Vec<String> = crate::train::prepare::image_list(&ds)
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
+            let ids: Vec<String> = ds.image_list().into_iter().map(|(id, _)| id).collect();
             let m = &loaded.run.model;
             let want = crate::data::features::fingerprint(
                 m.encoder,
@@ -117,6 +114,13 @@ pub fn evaluate(
                 return Err(Error::invalid(
                     "--features: the cache was not computed by this checkpoint's encoder on this dataset",
                 ));
+            }
+            if m.decoder.needs_grid() && cache.grid.is_none() {
+                return Err(Error::invalid(format!(
+                    "--features: the {} decoder reads feature grids but this cache holds pooled \
+                     vectors only; rerun `captag features --grid`",
+                    m.decoder.name()
+                )));
             }
             loaded.caption_cached(
                 cache,

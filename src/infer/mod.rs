@@ -1,5 +1,6 @@
-//! Inference: loading a run directory into a ready [`Captioner`] and captioning image files
-//! (decoded on worker threads, batched through the encoder and the decoder).
+//! Inference: a run directory opened by [`crate::run::open`] becomes a ready [`Loaded`] that
+//! captions image files (decoded on worker threads, batched through the encoder and the
+//! decoder) or images of a feature cache.
 pub mod decoding;
 pub mod tags;
 
@@ -10,10 +11,11 @@ use tch::{Device, Tensor};
 use crate::data::features::FeatureCache;
 use crate::data::loader::{BatchLoader, THREADS_BESIDE_MODEL};
 use crate::model::captioner::Captioner;
+use crate::model::ImageFeatures;
+use crate::run::RunConfig;
 use crate::text::taglist::TagList;
 use crate::text::vocab::{Vocab, END, START};
-use crate::train::checkpoint::{self, RunConfig};
-use crate::{Error, Result};
+use crate::Result;
 use decoding::{Decoding, Specials};
 
 /// A checkpoint ready to caption.
@@ -37,44 +39,13 @@ pub const SPECIALS: Specials = Specials {
 /// Open `dir` (a run directory) and load its best weights (`model.safetensors`), or
 /// `last.safetensors` with `last = true`.
 pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded> {
-    let cfg_path = dir.join(checkpoint::CONFIG);
-    if !cfg_path.is_file() {
-        return Err(Error::invalid(format!(
-            "{}: not a captag run directory (no config.json)",
-            dir.display()
-        )));
-    }
-    let run: RunConfig = checkpoint::read_json(&cfg_path)?;
-    run.model.validate()?;
-    let vocab = Vocab::load(&dir.join(checkpoint::VOCAB))?;
-    if vocab.len() as i64 != run.model.vocab_size {
-        return Err(Error::invalid(format!(
-            "{}: vocab.json has {} words but config.json says {}",
-            dir.display(),
-            vocab.len(),
-            run.model.vocab_size
-        )));
-    }
-    let mut model = Captioner::new(&run.model, device, true);
-    let weights = dir.join(if last {
-        checkpoint::LAST
-    } else {
-        checkpoint::BEST
-    });
-    checkpoint::load_vars(&mut model.vs, &weights)?;
-    if let Some(fvs) = model.frozen_vs.as_mut() {
-        checkpoint::load_vars(fvs, &dir.join(checkpoint::ENCODER))?;
-    }
-    let tags = match &run.model.hashtags {
-        Some(_) => Some(checkpoint::load_tag_list(dir, &run)?),
-        None => None,
-    };
+    let o = crate::run::open(dir, device, last)?;
     Ok(Loaded {
-        dir: dir.to_path_buf(),
-        run,
-        vocab,
-        model,
-        tags,
+        dir: o.dir,
+        run: o.run,
+        vocab: o.vocab,
+        model: o.model,
+        tags: o.tags,
         tag_threshold: 0.5,
     })
 }
@@ -92,6 +63,10 @@ pub struct Caption {
     pub logp: f64,
     /// The hashtag model's full ranking, when the run has one.
     pub tags: Option<tags::Ranked>,
+    /// Attention decoders: per word (and `<end>`), its weights over the grid cells (row-major
+    /// `side × side`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention: Option<Vec<Vec<f32>>>,
 }
 
 impl Caption {
@@ -101,10 +76,10 @@ impl Caption {
 }
 
 /// See [`Loaded::features`].
-pub type Features = (Tensor, Vec<usize>, Vec<(usize, String)>);
+pub type Features = (ImageFeatures, Vec<usize>, Vec<(usize, String)>);
 
 impl Loaded {
-    /// Pooled features `(N, D)` for image files, the input indices they belong to, and
+    /// Features of the readable image files, the input indices they belong to, and
     /// `(input index, reason)` for the files that failed.
     pub fn features(&self, paths: &[PathBuf], batch: usize) -> Result<Features> {
         let (mut feats, mut ok, mut failed) = (vec![], vec![], vec![]);
@@ -123,9 +98,12 @@ impl Loaded {
         }
         let d = self.run.model.encoder.pooled_dim();
         let feats = if feats.is_empty() {
-            Tensor::zeros([0, d], (tch::Kind::Float, self.model.device()))
+            ImageFeatures {
+                pooled: Tensor::zeros([0, d], (tch::Kind::Float, self.model.device())),
+                grid: None,
+            }
         } else {
-            Tensor::cat(&feats, 0)
+            ImageFeatures::cat(&feats)
         };
         Ok((feats, ok, failed))
     }
@@ -143,7 +121,10 @@ impl Loaded {
             .map(|id| index.get(id.as_str()).copied())
             .collect();
         let present: Vec<i64> = rows.iter().flatten().copied().collect();
-        let feats = cache.pooled.index_select(0, &Tensor::from_slice(&present)); // (N, D)
+        let feats = self
+            .model
+            .trim(ImageFeatures::of_cache(cache))
+            .select(&Tensor::from_slice(&present));
         let mut hyps = self.captions(&feats, decoding)?.into_iter();
         Ok(ids
             .iter()
@@ -179,9 +160,14 @@ impl Loaded {
         Ok(out)
     }
 
-    /// Captions (and hashtag rankings) for pooled features `(N, D)`.
-    fn captions(&self, feats: &Tensor, decoding: &Decoding) -> Result<Vec<Caption>> {
+    /// Captions (hashtag rankings, attention weights) for the features of `N` images.
+    fn captions(&self, feats: &ImageFeatures, decoding: &Decoding) -> Result<Vec<Caption>> {
         let hyps = self.model.generate(feats, decoding, SPECIALS, 64)?;
+        let mut attention = match self.model.attention(feats, &hyps, SPECIALS)? {
+            Some(a) => a.into_iter().map(Some).collect(),
+            None => vec![None; hyps.len()],
+        }
+        .into_iter();
         let mut ranked = match &self.tags {
             Some(list) => tags::rank(&self.model, list, feats, self.tag_threshold)?
                 .into_iter()
@@ -196,6 +182,7 @@ impl Loaded {
                 words: self.vocab.decode(&h.tokens),
                 logp: h.logp,
                 tags: ranked.next().flatten(),
+                attention: attention.next().flatten(),
             })
             .collect())
     }

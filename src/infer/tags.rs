@@ -1,11 +1,12 @@
 //! Hashtags for images: the run's hashtag model turns pooled features into a full ranking of
 //! its label list (for P@k and mAP) and into the tags it would print (for `captag caption`).
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 use super::decoding::Decoding;
 use super::SPECIALS;
 use crate::model::captioner::Captioner;
+use crate::model::ImageFeatures;
 use crate::model::tagger::{Tagger, MAX_TAGS, TAG_OFFSET};
 use crate::text::taglist::TagList;
 use crate::{Error, Result};
@@ -39,23 +40,25 @@ impl Ranked {
     }
 }
 
-/// Rank the label list for pooled features `(N, D)`.
+/// Rank the label list for the features of `N` images (the pooled part is read).
 pub fn rank(
     model: &Captioner,
     list: &TagList,
-    feats: &Tensor,
+    feats: &ImageFeatures,
     threshold: f64,
 ) -> Result<Vec<Ranked>> {
     let tagger = model.tagger.as_ref().ok_or_else(|| {
         Error::invalid("this checkpoint has no hashtag model (train with --hashtags)")
     })?;
-    let n = feats.size()[0];
-    if n == 0 {
+    if feats.is_empty() {
         return Ok(vec![]);
     }
-    let feats = feats.to_device(model.device());
+    let feats = ImageFeatures {
+        pooled: feats.pooled.to_device(model.device()),
+        grid: None,
+    };
     let scores = tagger
-        .scores(&feats)
+        .scores(&feats.pooled)
         .to_kind(Kind::Double)
         .to_device(Device::Cpu); // (N, T)
     let t = scores.size()[1] as usize;
@@ -64,7 +67,7 @@ pub fn rank(
         Tagger::Head(_) => None,
         Tagger::Gru(gen) => {
             let dec = Decoding::Greedy { max_len: MAX_TAGS };
-            let hyps = model.generate_with(gen, &feats, &dec, SPECIALS, 256)?;
+            let hyps = model.generate_tags(gen, &feats, &dec, SPECIALS, 256)?;
             Some(
                 hyps.into_iter()
                     .map(|h| {
@@ -85,7 +88,7 @@ pub fn rank(
         Tagger::Head(_) => "head",
         Tagger::Gru(_) => "gru",
     };
-    Ok((0..n as usize)
+    Ok((0..feats.len() as usize)
         .map(|i| {
             let row = &flat[i * t..(i + 1) * t];
             let mut order: Vec<usize> = (0..t).collect();

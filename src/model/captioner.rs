@@ -1,14 +1,19 @@
-//! A whole captioner: encoder + Show-and-Tell decoder, with the two variable stores of
-//! DESIGN.md habit 3 — trainable weights in `vs` (`decoder.*`, and `encoder.*` when the encoder
-//! is trained end to end), a pretrained encoder frozen in its own store under torchvision's
-//! names — and batched generation over [`crate::infer::decoding`].
+//! A whole captioner: encoder + caption decoder (+ hashtag model), with the two variable stores
+//! of docs/ARCHITECTURE.md "Variable stores" — trainable weights in `vs` (`decoder.*`, `tags.*`,
+//! and `encoder.*` when the encoder is trained end to end), a pretrained encoder frozen in its own
+//! store under torchvision's names. It owns the training loss and batched generation over
+//! [`crate::infer::decoding`], so the training loop, the evaluation runner and inference never
+//! name a decoder architecture.
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use super::decoder::Decoder;
+use super::decoder::{Decoder, ShowTell, State};
+use super::features::ImageFeatures;
+use super::rnn::RnnState;
 use super::tagger::Tagger;
 use super::Encoder;
 use crate::config::ModelConfig;
 use crate::infer::decoding::{decode, Decoding, Hypothesis, Specials};
+use crate::text::vocab::PAD;
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -28,7 +33,12 @@ impl Captioner {
     /// `with_encoder = false` skips building a frozen encoder (training from cached features).
     pub fn new(cfg: &ModelConfig, device: Device, with_encoder: bool) -> Self {
         let vs = VarStore::new(device);
-        let decoder = Decoder::new(vs.root() / "decoder", cfg);
+        let decoder = Decoder::new(
+            vs.root() / "decoder",
+            &cfg.decoder,
+            cfg.encoder,
+            cfg.vocab_size,
+        );
         let tagger = cfg
             .hashtags
             .as_ref()
@@ -57,82 +67,179 @@ impl Captioner {
         self.vs.device()
     }
 
-    /// Preprocessed images `(B,3,S,S)` ⇒ pooled features `(B,D)`.
-    pub fn encode(&self, images: &Tensor, train: bool) -> Result<Tensor> {
+    /// Keep the grid only for decoders that read it (it is large).
+    pub fn trim(&self, f: ImageFeatures) -> ImageFeatures {
+        if self.cfg.decoder.needs_grid() {
+            f
+        } else {
+            f.without_grid()
+        }
+    }
+
+    /// Preprocessed images `(B,3,S,S)` ⇒ features (pooled `(B,D)`, grid `(B,N,C)` when the
+    /// decoder reads one).
+    pub fn encode(&self, images: &Tensor, train: bool) -> Result<ImageFeatures> {
         let enc = self
             .encoder
             .as_ref()
             .ok_or_else(|| Error::invalid("this model was built without its image encoder"))?;
         let images = images.to_device(self.device());
-        Ok(if self.cfg.frozen_encoder {
-            tch::no_grad(|| enc.forward_t(&images, false).pooled)
+        let f = if self.cfg.frozen_encoder {
+            tch::no_grad(|| enc.forward_t(&images, false))
         } else {
-            enc.forward_t(&images, train).pooled
-        })
+            enc.forward_t(&images, train)
+        };
+        Ok(self.trim(f))
     }
 
-    /// Captions for pooled features `(N,D)`, decoded in chunks of `chunk` images.
+    /// The caption objective (teacher forcing, pad masked, plus the decoder's regulariser).
+    pub fn loss(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Tensor {
+        self.decoder.loss(f, tokens, train)
+    }
+
+    /// Captions for features of `N` images, decoded in chunks of `chunk` images.
     pub fn generate(
         &self,
-        features: &Tensor,
+        f: &ImageFeatures,
         decoding: &Decoding,
         sp: Specials,
         chunk: usize,
     ) -> Result<Vec<Hypothesis>> {
-        self.generate_with(&self.decoder, features, decoding, sp, chunk)
+        let dec = &self.decoder;
+        self.decode_chunks(
+            f,
+            decoding,
+            sp,
+            chunk,
+            |f| dec.start(f),
+            |t, s| dec.step(t, s),
+            State::select,
+        )
     }
 
-    /// Sequences from any Show-and-Tell decoder of this model (captions, or the GRU tag
-    /// generator) for pooled features `(N,D)`.
-    pub fn generate_with(
+    /// Tag sequences from the GRU tag generator for features of `N` images.
+    pub fn generate_tags(
         &self,
-        decoder: &Decoder,
-        features: &Tensor,
+        gen: &ShowTell,
+        f: &ImageFeatures,
         decoding: &Decoding,
         sp: Specials,
         chunk: usize,
     ) -> Result<Vec<Hypothesis>> {
-        let n = features.size()[0];
+        self.decode_chunks(
+            f,
+            decoding,
+            sp,
+            chunk,
+            |f| gen.start(&f.pooled, false),
+            |t, s| gen.step(t, s),
+            RnnState::select,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decode_chunks<S>(
+        &self,
+        f: &ImageFeatures,
+        decoding: &Decoding,
+        sp: Specials,
+        chunk: usize,
+        start: impl Fn(&ImageFeatures) -> S,
+        step: impl Fn(&Tensor, &S) -> (Tensor, S),
+        select: impl Fn(&S, &Tensor) -> S,
+    ) -> Result<Vec<Hypothesis>> {
+        let n = f.len();
         let mut out = Vec::with_capacity(n as usize);
-        let mut start = 0;
-        while start < n {
-            let len = (chunk as i64).min(n - start);
-            let feats = features.narrow(0, start, len).to_device(self.device());
+        let mut first = 0;
+        while first < n {
+            let len = (chunk.max(1) as i64).min(n - first);
+            let feats = f.narrow(first, len).to_device(self.device());
             let hyps = tch::no_grad(|| -> Result<Vec<Hypothesis>> {
-                let mut state = decoder.start(&feats, false);
+                let mut state = start(&feats);
                 decode(len as usize, decoding, sp, |parents, tokens| {
                     let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
                     let rows = Tensor::from_slice(&rows).to_device(self.device());
                     let toks = Tensor::from_slice(tokens).to_device(self.device());
-                    let (lp, next) = decoder.step(&toks, &state.select(&rows)); // (R, V)
+                    let (lp, next) = step(&toks, &select(&state, &rows)); // (R, V)
                     state = next;
                     let lp = lp.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]);
                     Vec::<f32>::try_from(&lp).map_err(Error::Torch)
                 })
             })?;
             out.extend(hyps);
-            start += len;
+            first += len;
         }
         Ok(out)
+    }
+
+    /// Per-word attention over the grid cells for finished captions (teacher forcing on
+    /// `[<start> words <end>]`, which in eval mode reproduces the decoding steps exactly):
+    /// per hypothesis, one row of `N` weights per word and one for `<end>`. `None` for
+    /// decoders without attention weights.
+    pub fn attention(
+        &self,
+        f: &ImageFeatures,
+        hyps: &[Hypothesis],
+        sp: Specials,
+    ) -> Result<Option<Vec<Vec<Vec<f32>>>>> {
+        if hyps.is_empty() || !matches!(self.decoder, Decoder::Attention(_)) {
+            return Ok(None);
+        }
+        let len = hyps.iter().map(|h| h.tokens.len()).max().unwrap_or(0) + 2;
+        let mut flat = vec![PAD; hyps.len() * len];
+        for (i, h) in hyps.iter().enumerate() {
+            let row = &mut flat[i * len..(i + 1) * len];
+            row[0] = sp.start;
+            row[1..=h.tokens.len()].copy_from_slice(&h.tokens);
+            row[h.tokens.len() + 1] = sp.end;
+        }
+        let tokens = Tensor::from_slice(&flat)
+            .view([hyps.len() as i64, len as i64])
+            .to_device(self.device());
+        let feats = f.to_device(self.device());
+        let out = tch::no_grad(|| self.decoder.forward_t(&feats, &tokens, false));
+        let Some(a) = out.attention else {
+            return Ok(None);
+        };
+        let a = a.to_kind(Kind::Float).to_device(Device::Cpu); // (B, L-1, N)
+        let n = a.size()[2] as usize;
+        let all = Vec::<f32>::try_from(a.contiguous().view([-1])).map_err(Error::Torch)?;
+        Ok(Some(
+            hyps.iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    (0..=h.tokens.len())
+                        .map(|t| {
+                            let at = (i * (len - 1) + t) * n;
+                            all[at..at + n].to_vec()
+                        })
+                        .collect()
+                })
+                .collect(),
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EncoderKind;
-    use crate::model::rnn::CellKind;
-    use crate::train::checkpoint::{load_vars, save_vars};
+    use crate::config::{DecoderPreset, EncoderKind};
+    use crate::run::{load_vars, save_vars};
 
     #[test]
     fn save_then_load_gives_identical_captions() {
         let dir = tempfile::tempdir().unwrap();
-        for cell in [CellKind::Lstm, CellKind::Gru] {
-            let cfg = ModelConfig::preset(EncoderKind::SmallCnn, false, cell, 20);
+        for p in [
+            DecoderPreset::Lstm,
+            DecoderPreset::Gru,
+            DecoderPreset::Attention,
+            DecoderPreset::Transformer,
+        ] {
+            let cfg = ModelConfig::preset(EncoderKind::SmallCnn, false, p, 20);
             tch::manual_seed(1);
             let a = Captioner::new(&cfg, Device::Cpu, true);
             let images = Tensor::randn([3, 3, 64, 64], (Kind::Float, Device::Cpu));
-            let feats = a.encode(&images, false).unwrap(); // (3, D)
+            let feats = a.encode(&images, false).unwrap();
             let dec = Decoding::Beam {
                 width: 3,
                 max_len: 8,
@@ -146,7 +253,7 @@ mod tests {
             let mut b = Captioner::new(&cfg, Device::Cpu, true);
             load_vars(&mut b.vs, &path).unwrap();
             let feats_b = b.encode(&images, false).unwrap();
-            assert_eq!(before, b.generate(&feats_b, &dec, sp, 2).unwrap());
+            assert_eq!(before, b.generate(&feats_b, &dec, sp, 2).unwrap(), "{p:?}");
         }
     }
 }

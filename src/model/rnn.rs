@@ -5,15 +5,9 @@
 //! Unlike `tch::nn::LSTM`, whose dropout/train flag is fixed at construction, `train` is passed
 //! on every call (inter-layer dropout only in training), and the state is a value that beam
 //! search can reorder ([`RnnState::select`]).
-use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum CellKind {
-    Lstm,
-    Gru,
-}
+pub use crate::config::CellKind;
 
 /// Recurrent state, `(layers, R, H)` per tensor, R = rows (images × beams).
 #[derive(Debug)]

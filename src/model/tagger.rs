@@ -13,9 +13,8 @@
 //!   tag by the probability of being written first; that first-step probability is the score.
 use tch::{nn, Kind, Tensor};
 
-use super::decoder::Decoder;
-use super::rnn::CellKind;
-use crate::config::{ModelConfig, TagModelKind, TagsConfig};
+use super::decoder::ShowTell;
+use crate::config::{CellKind, ImageFeed, ModelConfig, ShowTellConfig, TagModelKind, TagsConfig};
 
 /// Tag ids in the generator's vocabulary follow the four specials.
 pub const TAG_OFFSET: i64 = 4;
@@ -68,19 +67,18 @@ impl TagHead {
 #[derive(Debug)]
 pub enum Tagger {
     Head(TagHead),
-    Gru(Decoder),
+    Gru(ShowTell),
 }
 
 /// The Show-and-Tell config of the tag generator: a GRU over `num_tags + 4` tokens.
-pub fn generator_config(cfg: &ModelConfig, tags: &TagsConfig) -> ModelConfig {
-    ModelConfig {
-        decoder: CellKind::Gru,
-        vocab_size: tags.num_tags + TAG_OFFSET,
+pub fn generator_config(cfg: &ModelConfig, tags: &TagsConfig) -> ShowTellConfig {
+    ShowTellConfig {
+        cell: CellKind::Gru,
+        feed: ImageFeed::FirstInput,
         embed_dim: tags.hidden_dim / 2,
         hidden_dim: tags.hidden_dim,
         layers: 1,
-        hashtags: None,
-        ..cfg.clone()
+        dropout: cfg.dropout(),
     }
 }
 
@@ -92,9 +90,14 @@ impl Tagger {
                 cfg.encoder.pooled_dim(),
                 tags.hidden_dim,
                 tags.num_tags,
-                cfg.dropout,
+                cfg.dropout(),
             )),
-            TagModelKind::Gru => Tagger::Gru(Decoder::new(p / "gru", &generator_config(cfg, tags))),
+            TagModelKind::Gru => Tagger::Gru(ShowTell::new(
+                p / "gru",
+                &generator_config(cfg, tags),
+                tags.num_tags + TAG_OFFSET,
+                cfg.encoder.pooled_dim(),
+            )),
         }
     }
 
@@ -137,7 +140,7 @@ impl Tagger {
         })
     }
 
-    pub fn generator(&self) -> Option<&Decoder> {
+    pub fn generator(&self) -> Option<&ShowTell> {
         match self {
             Tagger::Gru(d) => Some(d),
             Tagger::Head(_) => None,

@@ -5,7 +5,6 @@
 //! Exact resume: all randomness of epoch `e` (shuffle order, dropout) is derived from
 //! `(seed, e)`, and the optimizer moments and counters are saved by captag, so training N
 //! epochs equals training k, stopping and resuming to N.
-pub mod checkpoint;
 pub mod optim;
 pub mod prepare;
 pub mod tagdata;
@@ -23,9 +22,9 @@ use crate::eval::bleu::{corpus_bleu, BleuMode};
 use crate::infer::decoding::Decoding;
 use crate::model::captioner::Captioner;
 use crate::model::tagger::Tagger;
+use crate::run::{self, TrainState};
 use crate::text::vocab::PAD;
 use crate::{Error, Result};
-use checkpoint::TrainState;
 pub use prepare::{Images, Prepared};
 
 /// Everything `captag train` was asked, validated.
@@ -74,6 +73,16 @@ pub fn pad_batch(seqs: &[&[i64]]) -> Tensor {
 
 pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     job.train.validate()?;
+    if let crate::config::DecoderConfig::Transformer(t) = &job.model.decoder {
+        if job.train.max_words as i64 + 2 > t.max_len {
+            return Err(Error::invalid(format!(
+                "--max-words {}: the transformer has positions for {} words (max_len {})",
+                job.train.max_words,
+                t.max_len - 2,
+                t.max_len
+            )));
+        }
+    }
     let started = Instant::now();
     let prep = prepare::prepare(job)?;
     let cfg = &prep.run.model;
@@ -89,9 +98,9 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     };
     let dir = &job.out;
     if job.resume {
-        state = checkpoint::read_json(&dir.join(checkpoint::STATE))?;
-        checkpoint::load_vars(&mut model.vs, &dir.join(checkpoint::LAST))?;
-        adam.load(&dir.join(checkpoint::OPTIM), state.step, state.lr)?;
+        state = run::read_json(&dir.join(run::STATE))?;
+        run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
+        adam.load(&dir.join(run::OPTIM), state.step, state.lr)?;
         if !job.quiet {
             eprintln!(
                 "resuming {} after epoch {} (step {})",
@@ -120,21 +129,24 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             let rows: Vec<i64> = chunk.iter().map(|&i| prep.train[i].0).collect();
             let seqs: Vec<&[i64]> = chunk.iter().map(|&i| prep.train[i].1.as_slice()).collect();
             let tokens = pad_batch(&seqs).to_device(job.device); // (B, L)
-            let feats = prep.images.features(&model, &rows, true)?; // (B, D)
+            let feats = prep.images.features(&model, &rows, true)?; // (B, ..)
             let loss = match (&model.tagger, &prep.tags) {
                 (Some(tagger), Some(td)) => {
                     let targets = td
                         .batch(&rows, tagger.generator().is_some())
                         .to_device(job.device);
-                    let tag_loss = tagger.loss(&feats, &targets, true);
+                    let tag_loss = tagger.loss(&feats.pooled, &targets, true);
                     if tags_only {
                         tag_loss
                     } else {
-                        model.decoder.loss(&feats, &tokens, true) + tag_loss
+                        model.loss(&feats, &tokens, true) + tag_loss
                     }
                 }
-                _ => model.decoder.loss(&feats, &tokens, true),
+                _ => model.loss(&feats, &tokens, true),
             };
+            if let Some(lr) = tc.schedule.step_lr(tc.lr, adam.step + 1) {
+                adam.lr = lr;
+            }
             adam.zero_grad();
             loss.backward();
             adam.step(tc.clip);
@@ -188,12 +200,12 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             state.best_epoch = state.epoch;
             state.bad_epochs = 0;
             best_bleu = bleu;
-            checkpoint::save_vars(&model.vs, &dir.join(checkpoint::BEST))?;
+            run::save_vars(&model.vs, &dir.join(run::BEST))?;
         } else {
             state.bad_epochs += 1;
         }
         match tc.schedule {
-            Schedule::Constant => {}
+            Schedule::Constant | Schedule::Warmup { .. } => {}
             Schedule::Step { every, gamma } => {
                 if every > 0 && state.epoch.is_multiple_of(every) {
                     adam.lr *= gamma;
@@ -214,9 +226,9 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         }
         state.lr = adam.lr;
         state.stopped_early = tc.early_stop > 0 && state.bad_epochs >= tc.early_stop;
-        checkpoint::save_vars(&model.vs, &dir.join(checkpoint::LAST))?;
-        adam.save(&dir.join(checkpoint::OPTIM))?;
-        checkpoint::write_json(&state, &dir.join(checkpoint::STATE))?;
+        run::save_vars(&model.vs, &dir.join(run::LAST))?;
+        adam.save(&dir.join(run::OPTIM))?;
+        run::write_json(&state, &dir.join(run::STATE))?;
         let mut line = serde_json::json!({
             "epoch": state.epoch, "step": state.step, "lr": state.lr,
             "train_loss": loss_sum / loss_n.max(1) as f64, "dev_loss": dev_loss,
@@ -234,7 +246,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             line["tag_f1_5"] = t.f1.into();
             line["tag_map"] = t.map.into();
         }
-        checkpoint::append_metrics(dir, &line)?;
+        run::append_metrics(dir, &line)?;
         if !job.quiet {
             let mut msg = format!(
                 "epoch {:>3}  loss {:.3}  dev loss {:.3}",

@@ -164,7 +164,7 @@ impl Adam {
             named.push((format!("m.{name}"), m.copy()));
             named.push((format!("v.{name}"), v.copy()));
         }
-        crate::train::checkpoint::write_tensors(&named, path)
+        crate::run::write_tensors(&named, path)
     }
 
     pub fn load(&mut self, path: &Path, step: i64, lr: f64) -> Result<()> {

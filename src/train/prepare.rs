@@ -2,14 +2,17 @@
 //! directory (new or resumed, with its mismatch checks), encoded captions and the image side —
 //! cached features of a frozen encoder, or decoded pixels for an end-to-end encoder.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use tch::{Device, Tensor};
+use tch::Tensor;
 
-use super::checkpoint::{self, Fingerprint, RunConfig};
 use super::tagdata::TagData;
 use super::TrainJob;
 use crate::data::features::{self, FeatureCache};
+use crate::fsio::Fingerprint;
+use crate::model::encoder::{self, Encoder, ExtractSpec};
+use crate::model::ImageFeatures;
+use crate::run::{self, RunConfig};
 use crate::data::image::Preprocess;
 use crate::data::loader::BatchLoader;
 use crate::data::{Dataset, Sample, Split};
@@ -21,22 +24,23 @@ use crate::text::tokenize;
 use crate::text::vocab::{Vocab, END, START};
 use crate::{Error, Result};
 
-/// Where image vectors come from.
+/// Where image features come from.
 #[derive(Debug)]
 pub enum Images {
-    /// A frozen encoder's pooled features, `(N, D)`.
-    Cached(Tensor),
+    /// A frozen encoder's cached features: pooled `(N, D)`, grid `(N, cells, C)` when the
+    /// decoder reads one.
+    Cached(ImageFeatures),
     /// Preprocessed pixels `(N, 3, S, S)` for an encoder trained end to end.
     Pixels(Tensor),
 }
 
 impl Images {
-    /// Features `(B, D)` of the given rows, on the model's device. An end-to-end encoder runs
-    /// once per distinct image of the batch (its captions share the result).
-    pub fn features(&self, model: &Captioner, rows: &[i64], train: bool) -> Result<Tensor> {
+    /// Features of the given rows, on the model's device. An end-to-end encoder runs once per
+    /// distinct image of the batch (its captions share the result).
+    pub fn features(&self, model: &Captioner, rows: &[i64], train: bool) -> Result<ImageFeatures> {
         match self {
             Images::Cached(f) => Ok(f
-                .index_select(0, &Tensor::from_slice(rows))
+                .select(&Tensor::from_slice(rows))
                 .to_device(model.device())),
             Images::Pixels(px) => {
                 let mut uniq: Vec<i64> = rows.to_vec();
@@ -46,9 +50,8 @@ impl Images {
                     .iter()
                     .map(|r| uniq.binary_search(r).unwrap_or(0) as i64)
                     .collect();
-                let feats = model.encode(&px.index_select(0, &Tensor::from_slice(&uniq)), train)?; // (U, D)
-                Ok(feats.index_select(0, &Tensor::from_slice(&pos).to_device(model.device())))
-                // (B, D)
+                let feats = model.encode(&px.index_select(0, &Tensor::from_slice(&uniq)), train)?; // (U, ..)
+                Ok(feats.select(&Tensor::from_slice(&pos))) // (B, ..)
             }
         }
     }
@@ -56,7 +59,8 @@ impl Images {
     /// Number of image rows.
     pub fn len(&self) -> usize {
         match self {
-            Images::Cached(t) | Images::Pixels(t) => t.size()[0] as usize,
+            Images::Cached(f) => f.len() as usize,
+            Images::Pixels(t) => t.size()[0] as usize,
         }
     }
 
@@ -133,8 +137,12 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         )));
     }
     let data_fp = data_fingerprint(&ds);
-    let (run, vocab, tag_list) = if job.resume {
-        open_run(job, &data_fp)?
+    let run::Contents {
+        run,
+        vocab,
+        tags: tag_list,
+    } = if job.resume {
+        run::reopen(&job.out, &job.model, &data_fp, job.train.epochs)?
     } else {
         new_run(job, &data_fp, &train)?
     };
@@ -203,16 +211,9 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
     })
 }
 
-type Opened = (RunConfig, Vocab, Option<TagList>);
-
-fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<Opened> {
-    let dir = &job.out;
-    if dir.join(checkpoint::CONFIG).exists() {
-        return Err(Error::invalid(format!(
-            "{} already holds a run: pass --resume to continue it, or choose another --out",
-            dir.display()
-        )));
-    }
+fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<run::Contents> {
+    // Refuse before the (possibly long) vocabulary and tag-list work.
+    run::ensure_new(&job.out)?;
     let tokens: Vec<Vec<String>> = train
         .iter()
         .flat_map(|s| s.captions.iter().map(|c| tokenize(c)))
@@ -220,7 +221,7 @@ fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<Opened> {
     let vocab = Vocab::build(&tokens, job.train.min_count);
     let mut model = job.model.clone();
     model.vocab_size = vocab.len() as i64;
-    let tag_list = match model.hashtags.as_mut() {
+    let tags = match model.hashtags.as_mut() {
         Some(t) => {
             let rule = TagRule::for_samples(train, job.train.tag_min_agree);
             let list = TagList::build(rule, train, job.train.tag_min_count);
@@ -229,112 +230,17 @@ fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<Opened> {
         }
         None => None,
     };
-    model.validate()?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let encoder_fingerprint = match (&job.encoder_weights, model.frozen_encoder) {
-        (Some(w), true) => Some(install_encoder_weights(w, &dir.join(checkpoint::ENCODER))?),
-        _ => None,
-    };
-    let run = RunConfig {
-        captag_version: env!("CARGO_PKG_VERSION").to_string(),
+    let run = run::create(run::NewRun {
+        dir: &job.out,
         model,
         train: job.train.clone(),
-        data_path: job.data.display().to_string(),
-        data_fingerprint: data_fp.to_string(),
-        encoder_fingerprint,
-    };
-    vocab.save(&dir.join(checkpoint::VOCAB))?;
-    if let Some(list) = &tag_list {
-        list.save(&dir.join(checkpoint::HASHTAGS))?;
-    }
-    checkpoint::write_json(&run, &dir.join(checkpoint::CONFIG))?;
-    Ok((run, vocab, tag_list))
-}
-
-fn open_run(job: &TrainJob, data_fp: &str) -> Result<Opened> {
-    let dir = &job.out;
-    let path = dir.join(checkpoint::CONFIG);
-    if !path.is_file() {
-        return Err(Error::invalid(format!(
-            "--resume: {} holds no run (no config.json)",
-            dir.display()
-        )));
-    }
-    let mut run: RunConfig = checkpoint::read_json(&path)?;
-    let mut asked = job.model.clone();
-    asked.vocab_size = run.model.vocab_size;
-    if let (Some(a), Some(r)) = (asked.hashtags.as_mut(), run.model.hashtags.as_ref()) {
-        a.num_tags = r.num_tags;
-    }
-    if let Some(diff) = asked.mismatch(&run.model) {
-        return Err(Error::invalid(format!(
-            "--resume: the requested architecture differs from the run in {} ({diff})",
-            dir.display()
-        )));
-    }
-    if run.data_fingerprint != data_fp {
-        return Err(Error::invalid(format!(
-            "--resume: {} was trained on different data (captions or splits changed)",
-            dir.display()
-        )));
-    }
-    let vocab = Vocab::load(&dir.join(checkpoint::VOCAB))?;
-    if vocab.len() as i64 != run.model.vocab_size {
-        return Err(Error::invalid(format!(
-            "{}: vocab.json does not match config.json",
-            dir.display()
-        )));
-    }
-    let tag_list = match &run.model.hashtags {
-        Some(_) => Some(checkpoint::load_tag_list(dir, &run)?),
-        None => None,
-    };
-    run.train.epochs = job.train.epochs;
-    checkpoint::write_json(&run, &path)?;
-    Ok((run, vocab, tag_list))
-}
-
-/// Copy (or hard-link) the user's encoder weights into the run so it is self-contained.
-fn install_encoder_weights(src: &Path, dst: &Path) -> Result<String> {
-    if !src.is_file() {
-        return Err(Error::invalid(format!(
-            "--encoder-weights: {}: no such file",
-            src.display()
-        )));
-    }
-    let fp = Fingerprint::of_file(src)?;
-    let _ = std::fs::remove_file(dst);
-    if std::fs::hard_link(src, dst).is_err() {
-        let tmp = dst.with_extension("tmp");
-        std::fs::copy(src, &tmp).map_err(|e| Error::io(src, e))?;
-        std::fs::rename(&tmp, dst).map_err(|e| Error::io(dst, e))?;
-    }
-    Ok(fp)
-}
-
-/// A captioner whose frozen encoder is loaded from `weights` (for feature extraction).
-pub fn frozen_encoder(
-    model: &crate::config::ModelConfig,
-    weights: &Path,
-    device: Device,
-) -> Result<Captioner> {
-    let mut m = Captioner::new(model, device, true);
-    if let Some(fvs) = m.frozen_vs.as_mut() {
-        checkpoint::load_vars(fvs, weights)?;
-    }
-    Ok(m)
-}
-
-/// Every found image of the dataset, as `(id, path)`, sorted by id.
-pub fn image_list(ds: &Dataset) -> Vec<(String, PathBuf)> {
-    let mut v: Vec<(String, PathBuf)> = ds
-        .samples
-        .iter()
-        .map(|s| (s.id.clone(), s.path.clone()))
-        .collect();
-    v.sort();
-    v.dedup();
-    v
+        data_path: &job.data,
+        data_fingerprint: data_fp,
+        vocab: &vocab,
+        tags: tags.as_ref(),
+        encoder_weights: job.encoder_weights.as_deref(),
+    })?;
+    Ok(run::Contents { run, vocab, tags })
 }
 
 fn cached_images(
@@ -342,15 +248,16 @@ fn cached_images(
     run: &RunConfig,
     ds: &Dataset,
 ) -> Result<(Images, HashMap<String, i64>)> {
-    let weights = job.out.join(checkpoint::ENCODER);
+    let weights = job.out.join(run::ENCODER);
     let weights_fp = run.encoder_fingerprint.clone().unwrap_or_default();
-    let list = image_list(ds);
+    let list = ds.image_list();
     let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
     let want = features::fingerprint(run.model.encoder, &weights_fp, &run.model.preprocess, &ids);
     let path = job
         .features
         .clone()
         .unwrap_or_else(|| job.out.join("features.safetensors"));
+    let needs_grid = run.model.decoder.needs_grid();
     let cache = if path.is_file() {
         let c = FeatureCache::load(&path)?;
         if c.fingerprint != want {
@@ -360,28 +267,30 @@ fn cached_images(
                 path.display()
             )));
         }
+        if needs_grid && c.grid.is_none() {
+            return Err(Error::invalid(format!(
+                "{}: the {} decoder reads feature grids but this cache holds pooled vectors only; \
+                 rerun `captag features --grid` (or delete the cache to have train make one)",
+                path.display(),
+                run.model.decoder.name()
+            )));
+        }
         if !job.quiet {
             eprintln!("reusing feature cache {}", path.display());
         }
         c
     } else {
-        let model = frozen_encoder(&run.model, &weights, job.device)?;
-        let enc = model
-            .encoder
-            .as_ref()
-            .ok_or_else(|| Error::invalid("no encoder"))?;
+        let (enc, _vs) = Encoder::frozen(run.model.encoder, &weights, job.device)?;
         let bar = super::progress(job.quiet, list.len() as u64, "features");
-        let mut ex = features::extract(
-            enc,
-            run.model.encoder,
-            &weights_fp,
-            &run.model.preprocess,
-            &list,
-            32,
-            job.device,
-            false,
-            &bar,
-        )?;
+        let spec = ExtractSpec {
+            kind: run.model.encoder,
+            weights_fp: &weights_fp,
+            preprocess: run.model.preprocess,
+            batch_size: 32,
+            device: job.device,
+            keep_grid: needs_grid,
+        };
+        let mut ex = encoder::extract(&enc, &spec, &list, &bar)?;
         bar.finish_and_clear();
         ex.cache.fingerprint = want;
         if !ex.failed.is_empty() && !job.quiet {
@@ -399,7 +308,9 @@ fn cached_images(
         .enumerate()
         .map(|(i, id)| (id.clone(), i as i64))
         .collect();
-    Ok((Images::Cached(cache.pooled), rows))
+    let feats = ImageFeatures::of_cache(&cache);
+    let feats = if needs_grid { feats } else { feats.without_grid() };
+    Ok((Images::Cached(feats), rows))
 }
 
 fn pixel_images(
@@ -443,7 +354,7 @@ impl Prepared {
             let l = tch::no_grad(|| -> Result<f64> {
                 let feats = self.images.features(model, &rows, false)?;
                 let tokens = super::pad_batch(&seqs).to_device(model.device());
-                Ok(model.decoder.loss(&feats, &tokens, false).double_value(&[]))
+                Ok(model.loss(&feats, &tokens, false).double_value(&[]))
             })?;
             sum += l * chunk.len() as f64;
             n += chunk.len();
@@ -495,7 +406,7 @@ impl Prepared {
                 let targets = td
                     .batch(rows, tagger.generator().is_some())
                     .to_device(model.device());
-                Ok(tagger.loss(&feats, &targets, false).double_value(&[]))
+                Ok(tagger.loss(&feats.pooled, &targets, false).double_value(&[]))
             })?;
             sum += l * rows.len() as f64;
             n += rows.len();

@@ -2,17 +2,15 @@
 //! the word-embedding space and either fed as the first input step or used to initialise the
 //! recurrent state; words are generated left to right with an LSTM or GRU.
 //!
-//! Training uses teacher forcing on `[<start>, w1..wn]` predicting `[w1..wn, <end>]`; padding is
-//! excluded from the loss by `ignore_index = <pad>`. Inference goes through [`Decoder::start`]
-//! and [`Decoder::step`], which `infer` drives for greedy and beam search.
+//! It reads only the pooled vector. Its state is the recurrent `(h[, c])`; the hashtag GRU
+//! generator (`model::tagger`) is the same module over the tag vocabulary.
 use tch::{nn, Kind, Tensor};
 
-use super::rnn::{Rnn, RnnState};
-use crate::config::{ImageFeed, ModelConfig};
-use crate::text::vocab::PAD;
+use crate::config::{ImageFeed, ShowTellConfig};
+use crate::model::rnn::{Rnn, RnnState};
 
 #[derive(Debug)]
-pub struct Decoder {
+pub struct ShowTell {
     embed: nn::Embedding,
     img_proj: nn::Linear,
     /// BatchNorm over the projected image: pooled CNN features share a large common component
@@ -25,31 +23,27 @@ pub struct Decoder {
     dropout: f64,
 }
 
-impl Decoder {
-    pub fn new(p: nn::Path, cfg: &ModelConfig) -> Self {
+impl ShowTell {
+    /// `vocab` output words, `pooled` = width of the image vector.
+    pub fn new(p: nn::Path, cfg: &ShowTellConfig, vocab: i64, pooled: i64) -> Self {
         let e = cfg.embed_dim;
         let h = cfg.hidden_dim;
         let proj_dim = match cfg.feed {
             ImageFeed::FirstInput => e,
             ImageFeed::InitState => h,
         };
-        Decoder {
-            embed: nn::embedding(&p / "embed", cfg.vocab_size, e, Default::default()),
-            img_proj: nn::linear(
-                &p / "img_proj",
-                cfg.encoder.pooled_dim(),
-                proj_dim,
-                Default::default(),
-            ),
+        ShowTell {
+            embed: nn::embedding(&p / "embed", vocab, e, Default::default()),
+            img_proj: nn::linear(&p / "img_proj", pooled, proj_dim, Default::default()),
             img_norm: nn::batch_norm1d(&p / "img_norm", proj_dim, Default::default()),
-            rnn: Rnn::new(&p / "rnn", cfg.decoder, e, h, cfg.layers, cfg.dropout),
-            out: nn::linear(&p / "out", h, cfg.vocab_size, Default::default()),
+            rnn: Rnn::new(&p / "rnn", cfg.cell, e, h, cfg.layers, cfg.dropout),
+            out: nn::linear(&p / "out", h, vocab, Default::default()),
             feed: cfg.feed,
             dropout: cfg.dropout,
         }
     }
 
-    /// Image vector `(B, D)` ⇒ the state before the first word is read.
+    /// Pooled image vector `(B, D)` ⇒ the state before the first word is read.
     pub fn start(&self, features: &Tensor, train: bool) -> RnnState {
         // Batch statistics need more than one row; a lone row uses the running ones.
         let bn_train = train && features.size()[0] > 1;
@@ -76,18 +70,9 @@ impl Decoder {
         out.dropout(self.dropout, train).apply(&self.out) // (B, L-1, V)
     }
 
-    /// Mean cross-entropy over non-pad target positions, and the number of such positions.
+    /// Mean cross-entropy over non-pad target positions.
     pub fn loss(&self, features: &Tensor, tokens: &Tensor, train: bool) -> Tensor {
-        let logits = self.forward_t(features, tokens, train); // (B, L-1, V)
-        let v = logits.size()[2];
-        let targets = tokens.narrow(1, 1, tokens.size()[1] - 1); // (B, L-1)
-        logits.reshape([-1, v]).cross_entropy_loss::<Tensor>(
-            &targets.reshape([-1]),
-            None,
-            tch::Reduction::Mean,
-            PAD,
-            0.0,
-        )
+        super::masked_cross_entropy(&self.forward_t(features, tokens, train), tokens)
     }
 
     /// One decoding step: last tokens `(R,)` ⇒ log-probabilities `(R, V)` and the new state.

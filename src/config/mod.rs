@@ -3,9 +3,14 @@
 //! a run compares configs and refuses an architecture mismatch with a clear message.
 use serde::{Deserialize, Serialize};
 
+pub mod decoder;
+
 use crate::data::image::{Normalization, Preprocess, ResizeMode};
-use crate::model::rnn::CellKind;
 use crate::{Error, Result};
+pub use decoder::{
+    AttentionConfig, CellKind, DecoderConfig, DecoderPreset, ImageFeed, Positions, ShowTellConfig,
+    TransformerConfig,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum EncoderKind {
@@ -31,12 +36,20 @@ impl EncoderKind {
             EncoderKind::Vgg19 => "vgg19",
         }
     }
+    /// Width of the pooled image vector `(B, D)`.
     pub fn pooled_dim(self) -> i64 {
-        use crate::model::cnn::{SmallCnn, SqueezeNet, Vgg19};
         match self {
-            EncoderKind::SmallCnn => SmallCnn::POOLED_DIM,
-            EncoderKind::Squeezenet1_1 => SqueezeNet::POOLED_DIM,
-            EncoderKind::Vgg19 => Vgg19::POOLED_DIM,
+            EncoderKind::SmallCnn => 128 * 9,
+            EncoderKind::Squeezenet1_1 => 512,
+            EncoderKind::Vgg19 => 4096,
+        }
+    }
+    /// Channels of one grid cell `(B, N, C)`: small-cnn's last conv, SqueezeNet's fire9,
+    /// VGG19's conv5_4.
+    pub fn grid_dim(self) -> i64 {
+        match self {
+            EncoderKind::SmallCnn => 128,
+            EncoderKind::Squeezenet1_1 | EncoderKind::Vgg19 => 512,
         }
     }
     /// The preprocessing each network's weights expect.
@@ -62,16 +75,6 @@ impl EncoderKind {
     }
 }
 
-/// How the image enters the Show-and-Tell decoder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ImageFeed {
-    /// The projected image is the first input step (Vinyals et al. 2015).
-    FirstInput,
-    /// The projected image initialises the hidden (and cell) state.
-    InitState,
-}
-
 /// Everything needed to rebuild the network: an architecture mismatch is detected by comparing
 /// these.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,13 +82,8 @@ pub struct ModelConfig {
     pub encoder: EncoderKind,
     /// Pretrained encoder kept frozen (features cached) rather than trained end to end.
     pub frozen_encoder: bool,
-    pub decoder: CellKind,
-    pub feed: ImageFeed,
+    pub decoder: DecoderConfig,
     pub vocab_size: i64,
-    pub embed_dim: i64,
-    pub hidden_dim: i64,
-    pub layers: i64,
-    pub dropout: f64,
     pub preprocess: Preprocess,
     /// The hashtag model trained beside (or instead of) the caption decoder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,26 +115,37 @@ impl ModelConfig {
     pub fn preset(
         encoder: EncoderKind,
         frozen_encoder: bool,
-        decoder: CellKind,
+        decoder: DecoderPreset,
         vocab_size: i64,
     ) -> Self {
-        let (embed_dim, hidden_dim, dropout) = match encoder {
-            EncoderKind::SmallCnn => (128, 256, 0.2),
-            EncoderKind::Squeezenet1_1 | EncoderKind::Vgg19 => (256, 512, 0.5),
-        };
         ModelConfig {
             encoder,
             frozen_encoder,
-            decoder,
-            feed: ImageFeed::FirstInput,
+            decoder: DecoderConfig::preset(decoder, encoder),
             vocab_size,
-            embed_dim,
-            hidden_dim,
-            layers: 1,
-            dropout,
             preprocess: encoder.default_preprocess(),
             hashtags: None,
         }
+    }
+
+    /// Parse `config.json`'s `model`, upgrading the layout of captag 0.1 run directories (a
+    /// flat Show-and-Tell config: `decoder: "lstm"`, `feed`, `embed_dim`, ...) to today's.
+    pub fn from_json(mut v: serde_json::Value) -> std::result::Result<Self, String> {
+        if let Some(o) = v.as_object_mut() {
+            if let Some(cell) = o.get("decoder").filter(|d| d.is_string()).cloned() {
+                let mut dec = serde_json::json!({ "kind": "show-tell", "cell": cell });
+                for k in ["feed", "embed_dim", "hidden_dim", "layers", "dropout"] {
+                    dec[k] = o.remove(k).ok_or(format!("old-style config without `{k}`"))?;
+                }
+                o.insert("decoder".into(), dec);
+            }
+        }
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    /// Dropout of the hashtag head (the decoder's).
+    pub fn dropout(&self) -> f64 {
+        self.decoder.dropout()
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -144,11 +153,8 @@ impl ModelConfig {
         if self.vocab_size < 5 {
             return bad("vocabulary has fewer than 5 entries (is the training split empty?)");
         }
-        if self.embed_dim < 1 || self.hidden_dim < 1 || self.layers < 1 {
-            return bad("embed_dim, hidden_dim and layers must be ≥ 1");
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad("dropout must be in [0, 1)");
+        if let Err(m) = self.decoder.validate() {
+            return bad(&m);
         }
         if self.preprocess.size < 32 {
             return bad("image size must be ≥ 32 px");
@@ -190,6 +196,24 @@ pub enum Schedule {
         patience: usize,
         factor: f64,
     },
+    /// Per step: linear warm-up over `warmup` steps, then inverse square-root decay
+    /// (`lr · min(s/w, sqrt(w/s))`, Vaswani et al. 2017) — the transformer's schedule.
+    Warmup {
+        warmup: usize,
+    },
+}
+
+impl Schedule {
+    /// The learning rate at optimizer step `step` (1-based) for per-step schedules.
+    pub fn step_lr(&self, base: f64, step: i64) -> Option<f64> {
+        match *self {
+            Schedule::Warmup { warmup } => {
+                let (s, w) = (step.max(1) as f64, warmup.max(1) as f64);
+                Some(base * (s / w).min((w / s).sqrt()))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -254,5 +278,43 @@ impl TrainConfig {
             return bad("learning rate must be a positive number");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_flat_configs_upgrade_to_show_tell() {
+        let old = serde_json::json!({
+            "encoder": "small-cnn", "frozen_encoder": false, "decoder": "gru",
+            "feed": "init-state", "vocab_size": 30, "embed_dim": 16, "hidden_dim": 32,
+            "layers": 2, "dropout": 0.1,
+            "preprocess": serde_json::to_value(EncoderKind::SmallCnn.default_preprocess()).unwrap()
+        });
+        let m = ModelConfig::from_json(old).unwrap();
+        assert_eq!(
+            m.decoder,
+            DecoderConfig::ShowTell(ShowTellConfig {
+                cell: CellKind::Gru,
+                feed: ImageFeed::InitState,
+                embed_dim: 16,
+                hidden_dim: 32,
+                layers: 2,
+                dropout: 0.1
+            })
+        );
+        let new = serde_json::to_value(&m).unwrap();
+        assert_eq!(ModelConfig::from_json(new).unwrap(), m);
+    }
+
+    #[test]
+    fn warmup_rises_then_decays() {
+        let s = Schedule::Warmup { warmup: 100 };
+        assert!((s.step_lr(1.0, 50).unwrap() - 0.5).abs() < 1e-12);
+        assert!((s.step_lr(1.0, 100).unwrap() - 1.0).abs() < 1e-12);
+        assert!((s.step_lr(1.0, 400).unwrap() - 0.5).abs() < 1e-12);
+        assert_eq!(Schedule::Constant.step_lr(1.0, 5), None);
     }
 }

@@ -1,0 +1,256 @@
+//! Decoder configurations: one serde variant per architecture (`config.json` field
+//! `model.decoder`, tagged by `kind`), with the named presets `--decoder` picks. Adding a decoder
+//! adds one variant here, one file under `src/model/decoder/` and its arms in
+//! `src/model/decoder/mod.rs` (docs/ARCHITECTURE.md, "Adding a decoder").
+use serde::{Deserialize, Serialize};
+
+use super::EncoderKind;
+
+/// Recurrent cell of the Show-and-Tell decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CellKind {
+    Lstm,
+    Gru,
+}
+
+/// How the image enters the Show-and-Tell decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageFeed {
+    /// The projected image is the first input step (Vinyals et al. 2015).
+    FirstInput,
+    /// The projected image initialises the hidden (and cell) state.
+    InitState,
+}
+
+/// `--decoder`: the architecture families, each with a preset per encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecoderPreset {
+    /// Show and Tell with an LSTM (Vinyals et al. 2015), on the pooled image vector.
+    Lstm,
+    /// Show and Tell with a GRU.
+    Gru,
+    /// Show, Attend and Tell soft attention over the feature grid (Xu et al. 2015).
+    Attention,
+    /// Pre-LayerNorm transformer decoder with cross-attention over the grid.
+    Transformer,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShowTellConfig {
+    pub cell: CellKind,
+    pub feed: ImageFeed,
+    pub embed_dim: i64,
+    pub hidden_dim: i64,
+    pub layers: i64,
+    pub dropout: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttentionConfig {
+    pub embed_dim: i64,
+    /// LSTMCell size.
+    pub hidden_dim: i64,
+    /// Additive-attention size.
+    pub attention_dim: i64,
+    /// Dropout before the output layer.
+    pub dropout: f64,
+    /// Weight of the doubly stochastic regulariser `alpha_c · Σ_n (1 − Σ_t α_tn)²`.
+    pub alpha_c: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Positions {
+    Learned,
+    Sinusoidal,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransformerConfig {
+    pub d_model: i64,
+    pub heads: i64,
+    pub layers: i64,
+    pub ff_dim: i64,
+    pub dropout: f64,
+    pub positions: Positions,
+    /// Longest token sequence (`<start>` + words + `<end>`) positions exist for.
+    pub max_len: i64,
+}
+
+/// The caption decoder of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum DecoderConfig {
+    ShowTell(ShowTellConfig),
+    Attention(AttentionConfig),
+    Transformer(TransformerConfig),
+}
+
+impl DecoderConfig {
+    /// Sizes that train well for each encoder on its typical data.
+    pub fn preset(p: DecoderPreset, encoder: EncoderKind) -> DecoderConfig {
+        let small = encoder == EncoderKind::SmallCnn;
+        let show_tell = |cell| {
+            let (embed_dim, hidden_dim, dropout) = if small {
+                (128, 256, 0.2)
+            } else {
+                (256, 512, 0.5)
+            };
+            DecoderConfig::ShowTell(ShowTellConfig {
+                cell,
+                feed: ImageFeed::FirstInput,
+                embed_dim,
+                hidden_dim,
+                layers: 1,
+                dropout,
+            })
+        };
+        match p {
+            DecoderPreset::Lstm => show_tell(CellKind::Lstm),
+            DecoderPreset::Gru => show_tell(CellKind::Gru),
+            DecoderPreset::Attention => DecoderConfig::Attention(if small {
+                AttentionConfig {
+                    embed_dim: 128,
+                    hidden_dim: 256,
+                    attention_dim: 128,
+                    dropout: 0.2,
+                    alpha_c: 1.0,
+                }
+            } else {
+                AttentionConfig {
+                    embed_dim: 256,
+                    hidden_dim: 512,
+                    attention_dim: 256,
+                    dropout: 0.5,
+                    alpha_c: 1.0,
+                }
+            }),
+            DecoderPreset::Transformer => DecoderConfig::Transformer(TransformerConfig {
+                d_model: if small { 128 } else { 256 },
+                heads: if small { 4 } else { 8 },
+                layers: if small { 2 } else { 3 },
+                ff_dim: if small { 256 } else { 1024 },
+                dropout: if small { 0.1 } else { 0.3 },
+                positions: Positions::Learned,
+                max_len: 40,
+            }),
+        }
+    }
+
+    /// Whether the decoder reads the feature grid (a feature cache must then hold grids).
+    pub fn needs_grid(&self) -> bool {
+        !matches!(self, DecoderConfig::ShowTell(_))
+    }
+
+    pub fn dropout(&self) -> f64 {
+        match self {
+            DecoderConfig::ShowTell(c) => c.dropout,
+            DecoderConfig::Attention(c) => c.dropout,
+            DecoderConfig::Transformer(c) => c.dropout,
+        }
+    }
+
+    /// A short name for tables and logs (`lstm`, `gru`, `attention`, `transformer`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            DecoderConfig::ShowTell(c) => match c.cell {
+                CellKind::Lstm => "lstm",
+                CellKind::Gru => "gru",
+            },
+            DecoderConfig::Attention(_) => "attention",
+            DecoderConfig::Transformer(_) => "transformer",
+        }
+    }
+
+    /// Apply the generic size flags (`--embed`, `--hidden`, `--layers`, `--dropout`) where the
+    /// architecture has such a size.
+    pub fn override_sizes(
+        &mut self,
+        embed: Option<i64>,
+        hidden: Option<i64>,
+        layers: Option<i64>,
+        dropout: Option<f64>,
+    ) {
+        match self {
+            DecoderConfig::ShowTell(c) => {
+                c.embed_dim = embed.unwrap_or(c.embed_dim);
+                c.hidden_dim = hidden.unwrap_or(c.hidden_dim);
+                c.layers = layers.unwrap_or(c.layers);
+                c.dropout = dropout.unwrap_or(c.dropout);
+            }
+            DecoderConfig::Attention(c) => {
+                c.embed_dim = embed.unwrap_or(c.embed_dim);
+                c.hidden_dim = hidden.unwrap_or(c.hidden_dim);
+                c.dropout = dropout.unwrap_or(c.dropout);
+            }
+            DecoderConfig::Transformer(c) => {
+                c.d_model = embed.or(hidden).unwrap_or(c.d_model);
+                c.layers = layers.unwrap_or(c.layers);
+                c.dropout = dropout.unwrap_or(c.dropout);
+            }
+        }
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let pos = |xs: &[i64]| xs.iter().all(|&x| x >= 1);
+        let ok_dropout = (0.0..1.0).contains(&self.dropout());
+        if !ok_dropout {
+            return Err("dropout must be in [0, 1)".into());
+        }
+        match self {
+            DecoderConfig::ShowTell(c) if !pos(&[c.embed_dim, c.hidden_dim, c.layers]) => {
+                Err("embed_dim, hidden_dim and layers must be ≥ 1".into())
+            }
+            DecoderConfig::Attention(c)
+                if !pos(&[c.embed_dim, c.hidden_dim, c.attention_dim]) || c.alpha_c < 0.0 =>
+            {
+                Err("attention sizes must be ≥ 1 and alpha_c ≥ 0".into())
+            }
+            DecoderConfig::Transformer(c)
+                if !pos(&[c.d_model, c.heads, c.layers, c.ff_dim, c.max_len]) =>
+            {
+                Err("transformer sizes must be ≥ 1".into())
+            }
+            DecoderConfig::Transformer(c) if c.d_model % c.heads != 0 => Err(format!(
+                "transformer width {} is not a multiple of {} heads",
+                c.d_model, c.heads
+            )),
+            DecoderConfig::Transformer(c) if c.positions == Positions::Sinusoidal && c.d_model % 2 != 0 => {
+                Err("sinusoidal positions need an even width".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_round_trip_with_their_kind_tag() {
+        for p in [
+            DecoderPreset::Lstm,
+            DecoderPreset::Gru,
+            DecoderPreset::Attention,
+            DecoderPreset::Transformer,
+        ] {
+            let c = DecoderConfig::preset(p, EncoderKind::Squeezenet1_1);
+            let v = serde_json::to_value(&c).unwrap();
+            assert!(v["kind"].is_string());
+            assert_eq!(serde_json::from_value::<DecoderConfig>(v).unwrap(), c);
+            assert!(c.validate().is_ok());
+        }
+    }
+
+    #[test]
+    fn transformer_heads_must_divide_width() {
+        let mut c = DecoderConfig::preset(DecoderPreset::Transformer, EncoderKind::SmallCnn);
+        if let DecoderConfig::Transformer(t) = &mut c {
+            t.heads = 3;
+        }
+        assert!(c.validate().unwrap_err().contains("multiple"));
+    }
+}

@@ -1,0 +1,148 @@
+//! The caption decoders behind one interface (docs/ARCHITECTURE.md, "The decoder interface"):
+//!
+//! ```text
+//! loss(features, tokens, train)  -> scalar        teacher forcing, pad masked (+ regulariser)
+//! logits(features, tokens, train)-> (B, L-1, V)   for distillation and tests
+//! start(features)                -> State         image ⇒ state before the first word
+//! step(tokens (R,), &State)      -> (logp (R,V), State)
+//! State::select(rows)            -> State         beam search reorders hypotheses
+//! ```
+//!
+//! Each architecture is one file; this file holds the only `match` over them. Decoding
+//! strategies (`infer::decoding`) drive `start`/`step` and never see which decoder runs.
+pub mod attention;
+pub mod layers;
+pub mod show_tell;
+pub mod transformer;
+
+use tch::{nn, Tensor};
+
+use super::features::ImageFeatures;
+use super::rnn::RnnState;
+use crate::config::{DecoderConfig, EncoderKind};
+use crate::text::vocab::PAD;
+
+pub use attention::Attention;
+pub use show_tell::ShowTell;
+pub use transformer::Transformer;
+
+#[derive(Debug)]
+pub enum Decoder {
+    ShowTell(ShowTell),
+    Attention(Attention),
+    Transformer(Transformer),
+}
+
+/// A decoder's state for `R` rows (images × beams).
+#[derive(Debug)]
+pub enum State {
+    ShowTell(RnnState),
+    Attention(attention::AttnState),
+    Transformer(transformer::KvCache),
+}
+
+impl State {
+    /// Keep/reorder rows: `rows` is an int64 index tensor `(R',)`.
+    pub fn select(&self, rows: &Tensor) -> State {
+        match self {
+            State::ShowTell(s) => State::ShowTell(s.select(rows)),
+            State::Attention(s) => State::Attention(s.select(rows)),
+            State::Transformer(s) => State::Transformer(s.select(rows)),
+        }
+    }
+}
+
+/// Teacher-forced outputs: logits `(B, L-1, V)` predicting `tokens[:, 1:]`, an extra loss term
+/// the architecture adds (attention's doubly stochastic regulariser), and per-word attention
+/// weights over the grid cells `(B, L-1, N)` where the architecture has them.
+pub struct Forward {
+    pub logits: Tensor,
+    pub penalty: Option<Tensor>,
+    pub attention: Option<Tensor>,
+}
+
+/// Mean cross-entropy of `logits (B, L-1, V)` against `tokens[:, 1:]`, `<pad>` ignored.
+pub fn masked_cross_entropy(logits: &Tensor, tokens: &Tensor) -> Tensor {
+    let v = logits.size()[2];
+    let targets = tokens.narrow(1, 1, tokens.size()[1] - 1); // (B, L-1)
+    logits.reshape([-1, v]).cross_entropy_loss::<Tensor>(
+        &targets.reshape([-1]),
+        None,
+        tch::Reduction::Mean,
+        PAD,
+        0.0,
+    )
+}
+
+impl Decoder {
+    pub fn new(p: nn::Path, cfg: &DecoderConfig, encoder: EncoderKind, vocab: i64) -> Self {
+        let (pooled, grid) = (encoder.pooled_dim(), encoder.grid_dim());
+        match cfg {
+            DecoderConfig::ShowTell(c) => Decoder::ShowTell(ShowTell::new(p, c, vocab, pooled)),
+            DecoderConfig::Attention(c) => Decoder::Attention(Attention::new(p, c, vocab, grid)),
+            DecoderConfig::Transformer(c) => {
+                Decoder::Transformer(Transformer::new(p, c, vocab, pooled, grid))
+            }
+        }
+    }
+
+    /// Teacher forcing on `tokens (B, L)` = `[<start> w.. <end> <pad>..]`.
+    pub fn forward_t(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Forward {
+        match self {
+            Decoder::ShowTell(d) => Forward {
+                logits: d.forward_t(&f.pooled, tokens, train),
+                penalty: None,
+                attention: None,
+            },
+            Decoder::Attention(d) => d.forward_t(f, tokens, train),
+            Decoder::Transformer(d) => d.forward_t(f, tokens, train),
+        }
+    }
+
+    /// Logits `(B, L-1, V)` (distillation needs them beside the loss).
+    pub fn logits(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Tensor {
+        self.forward_t(f, tokens, train).logits
+    }
+
+    /// The training objective: masked cross-entropy plus the architecture's regulariser.
+    pub fn loss(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Tensor {
+        let out = self.forward_t(f, tokens, train);
+        let ce = masked_cross_entropy(&out.logits, tokens);
+        match out.penalty {
+            Some(p) => ce + p,
+            None => ce,
+        }
+    }
+
+    /// Features of `R` rows ⇒ the state before `<start>` is read.
+    pub fn start(&self, f: &ImageFeatures) -> State {
+        match self {
+            Decoder::ShowTell(d) => State::ShowTell(d.start(&f.pooled, false)),
+            Decoder::Attention(d) => State::Attention(d.start(f)),
+            Decoder::Transformer(d) => State::Transformer(d.start(f)),
+        }
+    }
+
+    /// Last tokens `(R,)` ⇒ log-probabilities `(R, V)` and the next state.
+    pub fn step(&self, tokens: &Tensor, state: &State) -> (Tensor, State) {
+        match (self, state) {
+            (Decoder::ShowTell(d), State::ShowTell(s)) => {
+                let (lp, s) = d.step(tokens, s);
+                (lp, State::ShowTell(s))
+            }
+            (Decoder::Attention(d), State::Attention(s)) => {
+                let (lp, s) = d.step(tokens, s);
+                (lp, State::Attention(s))
+            }
+            (Decoder::Transformer(d), State::Transformer(s)) => {
+                let (lp, s) = d.step(tokens, s);
+                (lp, State::Transformer(s))
+            }
+            // States are only made by `start` of the same decoder.
+            _ => unreachable!("decoder state of another architecture"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+//! CNN + Transformer captioner (the seed projects' second pipeline): a pre-LayerNorm
+//! transformer decoder (Vaswani et al. 2017; pre-LN as in GPT-2) with masked self-attention over
+//! the words so far and cross-attention over a memory of the projected pooled vector followed by
+//! the projected grid cells. Positions are learned or sinusoidal. Decoding keeps a key/value
+//! cache per layer ([`KvCache`]): each step runs one query position, and cross-attention keys
+//! and values of the memory are computed once per image.
+use tch::{nn, Kind, Tensor};
+
+use super::layers::{causal_mask, sinusoidal, FeedForward, MultiHead};
+use super::Forward;
+use crate::config::{Positions, TransformerConfig};
+use crate::model::features::ImageFeatures;
+
+#[derive(Debug)]
+struct Layer {
+    ln1: nn::LayerNorm,
+    self_attn: MultiHead,
+    ln2: nn::LayerNorm,
+    cross_attn: MultiHead,
+    ln3: nn::LayerNorm,
+    ff: FeedForward,
+}
+
+#[derive(Debug)]
+pub struct Transformer {
+    embed: nn::Embedding,
+    /// `(max_len, d)`: a trained variable, or the sinusoidal table (not saved).
+    pos: Tensor,
+    mem_pooled: nn::Linear,
+    mem_grid: nn::Linear,
+    mem_norm: nn::LayerNorm,
+    layers: Vec<Layer>,
+    ln_f: nn::LayerNorm,
+    out: nn::Linear,
+    dropout: f64,
+    max_len: i64,
+}
+
+/// Per layer: self-attention keys/values of the words so far `(R, h, t, dh)` and
+/// cross-attention keys/values of the memory `(R, h, S, dh)`; `t` = words read.
+#[derive(Debug)]
+pub struct KvCache {
+    self_kv: Vec<(Tensor, Tensor)>,
+    mem_kv: Vec<(Tensor, Tensor)>,
+    t: i64,
+}
+
+impl KvCache {
+    pub fn select(&self, rows: &Tensor) -> KvCache {
+        let sel = |kv: &Vec<(Tensor, Tensor)>| {
+            kv.iter()
+                .map(|(k, v)| (k.index_select(0, rows), v.index_select(0, rows)))
+                .collect()
+        };
+        KvCache {
+            self_kv: sel(&self.self_kv),
+            mem_kv: sel(&self.mem_kv),
+            t: self.t,
+        }
+    }
+}
+
+impl Transformer {
+    pub fn new(
+        p: nn::Path,
+        cfg: &TransformerConfig,
+        vocab: i64,
+        pooled_dim: i64,
+        grid_dim: i64,
+    ) -> Self {
+        let d = cfg.d_model;
+        let ln = |p: nn::Path| nn::layer_norm(p, vec![d], Default::default());
+        let pos = match cfg.positions {
+            Positions::Learned => p.var(
+                "pos",
+                &[cfg.max_len, d],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            ),
+            Positions::Sinusoidal => sinusoidal(cfg.max_len, d).to_device(p.device()),
+        };
+        let layers = (0..cfg.layers)
+            .map(|i| {
+                let l = &p / "layers" / i;
+                Layer {
+                    ln1: ln(&l / "ln1"),
+                    self_attn: MultiHead::new(&l / "self_attn", d, d, cfg.heads, cfg.dropout),
+                    ln2: ln(&l / "ln2"),
+                    cross_attn: MultiHead::new(&l / "cross_attn", d, d, cfg.heads, cfg.dropout),
+                    ln3: ln(&l / "ln3"),
+                    ff: FeedForward::new(&l / "ff", d, cfg.ff_dim, cfg.dropout),
+                }
+            })
+            .collect();
+        Transformer {
+            embed: nn::embedding(
+                &p / "embed",
+                vocab,
+                d,
+                nn::EmbeddingConfig {
+                    ws_init: nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 0.02,
+                    },
+                    ..Default::default()
+                },
+            ),
+            pos,
+            mem_pooled: nn::linear(&p / "mem_pooled", pooled_dim, d, Default::default()),
+            mem_grid: nn::linear(&p / "mem_grid", grid_dim, d, Default::default()),
+            mem_norm: ln(&p / "mem_norm"),
+            layers,
+            ln_f: ln(&p / "ln_f"),
+            out: nn::linear(&p / "out", d, vocab, Default::default()),
+            dropout: cfg.dropout,
+            max_len: cfg.max_len,
+        }
+    }
+
+    /// `(B, S, d)`: the pooled vector as the first memory token, then the grid cells.
+    fn memory(&self, f: &ImageFeatures) -> Tensor {
+        let pooled = f.pooled.apply(&self.mem_pooled).unsqueeze(1); // (B, 1, d)
+        let mem = match &f.grid {
+            Some(g) => Tensor::cat(&[pooled, g.apply(&self.mem_grid)], 1), // (B, 1+N, d)
+            None => pooled,
+        };
+        mem.apply(&self.mem_norm)
+    }
+
+    pub fn forward_t(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Forward {
+        let len = tokens.size()[1] - 1; // ≤ max_len, checked before training
+        let mem = self.memory(f).dropout(self.dropout, train);
+        let mask = causal_mask(len, tokens.device());
+        let mut x = tokens.narrow(1, 0, len).apply(&self.embed) + self.pos.narrow(0, 0, len); // (B, T, d)
+        x = x.dropout(self.dropout, train);
+        for l in &self.layers {
+            let y = x.apply(&l.ln1);
+            let (k, v) = l.self_attn.keys_values(&y);
+            x = x + l.self_attn.attend(&y, &k, &v, Some(&mask), train).dropout(self.dropout, train);
+            let (mk, mv) = l.cross_attn.keys_values(&mem);
+            let y = x.apply(&l.ln2);
+            x = x + l.cross_attn.attend(&y, &mk, &mv, None, train).dropout(self.dropout, train);
+            x = &x + l.ff.forward_t(&x.apply(&l.ln3), train).dropout(self.dropout, train);
+        }
+        Forward {
+            logits: x.apply(&self.ln_f).apply(&self.out), // (B, T, V)
+            penalty: None,
+            attention: None,
+        }
+    }
+
+    pub fn start(&self, f: &ImageFeatures) -> KvCache {
+        let mem = self.memory(f);
+        KvCache {
+            self_kv: vec![],
+            mem_kv: self
+                .layers
+                .iter()
+                .map(|l| l.cross_attn.keys_values(&mem))
+                .collect(),
+            t: 0,
+        }
+    }
+
+    pub fn step(&self, tokens: &Tensor, cache: &KvCache) -> (Tensor, KvCache) {
+        // Past the last position the table has, the last one is reused (decoding lengths are
+        // validated against max_len; this only keeps a long --max-len from failing).
+        let pos = self.pos.get(cache.t.min(self.max_len - 1));
+        let mut x = (tokens.apply(&self.embed) + pos).unsqueeze(1); // (R, 1, d)
+        let mut self_kv = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            let y = x.apply(&l.ln1);
+            let (k, v) = l.self_attn.keys_values(&y); // (R, h, 1, dh)
+            let (k, v) = match cache.self_kv.get(i) {
+                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2), Tensor::cat(&[pv, &v], 2)),
+                None => (k, v),
+            };
+            x = x + l.self_attn.attend(&y, &k, &v, None, false);
+            self_kv.push((k, v));
+            let (mk, mv) = &cache.mem_kv[i];
+            x = &x + l.cross_attn.attend(&x.apply(&l.ln2), mk, mv, None, false);
+            x = &x + l.ff.forward_t(&x.apply(&l.ln3), false);
+        }
+        let logp = x
+            .squeeze_dim(1)
+            .apply(&self.ln_f)
+            .apply(&self.out)
+            .log_softmax(-1, Kind::Float); // (R, V)
+        let next = KvCache {
+            self_kv,
+            mem_kv: cache.mem_kv.iter().map(|(k, v)| (k.shallow_clone(), v.shallow_clone())).collect(),
+            t: cache.t + 1,
+        };
+        (logp, next)
+    }
+}

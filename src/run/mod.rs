@@ -1,0 +1,298 @@
+//! The run directory (docs/ARCHITECTURE.md, "Run directory"): `config.json`, `vocab.json`,
+//! `hashtags.json`, `model.safetensors` (best), `last.safetensors`, `encoder.safetensors` (frozen
+//! encoders), `train_state.json` + `train_state.safetensors` (exact resume), `metrics.jsonl`.
+//! This module is the only one that knows the layout: training creates and reopens runs through
+//! [`create`] and [`reopen`], evaluation and inference load them with [`open`].
+//!
+//! Every write goes to a temporary file in the same directory, is fsynced and renamed over the
+//! target, so a crash never leaves a half-written checkpoint.
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::config::{ModelConfig, TrainConfig};
+use crate::model::captioner::Captioner;
+use crate::text::taglist::TagList;
+use crate::text::vocab::Vocab;
+use crate::{Error, Result};
+
+pub const CONFIG: &str = "config.json";
+pub const VOCAB: &str = "vocab.json";
+pub const BEST: &str = "model.safetensors";
+pub const LAST: &str = "last.safetensors";
+pub const ENCODER: &str = "encoder.safetensors";
+pub const STATE: &str = "train_state.json";
+pub const OPTIM: &str = "train_state.safetensors";
+pub const METRICS: &str = "metrics.jsonl";
+pub const HASHTAGS: &str = "hashtags.json";
+
+/// The run's hashtag label list, checked against its config.
+pub fn load_tag_list(dir: &Path, run: &RunConfig) -> Result<TagList> {
+    let list = TagList::load(&dir.join(HASHTAGS))?;
+    let want = run.model.hashtags.as_ref().map_or(0, |t| t.num_tags);
+    if list.len() as i64 != want {
+        return Err(crate::Error::invalid(format!(
+            "{}: hashtags.json has {} tags but config.json says {want}",
+            dir.display(),
+            list.len()
+        )));
+    }
+    Ok(list)
+}
+
+/// `config.json`: everything needed to rebuild, resume and audit a run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunConfig {
+    pub captag_version: String,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    /// Where the training data came from and a fingerprint of its captions and splits.
+    pub data_path: String,
+    pub data_fingerprint: String,
+    /// Fingerprint of the frozen encoder's weights (None for end-to-end encoders).
+    pub encoder_fingerprint: Option<String>,
+}
+
+/// `train_state.json`: where the last completed epoch left the loop.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Optimizer updates so far.
+    pub step: i64,
+    pub lr: f64,
+    pub best_bleu4: f64,
+    /// Dev loss of the best epoch (breaks BLEU-4 ties, e.g. 0 = 0 early on).
+    #[serde(default)]
+    pub best_dev_loss: f64,
+    pub best_epoch: usize,
+    /// Epochs since the best dev BLEU-4 (early stopping).
+    pub bad_epochs: usize,
+    /// Lowest dev loss so far and epochs since it (plateau schedule).
+    #[serde(default)]
+    pub lowest_dev_loss: Option<f64>,
+    #[serde(default)]
+    pub loss_bad_epochs: usize,
+    pub stopped_early: bool,
+}
+
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::fsio::write_atomic(path, bytes, true)
+}
+
+pub fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<()> {
+    let s = serde_json::to_string_pretty(value).map_err(|e| Error::invalid(e.to_string()))?;
+    atomic_write(path, s.as_bytes())
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let s = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&s).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+}
+
+pub fn append_metrics(dir: &Path, line: &serde_json::Value) -> Result<()> {
+    let path = dir.join(METRICS);
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    writeln!(f, "{line}").map_err(|e| Error::io(&path, e))?;
+    f.sync_all().map_err(|e| Error::io(&path, e))
+}
+
+pub use crate::fsio::Fingerprint;
+pub use crate::model::weights::{load_vars, save_vars, write_tensors};
+
+/// Read `config.json`, upgrading the model section of older captag versions.
+pub fn read_config(path: &Path) -> Result<RunConfig> {
+    #[derive(Deserialize)]
+    struct Raw {
+        captag_version: String,
+        model: serde_json::Value,
+        train: TrainConfig,
+        data_path: String,
+        data_fingerprint: String,
+        encoder_fingerprint: Option<String>,
+    }
+    let raw: Raw = read_json(path)?;
+    let model = ModelConfig::from_json(raw.model).map_err(|e| {
+        Error::invalid(format!(
+            "{}: model config written by captag {} cannot be read by {}: {e}",
+            path.display(),
+            raw.captag_version,
+            env!("CARGO_PKG_VERSION")
+        ))
+    })?;
+    Ok(RunConfig {
+        captag_version: raw.captag_version,
+        model,
+        train: raw.train,
+        data_path: raw.data_path,
+        data_fingerprint: raw.data_fingerprint,
+        encoder_fingerprint: raw.encoder_fingerprint,
+    })
+}
+
+/// What a new run directory starts with.
+pub struct NewRun<'a> {
+    pub dir: &'a Path,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub data_path: &'a Path,
+    pub data_fingerprint: &'a str,
+    pub vocab: &'a Vocab,
+    pub tags: Option<&'a TagList>,
+    /// The user's pretrained encoder weights (frozen encoders), installed as `encoder.safetensors`.
+    pub encoder_weights: Option<&'a Path>,
+}
+
+/// A new run may not overwrite an old one.
+pub fn ensure_new(dir: &Path) -> Result<()> {
+    if dir.join(CONFIG).exists() {
+        return Err(Error::invalid(format!(
+            "{} already holds a run: pass --resume to continue it, or choose another --out",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Create a run directory; refuses one that already holds a run.
+pub fn create(new: NewRun) -> Result<RunConfig> {
+    let dir = new.dir;
+    ensure_new(dir)?;
+    new.model.validate()?;
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let encoder_fingerprint = match (new.encoder_weights, new.model.frozen_encoder) {
+        (Some(w), true) => Some(install_encoder_weights(w, &dir.join(ENCODER))?),
+        _ => None,
+    };
+    let run = RunConfig {
+        captag_version: env!("CARGO_PKG_VERSION").to_string(),
+        model: new.model,
+        train: new.train,
+        data_path: new.data_path.display().to_string(),
+        data_fingerprint: new.data_fingerprint.to_string(),
+        encoder_fingerprint,
+    };
+    new.vocab.save(&dir.join(VOCAB))?;
+    if let Some(list) = new.tags {
+        list.save(&dir.join(HASHTAGS))?;
+    }
+    write_json(&run, &dir.join(CONFIG))?;
+    Ok(run)
+}
+
+/// Copy (or hard-link) the user's encoder weights into the run so it is self-contained.
+fn install_encoder_weights(src: &Path, dst: &Path) -> Result<String> {
+    if !src.is_file() {
+        return Err(Error::invalid(format!(
+            "--encoder-weights: {}: no such file",
+            src.display()
+        )));
+    }
+    let fp = Fingerprint::of_file(src)?;
+    let _ = fs::remove_file(dst);
+    if fs::hard_link(src, dst).is_err() {
+        let tmp = crate::fsio::tmp_path(dst);
+        fs::copy(src, &tmp).map_err(|e| Error::io(src, e))?;
+        crate::fsio::commit(&tmp, dst, true)?;
+    }
+    Ok(fp)
+}
+
+/// A run's config with its vocabulary and hashtag list, checked against each other.
+pub struct Contents {
+    pub run: RunConfig,
+    pub vocab: Vocab,
+    pub tags: Option<TagList>,
+}
+
+/// Read and cross-check `config.json`, `vocab.json` and `hashtags.json`.
+pub fn read(dir: &Path) -> Result<Contents> {
+    let path = dir.join(CONFIG);
+    if !path.is_file() {
+        return Err(Error::invalid(format!(
+            "{}: not a captag run directory (no config.json)",
+            dir.display()
+        )));
+    }
+    let run = read_config(&path)?;
+    run.model.validate()?;
+    let vocab = Vocab::load(&dir.join(VOCAB))?;
+    if vocab.len() as i64 != run.model.vocab_size {
+        return Err(Error::invalid(format!(
+            "{}: vocab.json has {} words but config.json says {}",
+            dir.display(),
+            vocab.len(),
+            run.model.vocab_size
+        )));
+    }
+    let tags = match &run.model.hashtags {
+        Some(_) => Some(load_tag_list(dir, &run)?),
+        None => None,
+    };
+    Ok(Contents { run, vocab, tags })
+}
+
+/// `--resume`: reopen `dir`, refusing another architecture (`asked`, sizes known only once
+/// the vocabulary exists are ignored) or other data; records the new epoch total.
+pub fn reopen(dir: &Path, asked: &ModelConfig, data_fp: &str, epochs: usize) -> Result<Contents> {
+    if !dir.join(CONFIG).is_file() {
+        return Err(Error::invalid(format!(
+            "--resume: {} holds no run (no config.json)",
+            dir.display()
+        )));
+    }
+    let mut c = read(dir)?;
+    let mut asked = asked.clone();
+    asked.vocab_size = c.run.model.vocab_size;
+    if let (Some(a), Some(r)) = (asked.hashtags.as_mut(), c.run.model.hashtags.as_ref()) {
+        a.num_tags = r.num_tags;
+    }
+    if let Some(diff) = asked.mismatch(&c.run.model) {
+        return Err(Error::invalid(format!(
+            "--resume: the requested architecture differs from the run in {} ({diff})",
+            dir.display()
+        )));
+    }
+    if c.run.data_fingerprint != data_fp {
+        return Err(Error::invalid(format!(
+            "--resume: {} was trained on different data (captions or splits changed)",
+            dir.display()
+        )));
+    }
+    c.run.train.epochs = epochs;
+    write_json(&c.run, &dir.join(CONFIG))?;
+    Ok(c)
+}
+
+/// A run loaded for evaluation or inference.
+#[derive(Debug)]
+pub struct Opened {
+    pub dir: std::path::PathBuf,
+    pub run: RunConfig,
+    pub vocab: Vocab,
+    pub tags: Option<TagList>,
+    pub model: Captioner,
+}
+
+/// Open `dir` with its best weights (`model.safetensors`), or `last.safetensors` with `last`.
+pub fn open(dir: &Path, device: tch::Device, last: bool) -> Result<Opened> {
+    let Contents { run, vocab, tags } = read(dir)?;
+    let mut model = Captioner::new(&run.model, device, true);
+    load_vars(&mut model.vs, &dir.join(if last { LAST } else { BEST }))?;
+    if let Some(fvs) = model.frozen_vs.as_mut() {
+        load_vars(fvs, &dir.join(ENCODER))?;
+    }
+    Ok(Opened {
+        dir: dir.to_path_buf(),
+        run,
+        vocab,
+        tags,
+        model,
+    })
+}
