@@ -387,6 +387,10 @@ pub struct CaptionArgs {
     /// Use the last epoch's weights instead of the best.
     #[arg(long)]
     pub last: bool,
+    /// Attention decoders: write one PNG per caption into DIR showing each word's attention
+    /// over the picture.
+    #[arg(long, value_name = "DIR")]
+    pub attention: Option<PathBuf>,
     #[command(flatten)]
     pub tags: TagOutArgs,
 }

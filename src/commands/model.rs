@@ -18,7 +18,10 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
     let preprocess = a.encoder.default_preprocess();
     if !a.encoder_weights.is_file() {
-        bail!("--encoder-weights {}: no such file", a.encoder_weights.display());
+        bail!(
+            "--encoder-weights {}: no such file",
+            a.encoder_weights.display()
+        );
     }
     let weights_fp = Fingerprint::of_file(&a.encoder_weights)?;
     let (enc, _vs) = Encoder::frozen(a.encoder, &a.encoder_weights, ctx.device)?;
@@ -195,6 +198,13 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
                 "{}",
                 bleu_table(&[(a.checkpoint.display().to_string(), r.bleu.bleu)])
             );
+            println!(
+                "CIDEr-D {:.2}  ROUGE-L {:.2}  distinct captions {}/{}",
+                100.0 * r.cider,
+                100.0 * r.rouge_l,
+                r.distinct_captions,
+                r.images
+            );
         }
         if let Some(t) = &r.hashtags {
             println!("hashtags ({} images with true tags):", t.rows[0].1.images);
@@ -215,12 +225,24 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
         .map(TextTagger::load)
         .transpose()?;
     let only = loaded.run.model.hashtags.as_ref().is_some_and(|t| t.only);
+    if a.attention.is_some() && !loaded.run.model.decoder.has_attention_maps() {
+        bail!(
+            "--attention: the {} decoder has no attention weights over the image (train --decoder attention)",
+            loaded.run.model.decoder.name()
+        );
+    }
     let files = collect_images(&a.inputs)?;
     let dec = decoding(&a.decode)?;
     let mut failed = 0;
     for r in loaded.caption_files(&files, &dec)? {
         match r.caption {
             Ok(c) => {
+                if let (Some(dir), Some(w)) = (&a.attention, &c.attention) {
+                    let png = crate::infer::attention_map::write(dir, &r.path, &c.words, w)?;
+                    if ctx.verbose {
+                        eprintln!("wrote {}", png.display());
+                    }
+                }
                 let n = a.tags.hashtags;
                 let mut tags: Vec<TagScore> = c
                     .tags
@@ -244,6 +266,9 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                     if !only {
                         o["caption"] = caption.into();
                         o["logp"] = c.logp.into();
+                        if let Some(w) = &c.attention {
+                            o["attention"] = serde_json::to_value(w)?;
+                        }
                     }
                     println!("{o}");
                 } else {

@@ -144,6 +144,11 @@ impl DecoderConfig {
         !matches!(self, DecoderConfig::ShowTell(_))
     }
 
+    /// Whether decoding yields per-word attention weights over the grid (`caption --attention`).
+    pub fn has_attention_maps(&self) -> bool {
+        matches!(self, DecoderConfig::Attention(_))
+    }
+
     pub fn dropout(&self) -> f64 {
         match self {
             DecoderConfig::ShowTell(c) => c.dropout,
@@ -217,7 +222,9 @@ impl DecoderConfig {
                 "transformer width {} is not a multiple of {} heads",
                 c.d_model, c.heads
             )),
-            DecoderConfig::Transformer(c) if c.positions == Positions::Sinusoidal && c.d_model % 2 != 0 => {
+            DecoderConfig::Transformer(c)
+                if c.positions == Positions::Sinusoidal && c.d_model % 2 != 0 =>
+            {
                 Err("sinusoidal positions need an even width".into())
             }
             _ => Ok(()),

@@ -135,7 +135,9 @@ impl ModelConfig {
             if let Some(cell) = o.get("decoder").filter(|d| d.is_string()).cloned() {
                 let mut dec = serde_json::json!({ "kind": "show-tell", "cell": cell });
                 for k in ["feed", "embed_dim", "hidden_dim", "layers", "dropout"] {
-                    dec[k] = o.remove(k).ok_or(format!("old-style config without `{k}`"))?;
+                    dec[k] = o
+                        .remove(k)
+                        .ok_or(format!("old-style config without `{k}`"))?;
                 }
                 o.insert("decoder".into(), dec);
             }

@@ -1,5 +1,5 @@
 //! Finding a dataset: which layout a directory or file holds, and which captions files to read
-//! (DESIGN.md "Data formats"). Detection looks at file names first and sniffs a file's first
+//! (docs/ARCHITECTURE.md "Data formats"). Detection looks at file names first and sniffs a file's first
 //! bytes only when it is given directly.
 use std::path::{Path, PathBuf};
 

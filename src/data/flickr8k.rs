@@ -1,4 +1,4 @@
-//! Flickr8k in its two distributions (DESIGN.md "Data formats"):
+//! Flickr8k in its two distributions (docs/ARCHITECTURE.md "Data formats"):
 //! - Kaggle: `captions.txt`, CSV with header `image,caption`, 5 rows per image, captions with
 //!   commas double-quoted (an unquoted comma is tolerated: everything after the first comma is
 //!   the caption);

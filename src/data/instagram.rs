@@ -1,4 +1,4 @@
-//! The Kaggle "Instagram Images with Captions" layout (DESIGN.md "Data formats"):
+//! The Kaggle "Instagram Images with Captions" layout (docs/ARCHITECTURE.md "Data formats"):
 //! `instagram_data/captions_csv.csv` (header `Sr No,Image File,Caption`) with `img/`, and
 //! `instagram_data2/captions_csv2.csv` (no header row) with `img2/`; `Image File` is relative
 //! to the CSV's folder and has no extension (`img/insta2` → `img/insta2.jpg`).

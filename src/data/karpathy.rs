@@ -1,4 +1,4 @@
-//! Karpathy's split files (`dataset_flickr8k.json`, `dataset_coco.json`, ...; DESIGN.md "Data
+//! Karpathy's split files (`dataset_flickr8k.json`, `dataset_coco.json`, ...; docs/ARCHITECTURE.md "Data
 //! formats"): `{"images": [{"filename", "split": "train|val|test|restval", "sentences":
 //! [{"raw", "tokens"}], "filepath"?}]}`. `val` is [`Split::Dev`], `restval` is [`Split::Train`].
 //!

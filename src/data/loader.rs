@@ -1,7 +1,7 @@
 //! The batch loader: decodes and preprocesses images ([`super::image`]) on background threads
 //! while the caller's thread runs the model, and hands over batches in input order.
 //!
-//! `tch::Tensor` is `Send` but not `Sync` (DESIGN.md, "libtorch"), so workers only fill plain
+//! `tch::Tensor` is `Send` but not `Sync` (docs/ARCHITECTURE.md, "libtorch"), so workers only fill plain
 //! `Vec<f32>` buffers; the consuming thread turns a batch into a tensor with
 //! [`ImageBatch::to_tensor`]. One producer thread builds batch after batch: for each batch it
 //! splits the images among `threads` scoped workers (itself included) that write straight into

@@ -107,7 +107,7 @@ impl SkipReport {
     }
 }
 
-/// The on-disk layouts captag reads (DESIGN.md "Data formats").
+/// The on-disk layouts captag reads (docs/ARCHITECTURE.md "Data formats").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {

@@ -1,6 +1,6 @@
 //! Corpus BLEU-1..4 (Papineni et al. 2002) exactly as the two reference evaluators compute it
 //! on the same token lists: pycocoevalcap `Bleu(4).compute_score` ([`BleuMode::Coco`]) and
-//! NLTK `corpus_bleu` without smoothing ([`BleuMode::Nltk`]); see DESIGN.md "BLEU, exactly".
+//! NLTK `corpus_bleu` without smoothing ([`BleuMode::Nltk`]); see docs/ARCHITECTURE.md "BLEU, exactly".
 //!
 //! Both modes share one pass over the corpus that collects integer sufficient statistics
 //! ([`BleuStats`]); the modes differ only in how those integers become scores. The pass numbers

@@ -29,6 +29,11 @@ pub struct EvalReport {
     pub decoding: Decoding,
     pub mode: BleuMode,
     pub bleu: BleuScores,
+    /// CIDEr-D and ROUGE-L as pycocoevalcap computes them (on the same tokens as BLEU).
+    pub cider: f64,
+    pub rouge_l: f64,
+    /// How many different captions the system wrote for the split's images.
+    pub distinct_captions: usize,
     pub seconds: f64,
     /// Hashtag metrics of the run's hashtag model next to the two baselines.
     pub hashtags: Option<TagEval>,
@@ -185,6 +190,9 @@ pub fn evaluate(
         )));
     }
     let bleu = corpus_bleu(&hyps, &refs, mode)?;
+    let cider = crate::eval::cider::cider_d(&hyps, &refs).map_err(Error::invalid)?;
+    let rouge = crate::eval::rouge::rouge_l(&hyps, &refs).map_err(Error::invalid)?;
+    let distinct_captions = hyps.iter().collect::<std::collections::HashSet<_>>().len();
     Ok(EvalReport {
         split,
         images: hyps.len(),
@@ -192,6 +200,9 @@ pub fn evaluate(
         decoding: spec.decoding,
         mode,
         bleu,
+        cider: cider.score,
+        rouge_l: rouge.score,
+        distinct_captions,
         seconds: t0.elapsed().as_secs_f64(),
         hashtags,
         predictions,

@@ -1,7 +1,9 @@
 //! Inference: a run directory opened by [`crate::run::open`] becomes a ready [`Loaded`] that
 //! captions image files (decoded on worker threads, batched through the encoder and the
 //! decoder) or images of a feature cache.
+pub mod attention_map;
 pub mod decoding;
+mod font;
 pub mod tags;
 
 use std::path::{Path, PathBuf};

@@ -6,8 +6,8 @@ use tch::{Device, Kind};
 use super::decoding::Decoding;
 use super::SPECIALS;
 use crate::model::captioner::Captioner;
-use crate::model::ImageFeatures;
 use crate::model::tagger::{Tagger, MAX_TAGS, TAG_OFFSET};
+use crate::model::ImageFeatures;
 use crate::text::taglist::TagList;
 use crate::{Error, Result};
 

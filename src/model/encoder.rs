@@ -31,7 +31,11 @@ impl Encoder {
     }
 
     /// A pretrained encoder in its own frozen store, weights loaded from `weights`.
-    pub fn frozen(kind: EncoderKind, weights: &Path, device: Device) -> Result<(Encoder, VarStore)> {
+    pub fn frozen(
+        kind: EncoderKind,
+        weights: &Path,
+        device: Device,
+    ) -> Result<(Encoder, VarStore)> {
         let mut vs = VarStore::new(device);
         let enc = Encoder::new(vs.root(), kind);
         super::weights::load_vars(&mut vs, weights)?;
@@ -79,7 +83,12 @@ pub fn extract(
 ) -> Result<Extracted> {
     let paths: Vec<PathBuf> = images.iter().map(|(_, p)| p.clone()).collect();
     let (mut ids, mut parts, mut failed) = (vec![], vec![], vec![]);
-    for batch in BatchLoader::new(paths, spec.preprocess, spec.batch_size, THREADS_BESIDE_MODEL) {
+    for batch in BatchLoader::new(
+        paths,
+        spec.preprocess,
+        spec.batch_size,
+        THREADS_BESIDE_MODEL,
+    ) {
         for (i, reason) in &batch.failed {
             failed.push((images[*i].0.clone(), reason.clone()));
         }

@@ -66,4 +66,3 @@ pub fn load_vars(vs: &mut VarStore, path: &Path) -> Result<()> {
     });
     Ok(())
 }
-

@@ -1,5 +1,5 @@
 //! Hashtag and mention extraction for Instagram captions (the Kaggle "Instagram Images with
-//! Captions" CSVs, DESIGN.md "Data formats"): the labels for the hashtag head, and the caption
+//! Captions" CSVs, docs/ARCHITECTURE.md "Data formats"): the labels for the hashtag head, and the caption
 //! text the caption decoder learns from.
 //!
 //! Rules:

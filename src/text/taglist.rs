@@ -1,5 +1,5 @@
 //! Hashtag labels: what counts as an image's true tags, and the label list a run's hashtag model
-//! predicts over (saved as `hashtags.json` in the run directory, DESIGN.md "Run directory").
+//! predicts over (saved as `hashtags.json` in the run directory, docs/ARCHITECTURE.md "Run directory").
 //!
 //! Two sources, one per kind of dataset:
 //! - **Instagram** rows carry real `#tags` ([`super::extract_tags`] already lower-cases them and

@@ -1,4 +1,4 @@
-//! The word vocabulary of a caption model, saved as `vocab.json` in a run directory (DESIGN.md
+//! The word vocabulary of a caption model, saved as `vocab.json` in a run directory (docs/ARCHITECTURE.md
 //! "Run directory": word list, index = id, specials `<pad> <start> <end> <unk>` first).
 //!
 //! File format: `{"min_count": N, "words": ["<pad>", "<start>", "<end>", "<unk>", ...]}`; a plain

@@ -113,6 +113,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     let sp = crate::infer::SPECIALS;
     let tags_only = cfg.hashtags.as_ref().is_some_and(|t| t.only);
     let mut best_bleu = [0.0; 4];
+    let plain_log = !job.quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     while state.epoch < tc.epochs && !state.stopped_early {
         let e = state.epoch;
         let t0 = Instant::now();
@@ -161,6 +162,16 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             loss_n += chunk.len();
             bar.set_position(b as u64 + 1);
             let rate = loss_n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            // Logs and CI see no progress bar: a line every tenth of an epoch instead.
+            if plain_log && (b + 1) % steps.div_ceil(10).max(1) == 0 && b + 1 < steps {
+                eprintln!(
+                    "epoch {}/{}: step {}/{steps}  loss {:.3}  {rate:.0} captions/s",
+                    e + 1,
+                    tc.epochs,
+                    b + 1,
+                    loss_sum / loss_n as f64
+                );
+            }
             bar.set_message(format!(
                 "loss {:.3} · {rate:.0} captions/s",
                 loss_sum / loss_n as f64
@@ -172,22 +183,23 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         // Hashtags-only runs: dev loss is the tag loss, and the "BLEU-4" slot of the best-epoch
         // bookkeeping holds dev mAP.
         let tag_scores = prep.dev_tag_scores(&model)?;
-        let (dev_loss, bleu) = if tags_only {
+        let (dev_loss, bleu, others) = if tags_only {
             let s = tag_scores.unwrap_or_default();
             (
                 prep.dev_tag_loss(&model, tc.batch_size)?,
                 [0.0, 0.0, 0.0, s.map],
+                None,
             )
         } else {
             let dev_loss = prep.dev_loss(&model, tc.batch_size)?;
-            let bleu = prep.dev_bleu(
+            let d = prep.dev_scores(
                 &model,
                 &Decoding::Greedy {
                     max_len: tc.max_words,
                 },
                 sp,
             )?;
-            (dev_loss, bleu)
+            (dev_loss, d.bleu, Some(d))
         };
         state.epoch += 1;
         state.step = adam.step;
@@ -240,6 +252,11 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             line["bleu3"] = bleu[2].into();
             line["bleu4"] = bleu[3].into();
         }
+        if let Some(d) = &others {
+            line["cider"] = d.cider.into();
+            line["rouge_l"] = d.rouge_l.into();
+            line["distinct"] = d.distinct.into();
+        }
         if let Some(t) = &tag_scores {
             line["tag_p5"] = t.precision.into();
             line["tag_r5"] = t.recall.into();
@@ -259,6 +276,9 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
                     "  BLEU-1..4 {:.3} {:.3} {:.3} {:.3}",
                     bleu[0], bleu[1], bleu[2], bleu[3]
                 );
+            }
+            if let Some(d) = &others {
+                msg += &format!("  CIDEr-D {:.3}  distinct {}", d.cider, d.distinct);
             }
             if let Some(t) = &tag_scores {
                 msg += &format!(
@@ -349,7 +369,28 @@ pub fn progress(quiet: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// BLEU-1..4 (coco mode) of generated token lists against tokenized references.
-pub fn bleu4(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<[f64; 4]> {
-    Ok(corpus_bleu(hyps, refs, BleuMode::Coco)?.bleu)
+/// Greedy dev scores of one epoch.
+#[derive(Clone, Debug)]
+pub struct DevScores {
+    /// BLEU-1..4, coco mode.
+    pub bleu: [f64; 4],
+    pub cider: f64,
+    pub rouge_l: f64,
+    /// Distinct captions among the dev images'.
+    pub distinct: usize,
+}
+
+/// BLEU-1..4 (coco mode), CIDEr-D and ROUGE-L of generated token lists against tokenized
+/// references.
+pub fn dev_scores(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<DevScores> {
+    Ok(DevScores {
+        bleu: corpus_bleu(hyps, refs, BleuMode::Coco)?.bleu,
+        cider: crate::eval::cider::cider_d(hyps, refs)
+            .map_err(Error::invalid)?
+            .score,
+        rouge_l: crate::eval::rouge::rouge_l(hyps, refs)
+            .map_err(Error::invalid)?
+            .score,
+        distinct: hyps.iter().collect::<std::collections::HashSet<_>>().len(),
+    })
 }

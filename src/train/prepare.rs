@@ -9,16 +9,16 @@ use tch::Tensor;
 use super::tagdata::TagData;
 use super::TrainJob;
 use crate::data::features::{self, FeatureCache};
-use crate::fsio::Fingerprint;
-use crate::model::encoder::{self, Encoder, ExtractSpec};
-use crate::model::ImageFeatures;
-use crate::run::{self, RunConfig};
 use crate::data::image::Preprocess;
 use crate::data::loader::BatchLoader;
 use crate::data::{Dataset, Sample, Split};
 use crate::eval::tag_metrics::{self, TagScores};
+use crate::fsio::Fingerprint;
 use crate::infer::decoding::{Decoding, Specials};
 use crate::model::captioner::Captioner;
+use crate::model::encoder::{self, Encoder, ExtractSpec};
+use crate::model::ImageFeatures;
+use crate::run::{self, RunConfig};
 use crate::text::taglist::{TagList, TagRule};
 use crate::text::tokenize;
 use crate::text::vocab::{Vocab, END, START};
@@ -309,7 +309,11 @@ fn cached_images(
         .map(|(i, id)| (id.clone(), i as i64))
         .collect();
     let feats = ImageFeatures::of_cache(&cache);
-    let feats = if needs_grid { feats } else { feats.without_grid() };
+    let feats = if needs_grid {
+        feats
+    } else {
+        feats.without_grid()
+    };
     Ok((Images::Cached(feats), rows))
 }
 
@@ -406,7 +410,9 @@ impl Prepared {
                 let targets = td
                     .batch(rows, tagger.generator().is_some())
                     .to_device(model.device());
-                Ok(tagger.loss(&feats.pooled, &targets, false).double_value(&[]))
+                Ok(tagger
+                    .loss(&feats.pooled, &targets, false)
+                    .double_value(&[]))
             })?;
             sum += l * rows.len() as f64;
             n += rows.len();
@@ -414,13 +420,13 @@ impl Prepared {
         Ok(sum / n.max(1) as f64)
     }
 
-    pub fn dev_bleu(
+    pub fn dev_scores(
         &self,
         model: &Captioner,
         decoding: &Decoding,
         sp: Specials,
-    ) -> Result<[f64; 4]> {
+    ) -> Result<super::DevScores> {
         let hyps = self.dev_captions(model, decoding, sp)?;
-        super::bleu4(&hyps, &self.dev_refs)
+        super::dev_scores(&hyps, &self.dev_refs)
     }
 }

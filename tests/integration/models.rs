@@ -55,7 +55,14 @@ fn train_with(
         s(out).into(),
     ];
     args.extend(["--epochs".to_string(), epochs.to_string()]);
-    args.extend(tiny_flags(decoder, dropout));
+    let mut flags = tiny_flags(decoder, dropout);
+    if let Some(i) = extra.iter().position(|x| *x == "--schedule") {
+        // The caller's schedule replaces the tiny model's constant one.
+        let at = flags.iter().position(|x| x == "--schedule").unwrap();
+        flags.drain(at..at + 2);
+        assert!(i + 1 < extra.len());
+    }
+    args.extend(flags);
     args.extend(extra.iter().map(|x| x.to_string()));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(&a);
@@ -108,6 +115,16 @@ fn overfit_tiny_set_gru() {
     overfit("gru");
 }
 
+#[test]
+fn overfit_tiny_set_attention() {
+    overfit("attention");
+}
+
+#[test]
+fn overfit_tiny_set_transformer() {
+    overfit("transformer");
+}
+
 /// One trained run shared by the checkpoint tests: (data dir, run dir).
 fn shared_run() -> &'static (PathBuf, PathBuf) {
     static RUN: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
@@ -132,13 +149,29 @@ fn copy_run(dst: &Path) -> PathBuf {
 
 #[test]
 fn exact_resume_equals_uninterrupted_training() {
+    exact_resume("lstm", &[]);
+}
+
+#[test]
+fn exact_resume_attention() {
+    exact_resume("attention", &[]);
+}
+
+#[test]
+fn exact_resume_transformer_with_warmup() {
+    exact_resume("transformer", &["--schedule", "warmup", "--warmup", "3"]);
+}
+
+fn exact_resume(decoder: &str, extra: &[&str]) {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     synth(&data, 12, 32, "flickr8k");
     let (a, b) = (t.path().join("a"), t.path().join("b"));
-    train_with(&data, &a, "lstm", "0.3", 4, &[]);
-    train_with(&data, &b, "lstm", "0.3", 2, &[]);
-    train_with(&data, &b, "lstm", "0.3", 4, &["--resume"]);
+    train_with(&data, &a, decoder, "0.3", 4, extra);
+    train_with(&data, &b, decoder, "0.3", 2, extra);
+    let mut resume = extra.to_vec();
+    resume.push("--resume");
+    train_with(&data, &b, decoder, "0.3", 4, &resume);
     let load = |p: &Path| {
         let mut v = tch::Tensor::read_safetensors(p.join("last.safetensors")).unwrap();
         v.sort_by(|x, y| x.0.cmp(&y.0));
@@ -149,7 +182,10 @@ fn exact_resume_equals_uninterrupted_training() {
     for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
         assert_eq!(na, nb);
         let diff = (ta - tb).abs().max().double_value(&[]);
-        assert!(diff < 1e-5, "{na} differs by {diff} after resume");
+        assert!(
+            diff < 1e-5,
+            "{decoder}: {na} differs by {diff} after resume"
+        );
     }
     let metrics = |p: &Path| {
         fs::read_to_string(p.join("metrics.jsonl"))
@@ -271,4 +307,119 @@ fn an_unreadable_image_is_an_error_line_and_the_others_are_captioned() {
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert!(stderr.contains("b.jpg"), "{stderr}");
     assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn attention_and_transformer_runs_round_trip_and_caption() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    synth(&data, 12, 32, "flickr8k");
+    for decoder in ["attention", "transformer"] {
+        let run = t.path().join(decoder);
+        train(&data, &run, decoder, 2, &["--hashtags"]);
+        let dev = data.join("Images");
+        let a = ok(&["caption", s(&run), s(&dev), "--json", "--beam", "3"]);
+        let b = ok(&["caption", s(&run), s(&dev), "--json", "--beam", "3"]);
+        assert_eq!(a, b, "{decoder}: captions differ between two loads");
+        assert_eq!(a.lines().count(), 12);
+        let v: serde_json::Value = serde_json::from_str(a.lines().next().unwrap()).unwrap();
+        assert!(v["hashtags"].is_array(), "{decoder}: {v}");
+        let words = v["caption"].as_str().unwrap().split_whitespace().count();
+        if decoder == "attention" {
+            // One distribution over the 2×2 grid cells per word and one for <end>.
+            let att = v["attention"].as_array().expect("attention weights");
+            assert_eq!(att.len(), words + 1);
+            let sum: f64 = att[0]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .sum();
+            assert!((sum - 1.0).abs() < 1e-4, "{sum}");
+        } else {
+            assert!(v.get("attention").is_none());
+        }
+        let r: serde_json::Value = serde_json::from_str(&ok(&[
+            "eval",
+            s(&run),
+            "--data",
+            s(&data),
+            "--split",
+            "dev",
+            "--beam",
+            "2",
+            "--json",
+        ]))
+        .unwrap();
+        assert!(r["bleu"]["bleu"][3].as_f64().is_some());
+    }
+}
+
+#[test]
+fn attention_maps_are_written_as_png() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    synth(&data, 12, 32, "flickr8k");
+    let run = t.path().join("run");
+    train(&data, &run, "attention", 1, &[]);
+    let maps = t.path().join("maps");
+    let img = data.join("Images/synth_00001.jpg");
+    ok(&["caption", s(&run), s(&img), "--attention", s(&maps)]);
+    let pngs: Vec<_> = fs::read_dir(&maps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(pngs.len(), 1, "{pngs:?}");
+    let im = image::open(&pngs[0]).unwrap();
+    assert!(im.width() > im.height(), "one tile per word side by side");
+    // A decoder without attention weights says so.
+    let (_, lstm) = shared_run();
+    let e = bad_input(&["caption", s(lstm), s(&img), "--attention", s(&maps)]);
+    assert!(e.contains("attention"), "{e}");
+}
+
+#[test]
+fn runs_written_by_captag_0_1_still_load() {
+    let t = tempfile::tempdir().unwrap();
+    let run = copy_run(&t.path().join("run"));
+    let (data, _) = shared_run();
+    let dev = data.join("Images");
+    let before = ok(&["caption", s(&run), s(&dev), "--json"]);
+    // Rewrite the model section in the flat layout captag 0.1 wrote.
+    let path = run.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let dec = cfg["model"]["decoder"].clone();
+    assert_eq!(dec["kind"], "show-tell");
+    let m = cfg["model"].as_object_mut().unwrap();
+    m.insert("decoder".into(), dec["cell"].clone());
+    for k in ["feed", "embed_dim", "hidden_dim", "layers", "dropout"] {
+        m.insert(k.into(), dec[k].clone());
+    }
+    fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    assert_eq!(ok(&["caption", s(&run), s(&dev), "--json"]), before);
+    // A model section this version cannot read names the version that wrote it.
+    cfg["model"]["decoder"] = serde_json::json!({"kind": "mamba"});
+    fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    let e = bad_input(&["caption", s(&run), s(&dev)]);
+    assert!(e.contains("written by captag"), "{e}");
+}
+
+#[test]
+fn demo_trains_the_new_decoders() {
+    for decoder in ["attention", "transformer"] {
+        let t = tempfile::tempdir().unwrap();
+        let out = ok(&[
+            "demo",
+            "--out",
+            s(t.path()),
+            "--count",
+            "60",
+            "--epochs",
+            "1",
+            "--decoder",
+            decoder,
+        ]);
+        assert!(out.contains("BLEU"), "{decoder}: {out}");
+    }
 }

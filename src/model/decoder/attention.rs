@@ -124,42 +124,76 @@ impl Attention {
         }
     }
 
+    /// Teacher forcing. As in the reference implementation, rows are sorted by caption length
+    /// and step `t` runs only the rows whose caption is still going (`b_t` of them): the
+    /// recurrence never computes on padding. States and weights at padded positions are zero.
     pub fn forward_t(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Forward {
-        let len = tokens.size()[1] - 1;
-        let x = tokens.narrow(1, 0, len).apply(&self.embed); // (B, L-1, E)
-        let mut s = self.start(f);
+        let (b, len) = (tokens.size()[0], tokens.size()[1] - 1);
+        let targets = tokens.narrow(1, 1, len); // (B, T)
+        let lens: Vec<i64> = Vec::try_from(
+            targets
+                .ne(PAD)
+                .sum_dim_intlist(1, false, Kind::Int64)
+                .to_device(tch::Device::Cpu),
+        )
+        .unwrap_or_else(|_| vec![len; b as usize]);
+        let mut order: Vec<i64> = (0..b).collect();
+        order.sort_by_key(|&r| std::cmp::Reverse(lens[r as usize])); // stable: ties keep order
+        let sorted: Vec<i64> = order.iter().map(|&r| lens[r as usize]).collect();
+        let perm = Tensor::from_slice(&order).to_device(tokens.device());
+        let inverse = perm.argsort(0, false);
+        let f = f.select(&perm);
+        let x = tokens
+            .index_select(0, &perm)
+            .narrow(1, 0, len)
+            .apply(&self.embed); // (B, T, E)
+        let mut s = self.start(&f);
         let (mut hs, mut alphas) = (vec![], vec![]);
         for t in 0..len {
-            s = self.advance(&x.select(1, t), &s);
-            hs.push(s.h.shallow_clone());
+            let live = sorted.iter().take_while(|&&l| l > t).count() as i64; // b_t
+            if live == 0 {
+                let z = |d: i64| Tensor::zeros([b, d], (Kind::Float, x.device()));
+                hs.push(z(s.h.size()[1]));
+                alphas.push(z(s.grid.size()[1]));
+                continue;
+            }
+            let rows = AttnState {
+                h: s.h.narrow(0, 0, live),
+                c: s.c.narrow(0, 0, live),
+                grid: s.grid.narrow(0, 0, live),
+                att1: s.att1.narrow(0, 0, live),
+                alpha: None,
+            };
+            s = self.advance(&x.select(1, t).narrow(0, 0, live), &rows);
+            let pad = [0, 0, 0, b - live];
+            hs.push(s.h.constant_pad_nd(pad)); // (B, H)
             if let Some(a) = s.alpha.take() {
-                alphas.push(a);
+                alphas.push(a.constant_pad_nd(pad)); // (B, N)
             }
         }
-        let h = Tensor::stack(&hs, 1); // (B, L-1, H)
-        let logits = h.dropout(self.dropout, train).apply(&self.fc); // (B, L-1, V)
-        let alpha = Tensor::stack(&alphas, 1); // (B, L-1, N)
-        // Only positions that predict a real word (or <end>) spend attention.
-        let live = tokens
-            .narrow(1, 1, len)
-            .ne(PAD)
-            .to_kind(Kind::Float)
-            .unsqueeze(2); // (B, L-1, 1)
-        let spent = (&alpha * live).sum_dim_intlist(1, false, Kind::Float); // (B, N)
-        let penalty = (self.alpha_c > 0.0).then(|| {
-            spent.neg().g_add_scalar(1.0).square().mean(Kind::Float) * self.alpha_c
-        });
+        let hidden = Tensor::stack(&hs, 1)
+            .dropout(self.dropout, train)
+            .index_select(0, &inverse); // (B, T, H)
+        let alpha = Tensor::stack(&alphas, 1).index_select(0, &inverse); // (B, T, N)
+        let spent = alpha.sum_dim_intlist(1, false, Kind::Float); // (B, N)
+        let penalty = (self.alpha_c > 0.0)
+            .then(|| spent.neg().g_add_scalar(1.0).square().mean(Kind::Float) * self.alpha_c);
         Forward {
-            logits,
+            hidden,
             penalty,
             attention: Some(alpha),
         }
     }
 
+    /// Dropout is applied by the caller; `(.., H)` ⇒ `(.., V)`.
+    pub fn project(&self, hidden: &Tensor) -> Tensor {
+        hidden.apply(&self.fc)
+    }
+
     pub fn step(&self, tokens: &Tensor, s: &AttnState) -> (Tensor, AttnState) {
         let x = tokens.apply(&self.embed); // (R, E)
         let next = self.advance(&x, s);
-        let logp = next.h.apply(&self.fc).log_softmax(-1, Kind::Float); // (R, V)
+        let logp = self.project(&next.h).log_softmax(-1, Kind::Float); // (R, V)
         (logp, next)
     }
 }

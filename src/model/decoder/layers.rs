@@ -58,9 +58,7 @@ impl MultiHead {
         if let Some(m) = mask {
             scores += m;
         }
-        let w = scores
-            .softmax(-1, Kind::Float)
-            .dropout(self.dropout, train); // (B, h, T, S)
+        let w = scores.softmax(-1, Kind::Float).dropout(self.dropout, train); // (B, h, T, S)
         w.matmul(v) // (B, h, T, dh)
             .transpose(1, 2)
             .contiguous()

@@ -60,19 +60,30 @@ impl ShowTell {
     }
 
     /// Teacher forcing: `features (B,D)`, `tokens (B,L)` = `[<start> w.. <end> <pad>..]` ⇒
-    /// logits `(B, L-1, V)` for positions predicting `tokens[:, 1:]`.
-    pub fn forward_t(&self, features: &Tensor, tokens: &Tensor, train: bool) -> Tensor {
+    /// the (dropped-out) outputs `(B, L-1, H)` for positions predicting `tokens[:, 1:]`.
+    pub fn hidden_t(&self, features: &Tensor, tokens: &Tensor, train: bool) -> Tensor {
         let len = tokens.size()[1];
         let state = self.start(features, train);
         let inputs = tokens.narrow(1, 0, len - 1); // (B, L-1)
         let x = inputs.apply(&self.embed).dropout(self.dropout, train); // (B, L-1, E)
         let (out, _) = self.rnn.forward_t(&x, &state, train); // (B, L-1, H)
-        out.dropout(self.dropout, train).apply(&self.out) // (B, L-1, V)
+        out.dropout(self.dropout, train)
+    }
+
+    /// Outputs `(.., H)` ⇒ logits `(.., V)`.
+    pub fn project(&self, hidden: &Tensor) -> Tensor {
+        hidden.apply(&self.out)
+    }
+
+    /// Logits `(B, L-1, V)`.
+    pub fn forward_t(&self, features: &Tensor, tokens: &Tensor, train: bool) -> Tensor {
+        self.project(&self.hidden_t(features, tokens, train))
     }
 
     /// Mean cross-entropy over non-pad target positions.
     pub fn loss(&self, features: &Tensor, tokens: &Tensor, train: bool) -> Tensor {
-        super::masked_cross_entropy(&self.forward_t(features, tokens, train), tokens)
+        let hidden = self.hidden_t(features, tokens, train);
+        super::masked_cross_entropy(&hidden, tokens, |h| self.project(h))
     }
 
     /// One decoding step: last tokens `(R,)` ⇒ log-probabilities `(R, V)` and the new state.

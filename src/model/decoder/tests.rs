@@ -9,7 +9,10 @@ fn features(b: i64) -> ImageFeatures {
     let k = EncoderKind::SmallCnn;
     ImageFeatures {
         pooled: Tensor::randn([b, k.pooled_dim()], (Kind::Float, Device::Cpu)),
-        grid: Some(Tensor::randn([b, 16, k.grid_dim()], (Kind::Float, Device::Cpu))),
+        grid: Some(Tensor::randn(
+            [b, 16, k.grid_dim()],
+            (Kind::Float, Device::Cpu),
+        )),
     }
 }
 
@@ -32,14 +35,28 @@ fn stepping_reproduces_teacher_forcing() {
         let vs = VarStore::new(Device::Cpu);
         let dec = Decoder::new(vs.root(), &cfg, EncoderKind::SmallCnn, 11);
         let f = features(3);
-        let tokens = Tensor::from_slice(&[1i64, 5, 6, 7, 2, 1, 8, 9, 10, 2, 1, 4, 4, 4, 4])
-            .view([3, 5]);
+        // Rows of different lengths (the last one padded): only positions that predict a real
+        // token are compared.
+        let tokens =
+            Tensor::from_slice(&[1i64, 5, 6, 7, 2, 1, 8, 9, 10, 2, 1, 4, 2, 0, 0]).view([3, 5]);
         let want = tch::no_grad(|| dec.logits(&f, &tokens, false)).log_softmax(-1, Kind::Float); // (3, 4, V)
         let mut state = dec.start(&f);
         for t in 0..4 {
             let (lp, next) = tch::no_grad(|| dec.step(&tokens.select(1, t), &state));
-            let diff = (lp - want.select(1, t)).abs().max().double_value(&[]);
-            assert!(diff < 1e-4, "{}: step {t} differs by {diff}", cfg.name());
+            for r in 0..3 {
+                if tokens.int64_value(&[r, t + 1]) == PAD {
+                    continue;
+                }
+                let diff = (lp.get(r) - want.get(r).get(t))
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                assert!(
+                    diff < 1e-4,
+                    "{}: row {r} step {t} differs by {diff}",
+                    cfg.name()
+                );
+            }
             state = next;
         }
     }
@@ -74,10 +91,77 @@ fn attention_weights_are_distributions_and_the_penalty_counts_words() {
     let out = tch::no_grad(|| dec.forward_t(&features(1), &tokens, false));
     let a = out.attention.unwrap(); // (1, 4, 16)
     assert_eq!(a.size(), [1, 4, 16]);
-    let sums = a.sum_dim_intlist(2, false, Kind::Float);
-    assert!((sums - 1.0).abs().max().double_value(&[]) < 1e-5);
+    // Distributions at the live positions (word, <end>); zeros on padding.
+    let sums = a.sum_dim_intlist(2, false, Kind::Float); // (1, 4)
+    for (t, want) in [(0, 1.0), (1, 1.0), (2, 0.0), (3, 0.0)] {
+        assert!(
+            (sums.double_value(&[0, t]) - want).abs() < 1e-5,
+            "position {t}"
+        );
+    }
     // Two live positions (word, <end>): penalty = mean_n (1 - α_0n - α_1n)².
     let spent = a.narrow(1, 0, 2).sum_dim_intlist(1, false, Kind::Float);
-    let want = spent.neg().g_add_scalar(1.0).square().mean(Kind::Float).double_value(&[]);
+    let want = spent
+        .neg()
+        .g_add_scalar(1.0)
+        .square()
+        .mean(Kind::Float)
+        .double_value(&[]);
     assert!((out.penalty.unwrap().double_value(&[]) - want).abs() < 1e-6);
+}
+
+/// The loss gathers non-pad positions before the output layer and the attention decoder skips
+/// finished rows: both must give the padded computation's value and gradients.
+#[test]
+fn work_avoidance_keeps_loss_and_gradients() {
+    tch::manual_seed(6);
+    for cfg in all() {
+        let vs = VarStore::new(Device::Cpu);
+        let dec = Decoder::new(vs.root(), &cfg, EncoderKind::SmallCnn, 11);
+        let f = features(3);
+        // Lengths 2, 5 and 3 words: padding in two rows, rows not sorted by length.
+        let tokens = Tensor::from_slice(&[
+            1i64, 5, 2, 0, 0, 0, 0, //
+            1, 6, 7, 8, 9, 10, 2, //
+            1, 4, 4, 2, 0, 0, 0,
+        ])
+        .view([3, 7]);
+        let grads = |loss: Tensor| -> Vec<Tensor> {
+            for v in vs.trainable_variables() {
+                v.grad().defined().then(|| v.grad().zero_());
+            }
+            loss.backward();
+            vs.trainable_variables()
+                .iter()
+                .map(|v| {
+                    let g = v.grad();
+                    if g.defined() {
+                        g.copy()
+                    } else {
+                        v.zeros_like()
+                    }
+                })
+                .collect()
+        };
+        let fast = dec.loss(&f, &tokens, false);
+        let out = dec.forward_t(&f, &tokens, false);
+        let logits = dec.project(&out.hidden); // (3, 6, V)
+        let mut slow = logits.reshape([-1, 11]).cross_entropy_loss::<Tensor>(
+            &tokens.narrow(1, 1, 6).reshape([-1]),
+            None,
+            tch::Reduction::Mean,
+            PAD,
+            0.0,
+        );
+        if let Some(p) = out.penalty {
+            slow += p;
+        }
+        let dv = (fast.double_value(&[]) - slow.double_value(&[])).abs();
+        assert!(dv < 1e-5, "{}: loss differs by {dv}", cfg.name());
+        let (gf, gs) = (grads(fast), grads(slow));
+        for (a, b) in gf.iter().zip(&gs) {
+            let d = (a - b).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "{}: gradient differs by {d}", cfg.name());
+        }
+    }
 }

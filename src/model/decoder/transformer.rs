@@ -129,6 +129,9 @@ impl Transformer {
         mem.apply(&self.mem_norm)
     }
 
+    // `x = x + ..` rather than `x += ..`: the in-place add would overwrite a tensor autograd
+    // may still need.
+    #[allow(clippy::assign_op_pattern)]
     pub fn forward_t(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Forward {
         let len = tokens.size()[1] - 1; // ≤ max_len, checked before training
         let mem = self.memory(f).dropout(self.dropout, train);
@@ -138,17 +141,31 @@ impl Transformer {
         for l in &self.layers {
             let y = x.apply(&l.ln1);
             let (k, v) = l.self_attn.keys_values(&y);
-            x = x + l.self_attn.attend(&y, &k, &v, Some(&mask), train).dropout(self.dropout, train);
+            x = x + l
+                .self_attn
+                .attend(&y, &k, &v, Some(&mask), train)
+                .dropout(self.dropout, train);
             let (mk, mv) = l.cross_attn.keys_values(&mem);
             let y = x.apply(&l.ln2);
-            x = x + l.cross_attn.attend(&y, &mk, &mv, None, train).dropout(self.dropout, train);
-            x = &x + l.ff.forward_t(&x.apply(&l.ln3), train).dropout(self.dropout, train);
+            x = x + l
+                .cross_attn
+                .attend(&y, &mk, &mv, None, train)
+                .dropout(self.dropout, train);
+            x = &x
+                + l.ff
+                    .forward_t(&x.apply(&l.ln3), train)
+                    .dropout(self.dropout, train);
         }
         Forward {
-            logits: x.apply(&self.ln_f).apply(&self.out), // (B, T, V)
+            hidden: x, // (B, T, d)
             penalty: None,
             attention: None,
         }
+    }
+
+    /// Final LayerNorm and output layer: `(.., d)` ⇒ `(.., V)`.
+    pub fn project(&self, hidden: &Tensor) -> Tensor {
+        hidden.apply(&self.ln_f).apply(&self.out)
     }
 
     pub fn start(&self, f: &ImageFeatures) -> KvCache {
@@ -164,6 +181,7 @@ impl Transformer {
         }
     }
 
+    #[allow(clippy::assign_op_pattern)]
     pub fn step(&self, tokens: &Tensor, cache: &KvCache) -> (Tensor, KvCache) {
         // Past the last position the table has, the last one is reused (decoding lengths are
         // validated against max_len; this only keeps a long --max-len from failing).
@@ -183,14 +201,14 @@ impl Transformer {
             x = &x + l.cross_attn.attend(&x.apply(&l.ln2), mk, mv, None, false);
             x = &x + l.ff.forward_t(&x.apply(&l.ln3), false);
         }
-        let logp = x
-            .squeeze_dim(1)
-            .apply(&self.ln_f)
-            .apply(&self.out)
-            .log_softmax(-1, Kind::Float); // (R, V)
+        let logp = self.project(&x.squeeze_dim(1)).log_softmax(-1, Kind::Float); // (R, V)
         let next = KvCache {
             self_kv,
-            mem_kv: cache.mem_kv.iter().map(|(k, v)| (k.shallow_clone(), v.shallow_clone())).collect(),
+            mem_kv: cache
+                .mem_kv
+                .iter()
+                .map(|(k, v)| (k.shallow_clone(), v.shallow_clone()))
+                .collect(),
             t: cache.t + 1,
         };
         (logp, next)
