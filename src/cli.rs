@@ -25,6 +25,10 @@ pub struct Cli {
     /// Print details, e.g. every skipped row and image.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// CPU threads for tensor operations (default: the cores not busy with other processes when
+    /// captag starts; oversubscribed threads spin and can make training 3× slower).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -183,11 +187,22 @@ pub struct BleuArgs {
     pub split: SplitArg,
     #[arg(long, value_enum, default_value = "coco")]
     pub mode: BleuModeArg,
+    /// Metrics to compute, comma-separated: bleu, cider (CIDEr-D), rouge (ROUGE-L).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "bleu")]
+    pub metrics: Vec<MetricArg>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+/// A caption metric (pycocoevalcap's definitions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricArg {
+    Bleu,
+    Cider,
+    Rouge,
 }
 
 #[derive(Debug, Args)]
@@ -248,7 +263,10 @@ pub struct TrainArgs {
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value = "plateau")]
     pub schedule: ScheduleArg,
-    /// Early stopping patience in epochs on dev BLEU-4 (0 = off).
+    /// Dev metric that picks the best epoch and drives early stopping.
+    #[arg(long, value_enum, default_value = "bleu4")]
+    pub select: crate::config::Selection,
+    /// Early stopping patience in epochs on the --select metric (0 = off).
     #[arg(long, default_value_t = 4)]
     pub early_stop: usize,
     /// Minimum count for a word to enter the vocabulary.

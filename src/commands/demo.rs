@@ -49,6 +49,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         lr: 3e-3,
         clip: 5.0,
         schedule: ScheduleArg::Plateau,
+        select: crate::config::Selection::Bleu4,
         early_stop: 0,
         min_count: 1,
         max_words: 20,

@@ -26,6 +26,20 @@ pub struct Ctx {
     pub verbose: bool,
 }
 
+/// Cores not running another process right now: the machine's cores minus the runnable
+/// processes other than this one (`/proc/loadavg`'s fourth field), at least 1.
+fn free_cores() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let running = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| {
+            let field = s.split_whitespace().nth(3)?.split('/').next()?.to_string();
+            field.parse::<usize>().ok()
+        })
+        .unwrap_or(1);
+    cores.saturating_sub(running.saturating_sub(1)).max(1)
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx {
         device: parse_device(&cli.device)?,
@@ -34,6 +48,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         verbose: cli.verbose,
     };
     tch::manual_seed(cli.seed as i64);
+    let threads = match cli.threads {
+        Some(0) => anyhow::bail!("--threads must be ≥ 1"),
+        Some(n) => n,
+        None => free_cores(),
+    };
+    tch::set_num_threads(threads as i32);
+    if ctx.verbose {
+        eprintln!(
+            "using {threads} CPU thread(s){}",
+            if cli.threads.is_none() {
+                " (cores not busy at start; --threads overrides)"
+            } else {
+                ""
+            }
+        );
+    }
     match cli.command {
         Command::Synth(a) => synth(&ctx, &a),
         Command::Data(DataCommand::Stats {
@@ -220,14 +250,42 @@ fn bleu(ctx: &Ctx, a: &crate::cli::BleuArgs) -> anyhow::Result<()> {
     let paired = bleu_io::pair_predictions(preds, &refs, Some(&order))?;
     let (hyps, refs) = paired.tokenize(tokenize);
     let mode: BleuMode = a.mode.into();
-    let s = crate::eval::bleu::corpus_bleu(&hyps, &refs, mode)?;
+    use crate::cli::MetricArg;
+    let want = |m| a.metrics.contains(&m);
+    let bleu = want(MetricArg::Bleu)
+        .then(|| crate::eval::bleu::corpus_bleu(&hyps, &refs, mode))
+        .transpose()?;
+    let cider = want(MetricArg::Cider)
+        .then(|| crate::eval::cider::cider_d(&hyps, &refs))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let rouge = want(MetricArg::Rouge)
+        .then(|| crate::eval::rouge::rouge_l(&hyps, &refs))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        // `captag bleu --json` alone keeps its original shape (the BLEU object).
+        let out = match (&bleu, &cider, &rouge) {
+            (Some(b), None, None) => serde_json::to_value(b)?,
+            _ => serde_json::json!({
+                "bleu": bleu, "cider": cider.as_ref().map(|c| c.score),
+                "rouge_l": rouge.as_ref().map(|r| r.score),
+            }),
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
-            "{}",
-            bleu_table(&[(format!("{} hypotheses", hyps.len()), s.bleu)])
-        );
+        if let Some(s) = &bleu {
+            println!(
+                "{}",
+                bleu_table(&[(format!("{} hypotheses", hyps.len()), s.bleu)])
+            );
+        }
+        if let Some(c) = &cider {
+            println!("CIDEr-D  {:.2}", 100.0 * c.score);
+        }
+        if let Some(r) = &rouge {
+            println!("ROUGE-L  {:.2}", 100.0 * r.score);
+        }
     }
     Ok(())
 }

@@ -111,6 +111,7 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         seed: ctx.seed,
         tag_min_agree: a.tag_min_agree,
         tag_min_count: a.tag_min_count,
+        select: a.select,
     };
     train.validate()?;
     if let Some(w) = &a.encoder_weights {
@@ -141,8 +142,12 @@ pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
         "{} epochs in {:.0}s; best dev {} {:.2} at epoch {} → {}",
         s.epochs,
         s.seconds,
-        if only { "hashtag mAP" } else { "BLEU-4" },
-        100.0 * s.best_bleu[3],
+        if only {
+            "hashtag mAP"
+        } else {
+            job.train.select.name()
+        },
+        100.0 * s.best_score,
         s.best_epoch,
         s.out.join(run::BEST).display()
     );

@@ -239,6 +239,27 @@ pub struct TrainConfig {
     /// Tags on fewer training images than this stay out of the label list.
     #[serde(default = "default_tag_min_count")]
     pub tag_min_count: usize,
+    /// The dev metric that picks the best epoch (and drives early stopping).
+    #[serde(default)]
+    pub select: Selection,
+}
+
+/// `--select`: which greedy dev score picks `model.safetensors`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    #[default]
+    Bleu4,
+    Cider,
+}
+
+impl Selection {
+    pub fn name(self) -> &'static str {
+        match self {
+            Selection::Bleu4 => "BLEU-4",
+            Selection::Cider => "CIDEr-D",
+        }
+    }
 }
 
 fn default_tag_min_agree() -> usize {
@@ -266,6 +287,7 @@ impl Default for TrainConfig {
             seed: 0,
             tag_min_agree: default_tag_min_agree(),
             tag_min_count: default_tag_min_count(),
+            select: Selection::Bleu4,
         }
     }
 }

@@ -100,10 +100,10 @@ impl Loaded {
         }
         let d = self.run.model.encoder.pooled_dim();
         let feats = if feats.is_empty() {
-            ImageFeatures {
-                pooled: Tensor::zeros([0, d], (tch::Kind::Float, self.model.device())),
-                grid: None,
-            }
+            ImageFeatures::new(
+                Tensor::zeros([0, d], (tch::Kind::Float, self.model.device())),
+                None,
+            )
         } else {
             ImageFeatures::cat(&feats)
         };

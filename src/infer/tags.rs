@@ -53,10 +53,7 @@ pub fn rank(
     if feats.is_empty() {
         return Ok(vec![]);
     }
-    let feats = ImageFeatures {
-        pooled: feats.pooled.to_device(model.device()),
-        grid: None,
-    };
+    let feats = ImageFeatures::new(feats.rows_pooled().to_device(model.device()), None);
     let scores = tagger
         .scores(&feats.pooled)
         .to_kind(Kind::Double)

@@ -131,7 +131,7 @@ impl Captioner {
             decoding,
             sp,
             chunk,
-            |f| gen.start(&f.pooled, false),
+            |f| gen.start(&f.rows_pooled(), false),
             |t, s| gen.step(t, s),
             RnnState::select,
         )

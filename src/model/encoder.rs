@@ -98,12 +98,11 @@ pub fn extract(
         }
         let xs = batch.to_tensor().to_device(spec.device); // (B, 3, S, S)
         let out = tch::no_grad(|| encoder.forward_t(&xs, false));
-        parts.push(ImageFeatures {
-            pooled: out.pooled.to_device(Device::Cpu), // (B, D)
-            grid: spec
-                .keep_grid
+        parts.push(ImageFeatures::new(
+            out.pooled.to_device(Device::Cpu), // (B, D)
+            spec.keep_grid
                 .then(|| out.memory().to_kind(tch::Kind::Half).to_device(Device::Cpu)), // (B, N, C)
-        });
+        ));
         ids.extend(batch.indices.iter().map(|&i| images[i].0.clone()));
     }
     if ids.is_empty() {

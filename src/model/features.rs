@@ -4,13 +4,20 @@
 //! (docs/ARCHITECTURE.md, "Features").
 use tch::{Device, Kind, Tensor};
 
+/// Training batches hold the five captions of an image together; `owner` then says which of
+/// `U` distinct images each of the batch's `B` rows belongs to, so that decoders compute
+/// per-image work (grid projections, a transformer's memory keys and values) once per image
+/// and expand it to rows with [`ImageFeatures::expand`] — the same numbers as repeating the
+/// image per row, a fraction of the work.
 #[derive(Debug)]
 pub struct ImageFeatures {
-    /// `(B, D)` image vectors.
+    /// `(U, D)` image vectors.
     pub pooled: Tensor,
-    /// `(B, N, C)` grid cells in row-major order (N = H·W), when present. May be float16 when
+    /// `(U, N, C)` grid cells in row-major order (N = H·W), when present. May be float16 when
     /// it comes from a cache; [`ImageFeatures::to_device`] makes it float32.
     pub grid: Option<Tensor>,
+    /// `(B,)` int64: the image of each row. `None`: one row per image (`B = U`).
+    pub owner: Option<Tensor>,
 }
 
 impl ImageFeatures {
@@ -19,40 +26,84 @@ impl ImageFeatures {
         ImageFeatures {
             pooled: cache.pooled.shallow_clone(),
             grid: cache.grid.as_ref().map(Tensor::shallow_clone),
+            owner: None,
+        }
+    }
+
+    /// One row per image of `(U, ..)` features.
+    pub fn new(pooled: Tensor, grid: Option<Tensor>) -> Self {
+        ImageFeatures {
+            pooled,
+            grid,
+            owner: None,
+        }
+    }
+
+    /// Per-image `(U, ..)` ⇒ per-row `(B, ..)`.
+    pub fn expand(&self, per_image: &Tensor) -> Tensor {
+        match &self.owner {
+            Some(o) => per_image.index_select(0, o),
+            None => per_image.shallow_clone(),
+        }
+    }
+
+    /// The pooled vector of every row `(B, D)`.
+    pub fn rows_pooled(&self) -> Tensor {
+        self.expand(&self.pooled)
+    }
+
+    /// The same features with one row per image (owner applied).
+    pub fn expanded(&self) -> Self {
+        ImageFeatures {
+            pooled: self.rows_pooled(),
+            grid: self.grid.as_ref().map(|g| self.expand(g)),
+            owner: None,
         }
     }
 
     /// From an encoder's `(B, C, H, W)` conv map.
     pub fn from_conv(pooled: Tensor, conv: &Tensor) -> Self {
         let grid = conv.flatten(2, 3).transpose(1, 2); // (B, H·W, C)
-        ImageFeatures {
-            pooled,
-            grid: Some(grid),
-        }
+        ImageFeatures::new(pooled, Some(grid))
     }
 
+    /// Rows `B`.
     pub fn len(&self) -> i64 {
-        self.pooled.size()[0]
+        match &self.owner {
+            Some(o) => o.size()[0],
+            None => self.pooled.size()[0],
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Rows `rows` (an int64 index tensor) of both parts.
+    /// Rows `rows` (an int64 index tensor). With an owner only the owner is reindexed.
     pub fn select(&self, rows: &Tensor) -> Self {
         let r = rows.to_device(self.pooled.device());
-        ImageFeatures {
-            pooled: self.pooled.index_select(0, &r),
-            grid: self.grid.as_ref().map(|g| g.index_select(0, &r)),
+        match &self.owner {
+            Some(o) => ImageFeatures {
+                pooled: self.pooled.shallow_clone(),
+                grid: self.grid.as_ref().map(Tensor::shallow_clone),
+                owner: Some(o.index_select(0, &r.to_device(o.device()))),
+            },
+            None => ImageFeatures::new(
+                self.pooled.index_select(0, &r),
+                self.grid.as_ref().map(|g| g.index_select(0, &r)),
+            ),
         }
     }
 
+    /// Images `start..start+len` (expands an owner first).
     pub fn narrow(&self, start: i64, len: i64) -> Self {
-        ImageFeatures {
-            pooled: self.pooled.narrow(0, start, len),
-            grid: self.grid.as_ref().map(|g| g.narrow(0, start, len)),
+        if self.owner.is_some() {
+            return self.expanded().narrow(start, len);
         }
+        ImageFeatures::new(
+            self.pooled.narrow(0, start, len),
+            self.grid.as_ref().map(|g| g.narrow(0, start, len)),
+        )
     }
 
     /// On `device` as float32 (ready for a decoder).
@@ -63,36 +114,36 @@ impl ImageFeatures {
                 .grid
                 .as_ref()
                 .map(|g| g.to_device(device).to_kind(Kind::Float)),
+            owner: self.owner.as_ref().map(|o| o.to_device(device)),
         }
     }
 
     /// Drop the grid (it is large; pooled-only decoders never read it).
     pub fn without_grid(self) -> Self {
-        ImageFeatures {
-            pooled: self.pooled,
-            grid: None,
-        }
+        ImageFeatures { grid: None, ..self }
     }
 
     pub fn shallow_clone(&self) -> Self {
         ImageFeatures {
             pooled: self.pooled.shallow_clone(),
             grid: self.grid.as_ref().map(Tensor::shallow_clone),
+            owner: self.owner.as_ref().map(Tensor::shallow_clone),
         }
     }
 
-    /// Concatenate along the batch; the grid survives only if every part has one.
+    /// Concatenate along the batch (owners expanded); the grid survives only if every part has
+    /// one.
     pub fn cat(parts: &[ImageFeatures]) -> Self {
+        let parts: Vec<ImageFeatures> = parts.iter().map(ImageFeatures::expanded).collect();
         let pooled: Vec<&Tensor> = parts.iter().map(|p| &p.pooled).collect();
         let grids: Option<Vec<&Tensor>> = parts.iter().map(|p| p.grid.as_ref()).collect();
-        ImageFeatures {
-            pooled: Tensor::cat(&pooled, 0),
-            grid: grids.filter(|g| !g.is_empty()).map(|g| Tensor::cat(&g, 0)),
-        }
+        ImageFeatures::new(
+            Tensor::cat(&pooled, 0),
+            grids.filter(|g| !g.is_empty()).map(|g| Tensor::cat(&g, 0)),
+        )
     }
 
-    /// The grid, or the pooled vector as a one-cell grid `(B, 1, D)` (a transformer's memory
-    /// when the features have no grid).
+    /// The grid, or the pooled vector as a one-cell grid `(U, 1, D)`, per image.
     pub fn memory(&self) -> Tensor {
         match &self.grid {
             Some(g) => g.shallow_clone(),

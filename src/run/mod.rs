@@ -63,8 +63,11 @@ pub struct TrainState {
     /// Optimizer updates so far.
     pub step: i64,
     pub lr: f64,
-    pub best_bleu4: f64,
-    /// Dev loss of the best epoch (breaks BLEU-4 ties, e.g. 0 = 0 early on).
+    /// Best dev value of the selection metric (`--select`: BLEU-4 by default, CIDEr-D; dev mAP
+    /// for hashtag-only runs).
+    #[serde(alias = "best_bleu4")]
+    pub best_score: f64,
+    /// Dev loss of the best epoch (breaks ties, e.g. BLEU-4 0 = 0 early on).
     #[serde(default)]
     pub best_dev_loss: f64,
     pub best_epoch: usize,

@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::{Device, Tensor};
 
-use crate::config::{ModelConfig, Schedule, TrainConfig};
+use crate::config::{ModelConfig, Schedule, Selection, TrainConfig};
 use crate::data::LoadOptions;
 use crate::eval::bleu::{corpus_bleu, BleuMode};
 use crate::infer::decoding::Decoding;
@@ -52,6 +52,8 @@ pub struct TrainSummary {
     pub epochs: usize,
     pub best_epoch: usize,
     pub best_bleu: [f64; 4],
+    /// The best epoch's value of the `--select` metric (dev mAP for hashtag-only runs).
+    pub best_score: f64,
     pub seconds: f64,
     pub stopped_early: bool,
 }
@@ -136,7 +138,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
                     let targets = td
                         .batch(&rows, tagger.generator().is_some())
                         .to_device(job.device);
-                    let tag_loss = tagger.loss(&feats.pooled, &targets, true);
+                    let tag_loss = tagger.loss(&feats.rows_pooled(), &targets, true);
                     if tags_only {
                         tag_loss
                     } else {
@@ -203,11 +205,15 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         };
         state.epoch += 1;
         state.step = adam.step;
+        let score = match (tc.select, &others) {
+            (Selection::Cider, Some(d)) => d.cider,
+            _ => bleu[3],
+        };
         let improved = state.epoch == 1
-            || bleu[3] > state.best_bleu4
-            || (bleu[3] == state.best_bleu4 && dev_loss < state.best_dev_loss);
+            || score > state.best_score
+            || (score == state.best_score && dev_loss < state.best_dev_loss);
         if improved {
-            state.best_bleu4 = bleu[3];
+            state.best_score = score;
             state.best_dev_loss = dev_loss;
             state.best_epoch = state.epoch;
             state.bad_epochs = 0;
@@ -293,18 +299,20 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     }
     if state.stopped_early && !job.quiet {
         eprintln!(
-            "stopped early: no better dev BLEU-4 for {} epochs",
+            "stopped early: no better dev {} for {} epochs",
+            tc.select.name(),
             tc.early_stop
         );
     }
-    if best_bleu == [0.0; 4] {
-        best_bleu[3] = state.best_bleu4;
+    if best_bleu == [0.0; 4] && tags_only {
+        best_bleu[3] = state.best_score;
     }
     Ok(TrainSummary {
         out: dir.clone(),
         epochs: state.epoch,
         best_epoch: state.best_epoch,
         best_bleu,
+        best_score: state.best_score,
         seconds: started.elapsed().as_secs_f64(),
         stopped_early: state.stopped_early,
     })

@@ -39,19 +39,17 @@ impl Images {
     /// distinct image of the batch (its captions share the result).
     pub fn features(&self, model: &Captioner, rows: &[i64], train: bool) -> Result<ImageFeatures> {
         match self {
-            Images::Cached(f) => Ok(f
-                .select(&Tensor::from_slice(rows))
-                .to_device(model.device())),
+            Images::Cached(f) => {
+                let (uniq, owner) = distinct(rows);
+                let mut feats = f.select(&uniq).to_device(model.device()); // (U, ..)
+                feats.owner = Some(owner.to_device(model.device())); // (B,)
+                Ok(feats)
+            }
             Images::Pixels(px) => {
-                let mut uniq: Vec<i64> = rows.to_vec();
-                uniq.sort_unstable();
-                uniq.dedup();
-                let pos: Vec<i64> = rows
-                    .iter()
-                    .map(|r| uniq.binary_search(r).unwrap_or(0) as i64)
-                    .collect();
-                let feats = model.encode(&px.index_select(0, &Tensor::from_slice(&uniq)), train)?; // (U, ..)
-                Ok(feats.select(&Tensor::from_slice(&pos))) // (B, ..)
+                let (uniq, owner) = distinct(rows);
+                let mut feats = model.encode(&px.index_select(0, &uniq), train)?; // (U, ..)
+                feats.owner = Some(owner.to_device(model.device())); // (B,)
+                Ok(feats)
             }
         }
     }
@@ -68,11 +66,27 @@ impl Images {
         self.len() == 0
     }
 
-    /// Whether batches should group the captions of an image together (end-to-end encoders:
-    /// the CNN then runs once per image instead of once per caption).
+    /// Whether batches should group the captions of an image together: an end-to-end CNN then
+    /// runs once per image instead of once per caption, and grid decoders project each grid
+    /// (and a transformer its memory keys/values) once.
     pub fn group_by_image(&self) -> bool {
-        matches!(self, Images::Pixels(_))
+        match self {
+            Images::Pixels(_) => true,
+            Images::Cached(f) => f.grid.is_some(),
+        }
     }
+}
+
+/// The distinct rows `(U,)` of a batch, sorted, and each row's index among them `(B,)`.
+fn distinct(rows: &[i64]) -> (Tensor, Tensor) {
+    let mut uniq: Vec<i64> = rows.to_vec();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let owner: Vec<i64> = rows
+        .iter()
+        .map(|r| uniq.binary_search(r).unwrap_or(0) as i64)
+        .collect();
+    (Tensor::from_slice(&uniq), Tensor::from_slice(&owner))
 }
 
 #[derive(Debug)]
@@ -411,7 +425,7 @@ impl Prepared {
                     .batch(rows, tagger.generator().is_some())
                     .to_device(model.device());
                 Ok(tagger
-                    .loss(&feats.pooled, &targets, false)
+                    .loss(&feats.rows_pooled(), &targets, false)
                     .double_value(&[]))
             })?;
             sum += l * rows.len() as f64;

@@ -92,14 +92,16 @@ impl Attention {
             .unwrap_or_else(|| f.pooled.unsqueeze(1))
     }
 
+    /// Per image: the normalised grid, its attention projection and the initial state; then
+    /// expanded to rows.
     pub fn start(&self, f: &ImageFeatures) -> AttnState {
-        let grid = Self::grid(f).apply(&self.grid_norm); // (R, N, C)
-        let mean = grid.mean_dim(1, false, Kind::Float); // (R, C)
+        let grid = Self::grid(f).apply(&self.grid_norm); // (U, N, C)
+        let mean = grid.mean_dim(1, false, Kind::Float); // (U, C)
         AttnState {
-            h: mean.apply(&self.init_h),
-            c: mean.apply(&self.init_c),
-            att1: grid.apply(&self.encoder_att), // (R, N, A)
-            grid,
+            h: f.expand(&mean.apply(&self.init_h)), // (R, H)
+            c: f.expand(&mean.apply(&self.init_c)),
+            att1: f.expand(&grid.apply(&self.encoder_att)), // (R, N, A)
+            grid: f.expand(&grid),                          // (R, N, C)
             alpha: None,
         }
     }

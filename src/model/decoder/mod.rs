@@ -100,7 +100,7 @@ impl Decoder {
     pub fn forward_t(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Forward {
         match self {
             Decoder::ShowTell(d) => Forward {
-                hidden: d.hidden_t(&f.pooled, tokens, train),
+                hidden: d.hidden_t(&f.rows_pooled(), tokens, train),
                 penalty: None,
                 attention: None,
             },
@@ -136,7 +136,7 @@ impl Decoder {
     /// Features of `R` rows ⇒ the state before `<start>` is read.
     pub fn start(&self, f: &ImageFeatures) -> State {
         match self {
-            Decoder::ShowTell(d) => State::ShowTell(d.start(&f.pooled, false)),
+            Decoder::ShowTell(d) => State::ShowTell(d.start(&f.rows_pooled(), false)),
             Decoder::Attention(d) => State::Attention(d.start(f)),
             Decoder::Transformer(d) => State::Transformer(d.start(f)),
         }

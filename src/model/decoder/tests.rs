@@ -7,13 +7,13 @@ use crate::config::{DecoderPreset, EncoderKind};
 
 fn features(b: i64) -> ImageFeatures {
     let k = EncoderKind::SmallCnn;
-    ImageFeatures {
-        pooled: Tensor::randn([b, k.pooled_dim()], (Kind::Float, Device::Cpu)),
-        grid: Some(Tensor::randn(
+    ImageFeatures::new(
+        Tensor::randn([b, k.pooled_dim()], (Kind::Float, Device::Cpu)),
+        Some(Tensor::randn(
             [b, 16, k.grid_dim()],
             (Kind::Float, Device::Cpu),
         )),
-    }
+    )
 }
 
 fn all() -> Vec<DecoderConfig> {
@@ -163,5 +163,29 @@ fn work_avoidance_keeps_loss_and_gradients() {
             let d = (a - b).abs().max().double_value(&[]);
             assert!(d < 1e-5, "{}: gradient differs by {d}", cfg.name());
         }
+    }
+}
+
+/// Per-image work done once for the captions of an image (`ImageFeatures::owner`) gives the
+/// numbers of repeating the image per row.
+#[test]
+fn shared_images_give_the_per_row_loss() {
+    tch::manual_seed(7);
+    for cfg in all() {
+        let vs = VarStore::new(Device::Cpu);
+        let dec = Decoder::new(vs.root(), &cfg, EncoderKind::SmallCnn, 11);
+        let mut f = features(2);
+        f.owner = Some(Tensor::from_slice(&[0i64, 0, 1, 0]));
+        let tokens = Tensor::from_slice(&[
+            1i64, 5, 2, 0, 1, 6, 7, 2, 1, 8, 2, 0, 1, 9, 9, 2, //
+        ])
+        .view([4, 4]);
+        let shared = tch::no_grad(|| dec.loss(&f, &tokens, false)).double_value(&[]);
+        let repeated = tch::no_grad(|| dec.loss(&f.expanded(), &tokens, false)).double_value(&[]);
+        assert!(
+            (shared - repeated).abs() < 1e-5,
+            "{}: {shared} vs {repeated}",
+            cfg.name()
+        );
     }
 }

@@ -145,7 +145,8 @@ impl Transformer {
                 .self_attn
                 .attend(&y, &k, &v, Some(&mask), train)
                 .dropout(self.dropout, train);
-            let (mk, mv) = l.cross_attn.keys_values(&mem);
+            let (mk, mv) = l.cross_attn.keys_values(&mem); // (U, h, S, dh)
+            let (mk, mv) = (f.expand(&mk), f.expand(&mv)); // (B, h, S, dh)
             let y = x.apply(&l.ln2);
             x = x + l
                 .cross_attn
@@ -175,7 +176,10 @@ impl Transformer {
             mem_kv: self
                 .layers
                 .iter()
-                .map(|l| l.cross_attn.keys_values(&mem))
+                .map(|l| {
+                    let (k, v) = l.cross_attn.keys_values(&mem); // (U, h, S, dh)
+                    (f.expand(&k), f.expand(&v)) // (R, h, S, dh)
+                })
                 .collect(),
             t: 0,
         }
