@@ -56,6 +56,11 @@ pub enum Command {
     /// Caption text ⇒ hashtags: train, evaluate and query the Instagram-style text model.
     #[command(subcommand)]
     Tags(TagsCommand),
+    /// Compare runs side by side: train what a spec lacks (resumable), evaluate every run on one
+    /// split with the same decoding, write compare.md/json/csv with bootstrap intervals and plots.
+    Compare(CompareArgs),
+    /// Draw the training curves of run directories (SVG and PNG).
+    Plot(PlotArgs),
     /// Synthesize data, train a small model, evaluate it and caption a few images (~40 s on 2 CPU cores).
     Demo(DemoArgs),
 }
@@ -479,4 +484,37 @@ pub struct DemoArgs {
     /// Decoder architecture to train.
     #[arg(long, value_enum, default_value = "lstm")]
     pub decoder: DecoderPreset,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The comparison (JSON): {"data", "features"?, "train": [flags], "runs": [{"name", "dir"?,
+    /// "args"?}]} — see the README, "Comparing architectures".
+    #[arg(long)]
+    pub spec: PathBuf,
+    /// Output folder (trained runs go to OUT/runs/NAME).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "dev")]
+    pub split: SplitArg,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+    /// The run the intervals compare against (default: the first).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 1000)]
+    pub resamples: usize,
+    #[command(flatten)]
+    pub dataset: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run directories (each with a metrics.jsonl).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Output path without extension: writes OUT.svg and OUT.png.
+    #[arg(long, default_value = "curves")]
+    pub out: PathBuf,
 }

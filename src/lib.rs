@@ -21,6 +21,8 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod experiments;
+pub mod font;
 pub mod fsio;
 pub mod infer;
 pub mod model;

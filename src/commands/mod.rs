@@ -1,5 +1,6 @@
 //! One function per subcommand: turn parsed arguments into validated library calls and print
 //! the results. Progress and diagnostics go to stderr, results to stdout.
+mod compare;
 mod demo;
 mod model;
 mod tags;
@@ -86,6 +87,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Caption(a) => model::caption(&ctx, &a),
         Command::Tags(c) => tags::run(&ctx, &c),
         Command::Demo(a) => demo::demo(&ctx, &a),
+        Command::Compare(a) => compare::compare(&ctx, &a),
+        Command::Plot(a) => compare::plot(&a),
     }
 }
 

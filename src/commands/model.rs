@@ -154,7 +154,7 @@ pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn decoding(d: &DecodeArgs) -> anyhow::Result<Decoding> {
+pub fn decoding(d: &DecodeArgs) -> anyhow::Result<Decoding> {
     if d.max_len == 0 {
         bail!("--max-len must be ≥ 1");
     }
@@ -192,11 +192,12 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
             Decoding::Beam { width, .. } => format!("beam {width}"),
         };
         println!(
-            "{} images of {split} ({} unreadable), {name}, {} mode, {:.1}s",
+            "{} images of {split} ({} unreadable), {name}, {} mode, {:.1}s ({:.2} ms per image captioning)",
             r.images,
             r.unreadable,
             r.mode.as_str(),
-            r.seconds
+            r.seconds,
+            1000.0 * r.caption_seconds / r.images.max(1) as f64
         );
         if !only {
             println!(
@@ -204,11 +205,12 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
                 bleu_table(&[(a.checkpoint.display().to_string(), r.bleu.bleu)])
             );
             println!(
-                "CIDEr-D {:.2}  ROUGE-L {:.2}  distinct captions {}/{}",
+                "CIDEr-D {:.2}  ROUGE-L {:.2}  distinct captions {}/{}  {:.2}M trained parameters",
                 100.0 * r.cider,
                 100.0 * r.rouge_l,
                 r.distinct_captions,
-                r.images
+                r.images,
+                r.parameters as f64 / 1e6
             );
         }
         if let Some(t) = &r.hashtags {

@@ -35,10 +35,26 @@ pub struct EvalReport {
     /// How many different captions the system wrote for the split's images.
     pub distinct_captions: usize,
     pub seconds: f64,
+    /// Of `seconds`, the time spent captioning (image decoding and encoder included unless the
+    /// features came from a cache; hashtag ranking included).
+    pub caption_seconds: f64,
+    /// Trained parameters of the run (decoder, hashtag model, end-to-end encoder).
+    pub parameters: usize,
     /// Hashtag metrics of the run's hashtag model next to the two baselines.
     pub hashtags: Option<TagEval>,
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
+    /// Per-image statistics in split order (for paired bootstrap intervals).
+    #[serde(skip)]
+    pub per_image: PerImage,
+}
+
+/// BLEU sufficient statistics and CIDEr-D of each scored image.
+#[derive(Debug, Clone, Default)]
+pub struct PerImage {
+    pub ids: Vec<String>,
+    pub bleu: Vec<crate::eval::bleu::BleuStats>,
+    pub cider: Vec<f64>,
 }
 
 /// Hashtag scores on the split: the model, then the baselines.
@@ -100,6 +116,7 @@ pub fn evaluate(
         )));
     }
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
+    let t_caption = std::time::Instant::now();
     let results = match features {
         Some(cache) => {
             // The cache must hold exactly this checkpoint's encoder over this dataset.
@@ -135,6 +152,7 @@ pub fn evaluate(
         }
         None => loaded.caption_files(&paths, decoding)?,
     };
+    let caption_seconds = t_caption.elapsed().as_secs_f64();
     let (mut hyps, mut refs, mut predictions, mut unreadable) = (vec![], vec![], vec![], 0);
     let (mut rankings, mut truths) = (vec![], vec![]);
     for (s, r) in samples.iter().zip(results) {
@@ -192,6 +210,17 @@ pub fn evaluate(
     let bleu = corpus_bleu(&hyps, &refs, mode)?;
     let cider = crate::eval::cider::cider_d(&hyps, &refs).map_err(Error::invalid)?;
     let rouge = crate::eval::rouge::rouge_l(&hyps, &refs).map_err(Error::invalid)?;
+    let per_image = PerImage {
+        ids: predictions.iter().map(|p| p.image_id.clone()).collect(),
+        bleu: hyps
+            .iter()
+            .zip(&refs)
+            .map(|(h, r)| {
+                crate::eval::bleu::corpus_stats(std::slice::from_ref(h), std::slice::from_ref(r))
+            })
+            .collect::<Result<_>>()?,
+        cider: cider.per_image.clone(),
+    };
     let distinct_captions = hyps.iter().collect::<std::collections::HashSet<_>>().len();
     Ok(EvalReport {
         split,
@@ -204,7 +233,16 @@ pub fn evaluate(
         rouge_l: rouge.score,
         distinct_captions,
         seconds: t0.elapsed().as_secs_f64(),
+        caption_seconds,
+        parameters: loaded
+            .model
+            .vs
+            .trainable_variables()
+            .iter()
+            .map(|v| v.numel())
+            .sum(),
         hashtags,
         predictions,
+        per_image,
     })
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use image::{imageops, Rgb, RgbImage};
 
-use super::font;
+use crate::font;
 use crate::{Error, Result};
 
 /// Tile side in pixels.

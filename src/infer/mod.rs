@@ -3,7 +3,6 @@
 //! decoder) or images of a feature cache.
 pub mod attention_map;
 pub mod decoding;
-mod font;
 pub mod tags;
 
 use std::path::{Path, PathBuf};

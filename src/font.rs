@@ -773,6 +773,138 @@ const TOFU: Glyph = [
 ];
 
 /// The glyph drawn for `c`: its own one, or [`TOFU`] when the font has none.
+#[rustfmt::skip]
+const LPAREN: Glyph = [
+    0b00010,
+    0b00100,
+    0b01000,
+    0b01000,
+    0b01000,
+    0b00100,
+    0b00010,
+];
+
+#[rustfmt::skip]
+const RPAREN: Glyph = [
+    0b01000,
+    0b00100,
+    0b00010,
+    0b00010,
+    0b00010,
+    0b00100,
+    0b01000,
+];
+
+#[rustfmt::skip]
+const UNDERSCORE: Glyph = [
+    0b00000,
+    0b00000,
+    0b00000,
+    0b00000,
+    0b00000,
+    0b00000,
+    0b11111,
+];
+
+#[rustfmt::skip]
+const SLASH: Glyph = [
+    0b00001,
+    0b00010,
+    0b00010,
+    0b00100,
+    0b01000,
+    0b01000,
+    0b10000,
+];
+
+#[rustfmt::skip]
+const COLON: Glyph = [
+    0b00000,
+    0b01100,
+    0b01100,
+    0b00000,
+    0b01100,
+    0b01100,
+    0b00000,
+];
+
+#[rustfmt::skip]
+const PERCENT: Glyph = [
+    0b11001,
+    0b11010,
+    0b00010,
+    0b00100,
+    0b01000,
+    0b01011,
+    0b10011,
+];
+
+#[rustfmt::skip]
+const PLUS: Glyph = [
+    0b00000,
+    0b00100,
+    0b00100,
+    0b11111,
+    0b00100,
+    0b00100,
+    0b00000,
+];
+
+#[rustfmt::skip]
+const EQUALS: Glyph = [
+    0b00000,
+    0b00000,
+    0b11111,
+    0b00000,
+    0b11111,
+    0b00000,
+    0b00000,
+];
+
+#[rustfmt::skip]
+const LBRACKET: Glyph = [
+    0b01110,
+    0b01000,
+    0b01000,
+    0b01000,
+    0b01000,
+    0b01000,
+    0b01110,
+];
+
+#[rustfmt::skip]
+const RBRACKET: Glyph = [
+    0b01110,
+    0b00010,
+    0b00010,
+    0b00010,
+    0b00010,
+    0b00010,
+    0b01110,
+];
+
+#[rustfmt::skip]
+const HASH: Glyph = [
+    0b01010,
+    0b01010,
+    0b11111,
+    0b01010,
+    0b11111,
+    0b01010,
+    0b01010,
+];
+
+#[rustfmt::skip]
+const STAR: Glyph = [
+    0b00000,
+    0b10101,
+    0b01110,
+    0b11111,
+    0b01110,
+    0b10101,
+    0b00000,
+];
+
 fn glyph(c: char) -> &'static Glyph {
     match c {
         'a'..='z' => &LOWER[(c as u8 - b'a') as usize],
@@ -787,6 +919,18 @@ fn glyph(c: char) -> &'static Glyph {
         '!' => &EXCLAMATION,
         '?' => &QUESTION,
         ' ' => &SPACE,
+        '(' => &LPAREN,
+        ')' => &RPAREN,
+        '_' => &UNDERSCORE,
+        '/' => &SLASH,
+        ':' => &COLON,
+        '%' => &PERCENT,
+        '+' => &PLUS,
+        '=' => &EQUALS,
+        '[' => &LBRACKET,
+        ']' => &RBRACKET,
+        '#' => &HASH,
+        '*' => &STAR,
         _ => &TOFU,
     }
 }
@@ -917,7 +1061,7 @@ mod tests {
 
     #[test]
     fn unknown_char_draws_a_box() {
-        for c in ["@", "é", "\u{1F600}", "_"] {
+        for c in ["@", "é", "\u{1F600}", "~"] {
             let img = render(c, 1, 6, 7);
             for y in 0..7 {
                 for x in 0..5 {
@@ -934,7 +1078,7 @@ mod tests {
         let all: Vec<char> = ('a'..='z')
             .chain('A'..='Z')
             .chain('0'..='9')
-            .chain("<>-'.,!?".chars())
+            .chain("<>-'.,!?()_/:%+=[]#*".chars())
             .collect();
         let patterns: Vec<Vec<(u32, u32)>> = all
             .iter()

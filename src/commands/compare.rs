@@ -1,0 +1,182 @@
+//! `compare` and `plot`: turn a comparison spec into trained runs (each trained run is a
+//! `captag train` command line, resumed if it stopped early and skipped if finished), then hand
+//! the evaluated runs to `experiments::compare`.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use super::{load_options, Ctx};
+use crate::cli::{Cli, Command, CompareArgs, PlotArgs};
+use crate::eval::runner::EvalSpec;
+use crate::experiments::compare::{self, Spec};
+use crate::experiments::plot;
+use crate::infer::decoding::Decoding;
+use crate::run::{self, TrainState};
+
+/// Whether `dir` holds a run that trained all the epochs it was asked for (or stopped early).
+fn finished(dir: &Path) -> anyhow::Result<Option<bool>> {
+    if !dir.join(run::CONFIG).is_file() {
+        return Ok(None);
+    }
+    let Ok(state) = run::read_json::<TrainState>(&dir.join(run::STATE)) else {
+        return Ok(Some(false));
+    };
+    let cfg = run::read_config(&dir.join(run::CONFIG))?;
+    Ok(Some(state.stopped_early || state.epoch >= cfg.train.epochs))
+}
+
+fn train_run(
+    ctx: &Ctx,
+    spec: &Spec,
+    dir: &Path,
+    args: &[String],
+    resume: bool,
+) -> anyhow::Result<()> {
+    let mut argv: Vec<String> = vec!["captag".into(), "train".into()];
+    argv.extend(["--data".into(), spec.data.display().to_string()]);
+    argv.extend(["--out".into(), dir.display().to_string()]);
+    if let Some(f) = &spec.features {
+        argv.extend(["--features".into(), f.display().to_string()]);
+    }
+    argv.extend(spec.train.iter().cloned());
+    argv.extend(args.iter().cloned());
+    if resume {
+        argv.push("--resume".into());
+    }
+    let cli = Cli::try_parse_from(&argv)
+        .map_err(|e| anyhow::anyhow!("{}", e.to_string().lines().next().unwrap_or("bad flags")))
+        .with_context(|| format!("training flags of {}", dir.display()))?;
+    let Command::Train(a) = cli.command else {
+        bail!("not a train command line");
+    };
+    let job = super::model::train_job(ctx, &a)?;
+    crate::train::run(&job)?;
+    Ok(())
+}
+
+pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
+    let spec = Spec::load(&a.spec)?;
+    let decoding = super::model::decoding(&a.decode)?;
+    let baseline = match &a.baseline {
+        Some(b) => spec
+            .runs
+            .iter()
+            .position(|r| &r.name == b)
+            .with_context(|| format!("--baseline {b}: no run of that name in the spec"))?,
+        None => 0,
+    };
+    // 1. Train what is missing.
+    for r in &spec.runs {
+        let dir = spec.run_dir(r, &a.out);
+        match (finished(&dir)?, &r.args) {
+            (Some(true), _) => {
+                if !ctx.quiet {
+                    eprintln!("{}: trained ({})", r.name, dir.display());
+                }
+            }
+            (None, None) => bail!(
+                "run {}: {} holds no run and the spec gives no args",
+                r.name,
+                dir.display()
+            ),
+            (state, Some(args)) => {
+                let resume = state.is_some();
+                if !ctx.quiet {
+                    eprintln!(
+                        "{}: {} {}",
+                        r.name,
+                        if resume { "resuming" } else { "training" },
+                        dir.display()
+                    );
+                }
+                train_run(ctx, &spec, &dir, args, resume)?;
+            }
+            (Some(false), None) => {
+                if !ctx.quiet {
+                    eprintln!(
+                        "{}: unfinished run without args, evaluated as it is",
+                        r.name
+                    );
+                }
+            }
+        }
+    }
+    // 2. Evaluate every run identically.
+    let cache = spec
+        .features
+        .as_deref()
+        .map(crate::data::features::FeatureCache::load)
+        .transpose()?;
+    let opts = load_options(ctx, &a.dataset);
+    let es = EvalSpec {
+        split: a.split.into(),
+        decoding,
+        mode: crate::eval::bleu::BleuMode::Coco,
+        tag_k: 5,
+    };
+    let mut evaluated = vec![];
+    for r in &spec.runs {
+        let dir: PathBuf = spec.run_dir(r, &a.out);
+        let loaded = crate::infer::load_checkpoint(&dir, ctx.device, false)?;
+        let frozen = loaded.run.model.frozen_encoder;
+        let report = crate::eval::runner::evaluate(
+            &loaded,
+            &spec.data,
+            &opts,
+            &es,
+            cache.as_ref().filter(|_| frozen),
+        )?;
+        let m = &loaded.run.model;
+        let arch = format!("{} + {}", m.encoder.as_str(), m.decoder.name());
+        if !ctx.quiet {
+            eprintln!(
+                "{}: BLEU-4 {:.2}  CIDEr-D {:.2}",
+                r.name,
+                100.0 * report.bleu.bleu[3],
+                100.0 * report.cider
+            );
+        }
+        evaluated.push((r.name.clone(), dir, arch, report));
+    }
+    let name = match decoding {
+        Decoding::Greedy { .. } => "greedy".to_string(),
+        Decoding::Beam { width, .. } => format!("beam {width}"),
+    };
+    let split: crate::data::Split = a.split.into();
+    let cmp = compare::build(
+        &evaluated,
+        baseline,
+        a.resamples,
+        ctx.seed,
+        split.as_str(),
+        &name,
+    )?;
+    cmp.write(&a.out)?;
+    println!("{}", cmp.markdown());
+    println!(
+        "wrote {}/compare.{{md,json,csv}}, curves.{{svg,png}}, metrics.{{svg,png}}",
+        a.out.display()
+    );
+    Ok(())
+}
+
+pub fn plot(a: &PlotArgs) -> anyhow::Result<()> {
+    let curves: Vec<plot::Curves> = a
+        .runs
+        .iter()
+        .map(|d| {
+            let name = d.file_name().map_or(d.display().to_string(), |n| {
+                n.to_string_lossy().into_owned()
+            });
+            plot::read_curves(&name, &d.join(run::METRICS))
+        })
+        .collect::<crate::Result<_>>()?;
+    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    plot::curves_chart(&curves).save(&a.out)?;
+    println!("wrote {}.svg and {}.png", a.out.display(), a.out.display());
+    Ok(())
+}

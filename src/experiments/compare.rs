@@ -1,0 +1,339 @@
+//! `captag compare`: every run of a comparison evaluated on one split with identical decoding,
+//! written as `compare.md` (best value per column in bold), `compare.json` and `compare.csv`,
+//! with paired bootstrap 95% intervals of BLEU-4 and CIDEr-D against a baseline run, training
+//! curves (`curves.svg/png`) and a bar chart with the intervals (`metrics.svg/png`).
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::bootstrap::{self, Interval};
+use super::plot;
+use crate::eval::runner::EvalReport;
+use crate::{Error, Result};
+
+/// The comparison file (`--spec`, JSON): shared training flags, the data, and the runs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Dataset directory (training and evaluation).
+    pub data: PathBuf,
+    /// Feature cache shared by the frozen-encoder runs (training and evaluation).
+    #[serde(default)]
+    pub features: Option<PathBuf>,
+    /// `captag train` flags every trained run gets (e.g. `["--encoder", "squeezenet1_1"]`).
+    #[serde(default)]
+    pub train: Vec<String>,
+    pub runs: Vec<RunSpec>,
+}
+
+/// One run: an existing run directory (`dir`), or flags to train it with (`args`, trained into
+/// `OUT/runs/NAME` unless `dir` is given).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    pub name: String,
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+}
+
+impl Spec {
+    pub fn load(path: &Path) -> Result<Spec> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let spec: Spec = serde_json::from_str(&text)
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        if spec.runs.is_empty() {
+            return Err(Error::invalid(format!("{}: no runs", path.display())));
+        }
+        let mut names = std::collections::HashSet::new();
+        for r in &spec.runs {
+            let ok_name = !r.name.is_empty()
+                && r.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && !r.name.starts_with('.');
+            if !ok_name {
+                return Err(Error::invalid(format!(
+                    "{}: run name {:?} must be letters, digits, '-', '_' or '.'",
+                    path.display(),
+                    r.name
+                )));
+            }
+            if !names.insert(&r.name) {
+                return Err(Error::invalid(format!(
+                    "{}: run name {:?} appears twice",
+                    path.display(),
+                    r.name
+                )));
+            }
+            if r.dir.is_none() && r.args.is_none() {
+                return Err(Error::invalid(format!(
+                    "{}: run {:?} needs `dir` (an existing run) or `args` (flags to train it)",
+                    path.display(),
+                    r.name
+                )));
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Where run `r` lives.
+    pub fn run_dir(&self, r: &RunSpec, out: &Path) -> PathBuf {
+        r.dir
+            .clone()
+            .unwrap_or_else(|| out.join("runs").join(&r.name))
+    }
+}
+
+/// One row of the table.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub dir: String,
+    pub architecture: String,
+    pub parameters: usize,
+    pub epochs: usize,
+    pub train_seconds: f64,
+    pub decode_ms_per_image: f64,
+    pub bleu: [f64; 4],
+    pub cider: f64,
+    pub rouge_l: f64,
+    pub distinct_captions: usize,
+    pub images: usize,
+    pub tag_p5: Option<f64>,
+    pub tag_map: Option<f64>,
+    /// Against the baseline run (None for the baseline itself).
+    pub bleu4_vs_baseline: Option<Interval>,
+    pub cider_vs_baseline: Option<Interval>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    pub split: String,
+    pub decoding: String,
+    pub baseline: String,
+    pub resamples: usize,
+    pub rows: Vec<Row>,
+}
+
+/// The `(epochs, seconds)` of training recorded in a run's `metrics.jsonl`.
+fn training_time(dir: &Path) -> (usize, f64) {
+    let Ok(text) = std::fs::read_to_string(dir.join(crate::run::METRICS)) else {
+        return (0, 0.0);
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .fold((0, 0.0), |(n, s), v| {
+            (n + 1, s + v["seconds"].as_f64().unwrap_or(0.0))
+        })
+}
+
+/// Assemble the table from evaluated runs `(name, dir, architecture, report)`.
+pub fn build(
+    runs: &[(String, PathBuf, String, EvalReport)],
+    baseline: usize,
+    resamples: usize,
+    seed: u64,
+    split: &str,
+    decoding: &str,
+) -> Result<Comparison> {
+    let base = &runs[baseline].3;
+    let mut rows = vec![];
+    for (i, (name, dir, arch, r)) in runs.iter().enumerate() {
+        if r.per_image.ids != base.per_image.ids {
+            return Err(Error::invalid(format!(
+                "run {name} was scored on other images than the baseline (unreadable images differ)"
+            )));
+        }
+        let (epochs, train_seconds) = training_time(dir);
+        let tags = r.hashtags.as_ref().and_then(|t| t.rows.first());
+        let vs = i != baseline;
+        rows.push(Row {
+            name: name.clone(),
+            dir: dir.display().to_string(),
+            architecture: arch.clone(),
+            parameters: r.parameters,
+            epochs,
+            train_seconds,
+            decode_ms_per_image: 1000.0 * r.caption_seconds / r.images.max(1) as f64,
+            bleu: r.bleu.bleu,
+            cider: r.cider,
+            rouge_l: r.rouge_l,
+            distinct_captions: r.distinct_captions,
+            images: r.images,
+            tag_p5: tags.map(|t| t.1.precision),
+            tag_map: tags.map(|t| t.1.map),
+            bleu4_vs_baseline: vs.then(|| {
+                bootstrap::bleu4(&r.per_image.bleu, &base.per_image.bleu, resamples, seed)
+            }),
+            cider_vs_baseline: vs.then(|| {
+                bootstrap::mean(&r.per_image.cider, &base.per_image.cider, resamples, seed)
+            }),
+        });
+    }
+    Ok(Comparison {
+        split: split.to_string(),
+        decoding: decoding.to_string(),
+        baseline: runs[baseline].0.clone(),
+        resamples,
+        rows,
+    })
+}
+
+fn interval(i: &Option<Interval>) -> String {
+    match i {
+        Some(i) => format!(
+            "{:+.2} [{:+.2}, {:+.2}]",
+            100.0 * i.diff,
+            100.0 * i.lo,
+            100.0 * i.hi
+        ),
+        None => "baseline".into(),
+    }
+}
+
+impl Comparison {
+    /// Markdown table, scores ×100, the best value of each score column in bold.
+    pub fn markdown(&self) -> String {
+        let cols: Vec<(&str, Box<dyn Fn(&Row) -> Option<f64>>)> = vec![
+            ("BLEU-1", Box::new(|r: &Row| Some(r.bleu[0]))),
+            ("BLEU-2", Box::new(|r: &Row| Some(r.bleu[1]))),
+            ("BLEU-3", Box::new(|r: &Row| Some(r.bleu[2]))),
+            ("BLEU-4", Box::new(|r: &Row| Some(r.bleu[3]))),
+            ("CIDEr-D", Box::new(|r: &Row| Some(r.cider))),
+            ("ROUGE-L", Box::new(|r: &Row| Some(r.rouge_l))),
+            ("tags P@5", Box::new(|r: &Row| r.tag_p5)),
+            ("tags mAP", Box::new(|r: &Row| r.tag_map)),
+        ];
+        let mut s = format!(
+            "{} split, {} decoding, scores ×100; intervals: paired bootstrap 95% ({} resamples) of the difference to `{}`.\n\n",
+            self.split, self.decoding, self.resamples, self.baseline
+        );
+        s += "| run | architecture | parameters | epochs | training | ms/image |";
+        for (c, _) in &cols {
+            s += &format!(" {c} |");
+        }
+        s += " distinct | ΔBLEU-4 | ΔCIDEr-D |\n|---|---|---:|---:|---:|---:|";
+        s += &"---:|".repeat(cols.len());
+        s += "---:|---|---|\n";
+        for r in &self.rows {
+            s += &format!(
+                "| {} | {} | {:.2}M | {} | {:.0} s | {:.2} |",
+                r.name,
+                r.architecture,
+                r.parameters as f64 / 1e6,
+                r.epochs,
+                r.train_seconds,
+                r.decode_ms_per_image
+            );
+            for (_, f) in &cols {
+                let best = self
+                    .rows
+                    .iter()
+                    .filter_map(|x| f(x))
+                    .fold(f64::MIN, f64::max);
+                s += &match f(r) {
+                    Some(v) if v == best && self.rows.len() > 1 => {
+                        format!(" **{:.2}** |", 100.0 * v)
+                    }
+                    Some(v) => format!(" {:.2} |", 100.0 * v),
+                    None => " – |".into(),
+                };
+            }
+            s += &format!(
+                " {}/{} | {} | {} |\n",
+                r.distinct_captions,
+                r.images,
+                interval(&r.bleu4_vs_baseline),
+                interval(&r.cider_vs_baseline)
+            );
+        }
+        s
+    }
+
+    pub fn csv(&self) -> String {
+        let mut s = String::from(
+            "run,architecture,parameters,epochs,train_seconds,decode_ms_per_image,bleu1,bleu2,bleu3,bleu4,cider,rouge_l,tag_p5,tag_map,distinct_captions,images,bleu4_diff,bleu4_lo,bleu4_hi,cider_diff,cider_lo,cider_hi\n",
+        );
+        let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
+        for r in &self.rows {
+            let iv = |i: &Option<Interval>| match i {
+                Some(i) => format!("{},{},{}", i.diff, i.lo, i.hi),
+                None => ",,".into(),
+            };
+            s += &format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                r.name,
+                r.architecture,
+                r.parameters,
+                r.epochs,
+                r.train_seconds,
+                r.decode_ms_per_image,
+                r.bleu[0],
+                r.bleu[1],
+                r.bleu[2],
+                r.bleu[3],
+                r.cider,
+                r.rouge_l,
+                opt(r.tag_p5),
+                opt(r.tag_map),
+                r.distinct_captions,
+                r.images,
+                iv(&r.bleu4_vs_baseline),
+                iv(&r.cider_vs_baseline)
+            );
+        }
+        s
+    }
+
+    /// `compare.{md,json,csv}`, `curves.{svg,png}`, `metrics.{svg,png}` in `out`.
+    pub fn write(&self, out: &Path) -> Result<()> {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let w = |name: &str, text: &str| {
+            crate::fsio::write_atomic(&out.join(name), text.as_bytes(), true)
+        };
+        w("compare.md", &self.markdown())?;
+        let json = serde_json::to_string_pretty(self).map_err(|e| Error::invalid(e.to_string()))?;
+        w("compare.json", &json)?;
+        w("compare.csv", &self.csv())?;
+        let curves: Vec<plot::Curves> = self
+            .rows
+            .iter()
+            .map(|r| plot::read_curves(&r.name, &Path::new(&r.dir).join(crate::run::METRICS)))
+            .collect::<Result<_>>()?;
+        plot::curves_chart(&curves).save(&out.join("curves"))?;
+        let names: Vec<String> = self.rows.iter().map(|r| r.name.clone()).collect();
+        let whisker =
+            |v: f64, i: &Option<Interval>| i.map(|i| (v + i.lo - i.diff, v + i.hi - i.diff));
+        let bars = vec![
+            self.rows
+                .iter()
+                .map(|r| {
+                    (
+                        100.0 * r.bleu[3],
+                        whisker(100.0 * r.bleu[3], &r.bleu4_vs_baseline.map(scale)),
+                    )
+                })
+                .collect(),
+            self.rows
+                .iter()
+                .map(|r| {
+                    (
+                        100.0 * r.cider,
+                        whisker(100.0 * r.cider, &r.cider_vs_baseline.map(scale)),
+                    )
+                })
+                .collect(),
+        ];
+        plot::bar_chart(&["BLEU-4", "CIDEr-D"], &names, &bars).save(&out.join("metrics"))
+    }
+}
+
+fn scale(i: Interval) -> Interval {
+    Interval {
+        diff: 100.0 * i.diff,
+        lo: 100.0 * i.lo,
+        hi: 100.0 * i.hi,
+    }
+}
