@@ -108,8 +108,10 @@ fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>(),
     );
 
-    let cfg = ModelConfig::preset(cache.encoder, true, preset, vocab.len() as i64);
-    if cache.encoder == EncoderKind::SmallCnn {
+    let encoder = EncoderKind::from_name(&cache.encoder)
+        .with_context(|| format!("unknown encoder {:?} in the cache", cache.encoder))?;
+    let cfg = ModelConfig::preset(encoder, true, preset, vocab.len() as i64);
+    if encoder == EncoderKind::SmallCnn {
         anyhow::bail!("the benchmark needs a frozen encoder's feature cache");
     }
     anyhow::ensure!(

@@ -11,7 +11,7 @@ use crate::cli::{Cli, Command, CompareArgs, PlotArgs};
 use crate::eval::runner::EvalSpec;
 use crate::experiments::compare::{self, Spec};
 use crate::experiments::plot;
-use crate::infer::decoding::Decoding;
+use crate::model::decoding::Decoding;
 use crate::run::{self, TrainState};
 
 /// Whether `dir` holds a run that trained all the epochs it was asked for (or stopped early).

@@ -12,7 +12,7 @@ use crate::data::Split;
 use crate::eval::baselines;
 use crate::eval::bleu::BleuMode;
 use crate::eval::runner::EvalSpec;
-use crate::infer::decoding::Decoding;
+use crate::model::decoding::Decoding;
 use crate::text::tokenize;
 
 pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {

@@ -7,8 +7,8 @@ use crate::config::{DecoderConfig, ModelConfig, Schedule, TagsConfig, TrainConfi
 use crate::data::features;
 use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
-use crate::infer::decoding::Decoding;
 use crate::infer::tags::TagScore;
+use crate::model::decoding::Decoding;
 use crate::model::encoder::{self, Encoder, ExtractSpec};
 use crate::model::text_tagger::TextTagger;
 use crate::run;
@@ -39,7 +39,8 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     };
     let mut ex = encoder::extract(&enc, &spec, &list, &bar)?;
     bar.finish_and_clear();
-    ex.cache.fingerprint = features::fingerprint(a.encoder, &weights_fp, &preprocess, &ids);
+    ex.cache.fingerprint =
+        features::fingerprint(a.encoder.as_str(), &weights_fp, &preprocess, &ids);
     for (id, why) in &ex.failed {
         if ctx.verbose {
             eprintln!("  skipped {id}: {why}");

@@ -29,6 +29,17 @@ pub enum EncoderKind {
 }
 
 impl EncoderKind {
+    /// The encoder named `name` (as [`EncoderKind::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            EncoderKind::SmallCnn,
+            EncoderKind::Squeezenet1_1,
+            EncoderKind::Vgg19,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EncoderKind::SmallCnn => "small-cnn",

@@ -10,7 +10,6 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use tch::{Kind, Tensor};
 
-use crate::config::EncoderKind;
 use crate::data::image::Preprocess;
 use crate::fsio::Fingerprint;
 use crate::{Error, Result};
@@ -18,7 +17,8 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct FeatureCache {
     pub fingerprint: String,
-    pub encoder: EncoderKind,
+    /// The encoder's name (`squeezenet1_1`, `vgg19`, ...), as `EncoderKind::as_str` writes it.
+    pub encoder: String,
     /// Image ids, row order of `pooled`.
     pub ids: Vec<String>,
     /// `(N, D)` float32 on the CPU.
@@ -28,15 +28,9 @@ pub struct FeatureCache {
 }
 
 /// What a cache must have been computed from.
-pub fn fingerprint(
-    encoder: EncoderKind,
-    weights_fp: &str,
-    pre: &Preprocess,
-    ids: &[String],
-) -> String {
+pub fn fingerprint(encoder: &str, weights_fp: &str, pre: &Preprocess, ids: &[String]) -> String {
     let mut f = Fingerprint::default();
-    f.update(encoder.as_str().as_bytes())
-        .update(weights_fp.as_bytes());
+    f.update(encoder.as_bytes()).update(weights_fp.as_bytes());
     f.update(serde_json::to_string(pre).unwrap_or_default().as_bytes());
     let mut sorted: Vec<&String> = ids.iter().collect();
     sorted.sort();
@@ -76,7 +70,7 @@ impl FeatureCache {
         let meta: HashMap<String, String> = [
             ("format".to_string(), "captag-features-1".to_string()),
             ("fingerprint".to_string(), self.fingerprint.clone()),
-            ("encoder".to_string(), self.encoder.as_str().to_string()),
+            ("encoder".to_string(), self.encoder.clone()),
             ("ids".to_string(), ids),
             ("grid".to_string(), self.grid.is_some().to_string()),
         ]
@@ -106,9 +100,7 @@ impl FeatureCache {
         };
         let ids: Vec<String> =
             serde_json::from_str(&get("ids")?).map_err(|e| bad(&e.to_string()))?;
-        let encoder: EncoderKind =
-            serde_json::from_value(serde_json::Value::String(get("encoder")?))
-                .map_err(|e| bad(&e.to_string()))?;
+        let encoder = get("encoder")?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(&e.to_string()))?;
         let tensor = |name: &str| -> Result<Tensor> {
             let v = st.tensor(name).map_err(|e| bad(&e.to_string()))?;

@@ -201,6 +201,15 @@ pub struct Dataset {
     pub images_missing: usize,
 }
 
+impl crate::text::taglist::Tagged for Sample {
+    fn captions(&self) -> &[String] {
+        &self.captions
+    }
+    fn hashtags(&self) -> &[String] {
+        &self.hashtags
+    }
+}
+
 impl Dataset {
     /// Every found image, as `(id, path)`, sorted by id (the row order of feature caches).
     pub fn image_list(&self) -> Vec<(String, PathBuf)> {

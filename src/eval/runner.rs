@@ -8,8 +8,8 @@ use super::bleu::{corpus_bleu, BleuMode, BleuScores};
 use super::tag_metrics::{self, TagScores};
 use crate::data::features::FeatureCache;
 use crate::data::{LoadOptions, Split};
-use crate::infer::decoding::Decoding;
 use crate::infer::Loaded;
+use crate::model::decoding::Decoding;
 use crate::text::taglist::{content_words, TagList};
 use crate::text::tokenize;
 use crate::{Error, Result};
@@ -123,7 +123,7 @@ pub fn evaluate(
             let ids: Vec<String> = ds.image_list().into_iter().map(|(id, _)| id).collect();
             let m = &loaded.run.model;
             let want = crate::data::features::fingerprint(
-                m.encoder,
+                m.encoder.as_str(),
                 loaded
                     .run
                     .encoder_fingerprint

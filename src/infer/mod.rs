@@ -2,7 +2,6 @@
 //! captions image files (decoded on worker threads, batched through the encoder and the
 //! decoder) or images of a feature cache.
 pub mod attention_map;
-pub mod decoding;
 pub mod tags;
 
 use std::path::{Path, PathBuf};
@@ -12,12 +11,12 @@ use tch::{Device, Tensor};
 use crate::data::features::FeatureCache;
 use crate::data::loader::{BatchLoader, THREADS_BESIDE_MODEL};
 use crate::model::captioner::Captioner;
+use crate::model::decoding::{Decoding, Specials};
 use crate::model::ImageFeatures;
 use crate::run::RunConfig;
 use crate::text::taglist::TagList;
 use crate::text::vocab::{Vocab, END, START};
 use crate::Result;
-use decoding::{Decoding, Specials};
 
 /// A checkpoint ready to caption.
 #[derive(Debug)]

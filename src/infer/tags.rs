@@ -3,9 +3,9 @@
 use serde::Serialize;
 use tch::{Device, Kind};
 
-use super::decoding::Decoding;
 use super::SPECIALS;
 use crate::model::captioner::Captioner;
+use crate::model::decoding::Decoding;
 use crate::model::tagger::{Tagger, MAX_TAGS, TAG_OFFSET};
 use crate::model::ImageFeatures;
 use crate::text::taglist::TagList;

@@ -2,7 +2,7 @@
 //! of docs/ARCHITECTURE.md "Variable stores" — trainable weights in `vs` (`decoder.*`, `tags.*`,
 //! and `encoder.*` when the encoder is trained end to end), a pretrained encoder frozen in its own
 //! store under torchvision's names. It owns the training loss and batched generation over
-//! [`crate::infer::decoding`], so the training loop, the evaluation runner and inference never
+//! [`super::decoding`], so the training loop, the evaluation runner and inference never
 //! name a decoder architecture.
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -12,7 +12,7 @@ use super::rnn::RnnState;
 use super::tagger::Tagger;
 use super::Encoder;
 use crate::config::ModelConfig;
-use crate::infer::decoding::{decode, Decoding, Hypothesis, Specials};
+use crate::model::decoding::{decode, Decoding, Hypothesis, Specials};
 use crate::text::vocab::PAD;
 use crate::{Error, Result};
 
@@ -224,7 +224,7 @@ impl Captioner {
 mod tests {
     use super::*;
     use crate::config::{DecoderPreset, EncoderKind};
-    use crate::run::{load_vars, save_vars};
+    use crate::model::weights::{load_vars, save_vars};
 
     #[test]
     fn save_then_load_gives_identical_captions() {

@@ -110,12 +110,16 @@ pub fn extract(
             "no image could be decoded: nothing to extract features from",
         ));
     }
-    let fingerprint =
-        crate::data::features::fingerprint(spec.kind, spec.weights_fp, &spec.preprocess, &ids);
+    let fingerprint = crate::data::features::fingerprint(
+        spec.kind.as_str(),
+        spec.weights_fp,
+        &spec.preprocess,
+        &ids,
+    );
     let all = ImageFeatures::cat(&parts);
     let cache = FeatureCache {
         fingerprint,
-        encoder: spec.kind,
+        encoder: spec.kind.as_str().to_string(),
         ids,
         pooled: all.pooled,
         grid: all.grid,

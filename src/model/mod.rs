@@ -6,6 +6,7 @@
 pub mod captioner;
 pub mod cnn;
 pub mod decoder;
+pub mod decoding;
 pub mod encoder;
 pub mod features;
 pub mod rnn;

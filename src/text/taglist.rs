@@ -19,7 +19,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::tokenize;
-use crate::data::Sample;
 use crate::error::{Error, Result};
 
 /// How an image's true tags are obtained.
@@ -32,10 +31,26 @@ pub enum TagRule {
     Captions { min_agree: usize },
 }
 
+/// What the tag rules read of a sample: its captions and its own hashtags (Instagram). The
+/// dataset's `Sample` implements it; text code never needs the rest of a sample.
+pub trait Tagged {
+    fn captions(&self) -> &[String];
+    fn hashtags(&self) -> &[String];
+}
+
+impl<T: Tagged + ?Sized> Tagged for &T {
+    fn captions(&self) -> &[String] {
+        (**self).captions()
+    }
+    fn hashtags(&self) -> &[String] {
+        (**self).hashtags()
+    }
+}
+
 impl TagRule {
     /// Instagram-style samples (they carry hashtags) use their tags, others derive them.
-    pub fn for_samples(samples: &[&Sample], min_agree: usize) -> Self {
-        if samples.iter().any(|s| !s.hashtags.is_empty()) {
+    pub fn for_samples<S: Tagged>(samples: &[&S], min_agree: usize) -> Self {
+        if samples.iter().any(|s| !s.hashtags().is_empty()) {
             TagRule::Instagram
         } else {
             TagRule::Captions {
@@ -45,10 +60,10 @@ impl TagRule {
     }
 
     /// The true tags of one sample, strongest first (caption rule: most captions agreeing).
-    pub fn truth(&self, s: &Sample) -> Vec<String> {
+    pub fn truth<S: Tagged + ?Sized>(&self, s: &S) -> Vec<String> {
         match *self {
-            TagRule::Instagram => s.hashtags.clone(),
-            TagRule::Captions { min_agree } => derive_tags(&s.captions, min_agree),
+            TagRule::Instagram => s.hashtags().to_vec(),
+            TagRule::Captions { min_agree } => derive_tags(s.captions(), min_agree),
         }
     }
 }
@@ -357,7 +372,7 @@ pub struct TagList {
 impl TagList {
     /// Build from the training samples' truth sets: tags on ≥ `min_count` images, by descending
     /// count then alphabetically (the same data always gives the same ids).
-    pub fn build(rule: TagRule, train: &[&Sample], min_count: usize) -> Self {
+    pub fn build<S: Tagged>(rule: TagRule, train: &[&S], min_count: usize) -> Self {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for s in train {
             for t in rule.truth(s) {
@@ -500,13 +515,24 @@ mod tests {
         assert_eq!(derive_tags(&c, 1).len(), 10);
     }
 
-    fn sample(id: &str, captions: &[&str], tags: &[&str]) -> Sample {
-        Sample {
-            id: id.into(),
-            path: id.into(),
+    struct Post {
+        captions: Vec<String>,
+        hashtags: Vec<String>,
+    }
+
+    impl Tagged for Post {
+        fn captions(&self) -> &[String] {
+            &self.captions
+        }
+        fn hashtags(&self) -> &[String] {
+            &self.hashtags
+        }
+    }
+
+    fn sample(_id: &str, captions: &[&str], tags: &[&str]) -> Post {
+        Post {
             captions: caps(captions),
             hashtags: caps(tags),
-            split: crate::data::Split::Train,
         }
     }
 

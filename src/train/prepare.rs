@@ -14,8 +14,8 @@ use crate::data::loader::BatchLoader;
 use crate::data::{Dataset, Sample, Split};
 use crate::eval::tag_metrics::{self, TagScores};
 use crate::fsio::Fingerprint;
-use crate::infer::decoding::{Decoding, Specials};
 use crate::model::captioner::Captioner;
+use crate::model::decoding::{Decoding, Specials};
 use crate::model::encoder::{self, Encoder, ExtractSpec};
 use crate::model::ImageFeatures;
 use crate::run::{self, RunConfig};
@@ -266,7 +266,12 @@ fn cached_images(
     let weights_fp = run.encoder_fingerprint.clone().unwrap_or_default();
     let list = ds.image_list();
     let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
-    let want = features::fingerprint(run.model.encoder, &weights_fp, &run.model.preprocess, &ids);
+    let want = features::fingerprint(
+        run.model.encoder.as_str(),
+        &weights_fp,
+        &run.model.preprocess,
+        &ids,
+    );
     let path = job
         .features
         .clone()

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Each architecture is one file; this file holds the only `match` over them. Decoding
-//! strategies (`infer::decoding`) drive `start`/`step` and never see which decoder runs.
+//! strategies (`model::decoding`) drive `start`/`step` and never see which decoder runs.
 pub mod attention;
 pub mod layers;
 pub mod show_tell;
