@@ -120,6 +120,10 @@ fn parse_one(file: &Path, g: &mut Grouper, skipped: &mut SkipReport) -> Result<(
         } else {
             format!("{image}.jpg")
         };
+        if super::resolve_inside(&dir, &rel).is_none() {
+            skipped.push(SkipReason::OutsideDataset, format!("{at}: {rel}"));
+            continue;
+        }
         let mut id = rel.clone();
         if g.contains(&id) && !ids_here.contains(&id) {
             id = format!("{stem}/{rel}");
@@ -247,6 +251,27 @@ mod tests {
         let strict = load(d.path(), &LoadOptions::default()).unwrap();
         assert_eq!(strict.samples.len(), 5);
         assert_eq!(count(&strict, SkipReason::MissingImage), 1);
+    }
+
+    #[test]
+    fn image_references_outside_the_dataset_are_skipped_and_counted() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.jpg");
+        touch(&secret);
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("instagram_data");
+        fs::create_dir_all(dir.join("img")).unwrap();
+        touch(&dir.join("img/ok.jpg"));
+        std::os::unix::fs::symlink(&secret, dir.join("img/link.jpg")).unwrap();
+        let csv = format!(
+            "Sr No,Image File,Caption\n1,../../../../tmp/x,a\n2,{},b\n3,img/ok,c\n4,img/link,d\n5,img/../../x,e\n",
+            secret.with_extension("").display()
+        );
+        fs::write(dir.join("captions_csv.csv"), csv).unwrap();
+        let ds = load(d.path(), &LoadOptions::default()).unwrap();
+        let ids: Vec<&str> = ds.samples.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["img/ok.jpg"]);
+        assert_eq!(count(&ds, SkipReason::OutsideDataset), 4);
     }
 
     #[test]

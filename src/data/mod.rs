@@ -58,6 +58,9 @@ pub enum SkipReason {
     OrphanKey,
     /// Flickr8k: the image is in the captions file but in none of the split lists.
     NotInSplit,
+    /// The image reference leaves the dataset folder (`..`, an absolute path, or a symlink
+    /// that resolves elsewhere).
+    OutsideDataset,
 }
 
 impl SkipReason {
@@ -69,6 +72,7 @@ impl SkipReason {
             SkipReason::EmptyCaption => "empty caption",
             SkipReason::OrphanKey => "orphan key",
             SkipReason::NotInSplit => "not in any split list",
+            SkipReason::OutsideDataset => "image outside the dataset folder",
         }
     }
 }
@@ -199,6 +203,26 @@ pub struct Dataset {
     pub images_listed: usize,
     /// How many of those have no image file (counted whether or not `keep_missing` kept them).
     pub images_missing: usize,
+}
+
+/// `root/rel` when `rel` (an image reference from a CSV cell or JSON field) stays inside `root`:
+/// a relative path of plain components (no `..`, no root, no drive), and, when the file exists,
+/// one whose symlinks resolve inside `root` too. `None` otherwise. The one place captag turns a
+/// path found in data into a file to open (docs/ARCHITECTURE.md, "Data formats").
+pub fn resolve_inside(root: &Path, rel: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let p = Path::new(rel);
+    if rel.is_empty()
+        || rel.contains('\\')
+        || !p.components().all(|c| matches!(c, Component::Normal(_)))
+    {
+        return None;
+    }
+    let full = root.join(p);
+    match (full.canonicalize(), root.canonicalize()) {
+        (Ok(f), Ok(r)) if !f.starts_with(&r) => None,
+        _ => Some(full),
+    }
 }
 
 impl crate::text::taglist::Tagged for Sample {
