@@ -71,8 +71,9 @@ pub fn load_chw_into(path: &Path, p: &Preprocess, out: &mut [f32]) -> Result<()>
 }
 
 /// Reads and decodes a JPEG or PNG (format sniffed from the bytes, not the extension); grayscale,
-/// alpha, palette and CMYK images come back as 8-bit RGB. EXIF orientation is ignored, as PIL
-/// and torchvision ignore it.
+/// alpha, palette and CMYK images come back as 8-bit RGB. The EXIF orientation is applied, so a
+/// phone photo taken sideways is captioned upright (PIL leaves that to `ImageOps.exif_transpose`;
+/// Flickr8k's images carry no orientation tag, so features there are unchanged).
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |reason: String| Error::Image {
@@ -93,7 +94,11 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
         Some(image::ImageFormat::Png) => {}
         _ => return Err(bad("not a JPEG or PNG file".into())),
     }
-    let img = reader.decode().map_err(|e| bad(e.to_string()))?;
+    let mut decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
+    let orientation = image::ImageDecoder::orientation(&mut decoder)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
+    img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
         return Err(bad("image has no pixels".into()));
     }
@@ -366,6 +371,37 @@ mod tests {
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut f, 90)
             .encode_image(img)
             .unwrap();
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        use image::ImageEncoder;
+        // 4×2: left half red, right half blue; EXIF orientation 6 = rotate 90° clockwise.
+        let img = RgbImage::from_fn(4, 2, |x, _| {
+            if x < 2 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
+        let mut bytes = vec![];
+        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 100);
+        let tiff: Vec<u8> = vec![
+            b'I', b'I', 42, 0, 8, 0, 0, 0, // little-endian TIFF, first IFD at 8
+            1, 0, // one entry
+            0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, // Orientation (SHORT) = 6
+            0, 0, 0, 0, // no next IFD
+        ];
+        enc.set_exif_metadata(tiff).unwrap();
+        enc.write_image(img.as_raw(), 4, 2, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("phone.jpg");
+        std::fs::write(&p, &bytes).unwrap();
+        let got = decode_rgb(&p).unwrap();
+        assert_eq!(got.dimensions(), (2, 4));
+        // Rotated clockwise: the left (red) half is now on top.
+        assert!(got.get_pixel(0, 0).0[0] > 200 && got.get_pixel(0, 3).0[2] > 200);
     }
 
     #[test]
