@@ -304,7 +304,7 @@ pub fn bar_chart(
         for (r, (v, whisker)) in bars[m].iter().enumerate() {
             let x = px + bw * (0.5 + 1.5 * r as f64);
             cv.rect(x, sy(*v), bw, py + ph - sy(*v), PALETTE[r % PALETTE.len()]);
-            cv.text(x, sy(*v) - 12.0, &fmt_tick(*v), 1);
+            cv.text(x, sy(*v) - 12.0, &format!("{v:.2}"), 1);
             if let Some((lo, hi)) = whisker {
                 let c = x + bw / 2.0;
                 cv.line(c, sy(*lo), c, sy(*hi), BLACK);
