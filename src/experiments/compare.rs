@@ -196,7 +196,8 @@ fn interval(i: &Option<Interval>) -> String {
 impl Comparison {
     /// Markdown table, scores ×100, the best value of each score column in bold.
     pub fn markdown(&self) -> String {
-        let cols: Vec<(&str, Box<dyn Fn(&Row) -> Option<f64>>)> = vec![
+        type Column = (&'static str, Box<dyn Fn(&Row) -> Option<f64>>);
+        let cols: Vec<Column> = vec![
             ("BLEU-1", Box::new(|r: &Row| Some(r.bleu[0]))),
             ("BLEU-2", Box::new(|r: &Row| Some(r.bleu[1]))),
             ("BLEU-3", Box::new(|r: &Row| Some(r.bleu[2]))),
@@ -228,11 +229,7 @@ impl Comparison {
                 r.decode_ms_per_image
             );
             for (_, f) in &cols {
-                let best = self
-                    .rows
-                    .iter()
-                    .filter_map(|x| f(x))
-                    .fold(f64::MIN, f64::max);
+                let best = self.rows.iter().filter_map(f).fold(f64::MIN, f64::max);
                 s += &match f(r) {
                     Some(v) if v == best && self.rows.len() > 1 => {
                         format!(" **{:.2}** |", 100.0 * v)

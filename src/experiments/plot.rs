@@ -277,12 +277,11 @@ pub fn curves_chart(runs: &[Curves]) -> Canvas {
     cv
 }
 
-/// One bar group per metric; `bars[m][r]` = (value, optional whisker (lo, hi)).
-pub fn bar_chart(
-    metrics: &[&str],
-    runs: &[String],
-    bars: &[Vec<(f64, Option<(f64, f64)>)>],
-) -> Canvas {
+/// A bar's value and its optional whisker `(lo, hi)`.
+pub type Bar = (f64, Option<(f64, f64)>);
+
+/// One bar group per metric; `bars[m][r]` = run `r`'s bar for metric `m`.
+pub fn bar_chart(metrics: &[&str], runs: &[String], bars: &[Vec<Bar>]) -> Canvas {
     let legend_h = 16.0 * runs.len() as f64 + 10.0;
     let mut cv = Canvas::new(420 * metrics.len() as u32 + 40, (330.0 + legend_h) as u32);
     for (m, name) in metrics.iter().enumerate() {
