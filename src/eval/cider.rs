@@ -32,6 +32,7 @@
 //! (`assert len(ref) > 0`), and an empty corpus (numpy's mean of nothing is NaN). If *every*
 //! reference in the corpus is empty, pycocoevalcap raises `ValueError` (`max()` of an empty df
 //! table); here every score is 0, the limit its formulas give. An empty hypothesis scores 0.
+use super::numpy::numpy_mean;
 use std::collections::{HashMap, HashSet};
 
 /// n-gram orders 1..=N.
@@ -217,41 +218,6 @@ impl TfIdf {
             length,
         }
     }
-}
-
-/// `np.mean` of a float64 array: numpy's pairwise summation (8 accumulators, blocks of 128),
-/// then one division.
-fn numpy_mean(a: &[f64]) -> f64 {
-    fn pairwise(a: &[f64]) -> f64 {
-        let n = a.len();
-        if n < 8 {
-            let mut res = 0.0;
-            for &x in a {
-                res += x;
-            }
-            res
-        } else if n <= 128 {
-            let mut r = [0.0f64; 8];
-            r.copy_from_slice(&a[..8]);
-            let mut i = 8;
-            while i < n - n % 8 {
-                for (j, rj) in r.iter_mut().enumerate() {
-                    *rj += a[i + j];
-                }
-                i += 8;
-            }
-            let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-            for &x in &a[i..] {
-                res += x;
-            }
-            res
-        } else {
-            let mut n2 = n / 2;
-            n2 -= n2 % 8;
-            pairwise(&a[..n2]) + pairwise(&a[n2..])
-        }
-    }
-    pairwise(a) / a.len() as f64
 }
 
 #[cfg(test)]

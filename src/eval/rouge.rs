@@ -22,6 +22,7 @@
 //! (`calc_score`'s `assert len(refs) > 0`, which fires before `compute_score`'s own sanity
 //! checks), and an empty corpus (numpy's mean of nothing is NaN). No input divides by zero:
 //! every split sentence has at least one token.
+use super::numpy::numpy_mean;
 
 /// β of the F-measure (`Rouge().beta`), weighting recall over precision.
 const BETA: f64 = 1.2;
@@ -112,41 +113,6 @@ impl Lcs {
         }
         row[short.len()]
     }
-}
-
-/// `np.mean` of a float64 array: numpy's pairwise summation (8 accumulators, blocks of 128),
-/// then one division.
-fn numpy_mean(a: &[f64]) -> f64 {
-    fn pairwise(a: &[f64]) -> f64 {
-        let n = a.len();
-        if n < 8 {
-            let mut res = 0.0;
-            for &x in a {
-                res += x;
-            }
-            res
-        } else if n <= 128 {
-            let mut r = [0.0f64; 8];
-            r.copy_from_slice(&a[..8]);
-            let mut i = 8;
-            while i < n - n % 8 {
-                for (j, rj) in r.iter_mut().enumerate() {
-                    *rj += a[i + j];
-                }
-                i += 8;
-            }
-            let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-            for &x in &a[i..] {
-                res += x;
-            }
-            res
-        } else {
-            let mut n2 = n / 2;
-            n2 -= n2 % 8;
-            pairwise(&a[..n2]) + pairwise(&a[n2..])
-        }
-    }
-    pairwise(a) / a.len() as f64
 }
 
 #[cfg(test)]
