@@ -242,8 +242,15 @@ pub fn read(dir: &Path) -> Result<Contents> {
 }
 
 /// `--resume`: reopen `dir`, refusing another architecture (`asked`, sizes known only once
-/// the vocabulary exists are ignored) or other data; records the new epoch total.
-pub fn reopen(dir: &Path, asked: &ModelConfig, data_fp: &str, epochs: usize) -> Result<Contents> {
+/// the vocabulary exists are ignored), other training flags than the run's (only `--epochs` may
+/// change: a resumed run must continue the same run, so a changed `--lr` or `--batch-size` is
+/// refused rather than silently ignored), or other data; records the new epoch total.
+pub fn reopen(
+    dir: &Path,
+    asked: &ModelConfig,
+    asked_train: &TrainConfig,
+    data_fp: &str,
+) -> Result<Contents> {
     if !dir.join(CONFIG).is_file() {
         return Err(Error::invalid(format!(
             "--resume: {} holds no run (no config.json)",
@@ -262,15 +269,37 @@ pub fn reopen(dir: &Path, asked: &ModelConfig, data_fp: &str, epochs: usize) -> 
             dir.display()
         )));
     }
+    if let Some(diff) = train_mismatch(asked_train, &c.run.train) {
+        return Err(Error::invalid(format!(
+            "--resume: {diff} (only --epochs can change when resuming; train into a new --out to \
+             change it)"
+        )));
+    }
     if c.run.data_fingerprint != data_fp {
         return Err(Error::invalid(format!(
             "--resume: {} was trained on different data (captions or splits changed)",
             dir.display()
         )));
     }
-    c.run.train.epochs = epochs;
+    c.run.train.epochs = asked_train.epochs;
     write_json(&c.run, &dir.join(CONFIG))?;
     Ok(c)
+}
+
+/// The first training setting (other than the epoch total) where `asked` differs from the run.
+fn train_mismatch(asked: &TrainConfig, run: &TrainConfig) -> Option<String> {
+    let mut asked = asked.clone();
+    asked.epochs = run.epochs;
+    let a = serde_json::to_value(&asked).ok()?;
+    let b = serde_json::to_value(run).ok()?;
+    let (a, b) = (a.as_object()?, b.as_object()?);
+    a.iter().find(|(k, v)| b.get(*k) != Some(*v)).map(|(k, v)| {
+        format!(
+            "--{} {v} differs from the run's {}",
+            k.replace('_', "-"),
+            b.get(k).cloned().unwrap_or_default()
+        )
+    })
 }
 
 /// A run loaded for evaluation or inference.

@@ -156,7 +156,7 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         vocab,
         tags: tag_list,
     } = if job.resume {
-        run::reopen(&job.out, &job.model, &data_fp, job.train.epochs)?
+        run::reopen(&job.out, &job.model, &job.train, &data_fp)?
     } else {
         new_run(job, &data_fp, &train)?
     };

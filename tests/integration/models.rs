@@ -270,6 +270,25 @@ fn vocab_or_config_mismatch_is_refused() {
         "128",
     ]);
     assert!(e.contains("architecture"), "{e}");
+    // A resume that changes a training flag is refused, not ignored.
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        "--data".into(),
+        s(data).into(),
+        "--out".into(),
+        s(&run).into(),
+    ];
+    args.extend([
+        "--epochs".to_string(),
+        "4".to_string(),
+        "--resume".to_string(),
+    ]);
+    args.extend(tiny_flags("lstm", "0"));
+    let at = args.iter().position(|x| x == "--lr").unwrap();
+    args[at + 1] = "1e-4".into();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let e = bad_input(&a);
+    assert!(e.contains("--lr") && e.contains("differs"), "{e}");
     // A fresh run into an existing run directory.
     let e = bad_input(&[
         "train",
