@@ -226,6 +226,7 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
 pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
     let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
     loaded.tag_threshold = a.tags.tag_threshold;
+    loaded.with_attention = a.json || a.attention.is_some();
     let text_model = a
         .tags
         .text_tags

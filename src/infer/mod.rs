@@ -29,6 +29,9 @@ pub struct Loaded {
     pub tags: Option<TagList>,
     /// Head scores at or above this are emitted as tags (see [`tags::Ranked`]).
     pub tag_threshold: f64,
+    /// Also recover each word's attention weights (attention decoders): one more teacher-forced
+    /// pass per batch, so only `caption --json`/`--attention` ask for it.
+    pub with_attention: bool,
 }
 
 pub const SPECIALS: Specials = Specials {
@@ -47,6 +50,7 @@ pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded>
         model: o.model,
         tags: o.tags,
         tag_threshold: 0.5,
+        with_attention: false,
     })
 }
 
@@ -163,7 +167,12 @@ impl Loaded {
     /// Captions (hashtag rankings, attention weights) for the features of `N` images.
     fn captions(&self, feats: &ImageFeatures, decoding: &Decoding) -> Result<Vec<Caption>> {
         let hyps = self.model.generate(feats, decoding, SPECIALS, 64)?;
-        let mut attention = match self.model.attention(feats, &hyps, SPECIALS)? {
+        let weights = if self.with_attention {
+            self.model.attention(feats, &hyps, SPECIALS)?
+        } else {
+            None
+        };
+        let mut attention = match weights {
             Some(a) => a.into_iter().map(Some).collect(),
             None => vec![None; hyps.len()],
         }
