@@ -1,5 +1,6 @@
-//! The evaluation runner: caption every image of a split with a checkpoint, score BLEU-1..4
-//! against the split's references, and keep the predictions as a COCO results list.
+//! The evaluation runner: caption every image of a split with a checkpoint, score BLEU-1..4,
+//! CIDEr-D and ROUGE-L against the split's references (and, on synthetic data, the grounded
+//! truth of each caption), and keep the predictions as a COCO results list.
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -7,6 +8,7 @@ use serde::Serialize;
 use super::bleu::{corpus_bleu, BleuMode, BleuScores};
 use super::tag_metrics::{self, TagScores};
 use crate::data::features::FeatureCache;
+use crate::data::synth::truth::{judge, Grounded, Scenes};
 use crate::data::{LoadOptions, Split};
 use crate::infer::Loaded;
 use crate::model::decoding::Decoding;
@@ -18,6 +20,16 @@ use crate::{Error, Result};
 pub struct Prediction {
     pub image_id: String,
     pub caption: String,
+    /// Synthetic data: how many of the caption's claims hold, and which are false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truth: Option<Truth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Truth {
+    pub claims: usize,
+    pub held: usize,
+    pub false_claims: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +54,8 @@ pub struct EvalReport {
     pub parameters: usize,
     /// Hashtag metrics of the run's hashtag model next to the two baselines.
     pub hashtags: Option<TagEval>,
+    /// Share of true captions and claims, on a dataset written by `captag synth`.
+    pub grounded: Option<Grounded>,
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
     /// Per-image statistics in split order (for paired bootstrap intervals).
@@ -153,14 +167,30 @@ pub fn evaluate(
         None => loaded.caption_files(&paths, decoding)?,
     };
     let caption_seconds = t_caption.elapsed().as_secs_f64();
+    let scenes = Scenes::open(data)?;
+    let mut grounded = scenes.as_ref().map(|_| Grounded::default());
     let (mut hyps, mut refs, mut predictions, mut unreadable) = (vec![], vec![], vec![], 0);
     let (mut rankings, mut truths) = (vec![], vec![]);
     for (s, r) in samples.iter().zip(results) {
         match r.caption {
             Ok(c) => {
+                let mut truth = None;
+                if let (Some(g), Some(scene)) = (
+                    grounded.as_mut(),
+                    scenes.as_ref().and_then(|sc| sc.scene(&s.id)),
+                ) {
+                    let v = judge(&scene, &c.text());
+                    g.add(&v);
+                    truth = Some(Truth {
+                        claims: v.claims,
+                        held: v.held,
+                        false_claims: v.false_claims,
+                    });
+                }
                 predictions.push(Prediction {
                     image_id: s.id.clone(),
                     caption: c.text(),
+                    truth,
                 });
                 if let (Some(ranked), Some(list)) = (&c.tags, &loaded.tags) {
                     rankings.push(ranked.names());
@@ -242,6 +272,7 @@ pub fn evaluate(
             .map(|v| v.numel())
             .sum(),
         hashtags,
+        grounded: grounded.filter(|g| g.captions > 0),
         predictions,
         per_image,
     })

@@ -103,6 +103,9 @@ pub struct Row {
     pub images: usize,
     pub tag_p5: Option<f64>,
     pub tag_map: Option<f64>,
+    /// Shares of fully true captions and of true claims (synthetic data only).
+    pub true_captions: Option<f64>,
+    pub true_claims: Option<f64>,
     /// Against the baseline run (None for the baseline itself).
     pub bleu4_vs_baseline: Option<Interval>,
     pub cider_vs_baseline: Option<Interval>,
@@ -164,6 +167,8 @@ pub fn build(
             images: r.images,
             tag_p5: tags.map(|t| t.1.precision),
             tag_map: tags.map(|t| t.1.map),
+            true_captions: r.grounded.map(|g| g.caption_rate()),
+            true_claims: r.grounded.map(|g| g.claim_rate()),
             bleu4_vs_baseline: vs.then(|| {
                 bootstrap::bleu4(&r.per_image.bleu, &base.per_image.bleu, resamples, seed)
             }),
@@ -206,6 +211,8 @@ impl Comparison {
             ("ROUGE-L", Box::new(|r: &Row| Some(r.rouge_l))),
             ("tags P@5", Box::new(|r: &Row| r.tag_p5)),
             ("tags mAP", Box::new(|r: &Row| r.tag_map)),
+            ("true captions", Box::new(|r: &Row| r.true_captions)),
+            ("true claims", Box::new(|r: &Row| r.true_claims)),
         ];
         let mut s = format!(
             "{} split, {} decoding, scores ×100; intervals: paired bootstrap 95% ({} resamples) of the difference to `{}`.\n\n",
@@ -251,7 +258,7 @@ impl Comparison {
 
     pub fn csv(&self) -> String {
         let mut s = String::from(
-            "run,architecture,parameters,epochs,train_seconds,decode_ms_per_image,bleu1,bleu2,bleu3,bleu4,cider,rouge_l,tag_p5,tag_map,distinct_captions,images,bleu4_diff,bleu4_lo,bleu4_hi,cider_diff,cider_lo,cider_hi\n",
+            "run,architecture,parameters,epochs,train_seconds,decode_ms_per_image,bleu1,bleu2,bleu3,bleu4,cider,rouge_l,tag_p5,tag_map,true_captions,true_claims,distinct_captions,images,bleu4_diff,bleu4_lo,bleu4_hi,cider_diff,cider_lo,cider_hi\n",
         );
         let opt = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
         for r in &self.rows {
@@ -260,7 +267,7 @@ impl Comparison {
                 None => ",,".into(),
             };
             s += &format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 r.name,
                 r.architecture,
                 r.parameters,
@@ -275,6 +282,8 @@ impl Comparison {
                 r.rouge_l,
                 opt(r.tag_p5),
                 opt(r.tag_map),
+                opt(r.true_captions),
+                opt(r.true_claims),
                 r.distinct_captions,
                 r.images,
                 iv(&r.bleu4_vs_baseline),

@@ -8,6 +8,7 @@
 pub mod caption;
 pub mod draw;
 pub mod scene;
+pub mod truth;
 
 use std::fs;
 use std::path::{Path, PathBuf};
