@@ -335,7 +335,46 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 5)]
     pub tag_min_count: usize,
     #[command(flatten)]
+    pub distill: DistillArgs,
+    #[command(flatten)]
     pub dataset: DataArgs,
+}
+
+/// `train --teacher RUN`: knowledge distillation into the run being trained (the student).
+#[derive(Debug, Clone, Args)]
+pub struct DistillArgs {
+    /// Distil from this teacher run (any decoder; the same data, vocabulary and image features).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// word: soft teacher targets at every position; sequence: train on the teacher's beam
+    /// captions too; both.
+    #[arg(long, value_enum, default_value = "word", requires = "teacher")]
+    pub kd: crate::config::KdMethod,
+    /// Softmax temperature of the word-level loss.
+    #[arg(long, default_value_t = 2.0, requires = "teacher")]
+    pub temperature: f64,
+    /// Weight of the teacher term (1 − alpha goes to cross-entropy on the data).
+    #[arg(long, default_value_t = 0.5, requires = "teacher")]
+    pub alpha: f64,
+    /// Beam width of the teacher's captions (sequence level).
+    #[arg(long, default_value_t = 3, requires = "teacher")]
+    pub kd_beam: usize,
+    /// Sequence level: train on the teacher's captions only, without the references.
+    #[arg(long, requires = "teacher")]
+    pub kd_teacher_only: bool,
+}
+
+impl Default for DistillArgs {
+    fn default() -> Self {
+        DistillArgs {
+            teacher: None,
+            kd: crate::config::KdMethod::Word,
+            temperature: 2.0,
+            alpha: 0.5,
+            kd_beam: 3,
+            kd_teacher_only: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -71,6 +71,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         tag_hidden: 128,
         tag_min_agree: 2,
         tag_min_count: 5,
+        distill: Default::default(),
         dataset: DataArgs {
             format: None,
             ratios: [0.8, 0.1, 0.1],
@@ -128,6 +129,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
     let prior = baselines::prior_caption(&train_caps);
     let prior_bleu = baselines::constant_bleu(&prior, &refs, BleuMode::Coco)?;
     let ceiling = baselines::human_ceiling(&refs, BleuMode::Coco)?;
+    let name = decoder_name(a.decoder);
     println!("3. test split, {} images (coco BLEU ×100):", greedy.images);
     println!(
         "{}",
@@ -136,14 +138,20 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
                 format!("caption prior (\"{}\")", prior.join(" ")),
                 prior_bleu.bleu
             ),
-            ("small-cnn + LSTM, greedy".to_string(), greedy.bleu.bleu),
-            ("small-cnn + LSTM, beam 3".to_string(), beam.bleu.bleu),
+            (format!("small-cnn + {name}, greedy"), greedy.bleu.bleu),
+            (format!("small-cnn + {name}, beam 3"), beam.bleu.bleu),
             (
                 "human ceiling (5 refs, leave-one-out)".to_string(),
                 ceiling.bleu
             ),
         ])
     );
+    println!("   grounded truth (each claim of a caption checked against the scene it describes):");
+    for (how, r) in [("greedy", &greedy), ("beam 3", &beam)] {
+        if let Some(g) = &r.grounded {
+            println!("     {how}: {g}");
+        }
+    }
     if let Some(t) = &greedy.hashtags {
         println!("   hashtags from the image (tags derived from the reference captions):");
         println!("{}", super::tags::tag_table(t.k, &t.rows));
@@ -192,5 +200,9 @@ fn decoder_name(p: DecoderPreset) -> &'static str {
         DecoderPreset::Gru => "GRU",
         DecoderPreset::Attention => "soft attention",
         DecoderPreset::Transformer => "transformer",
+        DecoderPreset::LstmSmall => "small LSTM",
+        DecoderPreset::GruSmall => "small GRU",
+        DecoderPreset::AttentionSmall => "small soft attention",
+        DecoderPreset::TransformerSmall => "small transformer",
     }
 }

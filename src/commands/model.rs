@@ -3,7 +3,7 @@ use anyhow::bail;
 
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
-use crate::config::{DecoderConfig, ModelConfig, Schedule, TagsConfig, TrainConfig};
+use crate::config::{DecoderConfig, Distill, ModelConfig, Schedule, TagsConfig, TrainConfig};
 use crate::data::features;
 use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
@@ -113,6 +113,18 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         tag_min_agree: a.tag_min_agree,
         tag_min_count: a.tag_min_count,
         select: a.select,
+        distill: match &a.distill.teacher {
+            Some(dir) => Some(Distill {
+                teacher: dir.display().to_string(),
+                teacher_fingerprint: crate::train::distill::teacher_fingerprint(dir)?,
+                method: a.distill.kd,
+                temperature: a.distill.temperature,
+                alpha: a.distill.alpha,
+                beam: a.distill.kd_beam,
+                teacher_only: a.distill.kd_teacher_only,
+            }),
+            None => None,
+        },
     };
     train.validate()?;
     if let Some(w) = &a.encoder_weights {
@@ -213,6 +225,9 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
                 r.images,
                 r.parameters as f64 / 1e6
             );
+        }
+        if let Some(g) = &r.grounded {
+            println!("grounded truth: {g}");
         }
         if let Some(t) = &r.hashtags {
             println!("hashtags ({} images with true tags):", t.rows[0].1.images);

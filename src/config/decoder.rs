@@ -35,6 +35,13 @@ pub enum DecoderPreset {
     Attention,
     /// Pre-LayerNorm transformer decoder with cross-attention over the grid.
     Transformer,
+    /// Student sizes (distillation): embed 128, hidden 256 whatever the encoder.
+    LstmSmall,
+    GruSmall,
+    /// Student transformer: d_model 128, 4 heads, 2 layers, feed-forward 256.
+    TransformerSmall,
+    /// Student attention decoder: embed 128, hidden 256, attention 128.
+    AttentionSmall,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,7 +98,14 @@ pub enum DecoderConfig {
 impl DecoderConfig {
     /// Sizes that train well for each encoder on its typical data.
     pub fn preset(p: DecoderPreset, encoder: EncoderKind) -> DecoderConfig {
-        let small = encoder == EncoderKind::SmallCnn;
+        let small = encoder == EncoderKind::SmallCnn
+            || matches!(
+                p,
+                DecoderPreset::LstmSmall
+                    | DecoderPreset::GruSmall
+                    | DecoderPreset::TransformerSmall
+                    | DecoderPreset::AttentionSmall
+            );
         let show_tell = |cell| {
             let (embed_dim, hidden_dim, dropout) = if small {
                 (128, 256, 0.2)
@@ -108,34 +122,38 @@ impl DecoderConfig {
             })
         };
         match p {
-            DecoderPreset::Lstm => show_tell(CellKind::Lstm),
-            DecoderPreset::Gru => show_tell(CellKind::Gru),
-            DecoderPreset::Attention => DecoderConfig::Attention(if small {
-                AttentionConfig {
-                    embed_dim: 128,
-                    hidden_dim: 256,
-                    attention_dim: 128,
-                    dropout: 0.2,
-                    alpha_c: 1.0,
-                }
-            } else {
-                AttentionConfig {
-                    embed_dim: 256,
-                    hidden_dim: 512,
-                    attention_dim: 256,
-                    dropout: 0.5,
-                    alpha_c: 1.0,
-                }
-            }),
-            DecoderPreset::Transformer => DecoderConfig::Transformer(TransformerConfig {
-                d_model: if small { 128 } else { 256 },
-                heads: if small { 4 } else { 8 },
-                layers: if small { 2 } else { 3 },
-                ff_dim: if small { 256 } else { 1024 },
-                dropout: if small { 0.1 } else { 0.3 },
-                positions: Positions::Learned,
-                max_len: 40,
-            }),
+            DecoderPreset::Lstm | DecoderPreset::LstmSmall => show_tell(CellKind::Lstm),
+            DecoderPreset::Gru | DecoderPreset::GruSmall => show_tell(CellKind::Gru),
+            DecoderPreset::Attention | DecoderPreset::AttentionSmall => {
+                DecoderConfig::Attention(if small {
+                    AttentionConfig {
+                        embed_dim: 128,
+                        hidden_dim: 256,
+                        attention_dim: 128,
+                        dropout: 0.2,
+                        alpha_c: 1.0,
+                    }
+                } else {
+                    AttentionConfig {
+                        embed_dim: 256,
+                        hidden_dim: 512,
+                        attention_dim: 256,
+                        dropout: 0.5,
+                        alpha_c: 1.0,
+                    }
+                })
+            }
+            DecoderPreset::Transformer | DecoderPreset::TransformerSmall => {
+                DecoderConfig::Transformer(TransformerConfig {
+                    d_model: if small { 128 } else { 256 },
+                    heads: if small { 4 } else { 8 },
+                    layers: if small { 2 } else { 3 },
+                    ff_dim: if small { 256 } else { 1024 },
+                    dropout: if small { 0.1 } else { 0.3 },
+                    positions: Positions::Learned,
+                    max_len: 40,
+                })
+            }
         }
     }
 

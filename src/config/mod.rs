@@ -253,6 +253,69 @@ pub struct TrainConfig {
     /// The dev metric that picks the best epoch (and drives early stopping).
     #[serde(default)]
     pub select: Selection,
+    /// Knowledge distillation from a teacher run (`train --teacher`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<Distill>,
+}
+
+/// `--kd`: what the student learns from the teacher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KdMethod {
+    /// Word level (Hinton et al. 2015, per step as in Kim & Rush 2016): at every teacher-forced
+    /// position `alpha · T² · KL(p_teacher^T ‖ p_student^T) + (1 − alpha) · CE`.
+    Word,
+    /// Sequence level (Kim & Rush 2016): the teacher's beam-search caption of every training
+    /// image joins the training captions (or replaces them, `--kd-teacher-only`).
+    Sequence,
+    /// Both: the word-level loss on references and teacher captions.
+    Both,
+}
+
+impl KdMethod {
+    pub fn word_level(self) -> bool {
+        matches!(self, KdMethod::Word | KdMethod::Both)
+    }
+    pub fn sequence_level(self) -> bool {
+        matches!(self, KdMethod::Sequence | KdMethod::Both)
+    }
+}
+
+/// The teacher of a distilled student and how it teaches; saved in the student's `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Distill {
+    /// The teacher's run directory, as given.
+    pub teacher: String,
+    /// Fingerprint of the teacher's `config.json` and best weights: a resumed student refuses a
+    /// teacher that changed since.
+    pub teacher_fingerprint: String,
+    pub method: KdMethod,
+    pub temperature: f64,
+    /// Weight of the soft (teacher) term; `1 − alpha` goes to cross-entropy on the data.
+    pub alpha: f64,
+    /// Beam width of the teacher's captions (sequence level).
+    pub beam: usize,
+    /// Sequence level: train on the teacher's captions only, not the references as well.
+    pub teacher_only: bool,
+}
+
+impl Distill {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::invalid(format!("invalid distillation: {m}")));
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return bad("--temperature must be a positive number");
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return bad("--alpha must be between 0 and 1");
+        }
+        if self.beam == 0 {
+            return bad("--kd-beam must be at least 1");
+        }
+        if self.teacher_only && !self.method.sequence_level() {
+            return bad("--kd-teacher-only needs --kd sequence or both");
+        }
+        Ok(())
+    }
 }
 
 /// `--select`: which greedy dev score picks `model.safetensors`.
@@ -299,6 +362,7 @@ impl Default for TrainConfig {
             tag_min_agree: default_tag_min_agree(),
             tag_min_count: default_tag_min_count(),
             select: Selection::Bleu4,
+            distill: None,
         }
     }
 }
@@ -312,7 +376,10 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad("learning rate must be a positive number");
         }
-        Ok(())
+        match &self.distill {
+            Some(d) => d.validate(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -293,11 +293,15 @@ fn train_mismatch(asked: &TrainConfig, run: &TrainConfig) -> Option<String> {
     let a = serde_json::to_value(&asked).ok()?;
     let b = serde_json::to_value(run).ok()?;
     let (a, b) = (a.as_object()?, b.as_object()?);
-    a.iter().find(|(k, v)| b.get(*k) != Some(*v)).map(|(k, v)| {
+    // Both ways: a setting only one side has (a teacher) differs too.
+    let keys = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k)));
+    keys.into_iter().find(|k| a.get(*k) != b.get(*k)).map(|k| {
+        let show = |v: Option<&serde_json::Value>| v.cloned().unwrap_or_default();
         format!(
-            "--{} {v} differs from the run's {}",
+            "--{} {} differs from the run's {}",
             k.replace('_', "-"),
-            b.get(k).cloned().unwrap_or_default()
+            show(a.get(k)),
+            show(b.get(k))
         )
     })
 }

@@ -5,6 +5,7 @@
 //! Exact resume: all randomness of epoch `e` (shuffle order, dropout) is derived from
 //! `(seed, e)`, and the optimizer moments and counters are saved by captag, so training N
 //! epochs equals training k, stopping and resuming to N.
+pub mod distill;
 pub mod optim;
 pub mod prepare;
 pub mod tagdata;
@@ -86,7 +87,34 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         }
     }
     let started = Instant::now();
-    let prep = prepare::prepare(job)?;
+    let mut prep = prepare::prepare(job)?;
+    let teacher = match prep.run.train.distill.clone() {
+        Some(d) => {
+            let t = distill::Teacher::open(&d, &prep.run, &prep, job.device)?;
+            if !job.quiet {
+                eprintln!("{}", distill::describe(&d));
+            }
+            if d.method.sequence_level() {
+                let max_words = prep.run.train.max_words;
+                let n =
+                    distill::add_teacher_captions(&t, &mut prep, &job.out, max_words, job.quiet)?;
+                if !job.quiet {
+                    eprintln!(
+                        "training on {n} teacher captions{} ({})",
+                        if d.teacher_only {
+                            " only"
+                        } else {
+                            " and the references"
+                        },
+                        distill::TEACHER_CAPTIONS
+                    );
+                }
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let prep = prep;
     let cfg = &prep.run.model;
     let tc = &prep.run.train;
     let mut model = Captioner::new(cfg, job.device, false);
@@ -133,6 +161,10 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             let seqs: Vec<&[i64]> = chunk.iter().map(|&i| prep.train[i].1.as_slice()).collect();
             let tokens = pad_batch(&seqs).to_device(job.device); // (B, L)
             let feats = prep.images.features(&model, &rows, true)?; // (B, ..)
+            let caption_loss = || match &teacher {
+                Some(t) => t.loss(&model, &prep, &feats, &rows, &tokens),
+                None => Ok(model.loss(&feats, &tokens, true)),
+            };
             let loss = match (&model.tagger, &prep.tags) {
                 (Some(tagger), Some(td)) => {
                     let targets = td
@@ -142,10 +174,10 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
                     if tags_only {
                         tag_loss
                     } else {
-                        model.loss(&feats, &tokens, true) + tag_loss
+                        caption_loss()? + tag_loss
                     }
                 }
-                _ => model.loss(&feats, &tokens, true),
+                _ => caption_loss()?,
             };
             if let Some(lr) = tc.schedule.step_lr(tc.lr, adam.step + 1) {
                 adam.lr = lr;
@@ -337,7 +369,7 @@ fn epoch_batches(
         order.shuffle(&mut rng);
         return order.chunks(batch_size).map(<[usize]>::to_vec).collect();
     }
-    if !prep.images.group_by_image() {
+    if !prep.group_by_image {
         let mut order: Vec<usize> = (0..prep.train.len()).collect();
         order.shuffle(&mut rng);
         return order.chunks(batch_size).map(<[usize]>::to_vec).collect();

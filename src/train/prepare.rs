@@ -65,16 +65,6 @@ impl Images {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Whether batches should group the captions of an image together: an end-to-end CNN then
-    /// runs once per image instead of once per caption, and grid decoders project each grid
-    /// (and a transformer its memory keys/values) once.
-    pub fn group_by_image(&self) -> bool {
-        match self {
-            Images::Pixels(_) => true,
-            Images::Cached(f) => f.grid.is_some(),
-        }
-    }
 }
 
 /// The distinct rows `(U,)` of a batch, sorted, and each row's index among them `(B,)`.
@@ -102,6 +92,11 @@ pub struct Prepared {
     pub images: Images,
     /// Hashtag targets, when the run trains a hashtag model.
     pub tags: Option<TagData>,
+    /// Image id ⇒ row of `images`.
+    pub rows: HashMap<String, i64>,
+    /// Whether an epoch's batches keep an image's captions together (see [`Images`]): the
+    /// student's decoder decides, not a teacher that needs the grid too.
+    pub group_by_image: bool,
 }
 
 /// Fingerprint of what a model learns from: ids, splits and captions.
@@ -213,6 +208,10 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         }
         TagData::new(list, &truth_by_row, dev_truth)
     });
+    // Batches keep an image's captions together when that saves work: an end-to-end CNN then
+    // runs once per image instead of once per caption, and grid decoders project each grid (and
+    // a transformer its memory keys/values) once.
+    let group_by_image = !run.model.frozen_encoder || run.model.decoder.needs_grid();
     Ok(Prepared {
         run,
         vocab,
@@ -222,6 +221,8 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         dev_refs,
         images,
         tags,
+        rows,
+        group_by_image,
     })
 }
 
@@ -276,7 +277,11 @@ fn cached_images(
         .features
         .clone()
         .unwrap_or_else(|| job.out.join("features.safetensors"));
-    let needs_grid = run.model.decoder.needs_grid();
+    let teacher_grid = match &run.train.distill {
+        Some(d) => super::distill::teacher_needs_grid(d)?,
+        None => false,
+    };
+    let needs_grid = run.model.decoder.needs_grid() || teacher_grid;
     let cache = if path.is_file() {
         let c = FeatureCache::load(&path)?;
         if c.fingerprint != want {
@@ -291,7 +296,11 @@ fn cached_images(
                 "{}: the {} decoder reads feature grids but this cache holds pooled vectors only; \
                  rerun `captag features --grid` (or delete the cache to have train make one)",
                 path.display(),
-                run.model.decoder.name()
+                if teacher_grid {
+                    "teacher's"
+                } else {
+                    run.model.decoder.name()
+                }
             )));
         }
         if !job.quiet {

@@ -3,5 +3,6 @@
 mod common;
 mod compare;
 mod data;
+mod distill;
 mod hashtags;
 mod models;

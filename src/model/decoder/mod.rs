@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! loss(features, tokens, train)  -> scalar        teacher forcing, pad masked (+ regulariser)
-//! logits(features, tokens, train)-> (B, L-1, V)   for distillation and tests
+//! live_logits(features, tokens)  -> (M, V)        non-pad positions, for distillation
 //! start(features)                -> State         image ⇒ state before the first word
 //! step(tokens (R,), &State)      -> (logp (R,V), State)
 //! State::select(rows)            -> State         beam search reorders hypotheses
@@ -62,6 +62,16 @@ pub struct Forward {
     pub attention: Option<Tensor>,
 }
 
+/// The positions that predict a non-`<pad>` target of `tokens[:, 1:]`: their states `(M, H)`
+/// and targets `(M,)`, in row-major order.
+pub fn live_positions(hidden: &Tensor, tokens: &Tensor) -> (Tensor, Tensor) {
+    let h = hidden.size()[2];
+    let targets = tokens.narrow(1, 1, tokens.size()[1] - 1).reshape([-1]); // (B·(L-1),)
+    let live = targets.ne(PAD).nonzero().squeeze_dim(1); // (M,)
+    let states = hidden.reshape([-1, h]).index_select(0, &live); // (M, H)
+    (states, targets.index_select(0, &live))
+}
+
 /// Mean cross-entropy against `tokens[:, 1:]` over the non-`<pad>` targets. Only those
 /// positions' states go through `project` (the output layer, the largest matrix product of a
 /// step): the same value and gradients as projecting every position and ignoring `<pad>`,
@@ -71,17 +81,16 @@ pub fn masked_cross_entropy(
     tokens: &Tensor,
     project: impl Fn(&Tensor) -> Tensor,
 ) -> Tensor {
-    let h = hidden.size()[2];
-    let targets = tokens.narrow(1, 1, tokens.size()[1] - 1).reshape([-1]); // (B·(L-1),)
-    let live = targets.ne(PAD).nonzero().squeeze_dim(1); // (M,)
-    let states = hidden.reshape([-1, h]).index_select(0, &live); // (M, H)
-    project(&states).cross_entropy_loss::<Tensor>(
-        &targets.index_select(0, &live),
-        None,
-        tch::Reduction::Mean,
-        PAD,
-        0.0,
-    )
+    let (states, targets) = live_positions(hidden, tokens);
+    project(&states).cross_entropy_loss::<Tensor>(&targets, None, tch::Reduction::Mean, PAD, 0.0)
+}
+
+/// Teacher-forced logits at the non-`<pad>` positions (distillation compares teacher and
+/// student there): logits `(M, V)`, targets `(M,)`, and the architecture's regulariser.
+pub struct LiveLogits {
+    pub logits: Tensor,
+    pub targets: Tensor,
+    pub penalty: Option<Tensor>,
 }
 
 impl Decoder {
@@ -118,9 +127,20 @@ impl Decoder {
         }
     }
 
-    /// Logits `(B, L-1, V)` (distillation needs them beside the loss).
+    /// Logits `(B, L-1, V)` at every position (tests).
     pub fn logits(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Tensor {
         self.project(&self.forward_t(f, tokens, train).hidden)
+    }
+
+    /// Logits at the positions with a non-`<pad>` target only.
+    pub fn live_logits(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> LiveLogits {
+        let out = self.forward_t(f, tokens, train);
+        let (states, targets) = live_positions(&out.hidden, tokens);
+        LiveLogits {
+            logits: self.project(&states),
+            targets,
+            penalty: out.penalty,
+        }
     }
 
     /// The training objective: masked cross-entropy plus the architecture's regulariser.
