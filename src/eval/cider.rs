@@ -33,7 +33,7 @@
 //! reference in the corpus is empty, pycocoevalcap raises `ValueError` (`max()` of an empty df
 //! table); here every score is 0, the limit its formulas give. An empty hypothesis scores 0.
 use super::numpy::numpy_mean;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::FxHashMap;
 
 /// n-gram orders 1..=N.
 const N: usize = 4;
@@ -64,47 +64,53 @@ pub fn cider_d(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<CiderS
         return Err(format!("CIDEr-D: image {i} has no references"));
     }
 
-    // The strings pycocoevalcap sees; words borrow from them.
-    let hyp_text: Vec<String> = hyps.iter().map(|h| h.join(" ")).collect();
-    let ref_text: Vec<Vec<String>> = refs
+    // pycocoevalcap sees `" ".join(tokens)` and re-splits it: the same words as splitting each
+    // token on Python whitespace and dropping empty pieces. Words borrow from the tokens.
+    let mut grams = Interner::default();
+    let hyp_counts: Vec<Counts> = hyps.iter().map(|h| grams.precook(h)).collect();
+    let ref_counts: Vec<Vec<Counts>> = refs
         .iter()
-        .map(|rs| rs.iter().map(|r| r.join(" ")).collect())
-        .collect();
-
-    let mut vocab = Vocab::default();
-    let hyp_counts: Vec<Counts> = hyp_text.iter().map(|s| vocab.precook(s)).collect();
-    let ref_counts: Vec<Vec<Counts>> = ref_text
-        .iter()
-        .map(|rs| rs.iter().map(|s| vocab.precook(s)).collect())
+        .map(|rs| rs.iter().map(|r| grams.precook(r)).collect())
         .collect();
 
     // compute_doc_freq: each image counts once per n-gram its references contain.
-    let mut df: HashMap<Gram, u32> = HashMap::new();
-    let mut seen: HashSet<Gram> = HashSet::new();
-    for rs in &ref_counts {
-        seen.clear();
-        seen.extend(rs.iter().flat_map(|c| c.grams.iter().map(|&(g, _)| g)));
-        for &g in &seen {
-            *df.entry(g).or_insert(0) += 1;
+    let total = grams.orders.len();
+    let mut df = vec![0u32; total];
+    let mut last_image = vec![usize::MAX; total];
+    for (i, rs) in ref_counts.iter().enumerate() {
+        for &(g, _) in rs.iter().flat_map(|c| c.grams.iter()) {
+            if last_image[g as usize] != i {
+                last_image[g as usize] = i;
+                df[g as usize] += 1;
+            }
         }
     }
 
     let ref_len = (hyps.len() as f64).ln();
-    let to_vec = |c: &Counts| TfIdf::new(c, &df, ref_len);
+    let idf: Vec<f64> = df
+        .iter()
+        .map(|&d| ref_len - (d as f64).max(1.0).ln())
+        .collect();
+    let to_vec = |c: &Counts| TfIdf::new(c, &grams.orders, &idf);
     let penalty_denominator = 2.0 * SIGMA * SIGMA;
 
+    // The reference's weight of every n-gram id, set for one reference at a time (0 elsewhere).
+    let mut weight = vec![0.0f64; total];
     let mut per_image = Vec::with_capacity(hyps.len());
     for (hc, rcs) in hyp_counts.iter().zip(&ref_counts) {
         let h = to_vec(hc);
         let mut score = [0.0f64; N];
         for rc in rcs {
             let r = to_vec(rc);
+            for &(g, w) in &r.vec {
+                weight[g as usize] = w;
+            }
             let delta = h.length as f64 - r.length as f64;
             let penalty = std::f64::consts::E.powf(-(delta * delta) / penalty_denominator);
             for (n, slot) in score.iter_mut().enumerate() {
                 let mut val = 0.0f64;
-                for &(g, vh) in &h.vec[n] {
-                    let vr = r.weight.get(&g).copied().unwrap_or(0.0);
+                for &(g, vh) in h.order(n) {
+                    let vr = weight[g as usize];
                     // Python's min(vh, vr): vh unless vr < vh.
                     let clipped = if vr < vh { vr } else { vh };
                     val += clipped * vr;
@@ -113,6 +119,9 @@ pub fn cider_d(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<CiderS
                     val /= h.norm[n] * r.norm[n];
                 }
                 *slot += val * penalty;
+            }
+            for &(g, _) in &r.vec {
+                weight[g as usize] = 0.0;
             }
         }
         let mut s = numpy_mean(&score);
@@ -131,92 +140,118 @@ fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-/// An n-gram as word ids, unused tail slots `NONE`; its order is the number of used slots.
-type Gram = [u32; N];
+/// The "prefix" of a unigram in the n-gram table's keys.
 const NONE: u32 = u32::MAX;
 
-fn order(g: &Gram) -> usize {
-    g.iter().take_while(|&&w| w != NONE).count()
-}
-
-/// One sentence's n-gram counts in first-occurrence order, orders 1..=4 one after the other:
-/// the iteration order of `precook`'s dict, which fixes the order of every sum below.
+/// One sentence's n-gram counts `(n-gram id, count)` in first-occurrence order, orders 1..=4
+/// one after the other: the iteration order of `precook`'s dict, which fixes the order of every
+/// sum below.
 struct Counts {
-    grams: Vec<(Gram, u32)>,
+    grams: Vec<(u32, u32)>,
 }
 
+/// Words and n-grams of the corpus as dense ids, so document frequencies, per-sentence counts
+/// and reference weights are array lookups rather than hash lookups.
 #[derive(Default)]
-struct Vocab<'a> {
-    ids: HashMap<&'a str, u32>,
+struct Interner<'a> {
+    words: FxHashMap<&'a str, u32>,
+    /// An n-gram is its (n−1)-gram prefix's id and its last word: `prefix << 32 | word`.
+    ids: FxHashMap<u64, u32>,
+    /// Order (1..=4) of each n-gram id.
+    orders: Vec<u8>,
+    /// Scratch: position of an n-gram id in the sentence being counted (`u32::MAX`: absent).
+    slot: Vec<u32>,
 }
 
-impl<'a> Vocab<'a> {
-    /// `precook(s, 4)`: `s.split()` (Python whitespace), then all 1..=4-gram counts.
-    fn precook(&mut self, s: &'a str) -> Counts {
-        let words: Vec<u32> = s
-            .split(is_py_space)
+impl<'a> Interner<'a> {
+    /// `precook(" ".join(tokens), 4)`: `str.split()` (Python whitespace), then all 1..=4-gram
+    /// counts.
+    fn precook(&mut self, tokens: &'a [String]) -> Counts {
+        let words: Vec<u32> = tokens
+            .iter()
+            .flat_map(|t| t.split(is_py_space))
             .filter(|w| !w.is_empty())
             .map(|w| {
-                let next = self.ids.len() as u32;
-                *self.ids.entry(w).or_insert(next)
+                let next = self.words.len() as u32;
+                *self.words.entry(w).or_insert(next)
             })
             .collect();
-        let mut grams: Vec<(Gram, u32)> = Vec::new();
-        let mut index: HashMap<Gram, usize> = HashMap::new();
+        let mut grams: Vec<(u32, u32)> = Vec::new();
+        // prefix[p]: id of the (k−1)-gram starting at word p (NONE before the unigrams).
+        let mut prefix: Vec<u32> = vec![NONE; words.len()];
         for k in 1..=N {
-            for win in words.windows(k) {
-                let mut g = [NONE; N];
-                g[..k].copy_from_slice(win);
-                match index.get(&g) {
-                    Some(&i) => grams[i].1 += 1,
-                    None => {
-                        index.insert(g, grams.len());
-                        grams.push((g, 1));
+            let starts = (words.len() + 1).saturating_sub(k);
+            for p in 0..starts {
+                let key = (u64::from(prefix[p]) << 32) | u64::from(words[p + k - 1]);
+                let next = self.orders.len() as u32;
+                let id = *self.ids.entry(key).or_insert(next);
+                if id == next {
+                    self.orders.push(k as u8);
+                    self.slot.push(u32::MAX);
+                }
+                prefix[p] = id;
+                match self.slot[id as usize] {
+                    u32::MAX => {
+                        self.slot[id as usize] = grams.len() as u32;
+                        grams.push((id, 1));
                     }
+                    i => grams[i as usize].1 += 1,
                 }
             }
+        }
+        for &(id, _) in &grams {
+            self.slot[id as usize] = u32::MAX;
         }
         Counts { grams }
     }
 }
 
-/// `counts2vec`: tf-idf weights per order (in `Counts` order), their norms, and the length used
-/// by the penalty.
+/// `counts2vec`: tf-idf weights (in `Counts` order, so orders 1..=4 one after the other), where
+/// each order's run starts, the norms per order, and the length used by the penalty.
 struct TfIdf {
-    vec: [Vec<(Gram, f64)>; N],
-    weight: HashMap<Gram, f64>,
+    vec: Vec<(u32, f64)>,
+    /// Order n+1's weights are `vec[bounds[n]..bounds[n + 1]]`.
+    bounds: [usize; N + 1],
     norm: [f64; N],
     /// Sum of the bigram counts (the reference's `if n == 1: length += term_freq`).
     length: u32,
 }
 
 impl TfIdf {
-    fn new(c: &Counts, df: &HashMap<Gram, u32>, ref_len: f64) -> TfIdf {
-        let mut vec: [Vec<(Gram, f64)>; N] = Default::default();
-        let mut weight = HashMap::with_capacity(c.grams.len());
+    /// `idf[g] = ref_len − ln(max(1, df[g]))`.
+    fn new(c: &Counts, orders: &[u8], idf: &[f64]) -> TfIdf {
+        let mut vec = Vec::with_capacity(c.grams.len());
+        let mut bounds = [0usize; N + 1];
         let mut norm = [0.0f64; N];
         let mut length = 0;
         for &(g, tf) in &c.grams {
-            let d = df.get(&g).copied().unwrap_or(0) as f64;
-            let idf = ref_len - d.max(1.0).ln();
-            let w = tf as f64 * idf;
-            let n = order(&g) - 1;
-            vec[n].push((g, w));
-            weight.insert(g, w);
+            let w = tf as f64 * idf[g as usize];
+            let n = orders[g as usize] as usize - 1;
+            vec.push((g, w));
+            bounds[n + 1] = vec.len();
             norm[n] += w * w;
             if n == 1 {
                 length += tf;
             }
+        }
+        // Orders a sentence is too short for are empty runs at the end.
+        for n in 1..=N {
+            bounds[n] = bounds[n].max(bounds[n - 1]);
         }
         for x in &mut norm {
             *x = x.sqrt();
         }
         TfIdf {
             vec,
-            weight,
+            bounds,
             norm,
             length,
         }
+    }
+
+    /// Order `n + 1`'s weights.
+    fn order(&self, n: usize) -> &[(u32, f64)] {
+        &self.vec[self.bounds[n]..self.bounds[n + 1]]
     }
 }
 

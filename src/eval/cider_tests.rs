@@ -178,15 +178,20 @@ fn length_penalty_by_hand() {
 
 #[test]
 fn length_is_the_bigram_count_of_the_resplit_words() {
-    let df = HashMap::new();
-    let mut vocab = Vocab::default();
-    let len = |v: &mut Vocab<'static>, s: &'static str| TfIdf::new(&v.precook(s), &df, 1.0).length;
+    let mut grams = Interner::default();
+    let mut len = |s: &str| {
+        // One token holding the whole string: precook re-splits it as Python would.
+        let tokens: &'static [String] = Vec::leak(vec![s.to_string()]);
+        let c = grams.precook(tokens);
+        let idf = vec![1.0; grams.orders.len()];
+        TfIdf::new(&c, &grams.orders, &idf).length
+    };
     // counts2vec's `if n == 1: length += term_freq`: bigrams, repeated ones included.
-    assert_eq!(len(&mut vocab, "a b c d"), 3);
-    assert_eq!(len(&mut vocab, "a b a b"), 3);
-    assert_eq!(len(&mut vocab, "a"), 0);
-    assert_eq!(len(&mut vocab, ""), 0);
-    assert_eq!(len(&mut vocab, "  a \t b  "), 1);
+    assert_eq!(len("a b c d"), 3);
+    assert_eq!(len("a b a b"), 3);
+    assert_eq!(len("a"), 0);
+    assert_eq!(len(""), 0);
+    assert_eq!(len("  a \t b  "), 1);
 }
 
 #[test]

@@ -23,6 +23,7 @@
 //! checks), and an empty corpus (numpy's mean of nothing is NaN). No input divides by zero:
 //! every split sentence has at least one token.
 use super::numpy::numpy_mean;
+use rustc_hash::FxHashMap;
 
 /// β of the F-measure (`Rouge().beta`), weighting recall over precision.
 const BETA: f64 = 1.2;
@@ -51,10 +52,11 @@ pub fn rouge_l(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<RougeS
         return Err(format!("ROUGE-L: image {i} has no references"));
     }
     let mut lcs = Lcs::default();
+    let mut words = Words::default();
     let per_image: Vec<f64> = hyps
         .iter()
         .zip(refs)
-        .map(|(h, rs)| image_score(h, rs, &mut lcs))
+        .map(|(h, rs)| image_score(h, rs, &mut words, &mut lcs))
         .collect();
     Ok(RougeScores {
         score: numpy_mean(&per_image),
@@ -62,15 +64,42 @@ pub fn rouge_l(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<RougeS
     })
 }
 
+/// Words as ids, so the LCS compares integers; the reference's `" ".join(tokens).split(" ")`
+/// is each token split on `' '`, empty pieces kept — and one empty word for no tokens at all.
+#[derive(Default)]
+struct Words<'a> {
+    ids: FxHashMap<&'a str, u32>,
+}
+
+impl<'a> Words<'a> {
+    fn split(&mut self, tokens: &'a [String], out: &mut Vec<u32>) {
+        out.clear();
+        let mut push = |w: &'a str| {
+            let next = self.ids.len() as u32;
+            out.push(*self.ids.entry(w).or_insert(next));
+        };
+        if tokens.is_empty() {
+            push("");
+        }
+        for w in tokens.iter().flat_map(|t| t.split(' ')) {
+            push(w);
+        }
+    }
+}
+
 /// `Rouge.calc_score` for one image (references non-empty).
-fn image_score(hyp: &[String], refs: &[Vec<String>], lcs: &mut Lcs) -> f64 {
-    let hyp_text = hyp.join(" ");
-    let token_c: Vec<&str> = hyp_text.split(' ').collect();
+fn image_score<'a>(
+    hyp: &'a [String],
+    refs: &'a [Vec<String>],
+    words: &mut Words<'a>,
+    lcs: &mut Lcs,
+) -> f64 {
+    let (mut token_c, mut token_r) = (vec![], vec![]);
+    words.split(hyp, &mut token_c);
     let mut prec_max = f64::NEG_INFINITY;
     let mut rec_max = f64::NEG_INFINITY;
     for r in refs {
-        let ref_text = r.join(" ");
-        let token_r: Vec<&str> = ref_text.split(' ').collect();
+        words.split(r, &mut token_r);
         let l = lcs.length(&token_r, &token_c) as f64;
         let prec = l / token_c.len() as f64;
         let rec = l / token_r.len() as f64;
@@ -96,7 +125,7 @@ struct Lcs {
 }
 
 impl Lcs {
-    fn length(&mut self, a: &[&str], b: &[&str]) -> u32 {
+    fn length(&mut self, a: &[u32], b: &[u32]) -> u32 {
         // The row runs over the shorter sentence (the reference's `sub`).
         let (long, short) = if a.len() < b.len() { (b, a) } else { (a, b) };
         self.row.clear();

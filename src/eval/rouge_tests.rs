@@ -174,10 +174,11 @@ fn empty_corpus_and_missing_references_are_errors() {
 #[test]
 fn lcs_lengths() {
     let mut lcs = Lcs::default();
-    let w = |s: &'static str| -> Vec<&'static str> { s.split(' ').collect() };
+    // Letters as word ids.
+    let w = |s: &str| -> Vec<u32> { s.split(' ').map(|x| u32::from(x.as_bytes()[0])).collect() };
     assert_eq!(lcs.length(&w("a b c d e"), &w("a c e")), 3);
     assert_eq!(lcs.length(&w("a c e"), &w("a b c d e")), 3);
     assert_eq!(lcs.length(&w("a b a b"), &w("b a b a")), 3);
     assert_eq!(lcs.length(&w("x y"), &w("a b c")), 0);
-    assert_eq!(lcs.length(&w("the cat the dog"), &w("the dog the cat")), 2);
+    assert_eq!(lcs.length(&w("t c t d"), &w("t d t c")), 2);
 }
