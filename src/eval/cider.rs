@@ -101,10 +101,8 @@ pub fn cider_d(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<CiderS
         let h = to_vec(hc);
         let mut score = [0.0f64; N];
         for rc in rcs {
-            let r = to_vec(rc);
-            for &(g, w) in &r.vec {
-                weight[g as usize] = w;
-            }
+            // The reference's counts2vec, written straight into `weight`.
+            let r = Weights::fill(rc, &grams.orders, &idf, &mut weight);
             let delta = h.length as f64 - r.length as f64;
             let penalty = std::f64::consts::E.powf(-(delta * delta) / penalty_denominator);
             for (n, slot) in score.iter_mut().enumerate() {
@@ -120,7 +118,7 @@ pub fn cider_d(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<CiderS
                 }
                 *slot += val * penalty;
             }
-            for &(g, _) in &r.vec {
+            for &(g, _) in &rc.grams {
                 weight[g as usize] = 0.0;
             }
         }
@@ -161,24 +159,30 @@ struct Interner<'a> {
     orders: Vec<u8>,
     /// Scratch: position of an n-gram id in the sentence being counted (`u32::MAX`: absent).
     slot: Vec<u32>,
+    /// Scratch: the sentence's word ids, and the (k−1)-gram id starting at each word.
+    words_buf: Vec<u32>,
+    prefix: Vec<u32>,
 }
 
 impl<'a> Interner<'a> {
     /// `precook(" ".join(tokens), 4)`: `str.split()` (Python whitespace), then all 1..=4-gram
     /// counts.
     fn precook(&mut self, tokens: &'a [String]) -> Counts {
-        let words: Vec<u32> = tokens
+        let mut words = std::mem::take(&mut self.words_buf);
+        words.clear();
+        for w in tokens
             .iter()
             .flat_map(|t| t.split(is_py_space))
             .filter(|w| !w.is_empty())
-            .map(|w| {
-                let next = self.words.len() as u32;
-                *self.words.entry(w).or_insert(next)
-            })
-            .collect();
-        let mut grams: Vec<(u32, u32)> = Vec::new();
+        {
+            let next = self.words.len() as u32;
+            words.push(*self.words.entry(w).or_insert(next));
+        }
+        let mut grams: Vec<(u32, u32)> = Vec::with_capacity(4 * words.len());
         // prefix[p]: id of the (k−1)-gram starting at word p (NONE before the unigrams).
-        let mut prefix: Vec<u32> = vec![NONE; words.len()];
+        let mut prefix = std::mem::take(&mut self.prefix);
+        prefix.clear();
+        prefix.resize(words.len(), NONE);
         for k in 1..=N {
             let starts = (words.len() + 1).saturating_sub(k);
             for p in 0..starts {
@@ -202,7 +206,36 @@ impl<'a> Interner<'a> {
         for &(id, _) in &grams {
             self.slot[id as usize] = u32::MAX;
         }
+        self.words_buf = words;
+        self.prefix = prefix;
         Counts { grams }
+    }
+}
+
+/// A reference's `counts2vec` without the vector: its weights go into a dense array indexed by
+/// n-gram id; what remains are the norms and the length.
+struct Weights {
+    norm: [f64; N],
+    length: u32,
+}
+
+impl Weights {
+    fn fill(c: &Counts, orders: &[u8], idf: &[f64], weight: &mut [f64]) -> Weights {
+        let mut norm = [0.0f64; N];
+        let mut length = 0;
+        for &(g, tf) in &c.grams {
+            let w = tf as f64 * idf[g as usize];
+            let n = orders[g as usize] as usize - 1;
+            weight[g as usize] = w;
+            norm[n] += w * w;
+            if n == 1 {
+                length += tf;
+            }
+        }
+        for x in &mut norm {
+            *x = x.sqrt();
+        }
+        Weights { norm, length }
     }
 }
 
