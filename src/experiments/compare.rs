@@ -202,7 +202,7 @@ impl Comparison {
     /// Markdown table, scores ×100, the best value of each score column in bold.
     pub fn markdown(&self) -> String {
         type Column = (&'static str, Box<dyn Fn(&Row) -> Option<f64>>);
-        let cols: Vec<Column> = vec![
+        let mut cols: Vec<Column> = vec![
             ("BLEU-1", Box::new(|r: &Row| Some(r.bleu[0]))),
             ("BLEU-2", Box::new(|r: &Row| Some(r.bleu[1]))),
             ("BLEU-3", Box::new(|r: &Row| Some(r.bleu[2]))),
@@ -214,6 +214,8 @@ impl Comparison {
             ("true captions", Box::new(|r: &Row| r.true_captions)),
             ("true claims", Box::new(|r: &Row| r.true_claims)),
         ];
+        // Columns no run has (tags without a tag model, truth on real data) are left out.
+        cols.retain(|(_, f)| self.rows.iter().any(|r| f(r).is_some()));
         let mut s = format!(
             "{} split, {} decoding, scores ×100; intervals: paired bootstrap 95% ({} resamples) of the difference to `{}`.\n\n",
             self.split, self.decoding, self.resamples, self.baseline

@@ -54,6 +54,10 @@ fn compare_trains_evaluates_and_draws_then_skips_finished_runs() {
     assert!(iv["lo"].as_f64().unwrap() <= iv["hi"].as_f64().unwrap());
     assert_eq!(j["rows"][1]["epochs"], 2);
     assert!(j["rows"][0]["tag_map"].is_number());
+    // Synthetic data: the grounded-truth shares are columns of the table.
+    let share = j["rows"][1]["true_claims"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&share), "{share}");
+    assert!(table.contains("true captions"), "{table}");
     let csv = fs::read_to_string(out.join("compare.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3);
     assert!(fs::read_to_string(out.join("curves.svg"))
