@@ -4,36 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::common::{bad_input, captag, ok, s, synth};
-
-/// Flags for a small, fast, dropout-free model that can memorise a handful of images.
-fn tiny_flags(decoder: &str, dropout: &str) -> Vec<String> {
-    [
-        "--decoder",
-        decoder,
-        "--image-size",
-        "32",
-        "--dropout",
-        dropout,
-        "--schedule",
-        "constant",
-        "--early-stop",
-        "0",
-        "--min-count",
-        "1",
-        "--batch-size",
-        "40",
-        "--lr",
-        "5e-3",
-        "--embed",
-        "64",
-        "--hidden",
-        "128",
-    ]
-    .iter()
-    .map(|x| x.to_string())
-    .collect()
-}
+use super::common::{bad_input, captag, ok, one_caption_set, s, synth, tiny_flags};
 
 fn train(data: &Path, out: &Path, decoder: &str, epochs: usize, extra: &[&str]) {
     train_with(data, out, decoder, "0", epochs, extra)
@@ -55,7 +26,7 @@ fn train_with(
         s(out).into(),
     ];
     args.extend(["--epochs".to_string(), epochs.to_string()]);
-    let mut flags = tiny_flags(decoder, dropout);
+    let mut flags = tiny_flags(decoder, dropout, "128");
     if let Some(i) = extra.iter().position(|x| *x == "--schedule") {
         // The caller's schedule replaces the tiny model's constant one.
         let at = flags.iter().position(|x| x == "--schedule").unwrap();
@@ -87,16 +58,7 @@ fn train_bleu4(run: &Path, data: &Path) -> f64 {
 fn overfit(decoder: &str) {
     let t = tempfile::tempdir().unwrap();
     let (data, run) = (t.path().join("data"), t.path().join("run"));
-    synth(&data, 10, 32, "flickr8k");
-    // Keep one caption per image: a memorised caption then scores BLEU 1 against its reference.
-    let csv = data.join("captions.txt");
-    let text = fs::read_to_string(&csv).unwrap();
-    let mut seen = std::collections::HashSet::new();
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| seen.insert(l.split(',').next().unwrap().to_string()))
-        .collect();
-    fs::write(&csv, kept.join("\n") + "\n").unwrap();
+    one_caption_set(&data, 10);
     train(&data, &run, decoder, 40, &[]);
     let b4 = train_bleu4(&run, &data);
     assert!(
@@ -283,7 +245,7 @@ fn vocab_or_config_mismatch_is_refused() {
         "4".to_string(),
         "--resume".to_string(),
     ]);
-    args.extend(tiny_flags("lstm", "0"));
+    args.extend(tiny_flags("lstm", "0", "128"));
     let at = args.iter().position(|x| x == "--lr").unwrap();
     args[at + 1] = "1e-4".into();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
