@@ -8,7 +8,7 @@
 //! target, so a crash never leaves a half-written checkpoint.
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -150,6 +150,54 @@ pub struct NewRun<'a> {
     pub tags: Option<&'a TagList>,
     /// The user's pretrained encoder weights (frozen encoders), installed as `encoder.safetensors`.
     pub encoder_weights: Option<&'a Path>,
+}
+
+/// The lock file of a run directory.
+pub const LOCK: &str = ".lock";
+
+/// An exclusive `flock` on a run directory's `.lock`, held while a process trains into it, so a
+/// second `train`/`--resume`/`compare` on the same directory is refused instead of interleaving
+/// its writes. Released when dropped (and by the kernel if the process dies, even by SIGKILL).
+pub struct Lock {
+    dir: PathBuf,
+    _file: fs::File,
+}
+
+/// Locks `dir` (created if needed) for training.
+pub fn lock(dir: &Path) -> Result<Lock> {
+    use std::os::fd::AsRawFd;
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(LOCK);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::invalid(format!(
+            "{}: another captag process is training into this run directory; wait for it to \
+             finish or choose another --out",
+            dir.display()
+        )));
+    }
+    Ok(Lock {
+        dir: dir.to_path_buf(),
+        _file: file,
+    })
+}
+
+impl Drop for Lock {
+    /// A directory this lock created for a run that never started (bad data, bad flags) is
+    /// not left behind: without `config.json` the lock file goes, and the directory if empty.
+    fn drop(&mut self) {
+        if !self.dir.join(CONFIG).exists() {
+            let _ = fs::remove_file(self.dir.join(LOCK));
+            let _ = fs::remove_dir(&self.dir);
+        }
+    }
 }
 
 /// A new run may not overwrite an old one.

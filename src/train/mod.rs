@@ -87,6 +87,8 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         }
     }
     let started = Instant::now();
+    // Held until training returns: one process per run directory.
+    let _lock = run::lock(&job.out)?;
     let mut prep = prepare::prepare(job)?;
     let teacher = match prep.run.train.distill.clone() {
         Some(d) => {

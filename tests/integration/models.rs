@@ -191,6 +191,68 @@ fn checkpoint_round_trip_gives_identical_captions() {
 }
 
 #[test]
+fn a_run_directory_has_one_trainer_at_a_time() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    synth(&data, 12, 32, "flickr8k");
+    let run = t.path().join("run");
+    let mut args: Vec<String> = [
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&run),
+        "--epochs",
+        "5000",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    args.extend(tiny_flags("lstm", "0", "128"));
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_captag"))
+        .args(["--device", "cpu", "--threads", "1", "-q"])
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first trainer has written its first epoch.
+    let t0 = std::time::Instant::now();
+    while !run.join("train_state.json").exists() {
+        assert!(
+            t0.elapsed().as_secs() < 120,
+            "the first trainer did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    args.push("--resume".into());
+    let e = bad_input(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(e.contains("another captag process"), "{e}");
+    // Once the first is gone (even killed), the lock is free and the run resumes.
+    let pos = args.iter().position(|a| a == "5000").unwrap();
+    args[pos] = "2".into();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&a);
+}
+
+#[test]
+fn a_run_that_never_starts_leaves_no_directory() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("never");
+    let e = bad_input(&[
+        "train",
+        "--data",
+        s(&t.path().join("no-such-data")),
+        "--out",
+        s(&out),
+    ]);
+    assert!(e.contains("no-such-data"), "{e}");
+    assert!(!out.exists(), "left {}", out.display());
+}
+
+#[test]
 fn corrupt_checkpoint_is_a_clear_error() {
     let t = tempfile::tempdir().unwrap();
     let run = copy_run(&t.path().join("run"));
