@@ -177,12 +177,17 @@ pub fn lock(dir: &Path) -> Result<Lock> {
     // SAFETY: flock on a descriptor this function owns; no memory is shared.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
+        let holder = fs::read_to_string(&path).unwrap_or_default();
         return Err(Error::invalid(format!(
-            "{}: another captag process is training into this run directory; wait for it to \
-             finish or choose another --out",
-            dir.display()
+            "{}: another captag process (pid {}) is training into this run directory; wait \
+             for it to finish or choose another --out",
+            dir.display(),
+            holder.trim()
         )));
     }
+    // The holder's pid, for the message above (a lock whose process died is simply free).
+    let _ = file.set_len(0);
+    let _ = (&file).write_all(std::process::id().to_string().as_bytes());
     Ok(Lock {
         dir: dir.to_path_buf(),
         _file: file,

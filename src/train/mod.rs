@@ -129,7 +129,16 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         ..Default::default()
     };
     let dir = &job.out;
-    if job.resume {
+    if job.resume && !dir.join(run::STATE).is_file() {
+        // Stopped during its first epoch (killed, diverged, disk full): no epoch was saved, so
+        // there is nothing to continue; the run starts over under its saved config.
+        if !job.quiet {
+            eprintln!(
+                "{}: no epoch was saved yet; training from the first epoch",
+                dir.display()
+            );
+        }
+    } else if job.resume {
         state = run::read_json(&dir.join(run::STATE))?;
         run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
         adam.load(&dir.join(run::OPTIM), state.step, state.lr)?;

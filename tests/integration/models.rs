@@ -229,12 +229,49 @@ fn a_run_directory_has_one_trainer_at_a_time() {
     let e = bad_input(&args.iter().map(String::as_str).collect::<Vec<_>>());
     first.kill().unwrap();
     first.wait().unwrap();
-    assert!(e.contains("another captag process"), "{e}");
+    assert!(
+        e.contains("another captag process") && e.contains(&first.id().to_string()),
+        "{e}"
+    );
     // Once the first is gone (even killed), the lock is free and the run resumes.
     let pos = args.iter().position(|a| a == "5000").unwrap();
     args[pos] = "2".into();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(&a);
+}
+
+#[test]
+fn a_run_killed_in_its_first_epoch_resumes_from_the_start() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    synth(&data, 12, 32, "flickr8k");
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    train(&data, &a, "lstm", 2, &[]);
+    train(&data, &b, "lstm", 1, &[]);
+    // What a kill during epoch 1 leaves: the config and the vocabulary only.
+    for f in [
+        "train_state.json",
+        "train_state.safetensors",
+        "last.safetensors",
+        "model.safetensors",
+        "metrics.jsonl",
+    ] {
+        fs::remove_file(b.join(f)).unwrap();
+    }
+    train(&data, &b, "lstm", 2, &["--resume"]);
+    let load = |p: &Path| {
+        let mut v = tch::Tensor::read_safetensors(p.join("last.safetensors")).unwrap();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    };
+    let (wa, wb) = (load(&a), load(&b));
+    assert_eq!(wa.len(), wb.len());
+    for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
+        assert_eq!(na, nb);
+        assert_eq!((ta - tb).abs().max().double_value(&[]), 0.0, "{na}");
+    }
+    let lines = fs::read_to_string(b.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 2);
 }
 
 #[test]
