@@ -1,5 +1,6 @@
 //! The library's error type. Every variant is a user-facing, one-line explanation of bad input
-//! or a failed operation; `main` prints it and exits with code 2 for input errors.
+//! or a failed operation; `main` prints it and exits with code 2 for input errors (3 when only
+//! some of many inputs failed, 1 for libtorch failures).
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,10 @@ pub enum Error {
     /// An image that could not be decoded.
     #[error("{path}: cannot decode image: {reason}")]
     Image { path: PathBuf, reason: String },
+    /// Some inputs of a many-input command (`caption DIR`) failed, each already reported on its
+    /// own line, while the others succeeded: `main` exits with code 3.
+    #[error("{0}")]
+    Partial(String),
     /// A failure inside libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -1,5 +1,5 @@
 //! `captag` binary: parse the command line, run the job, print the error chain on one line and
-//! exit with code 2 for bad input (1 for internal failures).
+//! exit with code 2 for bad input (3 when some of many inputs failed, 1 for internal failures).
 use clap::Parser;
 
 fn main() {
@@ -13,10 +13,11 @@ fn main() {
     let cli = captag::cli::Cli::parse();
     if let Err(e) = captag::commands::run(cli) {
         eprintln!("error: {e:#}");
-        let internal = matches!(
-            e.downcast_ref::<captag::Error>(),
-            Some(captag::Error::Torch(_))
-        );
-        std::process::exit(if internal { 1 } else { 2 });
+        let code = match e.downcast_ref::<captag::Error>() {
+            Some(captag::Error::Torch(_)) => 1,
+            Some(captag::Error::Partial(_)) => 3,
+            _ => 2,
+        };
+        std::process::exit(code);
     }
 }

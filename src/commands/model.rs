@@ -312,5 +312,13 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
     if failed == files.len() {
         bail!("no image could be read");
     }
+    if failed > 0 {
+        return Err(crate::Error::Partial(format!(
+            "{failed} of {} images could not be read (listed above); the other {} were captioned",
+            files.len(),
+            files.len() - failed
+        ))
+        .into());
+    }
     Ok(())
 }

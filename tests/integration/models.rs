@@ -381,11 +381,19 @@ fn an_unreadable_image_is_an_error_line_and_the_others_are_captioned() {
     fs::write(dir.join("b.jpg"), b"\xff\xd8\xff truncated").unwrap();
     fs::copy(data.join("Images/synth_00002.jpg"), dir.join("c.jpg")).unwrap();
     let out = captag(&["caption", s(run), s(&dir)]);
-    assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Exit code 3: some inputs failed, the others were captioned; a summary line ends stderr.
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
     assert!(stderr.contains("b.jpg"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("1 of 3 images could not be read")),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"));
 }
 
