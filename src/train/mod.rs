@@ -140,6 +140,17 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         }
     } else if job.resume {
         state = run::read_json(&dir.join(run::STATE))?;
+        // The best epoch's weights are what the run's score stands for: check they load before
+        // training on (a damaged file would otherwise surface only at eval time).
+        let mut best = Captioner::new(cfg, job.device, false);
+        run::load_vars(&mut best.vs, &dir.join(run::BEST)).map_err(|e| {
+            Error::invalid(format!(
+                "--resume: the best epoch's weights cannot be read ({e}); restore {}, or copy {} \
+                 over it to make the last epoch the best",
+                run::BEST,
+                run::LAST
+            ))
+        })?;
         run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
         adam.load(&dir.join(run::OPTIM), state.step, state.lr)?;
         if !job.quiet {

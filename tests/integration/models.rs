@@ -275,6 +275,30 @@ fn a_run_killed_in_its_first_epoch_resumes_from_the_start() {
 }
 
 #[test]
+fn resume_refuses_a_damaged_best_checkpoint() {
+    let t = tempfile::tempdir().unwrap();
+    let run = copy_run(&t.path().join("run"));
+    let (data, _) = shared_run();
+    fs::write(run.join("model.safetensors"), b"\x08\0\0\0\0\0\0\0{}").unwrap();
+    let mut args: Vec<String> = [
+        "train",
+        "--data",
+        s(data),
+        "--out",
+        s(&run),
+        "--epochs",
+        "4",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    args.extend(tiny_flags("lstm", "0", "128"));
+    args.push("--resume".into());
+    let e = bad_input(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(e.contains("best epoch's weights"), "{e}");
+}
+
+#[test]
 fn a_run_that_never_starts_leaves_no_directory() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("never");
