@@ -188,10 +188,44 @@ pub fn lock(dir: &Path) -> Result<Lock> {
     // The holder's pid, for the message above (a lock whose process died is simply free).
     let _ = file.set_len(0);
     let _ = (&file).write_all(std::process::id().to_string().as_bytes());
+    remove_stale_temps(dir);
     Ok(Lock {
         dir: dir.to_path_buf(),
         _file: file,
     })
+}
+
+/// Temp files (`.NAME.tmp.PID`, see `fsio::tmp_path`) of the files a trainer writes, left by a
+/// trainer that died mid-write. Only the lock holder writes these names, so once it holds the
+/// lock they are garbage.
+fn remove_stale_temps(dir: &Path) {
+    const OURS: [&str; 10] = [
+        CONFIG,
+        VOCAB,
+        BEST,
+        LAST,
+        ENCODER,
+        STATE,
+        OPTIM,
+        METRICS,
+        HASHTAGS,
+        "teacher_captions.json",
+    ];
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stale = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp."))
+            .is_some_and(|(file, pid)| {
+                OURS.contains(&file) && pid.bytes().all(|b| b.is_ascii_digit())
+            });
+        if stale {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 impl Drop for Lock {

@@ -299,6 +299,37 @@ fn resume_refuses_a_damaged_best_checkpoint() {
 }
 
 #[test]
+fn resume_removes_temp_files_a_killed_trainer_left() {
+    let t = tempfile::tempdir().unwrap();
+    let run = copy_run(&t.path().join("run"));
+    let (data, _) = shared_run();
+    let stale = run.join(".last.safetensors.tmp.99999");
+    let other = run.join(".predictions_dev.json.tmp.99999");
+    fs::write(&stale, b"half a checkpoint").unwrap();
+    fs::write(&other, b"not the trainer's").unwrap();
+    let mut args: Vec<String> = [
+        "train",
+        "--data",
+        s(data),
+        "--out",
+        s(&run),
+        "--epochs",
+        "4",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    args.extend(tiny_flags("lstm", "0", "128"));
+    args.push("--resume".into());
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!stale.exists());
+    assert!(
+        other.exists(),
+        "a file another command writes is not the trainer's to remove"
+    );
+}
+
+#[test]
 fn a_run_that_never_starts_leaves_no_directory() {
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("never");
