@@ -86,6 +86,23 @@ pub fn tiny_flags(decoder: &str, dropout: &str, hidden: &str) -> Vec<String> {
     .collect()
 }
 
+/// `train --data DATA --out OUT --epochs N` with [`tiny_flags`] (dropout 0).
+pub fn tiny_train_args(
+    data: &Path,
+    out: &Path,
+    epochs: usize,
+    decoder: &str,
+    hidden: &str,
+) -> Vec<String> {
+    let mut a: Vec<String> = ["train", "--data", s(data), "--out", s(out), "--epochs"]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    a.push(epochs.to_string());
+    a.extend(tiny_flags(decoder, "0", hidden));
+    a
+}
+
 /// A synthetic Flickr8k-layout set with one caption per image: a memorised caption then scores
 /// BLEU 1 against its reference.
 pub fn one_caption_set(dir: &Path, count: usize) {

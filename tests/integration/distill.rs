@@ -4,15 +4,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::common::{bad_input, ok, one_caption_set, s, synth, tiny_flags};
+use super::common::{bad_input, ok, one_caption_set, s, synth, tiny_train_args};
 
 fn train(data: &Path, out: &Path, decoder: &str, hidden: &str, epochs: usize, extra: &[&str]) {
-    let mut args: Vec<String> = ["train", "--data", s(data), "--out", s(out), "--epochs"]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-    args.push(epochs.to_string());
-    args.extend(tiny_flags(decoder, "0", hidden));
+    let mut args = tiny_train_args(data, out, epochs, decoder, hidden);
     args.extend(extra.iter().map(|x| x.to_string()));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(&a);
@@ -140,19 +135,7 @@ fn bad_teachers_are_clear_errors() {
     let (data, teacher) = teacher_run(t.path());
     let student = |name: &str| t.path().join(name);
     let args = |out: &PathBuf, teacher: &Path, extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "train",
-            "--data",
-            s(&data),
-            "--out",
-            s(out),
-            "--epochs",
-            "1",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-        a.extend(tiny_flags("gru", "0", "32"));
+        let mut a = tiny_train_args(&data, out, 1, "gru", "32");
         a.extend(["--teacher".to_string(), s(teacher).to_string()]);
         for pair in extra.chunks(2) {
             // A flag of `flags` takes the caller's value; others are appended.
@@ -207,11 +190,7 @@ fn distillation_resumes_exactly() {
         assert!(diff < 1e-5, "{na} differs by {diff} after resume");
     }
     // Resuming without the teacher (or with another one) is refused.
-    let mut args: Vec<String> = ["train", "--data", s(&data), "--out", s(&b), "--epochs", "5"]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-    args.extend(tiny_flags("gru", "0", "32"));
+    let mut args = tiny_train_args(&data, &b, 5, "gru", "32");
     args.push("--resume".into());
     let e = bad_input(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(e.contains("distill"), "{e}");

@@ -4,7 +4,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::common::{bad_input, captag, ok, one_caption_set, s, synth, tiny_flags};
+use super::common::{
+    bad_input, captag, ok, one_caption_set, s, synth, tiny_flags, tiny_train_args,
+};
 
 fn train(data: &Path, out: &Path, decoder: &str, epochs: usize, extra: &[&str]) {
     train_with(data, out, decoder, "0", epochs, extra)
@@ -196,19 +198,7 @@ fn a_run_directory_has_one_trainer_at_a_time() {
     let data = t.path().join("data");
     synth(&data, 12, 32, "flickr8k");
     let run = t.path().join("run");
-    let mut args: Vec<String> = [
-        "train",
-        "--data",
-        s(&data),
-        "--out",
-        s(&run),
-        "--epochs",
-        "5000",
-    ]
-    .iter()
-    .map(|x| x.to_string())
-    .collect();
-    args.extend(tiny_flags("lstm", "0", "128"));
+    let mut args = tiny_train_args(&data, &run, 5000, "lstm", "128");
     let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_captag"))
         .args(["--device", "cpu", "--threads", "1", "-q"])
         .args(&args)
@@ -280,19 +270,7 @@ fn resume_refuses_a_damaged_best_checkpoint() {
     let run = copy_run(&t.path().join("run"));
     let (data, _) = shared_run();
     fs::write(run.join("model.safetensors"), b"\x08\0\0\0\0\0\0\0{}").unwrap();
-    let mut args: Vec<String> = [
-        "train",
-        "--data",
-        s(data),
-        "--out",
-        s(&run),
-        "--epochs",
-        "4",
-    ]
-    .iter()
-    .map(|x| x.to_string())
-    .collect();
-    args.extend(tiny_flags("lstm", "0", "128"));
+    let mut args = tiny_train_args(data, &run, 4, "lstm", "128");
     args.push("--resume".into());
     let e = bad_input(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(e.contains("best epoch's weights"), "{e}");
@@ -307,19 +285,7 @@ fn resume_removes_temp_files_a_killed_trainer_left() {
     let other = run.join(".predictions_dev.json.tmp.99999");
     fs::write(&stale, b"half a checkpoint").unwrap();
     fs::write(&other, b"not the trainer's").unwrap();
-    let mut args: Vec<String> = [
-        "train",
-        "--data",
-        s(data),
-        "--out",
-        s(&run),
-        "--epochs",
-        "4",
-    ]
-    .iter()
-    .map(|x| x.to_string())
-    .collect();
-    args.extend(tiny_flags("lstm", "0", "128"));
+    let mut args = tiny_train_args(data, &run, 4, "lstm", "128");
     args.push("--resume".into());
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!stale.exists());
