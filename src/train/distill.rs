@@ -19,7 +19,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::Prepared;
+use super::{Images, Prepared};
 use crate::config::{Distill, KdMethod};
 use crate::fsio::Fingerprint;
 use crate::model::captioner::Captioner;
@@ -140,8 +140,16 @@ impl Teacher {
             return Ok(student.loss(feats, tokens, true));
         }
         let teacher = tch::no_grad(|| -> Result<Tensor> {
-            let tf = prep.images.features(&self.model, rows, false)?;
-            Ok(self.model.decoder.live_logits(&tf, tokens, false).logits)
+            // Cached features are the student's own rows; pixels go through the teacher's encoder.
+            let encoded;
+            let tf = match &prep.images {
+                Images::Cached(_) => feats,
+                Images::Pixels(_) => {
+                    encoded = prep.images.features(&self.model, rows, false)?;
+                    &encoded
+                }
+            };
+            Ok(self.model.decoder.live_logits(tf, tokens, false).logits)
         })?; // (M, V)
         let s = student.decoder.live_logits(feats, tokens, true);
         let kd = kd_loss(
