@@ -8,7 +8,7 @@ pub enum Error {
     /// A file or directory the user named could not be read or written.
     /// (The cause is part of the message and deliberately not a `source`: `main` prints the
     /// whole chain, which would repeat it.)
-    #[error("{path}: {cause}")]
+    #[error("{}: {}", path.display(), human_io(cause))]
     Io {
         path: PathBuf,
         cause: std::io::Error,
@@ -39,5 +39,32 @@ impl Error {
     }
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())
+    }
+}
+
+/// An I/O error as a person reads it: "No space left on device", without Rust's
+/// " (os error 28)" suffix or a Debug dump.
+pub fn human_io(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_like_sentences() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let e = Error::io("/runs/a/last.safetensors", full);
+        assert_eq!(
+            e.to_string(),
+            "/runs/a/last.safetensors: No space left on device"
+        );
+        let custom = std::io::Error::other("disk on fire (really)");
+        assert_eq!(human_io(&custom), "disk on fire (really)");
     }
 }

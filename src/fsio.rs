@@ -17,23 +17,55 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 /// Move a finished temp file over `path`; with `durable`, fsync the file and (best effort) the
 /// directory so the rename itself survives a crash.
 pub fn commit(tmp: &Path, path: &Path, durable: bool) -> Result<()> {
+    fault_point();
     if durable {
         std::fs::File::open(tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| Error::io(tmp, e))?;
+        fault_point();
     }
     if let Err(e) = std::fs::rename(tmp, path) {
         let _ = std::fs::remove_file(tmp);
         return Err(Error::io(path, e));
     }
+    fault_point();
     if durable {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+            sync_dir(dir);
         }
     }
     Ok(())
+}
+
+/// fsync a directory so the renames in it survive a crash (best effort: some file systems
+/// refuse it, and nothing can be done about that).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The fault-injection hook of the kill -9 test (docs/ARCHITECTURE.md, "Fault injection"):
+/// with `CAPTAG_FAULT_AT=N` in the environment the process SIGKILLs itself at the N-th call.
+/// Calls sit between the file operations of every crash-safe write and of the epoch commit,
+/// and after every optimizer step. Without the variable a call is one relaxed atomic load.
+pub fn fault_point() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static AT: OnceLock<u64> = OnceLock::new();
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let at = *AT.get_or_init(|| {
+        std::env::var("CAPTAG_FAULT_AT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    });
+    if at > 0 && SEEN.fetch_add(1, Ordering::Relaxed) + 1 == at {
+        // SAFETY: signals this process; no memory is involved.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
 }
 
 /// Write `bytes` to `path` atomically (temp file + rename), fsynced when `durable`.
@@ -45,6 +77,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
         return Err(Error::io(&tmp, e));
     }
     commit(&tmp, path, durable)
+}
+
+/// No command overwrites one of its own inputs (docs/ARCHITECTURE.md, "Input and output
+/// rules"): refuses `out` when it is (the same file or directory as) one of `inputs`, before
+/// anything is written. Paths that do not exist yet cannot be inputs.
+pub fn refuse_overwriting_inputs(flag: &str, out: &Path, inputs: &[&Path]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(o) = std::fs::metadata(out) else {
+        return Ok(());
+    };
+    for input in inputs {
+        if let Ok(i) = std::fs::metadata(input) {
+            if (i.dev(), i.ino()) == (o.dev(), o.ino()) {
+                return Err(Error::invalid(format!(
+                    "{flag} {}: is also an input of this command ({}); choose another output path",
+                    out.display(),
+                    input.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Short stable fingerprint (FNV-1a, 64 bit, hex) of a byte stream.
@@ -94,6 +148,22 @@ mod tests {
     fn a_missing_directory_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         assert!(write_atomic(&dir.path().join("no/such/x"), b"1", true).is_err());
+    }
+
+    #[test]
+    fn an_input_is_never_an_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.json"));
+        std::fs::write(&a, "x").unwrap();
+        assert!(refuse_overwriting_inputs("--out", &b, &[&a]).is_ok());
+        std::fs::write(&b, "y").unwrap();
+        assert!(refuse_overwriting_inputs("--out", &b, &[&a]).is_ok());
+        // The same file under another name (a hard link or a ./ path) is still the input.
+        std::fs::hard_link(&a, dir.path().join("c")).unwrap();
+        let e = refuse_overwriting_inputs("--out", &dir.path().join("c"), &[&a]).unwrap_err();
+        assert!(e.to_string().contains("is also an input"), "{e}");
+        let same = dir.path().join(".").join("a.csv");
+        assert!(refuse_overwriting_inputs("--out", &same, &[&b, &a]).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    captag::commands::out::guard_standard_descriptors();
     let cli = captag::cli::Cli::parse();
     if let Err(e) = captag::commands::run(cli) {
         eprintln!("error: {e:#}");

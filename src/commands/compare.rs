@@ -1,6 +1,7 @@
 //! `compare` and `plot`: turn a comparison spec into trained runs (each trained run is a
 //! `captag train` command line, resumed if it stopped early and skipped if finished), then hand
 //! the evaluated runs to `experiments::compare`.
+use super::out::outln;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -153,11 +154,11 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
         &name,
     )?;
     cmp.write(&a.out)?;
-    println!("{}", cmp.markdown());
-    println!(
+    outln!("{}", cmp.markdown())?;
+    outln!(
         "wrote {}/compare.{{md,json,csv}}, curves.{{svg,png}}, metrics.{{svg,png}}",
         a.out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -177,6 +178,6 @@ pub fn plot(a: &PlotArgs) -> anyhow::Result<()> {
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     plot::curves_chart(&curves).save(&a.out)?;
-    println!("wrote {}.svg and {}.png", a.out.display(), a.out.display());
+    outln!("wrote {}.svg and {}.png", a.out.display(), a.out.display())?;
     Ok(())
 }

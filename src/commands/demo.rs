@@ -2,6 +2,7 @@
 //! small-cnn + a decoder (`--decoder`, LSTM by default) with a hashtag head, evaluate on the test split against the caption-prior
 //! baseline and the human ceiling (hashtags against their two baselines), and caption a few
 //! test images with their hashtags.
+use super::out::outln;
 use anyhow::Context;
 
 use super::{bleu_table, Ctx};
@@ -25,12 +26,12 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         ..SynthConfig::default()
     };
     let s = generate(&data, &cfg)?;
-    println!(
+    outln!(
         "1. synthesized {} images with {} captions in {}",
         s.images,
         s.captions,
         data.display()
-    );
+    )?;
 
     if run.exists() {
         std::fs::remove_dir_all(&run)
@@ -77,20 +78,20 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
             ratios: [0.8, 0.1, 0.1],
         },
     };
-    println!(
+    outln!(
         "2. training small-cnn + {} for {} epochs into {}",
         decoder_name(a.decoder),
         a.epochs,
         run.display()
-    );
+    )?;
     let job = super::model::train_job(ctx, &args)?;
     let summary = crate::train::run(&job)?;
-    println!(
+    outln!(
         "   trained in {:.0}s, best dev BLEU-4 {:.2} (epoch {})",
         summary.seconds,
         100.0 * summary.best_bleu[3],
         summary.best_epoch
-    );
+    )?;
 
     let loaded = crate::infer::load_checkpoint(&run, ctx.device, false)?;
     let opts = job.load.clone();
@@ -130,8 +131,8 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
     let prior_bleu = baselines::constant_bleu(&prior, &refs, BleuMode::Coco)?;
     let ceiling = baselines::human_ceiling(&refs, BleuMode::Coco)?;
     let name = decoder_name(a.decoder);
-    println!("3. test split, {} images (coco BLEU ×100):", greedy.images);
-    println!(
+    outln!("3. test split, {} images (coco BLEU ×100):", greedy.images)?;
+    outln!(
         "{}",
         bleu_table(&[
             (
@@ -145,18 +146,18 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
                 ceiling.bleu
             ),
         ])
-    );
-    println!("   grounded truth (each claim of a caption checked against the scene it describes):");
+    )?;
+    outln!("   grounded truth (each claim of a caption checked against the scene it describes):")?;
     for (how, r) in [("greedy", &greedy), ("beam 3", &beam)] {
         if let Some(g) = &r.grounded {
-            println!("     {how}: {g}");
+            outln!("     {how}: {g}")?;
         }
     }
     if let Some(t) = &greedy.hashtags {
-        println!("   hashtags from the image (tags derived from the reference captions):");
-        println!("{}", super::tags::tag_table(t.k, &t.rows));
+        outln!("   hashtags from the image (tags derived from the reference captions):")?;
+        outln!("{}", super::tags::tag_table(t.k, &t.rows))?;
     }
-    println!("4. captions and hashtags for a few test images:");
+    outln!("4. captions and hashtags for a few test images:")?;
     let shown: Vec<_> = test.iter().take(5).collect();
     let paths: Vec<std::path::PathBuf> = shown.iter().map(|s| s.path.clone()).collect();
     let out = loaded.caption_files(&paths, &Decoding::Greedy { max_len: 20 })?;
@@ -172,25 +173,25 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
             }
             Err(why) => format!("error: {why}"),
         };
-        println!(
+        outln!(
             "   {}\n     captag:    {}\n     reference: {}",
             s.path.display(),
             line.trim_end(),
             s.captions[0]
-        );
+        )?;
     }
     let verdict = if greedy.bleu.bleu[3] > prior_bleu.bleu[3] {
         "beats"
     } else {
         "does NOT beat"
     };
-    println!(
+    outln!(
         "The trained model {verdict} the caption prior on BLEU-4. Try: captag caption {} {}",
         run.display(),
         test.first()
             .map(|s| s.path.display().to_string())
             .unwrap_or_default()
-    );
+    )?;
     Ok(())
 }
 

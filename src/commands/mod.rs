@@ -3,11 +3,13 @@
 mod compare;
 mod demo;
 mod model;
+pub mod out;
 mod tags;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use out::outln;
 use tch::Device;
 
 use crate::cli::{
@@ -173,12 +175,12 @@ fn synth(ctx: &Ctx, a: &crate::cli::SynthArgs) -> anyhow::Result<()> {
         noise: !a.no_noise,
     };
     let s = generate(&a.out, &cfg)?;
-    println!(
+    outln!(
         "wrote {} images and {} captions to {}",
         s.images,
         s.captions,
         a.out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -189,9 +191,9 @@ fn stats(ctx: &Ctx, dir: &Path, data: &DataArgs, verify: bool, json: bool) -> an
     let ds = load_dataset(ctx, dir, &opts)?;
     let st = crate::data::stats::compute(&ds);
     if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        outln!("{}", serde_json::to_string_pretty(&st)?)?;
     } else {
-        println!("{st}");
+        outln!("{st}")?;
     }
     Ok(())
 }
@@ -204,6 +206,7 @@ fn vocab_build(
     split: SplitArg,
     data: &DataArgs,
 ) -> anyhow::Result<()> {
+    crate::fsio::refuse_overwriting_inputs("--out", out, &[dir])?;
     let mut opts = load_options(ctx, data);
     opts.keep_missing = true;
     let ds = load_dataset(ctx, dir, &opts)?;
@@ -221,12 +224,12 @@ fn vocab_build(
     vocab
         .save(out)
         .with_context(|| format!("writing {}", out.display()))?;
-    println!(
+    outln!(
         "{} words (min count {min_count}, {} captions of the {split} split) written to {}",
         vocab.len(),
         tokens.len(),
         out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -275,19 +278,19 @@ fn bleu(ctx: &Ctx, a: &crate::cli::BleuArgs) -> anyhow::Result<()> {
                 "rouge_l": rouge.as_ref().map(|r| r.score),
             }),
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
         if let Some(s) = &bleu {
-            println!(
+            outln!(
                 "{}",
                 bleu_table(&[(format!("{} hypotheses", hyps.len()), s.bleu)])
-            );
+            )?;
         }
         if let Some(c) = &cider {
-            println!("CIDEr-D  {:.2}", 100.0 * c.score);
+            outln!("CIDEr-D  {:.2}", 100.0 * c.score)?;
         }
         if let Some(r) = &rouge {
-            println!("ROUGE-L  {:.2}", 100.0 * r.score);
+            outln!("ROUGE-L  {:.2}", 100.0 * r.score)?;
         }
     }
     Ok(())

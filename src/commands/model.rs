@@ -1,4 +1,5 @@
 //! `features`, `train`, `eval` and `caption`.
+use super::out::outln;
 use anyhow::bail;
 
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
@@ -15,6 +16,7 @@ use crate::run;
 use crate::train::{self as training, TrainJob};
 
 pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
+    crate::fsio::refuse_overwriting_inputs("--out", &a.out, &[&a.data, &a.encoder_weights])?;
     let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
     let preprocess = a.encoder.default_preprocess();
     if !a.encoder_weights.is_file() {
@@ -41,14 +43,15 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     ex.cache.fingerprint =
         features::fingerprint(a.encoder.as_str(), &weights_fp, &preprocess, &ids);
-    for (id, why) in &ex.failed {
+    for (_, why) in &ex.failed {
         if ctx.verbose {
-            eprintln!("  skipped {id}: {why}");
+            // `why` names the file already.
+            eprintln!("  skipped {why}");
         }
     }
     ex.cache.save(&a.out)?;
     let secs = t0.elapsed().as_secs_f64();
-    println!(
+    outln!(
         "{} images → {} ({} features each{}), {} unreadable skipped, {:.1} images/s",
         ex.cache.ids.len(),
         a.out.display(),
@@ -56,7 +59,7 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
         if a.grid { " + grids" } else { "" },
         ex.failed.len(),
         ex.cache.ids.len() as f64 / secs.max(1e-9)
-    );
+    )?;
     Ok(())
 }
 
@@ -127,6 +130,9 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         },
     };
     train.validate()?;
+    if let Some(t) = &a.distill.teacher {
+        crate::fsio::refuse_overwriting_inputs("--out", &a.out, &[t, &a.data])?;
+    }
     if let Some(w) = &a.encoder_weights {
         if !w.is_file() {
             bail!("--encoder-weights {}: no such file", w.display());
@@ -151,7 +157,7 @@ pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     let job = train_job(ctx, a)?;
     let s = training::run(&job)?;
     let only = job.model.hashtags.as_ref().is_some_and(|t| t.only);
-    println!(
+    outln!(
         "{} epochs in {:.0}s; best dev {} {:.2} at epoch {} → {}",
         s.epochs,
         s.seconds,
@@ -163,7 +169,7 @@ pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
         100.0 * s.best_score,
         s.best_epoch,
         s.out.join(run::BEST).display()
-    );
+    )?;
     Ok(())
 }
 
@@ -198,42 +204,42 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| a.checkpoint.join(format!("predictions_{split}.json")));
     run::write_json(&r.predictions, &out)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?)?;
     } else {
         let name = match dec {
             Decoding::Greedy { .. } => "greedy".to_string(),
             Decoding::Beam { width, .. } => format!("beam {width}"),
         };
-        println!(
+        outln!(
             "{} images of {split} ({} unreadable), {name}, {} mode, {:.1}s ({:.2} ms per image captioning)",
             r.images,
             r.unreadable,
             r.mode.as_str(),
             r.seconds,
             1000.0 * r.caption_seconds / r.images.max(1) as f64
-        );
+        )?;
         if !only {
-            println!(
+            outln!(
                 "{}",
                 bleu_table(&[(a.checkpoint.display().to_string(), r.bleu.bleu)])
-            );
-            println!(
+            )?;
+            outln!(
                 "CIDEr-D {:.2}  ROUGE-L {:.2}  distinct captions {}/{}  {:.2}M trained parameters",
                 100.0 * r.cider,
                 100.0 * r.rouge_l,
                 r.distinct_captions,
                 r.images,
                 r.parameters as f64 / 1e6
-            );
+            )?;
         }
         if let Some(g) = &r.grounded {
-            println!("grounded truth: {g}");
+            outln!("grounded truth: {g}")?;
         }
         if let Some(t) = &r.hashtags {
-            println!("hashtags ({} images with true tags):", t.rows[0].1.images);
-            println!("{}", super::tags::tag_table(t.k, &t.rows));
+            outln!("hashtags ({} images with true tags):", t.rows[0].1.images)?;
+            outln!("{}", super::tags::tag_table(t.k, &t.rows))?;
         }
-        println!("predictions: {}", out.display());
+        outln!("predictions: {}", out.display())?;
     }
     Ok(())
 }
@@ -294,13 +300,13 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                             o["attention"] = serde_json::to_value(w)?;
                         }
                     }
-                    println!("{o}");
+                    outln!("{o}")?;
                 } else {
                     let line: Vec<String> = std::iter::once(caption)
                         .chain(tags.iter().map(|t| format!("#{}", t.tag)))
                         .filter(|w| !w.is_empty())
                         .collect();
-                    println!("{}\t{}", r.path.display(), line.join(" "));
+                    outln!("{}\t{}", r.path.display(), line.join(" "))?;
                 }
             }
             Err(why) => {

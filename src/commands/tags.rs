@@ -1,6 +1,7 @@
 //! `captag tags`: the caption-text ⇒ hashtags model on Instagram posts (train with smoothing
 //! tuned on dev, evaluate against the most-frequent-tags baseline, suggest), and the hashtag
 //! table shared with `captag eval`.
+use super::out::outln;
 use std::path::Path;
 
 use anyhow::bail;
@@ -43,7 +44,7 @@ pub fn run(ctx: &Ctx, cmd: &TagsCommand) -> anyhow::Result<()> {
                 .into_iter()
                 .map(|(t, _)| format!("#{t}"))
                 .collect();
-            println!("{}", tags.join(" "));
+            outln!("{}", tags.join(" "))?;
             Ok(())
         }
     }
@@ -95,6 +96,7 @@ fn train(
     out: &Path,
     opts: &crate::data::LoadOptions,
 ) -> anyhow::Result<()> {
+    crate::fsio::refuse_overwriting_inputs("--out", out, &[data])?;
     let samples = load_posts(ctx, data, opts)?;
     let (train, dev) = (posts(&samples, Split::Train), posts(&samples, Split::Dev));
     if train.is_empty() || dev.is_empty() {
@@ -116,7 +118,7 @@ fn train(
         std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
     }
     m.save(out)?;
-    println!(
+    outln!(
         "{} training posts, {} tags, {} words; dev F1@5 {:.2} at beta {} prior {} → {}",
         m.posts,
         m.tags.len(),
@@ -125,7 +127,7 @@ fn train(
         m.beta,
         m.prior,
         out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -151,13 +153,13 @@ fn eval(
         ("baseline: most frequent training tags".to_string(), freq_s),
     ];
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"split": split, "posts": held.len(), "k": k, "rows": rows})
-        );
+        )?;
     } else {
-        println!("{} tagged posts of {split}", held.len());
-        println!("{}", tag_table(k, &rows));
+        outln!("{} tagged posts of {split}", held.len())?;
+        outln!("{}", tag_table(k, &rows))?;
     }
     Ok(())
 }

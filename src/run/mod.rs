@@ -5,7 +5,8 @@
 //! [`create`] and [`reopen`], evaluation and inference load them with [`open`].
 //!
 //! Every write goes to a temporary file in the same directory, is fsynced and renamed over the
-//! target, so a crash never leaves a half-written checkpoint.
+//! target, so a crash never leaves a half-written checkpoint; the files of one epoch are
+//! committed together by one rename ([`commit_epoch`], `epoch.rs`).
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -95,16 +96,8 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&s).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
 }
 
-pub fn append_metrics(dir: &Path, line: &serde_json::Value) -> Result<()> {
-    let path = dir.join(METRICS);
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io(&path, e))?;
-    f.sync_all().map_err(|e| Error::io(&path, e))
-}
+mod epoch;
+pub use epoch::{commit_epoch, recover, Epoch, Recovered};
 
 pub use crate::fsio::Fingerprint;
 pub use crate::model::weights::{load_vars, save_vars, write_tensors};
@@ -407,7 +400,12 @@ pub struct Opened {
 pub fn open(dir: &Path, device: tch::Device, last: bool) -> Result<Opened> {
     let Contents { run, vocab, tags } = read(dir)?;
     let mut model = Captioner::new(&run.model, device, true);
-    load_vars(&mut model.vs, &dir.join(if last { LAST } else { BEST }))?;
+    // A run killed after committing an epoch but before moving its files: the commit is what
+    // counts (docs/ARCHITECTURE.md, "Run directory").
+    load_vars(
+        &mut model.vs,
+        &epoch::committed_path(dir, if last { LAST } else { BEST }),
+    )?;
     if let Some(fvs) = model.frozen_vs.as_mut() {
         load_vars(fvs, &dir.join(ENCODER))?;
     }

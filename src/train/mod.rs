@@ -89,6 +89,19 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     let started = Instant::now();
     // Held until training returns: one process per run directory.
     let _lock = run::lock(&job.out)?;
+    // A run killed at any instant is brought back to its last committed epoch first.
+    let rec = run::recover(&job.out)?;
+    if !job.quiet {
+        for (done, what) in [
+            (rec.rolled_back, "removed an epoch that was being saved when training stopped"),
+            (rec.rolled_forward, "finished saving the last epoch"),
+            (rec.metrics_repaired, "repaired metrics.jsonl (one line per saved epoch)"),
+        ] {
+            if done {
+                eprintln!("{}: {what}", job.out.display());
+            }
+        }
+    }
     let mut prep = prepare::prepare(job)?;
     let teacher = match prep.run.train.distill.clone() {
         Some(d) => {
@@ -207,6 +220,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             adam.zero_grad();
             loss.backward();
             adam.step(tc.clip);
+            crate::fsio::fault_point();
             let l = loss.double_value(&[]);
             if !l.is_finite() {
                 return Err(Error::invalid(format!(
@@ -272,7 +286,6 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             state.best_epoch = state.epoch;
             state.bad_epochs = 0;
             best_bleu = bleu;
-            run::save_vars(&model.vs, &dir.join(run::BEST))?;
         } else {
             state.bad_epochs += 1;
         }
@@ -298,9 +311,6 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         }
         state.lr = adam.lr;
         state.stopped_early = tc.early_stop > 0 && state.bad_epochs >= tc.early_stop;
-        run::save_vars(&model.vs, &dir.join(run::LAST))?;
-        adam.save(&dir.join(run::OPTIM))?;
-        run::write_json(&state, &dir.join(run::STATE))?;
         let mut line = serde_json::json!({
             "epoch": state.epoch, "step": state.step, "lr": state.lr,
             "train_loss": loss_sum / loss_n.max(1) as f64, "dev_loss": dev_loss,
@@ -323,7 +333,17 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             line["tag_f1_5"] = t.f1.into();
             line["tag_map"] = t.map.into();
         }
-        run::append_metrics(dir, &line)?;
+        // The epoch's one commit point: weights, optimizer, state and metrics line together.
+        run::commit_epoch(
+            dir,
+            run::Epoch {
+                state: &state,
+                weights: &model.vs,
+                best: improved,
+                optimizer: &|p| adam.save(p),
+                metrics: &line,
+            },
+        )?;
         if !job.quiet {
             let mut msg = format!(
                 "epoch {:>3}  loss {:.3}  dev loss {:.3}",

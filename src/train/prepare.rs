@@ -356,8 +356,9 @@ fn pixel_images(
     for batch in BatchLoader::new(paths, *pre, 64, 0) {
         bar.inc((batch.indices.len() + batch.failed.len()) as u64);
         if job.verbose {
-            for (i, why) in &batch.failed {
-                eprintln!("  skipped {}: {why}", samples[*i].id);
+            // `why` names the file already.
+            for (_, why) in &batch.failed {
+                eprintln!("  skipped {why}");
             }
         }
         if batch.indices.is_empty() {

@@ -4,5 +4,7 @@ mod common;
 mod compare;
 mod data;
 mod distill;
+mod faults;
 mod hashtags;
 mod models;
+mod outputs;

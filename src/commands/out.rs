@@ -1,0 +1,64 @@
+//! The checked output writer (docs/ARCHITECTURE.md, "Input and output rules"): everything a
+//! command prints on standard output goes through [`outln!`], which returns an error instead of
+//! panicking (`println!` panics on a full device) or pretending (Rust's `stdout` silently drops
+//! writes to a closed descriptor, so a command whose stdout was closed "succeeded" having
+//! printed nothing). A write error becomes one error line and exit code 2; a closed pipe
+//! (`captag ... | head`) ends the process quietly through SIGPIPE, as for other Unix tools.
+use std::io::Write;
+use std::os::fd::FromRawFd;
+
+use crate::{Error, Result};
+
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called first thing in `main`: notes whether the parent started captag with its standard
+/// output closed. Rust's runtime has by then pointed a closed descriptor 0–2 at `/dev/null`
+/// (so no file captag opens can take number 1 and receive the output), opened read-write; a
+/// shell's `>/dev/null` opens it write-only. So a read-write `/dev/null` on descriptor 1 is a
+/// stdout that was closed, and [`write`] then fails instead of printing into nothing.
+pub fn guard_standard_descriptors() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let null = std::fs::metadata("/dev/null").ok();
+    // SAFETY: fcntl on the process's own descriptor; the borrowed File is never closed.
+    let (flags, fd1) = unsafe {
+        let flags = libc::fcntl(1, libc::F_GETFL);
+        let f = std::mem::ManuallyDrop::new(std::fs::File::from_raw_fd(1));
+        (flags, f.metadata().ok())
+    };
+    let closed = match (null, fd1) {
+        (Some(n), Some(m)) => {
+            m.file_type().is_char_device()
+                && m.rdev() == n.rdev()
+                && flags >= 0
+                && flags & libc::O_ACCMODE == libc::O_RDWR
+        }
+        _ => true,
+    };
+    STDOUT_CLOSED.store(closed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Write one already formatted chunk to file descriptor 1, unbuffered.
+pub fn write(text: &str) -> Result<()> {
+    if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::invalid(
+            "cannot write to standard output: it is closed",
+        ));
+    }
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // SAFETY: fd 1 is borrowed, never closed: ManuallyDrop keeps the File from closing it.
+    let mut fd = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+    fd.write_all(text.as_bytes()).map_err(|e| {
+        Error::invalid(format!(
+            "cannot write to standard output: {}",
+            crate::error::human_io(&e)
+        ))
+    })
+}
+
+/// `println!` that reports write errors: `outln!("{x}")?`.
+macro_rules! outln {
+    () => { $crate::commands::out::write("\n") };
+    ($($arg:tt)*) => { $crate::commands::out::write(&format!("{}\n", format_args!($($arg)*))) };
+}
+pub(crate) use outln;
