@@ -18,7 +18,9 @@ endif
 demo: $(TORCH_STAMP)
 	$(TORCH_ENV) cargo run --release -- demo
 
+# The web page is tested in a real headless Chromium: scripts/install-browser.sh installs it.
 test: $(TORCH_STAMP)
+	scripts/install-browser.sh
 	$(TORCH_ENV) cargo test --release
 
 build: $(TORCH_STAMP)

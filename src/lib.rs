@@ -25,8 +25,10 @@ pub mod experiments;
 pub mod font;
 pub mod fsio;
 pub mod infer;
+pub mod input;
 pub mod model;
 pub mod run;
+pub mod serve;
 pub mod text;
 pub mod train;
 

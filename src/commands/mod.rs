@@ -4,6 +4,7 @@ mod compare;
 mod demo;
 mod model;
 pub mod out;
+mod serve;
 mod tags;
 
 use std::path::{Path, PathBuf};
@@ -88,6 +89,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => model::eval(&ctx, &a),
         Command::Caption(a) => model::caption(&ctx, &a),
         Command::Tags(c) => tags::run(&ctx, &c),
+        Command::Emoji(c) => tags::run_emoji(&ctx, &c),
+        Command::Serve(a) => serve::serve(&ctx, &a),
+        Command::Ratings(c) => serve::ratings(&ctx, &c),
         Command::Demo(a) => demo::demo(&ctx, &a),
         Command::Compare(a) => compare::compare(&ctx, &a),
         Command::Plot(a) => compare::plot(&a),

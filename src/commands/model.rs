@@ -8,7 +8,6 @@ use crate::config::{DecoderConfig, Distill, ModelConfig, Schedule, TagsConfig, T
 use crate::data::features;
 use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
-use crate::infer::tags::TagScore;
 use crate::model::decoding::Decoding;
 use crate::model::encoder::{self, Encoder, ExtractSpec};
 use crate::model::text_tagger::TextTagger;
@@ -254,6 +253,13 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(TextTagger::load)
         .transpose()?;
+    let emoji_model = a
+        .tags
+        .emoji
+        .as_deref()
+        .map(TextTagger::load_emoji)
+        .transpose()?;
+    let social = a.tags.style == crate::cli::StyleArg::Social;
     let only = loaded.run.model.hashtags.as_ref().is_some_and(|t| t.only);
     if a.attention.is_some() && !loaded.run.model.decoder.has_attention_maps() {
         bail!(
@@ -273,24 +279,22 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                         eprintln!("wrote {}", png.display());
                     }
                 }
-                let n = a.tags.hashtags;
-                let mut tags: Vec<TagScore> = c
-                    .tags
-                    .as_ref()
-                    .map(|t| t.top(n).to_vec())
-                    .unwrap_or_default();
-                if let Some(m) = &text_model {
-                    for (tag, score) in m.suggest(&c.text(), n) {
-                        if !tags.iter().any(|t| t.tag == tag) {
-                            tags.push(TagScore {
-                                tag,
-                                score,
-                                model: "text",
-                            });
-                        }
-                    }
-                }
+                let tags = crate::infer::tags::shown(
+                    c.tags.as_ref(),
+                    text_model.as_ref(),
+                    &c.text(),
+                    a.tags.hashtags,
+                );
                 let caption = if only { String::new() } else { c.text() };
+                let emoji: Vec<String> = emoji_model
+                    .as_ref()
+                    .map(|m| {
+                        let n = a.tags.hashtags.max(3);
+                        m.suggest(&caption, n).into_iter().map(|(e, _)| e).collect()
+                    })
+                    .unwrap_or_default();
+                let names: Vec<&str> = tags.iter().map(|t| t.tag.as_str()).collect();
+                let post = crate::infer::social::compose(&caption, &emoji, &names);
                 if a.json {
                     let mut o = serde_json::json!({"image": r.path.display().to_string(), "hashtags": tags});
                     if !only {
@@ -300,9 +304,20 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                             o["attention"] = serde_json::to_value(w)?;
                         }
                     }
+                    if emoji_model.is_some() {
+                        o["emoji"] = emoji.into();
+                    }
+                    if social {
+                        o["social"] = post.into();
+                    }
                     outln!("{o}")?;
+                } else if social {
+                    // One line per image: the post's line breaks become " / ".
+                    let flat: Vec<&str> = post.lines().filter(|l| !l.trim().is_empty()).collect();
+                    outln!("{}\t{}", r.path.display(), flat.join(" / "))?;
                 } else {
                     let line: Vec<String> = std::iter::once(caption)
+                        .chain(emoji)
                         .chain(tags.iter().map(|t| format!("#{}", t.tag)))
                         .filter(|w| !w.is_empty())
                         .collect();

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use super::{flickr8k, instagram, karpathy, Format};
-use crate::{Error, Result};
+use crate::{input, Error, Result};
 
 /// Read a captions file as text: a clear error for binary files; stray invalid UTF-8 bytes in
 /// an otherwise textual file are replaced rather than fatal.
 pub(crate) fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = input::read_bytes(path, input::TEXT, "a captions file")?;
     if bytes.iter().take(8192).any(|&b| b == 0) {
         return Err(Error::invalid(format!(
             "{}: binary file, not a captions file",
@@ -82,9 +82,14 @@ fn candidates(dir: &Path, f: Format) -> Vec<PathBuf> {
     }
 }
 
-/// The files among `paths` that exist.
+/// The files among `paths` that exist (anything but a directory: a FIFO or device named like a
+/// captions file is then refused by the reader with a clear error, not silently looked past).
 pub(crate) fn existing(paths: &[PathBuf]) -> Vec<PathBuf> {
-    paths.iter().filter(|p| p.is_file()).cloned().collect()
+    paths
+        .iter()
+        .filter(|p| input::is_readable_candidate(p))
+        .cloned()
+        .collect()
 }
 
 /// Directory entries sorted by path (empty when unreadable: detection then finds nothing).
@@ -98,11 +103,7 @@ pub(crate) fn sorted_entries(dir: &Path) -> Vec<PathBuf> {
 
 /// Guess the layout of a captions file from its first bytes.
 pub(crate) fn sniff_file(path: &Path) -> Result<Format> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
-        .map_err(|e| Error::io(path, e))?;
+    let head = input::read_head(path, 64 * 1024, input::TEXT, "a captions file")?;
     let text = String::from_utf8_lossy(&head);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let first_line = text.lines().next().unwrap_or("").trim();

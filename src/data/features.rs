@@ -81,14 +81,15 @@ impl FeatureCache {
     }
 
     pub fn load(path: &Path) -> Result<FeatureCache> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::input::read_bytes(path, crate::input::FEATURE_CACHE, "a feature cache")?;
         let bad = |m: &str| {
             Error::invalid(format!(
                 "{}: not a captag feature cache: {m}",
                 path.display()
             ))
         };
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(&e.to_string()))?;
+        let (_, meta) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| bad(&crate::input::one_line(e)))?;
         let meta = meta.metadata().clone().ok_or_else(|| bad("no metadata"))?;
         if meta.get("format").map(String::as_str) != Some("captag-features-1") {
             return Err(bad("missing format tag"));
@@ -99,18 +100,22 @@ impl FeatureCache {
                 .ok_or_else(|| bad(&format!("no `{k}`")))
         };
         let ids: Vec<String> =
-            serde_json::from_str(&get("ids")?).map_err(|e| bad(&e.to_string()))?;
+            serde_json::from_str(&get("ids")?).map_err(|e| bad(&crate::input::one_line(e)))?;
         let encoder = get("encoder")?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(&e.to_string()))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(&crate::input::one_line(e)))?;
         let tensor = |name: &str| -> Result<Tensor> {
-            let v = st.tensor(name).map_err(|e| bad(&e.to_string()))?;
+            let v = st
+                .tensor(name)
+                .map_err(|e| bad(&crate::input::one_line(e)))?;
             let kind = match v.dtype() {
                 Dtype::F32 => Kind::Float,
                 Dtype::F16 => Kind::Half,
                 d => return Err(bad(&format!("`{name}` has dtype {d:?}"))),
             };
-            let shape: Vec<i64> = v.shape().iter().map(|&d| d as i64).collect();
-            Ok(Tensor::from_data_size(v.data(), &shape, kind))
+            let shape = crate::model::weights::shape_i64(v.shape())
+                .ok_or_else(|| bad(&format!("`{name}` has an impossible shape")))?;
+            Tensor::f_from_data_size(v.data(), &shape, kind)
+                .map_err(|e| bad(&crate::input::one_line(e)))
         };
         let pooled = tensor("pooled")?;
         if pooled.size().first().copied() != Some(ids.len() as i64) {

@@ -46,8 +46,9 @@ pub(crate) fn parse_kaggle(file: &Path) -> Result<Parsed> {
         Some(Ok(r)) => r,
         Some(Err(e)) => {
             return Err(Error::invalid(format!(
-                "{}: not a CSV file: {e}",
-                file.display()
+                "{}: not a CSV file: {}",
+                file.display(),
+                crate::input::one_line(e)
             )))
         }
         None => {
@@ -62,13 +63,7 @@ pub(crate) fn parse_kaggle(file: &Path) -> Result<Parsed> {
         .map(|f| f.trim().to_ascii_lowercase())
         .collect();
     if fields != ["image", "caption"] {
-        let found: String = header
-            .iter()
-            .collect::<Vec<_>>()
-            .join(",")
-            .chars()
-            .take(80)
-            .collect();
+        let found = crate::input::printable(&header.iter().collect::<Vec<_>>().join(","), 80);
         return Err(Error::invalid(format!(
             "{}: not a Flickr8k captions.txt (expected header `image,caption`, found `{found}`)",
             file.display()
@@ -190,7 +185,7 @@ fn read_split_lists(dir: &Path) -> Result<Option<HashMap<String, Split>>> {
     let mut any = false;
     for (name, split) in lists {
         let p = dir.join(name);
-        if !p.is_file() {
+        if !crate::input::is_readable_candidate(&p) {
             continue;
         }
         any = true;

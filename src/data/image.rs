@@ -75,29 +75,37 @@ pub fn load_chw_into(path: &Path, p: &Preprocess, out: &mut [f32]) -> Result<()>
 /// phone photo taken sideways is captioned upright (PIL leaves that to `ImageOps.exif_transpose`;
 /// Flickr8k's images carry no orientation tag, so features there are unchanged).
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::input::read_bytes(path, crate::input::IMAGE, "an image")?;
+    decode_rgb_bytes(&bytes, path)
+}
+
+/// [`decode_rgb`] of bytes already read; `path` only names the image in errors.
+pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     let bad = |reason: String| Error::Image {
         path: path.to_path_buf(),
         reason,
     };
-    let reader = image::ImageReader::new(Cursor::new(bytes.as_slice()))
+    let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| bad(crate::input::one_line(e)))?;
     match reader.format() {
         Some(image::ImageFormat::Jpeg) => {
             // zune-jpeg runs in lenient mode inside `image` and grey-fills a cut-off scan; PIL
             // refuses such files ("image file is truncated"), and so do we.
-            if !jpeg_is_complete(&bytes) {
+            if !jpeg_is_complete(bytes) {
                 return Err(bad("truncated JPEG (no end-of-image marker)".into()));
             }
         }
         Some(image::ImageFormat::Png) => {}
         _ => return Err(bad("not a JPEG or PNG file".into())),
     }
-    let mut decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| bad(crate::input::one_line(e)))?;
     let orientation = image::ImageDecoder::orientation(&mut decoder)
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| bad(e.to_string()))?;
+    let mut img =
+        image::DynamicImage::from_decoder(decoder).map_err(|e| bad(crate::input::one_line(e)))?;
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
         return Err(bad("image has no pixels".into()));

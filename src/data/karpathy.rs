@@ -42,7 +42,7 @@ struct KSentence {
 /// `dataset_flickr8k.json` in `dir`, else the first `dataset_*.json` (one dataset at a time).
 pub(crate) fn find(dir: &Path) -> Vec<PathBuf> {
     let preferred = dir.join("dataset_flickr8k.json");
-    if preferred.is_file() {
+    if crate::input::is_readable_candidate(&preferred) {
         return vec![preferred];
     }
     let is_split_file = |p: &PathBuf| {
@@ -50,7 +50,7 @@ pub(crate) fn find(dir: &Path) -> Vec<PathBuf> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        p.is_file() && n.starts_with("dataset_") && n.ends_with(".json")
+        crate::input::is_readable_candidate(p) && n.starts_with("dataset_") && n.ends_with(".json")
     };
     sorted_entries(dir)
         .into_iter()
@@ -63,8 +63,9 @@ pub(crate) fn parse(file: &Path) -> Result<Parsed> {
     let text = read_text(file)?;
     let kf: KarpathyFile = serde_json::from_str(&text).map_err(|e| {
         Error::invalid(format!(
-            "{}: not a Karpathy split file (expected {{\"images\": [{{\"filename\", \"split\", \"sentences\"}}]}}): {e}",
-            file.display()
+            "{}: not a Karpathy split file (expected {{\"images\": [{{\"filename\", \"split\", \"sentences\"}}]}}): {}",
+            file.display(),
+            crate::input::one_line(e)
         ))
     })?;
     let dir = parent_dir(file);

@@ -84,8 +84,15 @@ pub struct SkipReport {
 }
 
 impl SkipReport {
+    /// `detail` quotes the input, so it is made printable (one line, no control characters).
     pub fn push(&mut self, reason: SkipReason, detail: impl Into<String>) {
-        self.items.push((reason, detail.into()));
+        let detail = detail.into();
+        let detail = if detail.chars().any(char::is_control) {
+            crate::input::printable(&detail, 300)
+        } else {
+            detail
+        };
+        self.items.push((reason, detail));
     }
     pub fn counts(&self) -> BTreeMap<SkipReason, usize> {
         let mut m = BTreeMap::new();

@@ -22,17 +22,18 @@ pub type Prediction = (Option<String>, String);
 /// array; anything else is plain text, one caption per line (a blank line is an empty caption,
 /// so positions stay aligned with the image list; `\r\n` endings are accepted).
 pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, crate::input::TEXT, "a predictions file")?;
     parse_predictions(&text).map_err(|msg| Error::invalid(format!("{}: {msg}", path.display())))
 }
 
 /// Reads references: a JSON object from image id to its reference captions.
 pub fn read_references_json(path: &Path) -> Result<BTreeMap<String, Vec<String>>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, crate::input::TEXT, "a references file")?;
     serde_json::from_str(&text).map_err(|e| {
         Error::invalid(format!(
-            "{}: not a JSON object of image id -> list of reference captions: {e}",
-            path.display()
+            "{}: not a JSON object of image id -> list of reference captions: {}",
+            path.display(),
+            crate::input::one_line(e)
         ))
     })
 }
@@ -151,7 +152,12 @@ fn check_none(what: &str, ids: &[&str]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let shown: Vec<&str> = ids.iter().take(SHOW_IDS).copied().collect();
+    // Ids come from the user's files: quoted with control characters escaped, cut if long.
+    let shown: Vec<String> = ids
+        .iter()
+        .take(SHOW_IDS)
+        .map(|id| crate::input::printable(id, 60))
+        .collect();
     let more = if ids.len() > SHOW_IDS {
         format!(" and {} more", ids.len() - SHOW_IDS)
     } else {
@@ -177,7 +183,10 @@ fn parse_predictions(text: &str) -> std::result::Result<Vec<Prediction>, String>
         return Ok(text.lines().map(|l| (None, l.to_string())).collect());
     }
     let rows: Vec<CocoResult> = serde_json::from_str(text).map_err(|e| {
-        format!("not a COCO results array [{{\"image_id\": .., \"caption\": ..}}]: {e}")
+        format!(
+            "not a COCO results array [{{\"image_id\": .., \"caption\": ..}}]: {}",
+            crate::input::one_line(e)
+        )
     })?;
     rows.into_iter()
         .enumerate()
@@ -188,7 +197,8 @@ fn parse_predictions(text: &str) -> std::result::Result<Vec<Prediction>, String>
                 serde_json::Value::Number(n) => n.to_string(),
                 other => {
                     return Err(format!(
-                        "entry {i}: image_id {other} is not a string or number"
+                        "entry {i}: image_id {} is not a string or number",
+                        crate::input::printable(&other.to_string(), 60)
                     ))
                 }
             };

@@ -40,9 +40,10 @@ pub struct RunSpec {
 
 impl Spec {
     pub fn load(path: &Path) -> Result<Spec> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let spec: Spec = serde_json::from_str(&text)
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        let text = crate::input::read_text(path, crate::input::TEXT, "a comparison spec")?;
+        let spec: Spec = serde_json::from_str(&text).map_err(|e| {
+            Error::invalid(format!("{}: {}", path.display(), crate::input::one_line(e)))
+        })?;
         if spec.runs.is_empty() {
             return Err(Error::invalid(format!("{}: no runs", path.display())));
         }
@@ -122,7 +123,8 @@ pub struct Comparison {
 
 /// The `(epochs, seconds)` of training recorded in a run's `metrics.jsonl`.
 fn training_time(dir: &Path) -> (usize, f64) {
-    let Ok(text) = std::fs::read_to_string(dir.join(crate::run::METRICS)) else {
+    let path = dir.join(crate::run::METRICS);
+    let Ok(text) = crate::input::read_text(&path, crate::input::TEXT, "a metrics file") else {
         return (0, 0.0);
     };
     text.lines()

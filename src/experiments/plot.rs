@@ -213,7 +213,7 @@ pub struct Curves {
 
 /// Read a run's `metrics.jsonl` into curves; a malformed line is an error naming it.
 pub fn read_curves(name: &str, metrics: &Path) -> Result<Curves> {
-    let text = std::fs::read_to_string(metrics).map_err(|e| Error::io(metrics, e))?;
+    let text = crate::input::read_text(metrics, crate::input::TEXT, "a metrics file")?;
     let keys = ["train_loss", "dev_loss", "bleu4", "cider"];
     let mut points: Vec<(String, Vec<(f64, f64)>)> =
         keys.iter().map(|k| (k.to_string(), vec![])).collect();
@@ -222,8 +222,14 @@ pub fn read_curves(name: &str, metrics: &Path) -> Result<Curves> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| Error::invalid(format!("{}: line {}: {e}", metrics.display(), i + 1)))?;
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            Error::invalid(format!(
+                "{}: line {}: {}",
+                metrics.display(),
+                i + 1,
+                crate::input::one_line(e)
+            ))
+        })?;
         let epoch = v["epoch"].as_f64().unwrap_or((i + 1) as f64);
         for (k, p) in points.iter_mut() {
             if let Some(y) = v[k.as_str()].as_f64() {

@@ -68,9 +68,7 @@ pub fn render(image: &RgbImage, words: &[String], weights: &[Vec<f32>]) -> Resul
 /// Write `render(..)` for the image at `src` into `dir` as `<file stem>.attention.png`.
 pub fn write(dir: &Path, src: &Path, words: &[String], weights: &[Vec<f32>]) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let img = image::open(src)
-        .map_err(|e| Error::invalid(format!("{}: {e}", src.display())))?
-        .to_rgb8();
+    let img = crate::data::image::decode_rgb(src)?;
     let pic = render(&img, words, weights)?;
     let stem = src
         .file_stem()

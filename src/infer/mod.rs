@@ -2,6 +2,7 @@
 //! captions image files (decoded on worker threads, batched through the encoder and the
 //! decoder) or images of a feature cache.
 pub mod attention_map;
+pub mod social;
 pub mod tags;
 
 use std::path::{Path, PathBuf};
@@ -162,6 +163,41 @@ impl Loaded {
             }
         }
         Ok(out)
+    }
+
+    /// One decoded image (the web server's uploads): its n-best captions, best first; the best
+    /// carries the hashtag ranking. With `decoding` greedy that is the one caption `caption`
+    /// prints; with beam `K`, up to `K` alternatives led by `caption --beam K`'s caption.
+    pub fn caption_image(
+        &self,
+        img: &image::RgbImage,
+        decoding: &Decoding,
+    ) -> Result<Vec<Caption>> {
+        let pre = self.run.model.preprocess;
+        let chw = crate::data::image::preprocess_rgb(img, &pre);
+        let side = pre.size as i64;
+        let x = Tensor::from_slice(&chw).view([1, 3, side, side]);
+        let feats = tch::no_grad(|| self.model.encode(&x, false))?;
+        let nbest = self.model.generate_nbest(&feats, decoding, SPECIALS, 1)?;
+        let ranked = match &self.tags {
+            Some(list) => tags::rank(&self.model, list, &feats, self.tag_threshold)?
+                .into_iter()
+                .next(),
+            None => None,
+        };
+        Ok(nbest
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| Caption {
+                words: self.vocab.decode(&h.tokens),
+                logp: h.logp,
+                tags: if i == 0 { ranked.clone() } else { None },
+                attention: None,
+            })
+            .collect())
     }
 
     /// Captions (hashtag rankings, attention weights) for the features of `N` images.

@@ -40,6 +40,29 @@ impl Ranked {
     }
 }
 
+/// The hashtags shown for a caption: the image model's emitted tags (at most `n`), then the
+/// caption-text model's `n` suggestions for `caption` that the image model did not give.
+pub fn shown(
+    image: Option<&Ranked>,
+    text_model: Option<&crate::model::text_tagger::TextTagger>,
+    caption: &str,
+    n: usize,
+) -> Vec<TagScore> {
+    let mut tags: Vec<TagScore> = image.map(|t| t.top(n).to_vec()).unwrap_or_default();
+    if let Some(m) = text_model {
+        for (tag, score) in m.suggest(caption, n) {
+            if !tags.iter().any(|t| t.tag == tag) {
+                tags.push(TagScore {
+                    tag,
+                    score,
+                    model: "text",
+                });
+            }
+        }
+    }
+    tags
+}
+
 /// Rank the label list for the features of `N` images (the pooled part is read).
 pub fn rank(
     model: &Captioner,

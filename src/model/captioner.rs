@@ -12,7 +12,7 @@ use super::rnn::RnnState;
 use super::tagger::Tagger;
 use super::Encoder;
 use crate::config::ModelConfig;
-use crate::model::decoding::{decode, Decoding, Hypothesis, Specials};
+use crate::model::decoding::{decode_nbest, Decoding, Hypothesis, Specials};
 use crate::text::vocab::PAD;
 use crate::{Error, Result};
 
@@ -105,6 +105,21 @@ impl Captioner {
         sp: Specials,
         chunk: usize,
     ) -> Result<Vec<Hypothesis>> {
+        Ok(self
+            .generate_nbest(f, decoding, sp, chunk)?
+            .into_iter()
+            .map(crate::model::decoding::first_or_empty)
+            .collect())
+    }
+
+    /// Per image, the n-best captions (see [`crate::model::decoding::decode_nbest`]).
+    pub fn generate_nbest(
+        &self,
+        f: &ImageFeatures,
+        decoding: &Decoding,
+        sp: Specials,
+        chunk: usize,
+    ) -> Result<Vec<Vec<Hypothesis>>> {
         let dec = &self.decoder;
         self.decode_chunks(
             f,
@@ -126,15 +141,19 @@ impl Captioner {
         sp: Specials,
         chunk: usize,
     ) -> Result<Vec<Hypothesis>> {
-        self.decode_chunks(
-            f,
-            decoding,
-            sp,
-            chunk,
-            |f| gen.start(&f.rows_pooled(), false),
-            |t, s| gen.step(t, s),
-            RnnState::select,
-        )
+        Ok(self
+            .decode_chunks(
+                f,
+                decoding,
+                sp,
+                chunk,
+                |f| gen.start(&f.rows_pooled(), false),
+                |t, s| gen.step(t, s),
+                RnnState::select,
+            )?
+            .into_iter()
+            .map(crate::model::decoding::first_or_empty)
+            .collect())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -147,16 +166,16 @@ impl Captioner {
         start: impl Fn(&ImageFeatures) -> S,
         step: impl Fn(&Tensor, &S) -> (Tensor, S),
         select: impl Fn(&S, &Tensor) -> S,
-    ) -> Result<Vec<Hypothesis>> {
+    ) -> Result<Vec<Vec<Hypothesis>>> {
         let n = f.len();
         let mut out = Vec::with_capacity(n as usize);
         let mut first = 0;
         while first < n {
             let len = (chunk.max(1) as i64).min(n - first);
             let feats = f.narrow(first, len).to_device(self.device());
-            let hyps = tch::no_grad(|| -> Result<Vec<Hypothesis>> {
+            let hyps = tch::no_grad(|| -> Result<Vec<Vec<Hypothesis>>> {
                 let mut state = start(&feats);
-                decode(len as usize, decoding, sp, |parents, tokens| {
+                decode_nbest(len as usize, decoding, sp, |parents, tokens| {
                     let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
                     let rows = Tensor::from_slice(&rows).to_device(self.device());
                     let toks = Tensor::from_slice(tokens).to_device(self.device());

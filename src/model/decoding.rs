@@ -59,14 +59,43 @@ pub fn decode<F>(n: usize, decoding: &Decoding, sp: Specials, step: F) -> Result
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
+    Ok(decode_nbest(n, decoding, sp, step)?
+        .into_iter()
+        .map(first_or_empty)
+        .collect())
+}
+
+/// Per image, its finished hypotheses best first: up to `width` for beam search (the n-best
+/// list the web page shows as alternatives), the one caption for greedy decoding.
+pub fn decode_nbest<F>(
+    n: usize,
+    decoding: &Decoding,
+    sp: Specials,
+    step: F,
+) -> Result<Vec<Vec<Hypothesis>>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
     match *decoding {
-        Decoding::Greedy { max_len } => greedy(n, max_len, sp, step),
+        Decoding::Greedy { max_len } => Ok(greedy(n, max_len, sp, step)?
+            .into_iter()
+            .map(|h| vec![h])
+            .collect()),
         Decoding::Beam {
             width,
             max_len,
             alpha,
-        } => beam(n, width, max_len, alpha, sp, step),
+        } => beam_nbest(n, width, max_len, alpha, sp, step),
     }
+}
+
+/// The best of an n-best list; an image that finished nothing gets an empty caption.
+pub fn first_or_empty(hs: Vec<Hypothesis>) -> Hypothesis {
+    hs.into_iter().next().unwrap_or(Hypothesis {
+        tokens: vec![],
+        logp: f64::NEG_INFINITY,
+        score: f64::NEG_INFINITY,
+    })
 }
 
 /// Take the most probable word at every step until `<end>` or `max_len` words.
@@ -157,8 +186,27 @@ pub fn beam<F>(
     max_len: usize,
     alpha: f64,
     sp: Specials,
-    mut step: F,
+    step: F,
 ) -> Result<Vec<Hypothesis>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    Ok(beam_nbest(n, width, max_len, alpha, sp, step)?
+        .into_iter()
+        .map(first_or_empty)
+        .collect())
+}
+
+/// [`beam`] keeping each image's `width` best finished hypotheses, best first (ties keep the
+/// order they finished in, so the first is exactly [`beam`]'s caption).
+pub fn beam_nbest<F>(
+    n: usize,
+    width: usize,
+    max_len: usize,
+    alpha: f64,
+    sp: Specials,
+    mut step: F,
+) -> Result<Vec<Vec<Hypothesis>>>
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
@@ -248,14 +296,13 @@ where
     }
     Ok(finished
         .into_iter()
-        .map(|hs| {
-            hs.into_iter()
-                .max_by(|a, b| a.score.total_cmp(&b.score))
-                .unwrap_or(Hypothesis {
-                    tokens: vec![],
-                    logp: f64::NEG_INFINITY,
-                    score: f64::NEG_INFINITY,
-                })
+        .map(|mut hs| {
+            // `max_by` returned the last of equal scores: reverse first, then a stable sort,
+            // so the first element is the one it chose.
+            hs.reverse();
+            hs.sort_by(|a, b| b.score.total_cmp(&a.score));
+            hs.truncate(width);
+            hs
         })
         .collect())
 }
@@ -274,6 +321,25 @@ mod tests {
                 .iter()
                 .flat_map(|&t| table[t as usize].iter().map(|p| p.ln()))
                 .collect())
+        }
+    }
+
+    #[test]
+    fn nbest_is_sorted_and_led_by_the_beam_caption() {
+        let table = vec![
+            vec![1e-9, 0.1, 0.5, 0.4],
+            vec![0.25, 0.25, 0.25, 0.25],
+            vec![1e-9, 0.3, 0.2, 0.5],
+            vec![1e-9, 0.6, 0.3, 0.1],
+        ];
+        let best = beam(2, 3, 6, 0.0, SP, bigram(table.clone())).unwrap();
+        let all = beam_nbest(2, 3, 6, 0.0, SP, bigram(table)).unwrap();
+        for (b, hs) in best.iter().zip(&all) {
+            assert!(!hs.is_empty() && hs.len() <= 3);
+            assert_eq!(&hs[0], b);
+            assert!(hs.windows(2).all(|w| w[0].score >= w[1].score));
+            let distinct: std::collections::HashSet<_> = hs.iter().map(|h| &h.tokens).collect();
+            assert_eq!(distinct.len(), hs.len(), "{hs:?}");
         }
     }
 

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use tch::{nn::VarStore, Tensor};
+use safetensors::tensor::{Dtype, SafeTensors};
+use tch::{nn::VarStore, Kind, Tensor};
 
 use crate::{Error, Result};
 
@@ -20,25 +21,65 @@ pub fn save_vars(vs: &VarStore, path: &Path) -> Result<()> {
     write_tensors(&named, path)
 }
 
-/// Load every variable of `vs` from a safetensors file, with a clear error for a file that is
-/// not a checkpoint, a missing name, or a shape that does not match (another vocabulary or
-/// architecture).
-pub fn load_vars(vs: &mut VarStore, path: &Path) -> Result<()> {
-    if !path.is_file() {
+/// A safetensors shape as libtorch sizes; `None` when a dimension does not fit an `i64`.
+pub fn shape_i64(shape: &[usize]) -> Option<Vec<i64>> {
+    shape.iter().map(|&d| i64::try_from(d).ok()).collect()
+}
+
+/// The libtorch kind of a safetensors dtype, for the dtypes captag and torchvision write.
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::BOOL => Kind::Bool,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::I8 => Kind::Int8,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I32 => Kind::Int,
+        Dtype::I64 => Kind::Int64,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F16 => Kind::Half,
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        _ => return None,
+    })
+}
+
+/// Every tensor of a safetensors file (weights or optimizer state), read through the bounded
+/// reader ([`crate::input::CHECKPOINT`]); a file that is not safetensors, or holds a dtype or
+/// shape libtorch cannot take, is one clear error line.
+pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    if !path.exists() {
         return Err(Error::invalid(format!(
             "{}: no such weights file",
             path.display()
         )));
     }
-    let named: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|_| {
-            Error::invalid(format!(
-                "{}: not a valid safetensors file (corrupt or truncated?)",
-                path.display()
-            ))
-        })?
-        .into_iter()
-        .collect();
+    let bytes = crate::input::read_bytes(path, crate::input::CHECKPOINT, "a checkpoint")?;
+    let bad = |why: &str| {
+        Error::invalid(format!(
+            "{}: not a valid safetensors file ({why})",
+            path.display()
+        ))
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(|_| bad("corrupt or truncated?"))?;
+    let mut out = Vec::with_capacity(st.len());
+    for (name, view) in st.tensors() {
+        let kind = kind_of(view.dtype())
+            .ok_or_else(|| bad(&format!("`{name}` has dtype {:?}", view.dtype())))?;
+        let shape = shape_i64(view.shape())
+            .ok_or_else(|| bad(&format!("`{name}` has an impossible shape")))?;
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)
+            .map_err(|_| bad(&format!("`{name}` cannot be loaded")))?;
+        out.push((name, t));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Load every variable of `vs` from a safetensors file, with a clear error for a file that is
+/// not a checkpoint, a missing name, or a shape that does not match (another vocabulary or
+/// architecture).
+pub fn load_vars(vs: &mut VarStore, path: &Path) -> Result<()> {
+    let named: HashMap<String, Tensor> = read_tensors(path)?.into_iter().collect();
     let mut vars = vs.variables();
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();

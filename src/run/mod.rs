@@ -386,6 +386,18 @@ fn train_mismatch(asked: &TrainConfig, run: &TrainConfig) -> Option<String> {
     })
 }
 
+/// Fingerprint of a trained run: its `config.json` and best weights (a teacher's identity in a
+/// student's config; the model id the web server stores with each rating).
+pub fn fingerprint(dir: &Path) -> Result<String> {
+    let mut f = Fingerprint::default();
+    for name in [CONFIG, BEST] {
+        let path = epoch::committed_path(dir, name);
+        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        f.update(&bytes);
+    }
+    Ok(f.hex())
+}
+
 /// A run loaded for evaluation or inference.
 #[derive(Debug)]
 pub struct Opened {

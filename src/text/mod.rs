@@ -1,6 +1,7 @@
 //! Text side of the pipeline: caption tokenization close to the COCO evaluation's PTB tokenizer
 //! ([`tokenize`]), Instagram hashtag/mention extraction ([`extract_tags`]) and the word
 //! vocabulary saved as `vocab.json` in a run directory ([`Vocab`], docs/ARCHITECTURE.md "Run directory").
+pub mod emoji;
 pub mod hashtag;
 pub mod taglist;
 pub mod tokenize;

@@ -442,11 +442,12 @@ impl TagList {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::input::read_text(path, crate::input::TEXT, "a hashtag list")?;
         let list: TagList = serde_json::from_str(&text).map_err(|e| {
             Error::invalid(format!(
-                "{}: not a captag hashtag list ({e})",
-                path.display()
+                "{}: not a captag hashtag list ({})",
+                path.display(),
+                crate::input::one_line(e)
             ))
         })?;
         if list.tags.len() != list.counts.len() {

@@ -158,11 +158,12 @@ impl Vocab {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::input::read_bytes(path, crate::input::TEXT, "a vocabulary")?;
         let parsed: AnyVocabFile = serde_json::from_slice(&bytes).map_err(|e| {
             Error::invalid(format!(
-                "{}: not a vocabulary file (expected {{\"min_count\": N, \"words\": [...]}} or a JSON list of words): {e}",
-                path.display()
+                "{}: not a vocabulary file (expected {{\"min_count\": N, \"words\": [...]}} or a JSON list of words): {}",
+                path.display(),
+                crate::input::one_line(e)
             ))
         })?;
         let (words, min_count) = match parsed {
@@ -182,7 +183,7 @@ impl Vocab {
                 if found.is_empty() {
                     "no words".to_string()
                 } else {
-                    found.join(" ")
+                    crate::input::printable(&found.join(" "), 80)
                 }
             )));
         }

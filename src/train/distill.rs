@@ -21,7 +21,6 @@ use tch::{Kind, Tensor};
 
 use super::{Images, Prepared};
 use crate::config::{Distill, KdMethod};
-use crate::fsio::Fingerprint;
 use crate::model::captioner::Captioner;
 use crate::model::decoding::Decoding;
 use crate::model::ImageFeatures;
@@ -35,18 +34,7 @@ pub const TEACHER_CAPTIONS: &str = "teacher_captions.json";
 /// Fingerprint of a teacher: its `config.json` and best weights.
 pub fn teacher_fingerprint(dir: &Path) -> Result<String> {
     run::read(dir).map_err(|e| Error::invalid(format!("--teacher {}: {e}", dir.display())))?;
-    let mut f = Fingerprint::default();
-    for name in [run::CONFIG, run::BEST] {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            Error::invalid(format!(
-                "--teacher {}: cannot read {name}: {e}",
-                dir.display()
-            ))
-        })?;
-        f.update(&bytes);
-    }
-    Ok(f.hex())
+    run::fingerprint(dir).map_err(|e| Error::invalid(format!("--teacher {}: {e}", dir.display())))
 }
 
 /// Whether the teacher run in `dir` reads feature grids (the student's cache must keep them).

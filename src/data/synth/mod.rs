@@ -216,7 +216,8 @@ fn prepare_out(out: &Path) -> Result<()> {
         let mut entries = fs::read_dir(out).map_err(|e| Error::io(out, e))?;
         if entries.next().is_some() {
             let marker_path = out.join(MARKER);
-            let text = fs::read_to_string(&marker_path).map_err(|_| {
+            let text = crate::input::read_text(&marker_path, crate::input::TEXT, "a synth marker")
+                .map_err(|_| {
                 Error::invalid(format!(
                     "{}: directory is not empty and has no {MARKER} from a previous `captag synth`; \
                      refusing to write a synthetic dataset into it",

@@ -334,13 +334,16 @@ impl Scenes {
     /// real data has no scenes to check against. A `synth.json` that does not parse is an error.
     pub fn open(dir: &Path) -> Result<Option<Scenes>> {
         let path = dir.join(MARKER);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::input::read_text(&path, crate::input::TEXT, "a synth marker") {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path, e)),
+            Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
         };
-        let m: MarkerConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        let m: MarkerConfig = serde_json::from_str(&text).map_err(|e| {
+            Error::invalid(format!("{}: {}", path.display(), crate::input::one_line(e)))
+        })?;
         let ours = m.generator == super::GENERATOR && m.complete;
         Ok((ours && m.config.layout == SynthLayout::Flickr8k).then_some(Scenes { cfg: m.config }))
     }

@@ -1,5 +1,7 @@
 //! The command line (clap derive): global flags, one subcommand per job, `ValueEnum`s for
 //! choices. Doc comments are the `--help` text.
+mod serve;
+pub use serve::{RatingsCommand, ServeArgs};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -58,6 +60,15 @@ pub enum Command {
     /// Caption text ⇒ hashtags: train, evaluate and query the Instagram-style text model.
     #[command(subcommand)]
     Tags(TagsCommand),
+    /// Caption text ⇒ emoji: train, evaluate and query a model learnt from Instagram posts.
+    #[command(subcommand)]
+    Emoji(TagsCommand),
+    /// Serve a web page and a JSON API: upload a photo, get captions, hashtags and emoji, rate
+    /// and edit them (ratings kept in SQLite).
+    Serve(ServeArgs),
+    /// The ratings the web page collected.
+    #[command(subcommand)]
+    Ratings(RatingsCommand),
     /// Compare runs side by side: train what a spec lacks (resumable), evaluate every run on one
     /// split with the same decoding, write compare.md/json/csv with bootstrap intervals and plots.
     Compare(CompareArgs),
@@ -472,6 +483,19 @@ pub struct TagOutArgs {
     /// from the generated caption.
     #[arg(long)]
     pub text_tags: Option<PathBuf>,
+    /// A caption-text emoji model (`captag emoji train`): adds emoji suggested from the caption.
+    #[arg(long)]
+    pub emoji: Option<PathBuf>,
+    /// `plain`: the description; `social`: one post text (description, emoji, hashtags).
+    #[arg(long, value_enum, default_value = "plain")]
+    pub style: StyleArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StyleArg {
+    Plain,
+    Social,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,0 +1,84 @@
+//! `captag serve` and `captag ratings export` (README, "Web page and API").
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::out::outln;
+use super::Ctx;
+use crate::cli::{RatingsCommand, ServeArgs};
+use crate::model::text_tagger::TextTagger;
+use crate::serve::{self, db, worker};
+
+pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
+    let addr: SocketAddr = a
+        .addr
+        .parse()
+        .with_context(|| format!("--addr {}: expected IP:PORT, e.g. 127.0.0.1:8080", a.addr))?;
+    if a.queue == 0 || a.max_upload_mb == 0 || a.max_megapixels == 0 || a.timeout_s == 0 {
+        bail!("--queue, --max-upload-mb, --max-megapixels and --timeout-s must be ≥ 1");
+    }
+    if !(1..=10).contains(&a.beam) {
+        bail!("--beam must be 1 to 10");
+    }
+    // Checked here, before the port opens, so a typo is one error line.
+    crate::run::read(&a.checkpoint)?;
+    let name = a
+        .checkpoint
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let run_id = format!("{name}@{}", crate::run::fingerprint(&a.checkpoint)?);
+    let config = serve::Config {
+        addr,
+        db: a.db.clone(),
+        keep_images: a.keep_images.clone(),
+        max_upload_bytes: a.max_upload_mb << 20,
+        max_pixels: a.max_megapixels * 1_000_000,
+        queue: a.queue,
+        timeout: Duration::from_secs(a.timeout_s),
+        beam: a.beam,
+        run_id,
+    };
+    let (dir, device, last) = (a.checkpoint.clone(), ctx.device, a.last);
+    let (text_tags, emoji) = (a.text_tags.clone(), a.emoji.clone());
+    let load = move || -> crate::Result<worker::Models> {
+        Ok(worker::Models {
+            captioner: crate::infer::load_checkpoint(&dir, device, last)?,
+            text_tags: text_tags.as_deref().map(TextTagger::load).transpose()?,
+            emoji: emoji.as_deref().map(TextTagger::load_emoji).transpose()?,
+        })
+    };
+    serve::run(config, load, |bound| {
+        // The one line scripts (and the tests) wait for.
+        let _ = outln!("listening on http://{bound}");
+    })?;
+    Ok(())
+}
+
+pub fn ratings(_ctx: &Ctx, c: &RatingsCommand) -> anyhow::Result<()> {
+    match c {
+        RatingsCommand::Export {
+            db,
+            out,
+            images,
+            min_rating,
+        } => {
+            if !(1..=5).contains(min_rating) {
+                bail!("--min-rating must be 1 to 5");
+            }
+            let ratings = db::Ratings::open_existing(db)?;
+            let done = db::export(&ratings, images, out, *min_rating)?;
+            outln!(
+                "wrote {} captions of {} images to {} ({} ratings below {min_rating} without an \
+                 edit, {} without a kept image skipped)",
+                done.captions,
+                done.images,
+                out.display(),
+                done.below_threshold,
+                done.no_image
+            )?;
+            Ok(())
+        }
+    }
+}

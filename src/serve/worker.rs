@@ -1,0 +1,176 @@
+//! The model thread: tch tensors are not `Sync`, so one dedicated thread owns the checkpoint and
+//! the text models and answers jobs from a bounded queue. A full queue is refused at once (the
+//! handler answers 503) instead of growing memory without bound; a client that gave up is
+//! skipped when its job comes up.
+use std::sync::mpsc;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::infer::tags::TagScore;
+use crate::infer::Loaded;
+use crate::model::decoding::Decoding;
+use crate::model::text_tagger::TextTagger;
+
+/// What the page can ask for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Options {
+    /// Beam width (1 = greedy); the n-best list has up to this many captions.
+    pub beam: usize,
+    pub hashtags: usize,
+    pub emoji: usize,
+    pub social: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Alternative {
+    pub text: String,
+    pub logp: f64,
+}
+
+/// The answer for one image.
+#[derive(Clone, Debug, Serialize)]
+pub struct Captions {
+    pub caption: String,
+    pub logp: f64,
+    /// The n-best list, best first (the first is `caption`).
+    pub alternatives: Vec<Alternative>,
+    /// Image-model tags first, then caption-text tags (`model` says which).
+    pub hashtags: Vec<TagScore>,
+    pub emoji: Vec<String>,
+    /// The description, emoji and hashtags as one post text.
+    pub social: String,
+    /// `greedy` or `beam K`.
+    pub decoding: String,
+}
+
+/// The models the thread owns.
+pub struct Models {
+    pub captioner: Loaded,
+    pub text_tags: Option<TextTagger>,
+    pub emoji: Option<TextTagger>,
+}
+
+impl Models {
+    pub fn answer(&self, img: &image::RgbImage, o: &Options) -> crate::Result<Captions> {
+        // `captag caption`'s defaults (--max-len 30, --alpha 0), so the page and the CLI agree.
+        let decoding = Decoding::from_beam(o.beam, 30, 0.0);
+        let nbest = self.captioner.caption_image(img, &decoding)?;
+        let best = nbest.first().cloned().ok_or_else(|| {
+            crate::Error::invalid("the model produced no caption for this image")
+        })?;
+        let text = best.text();
+        let hashtags = crate::infer::tags::shown(
+            best.tags.as_ref(),
+            self.text_tags.as_ref(),
+            &text,
+            o.hashtags,
+        );
+        let emoji: Vec<String> = self
+            .emoji
+            .as_ref()
+            .map(|m| m.suggest(&text, o.emoji).into_iter().map(|(e, _)| e).collect())
+            .unwrap_or_default();
+        let names: Vec<String> = hashtags.iter().map(|t| t.tag.clone()).collect();
+        let social = crate::infer::social::compose(&text, &emoji, &names);
+        Ok(Captions {
+            caption: text,
+            logp: best.logp,
+            alternatives: nbest
+                .iter()
+                .map(|c| Alternative {
+                    text: c.text(),
+                    logp: c.logp,
+                })
+                .collect(),
+            hashtags,
+            emoji,
+            social,
+            decoding: match decoding {
+                Decoding::Greedy { .. } => "greedy".into(),
+                Decoding::Beam { width, .. } => format!("beam {width}"),
+            },
+        })
+    }
+}
+
+pub type Reply = crate::Result<Captions>;
+
+struct Job {
+    image: image::RgbImage,
+    options: Options,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The queue's sending side (cheap to clone into handlers).
+#[derive(Clone)]
+pub struct Queue {
+    tx: mpsc::SyncSender<Job>,
+}
+
+/// The queue is full.
+pub struct Busy;
+
+impl Queue {
+    /// Queue a job; `Err(Busy)` at once when `capacity` jobs are already waiting.
+    pub fn submit(
+        &self,
+        image: image::RgbImage,
+        options: Options,
+    ) -> Result<oneshot::Receiver<Reply>, Busy> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(Job {
+                image,
+                options,
+                reply,
+            })
+            .map_err(|_| Busy)?;
+        Ok(rx)
+    }
+}
+
+/// Start the model thread: `load` runs on it (the models never cross threads), then it answers
+/// jobs until every [`Queue`] is dropped. Returns once the models loaded, or their load error.
+pub fn spawn(
+    capacity: usize,
+    load: impl FnOnce() -> crate::Result<Models> + Send + 'static,
+) -> crate::Result<(Queue, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = mpsc::sync_channel::<Job>(capacity.max(1));
+    // Test hook (docs/ARCHITECTURE.md, "Serving"): a fixed delay per job, so the tests can fill
+    // the queue and shut down with a request in flight deterministically.
+    let delay = std::env::var("CAPTAG_SERVE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis);
+    let (ready_tx, ready_rx) = mpsc::channel::<crate::Result<()>>();
+    let handle = std::thread::Builder::new()
+        .name("captag-model".into())
+        .spawn(move || {
+            let models = match load() {
+                Ok(m) => {
+                    let _ = ready_tx.send(Ok(()));
+                    m
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            while let Ok(job) = rx.recv() {
+                if job.reply.is_closed() {
+                    continue; // the client timed out or went away
+                }
+                if let Some(d) = delay {
+                    std::thread::sleep(d);
+                }
+                let _ = job.reply.send(models.answer(&job.image, &job.options));
+            }
+        })
+        .map_err(|e| crate::Error::invalid(format!("cannot start the model thread: {e}")))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok((Queue { tx }, handle)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(crate::Error::invalid("the model thread stopped while loading")),
+    }
+}
