@@ -20,7 +20,7 @@ demo: $(TORCH_STAMP)
 
 # The web page is tested in a real headless Chromium: scripts/install-browser.sh installs it.
 test: $(TORCH_STAMP)
-	scripts/install-browser.sh
+	scripts/install-browser.sh || echo 'install-browser failed: the (ignored) browser test needs chromium'
 	$(TORCH_ENV) cargo test --release
 
 build: $(TORCH_STAMP)
