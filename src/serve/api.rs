@@ -80,7 +80,10 @@ impl CaptionQuery {
     fn options(&self, default_beam: usize) -> Result<Options, ApiError> {
         let beam = self.beam.unwrap_or(default_beam);
         if !(1..=10).contains(&beam) {
-            return Err(ApiError::new(400, format!("beam must be 1 to 10, not {beam}")));
+            return Err(ApiError::new(
+                400,
+                format!("beam must be 1 to 10, not {beam}"),
+            ));
         }
         let social = match self.style.as_deref() {
             None | Some("plain") => false,
@@ -199,13 +202,21 @@ async fn caption(
         }
     }
     let rx = s.queue.submit(up.image, options).map_err(|_| {
-        ApiError::new(503, "the server is busy: too many images waiting; try again shortly")
+        ApiError::new(
+            503,
+            "the server is busy: too many images waiting; try again shortly",
+        )
     })?;
     s.in_flight.fetch_add(1, Ordering::Relaxed);
     let answer = tokio::time::timeout(s.config.timeout, rx).await;
     s.in_flight.fetch_sub(1, Ordering::Relaxed);
     let captions = match answer {
-        Err(_) => return Err(ApiError::new(503, "captioning timed out; try again shortly")),
+        Err(_) => {
+            return Err(ApiError::new(
+                503,
+                "captioning timed out; try again shortly",
+            ))
+        }
         Ok(Err(_)) => return Err(ApiError::new(500, "the model thread stopped")),
         Ok(Ok(Err(e))) => return Err(ApiError::new(500, e.to_string())),
         Ok(Ok(Ok(c))) => c,

@@ -58,8 +58,8 @@ fn plain() -> String {
 impl Rating {
     /// Why this rating cannot be stored (a one-line message for a 400 response), if anything.
     pub fn problem(&self) -> Option<String> {
-        let sha_ok =
-            self.image_sha256.len() == 64 && self.image_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        let sha_ok = self.image_sha256.len() == 64
+            && self.image_sha256.bytes().all(|b| b.is_ascii_hexdigit());
         if !sha_ok {
             return Some("image_sha256 must be the 64 hex digits /api/caption returned".into());
         }
@@ -79,7 +79,10 @@ impl Rating {
         if self.rating.is_none() && self.edited.as_deref().is_none_or(|e| e.trim().is_empty()) {
             return Some("send a rating (1–5), an edited caption, or both".into());
         }
-        if [&self.run_id, &self.decoding, &self.style].iter().any(|s| s.len() > 200) {
+        if [&self.run_id, &self.decoding, &self.style]
+            .iter()
+            .any(|s| s.len() > 200)
+        {
             return Some("run_id, decoding and style are at most 200 bytes".into());
         }
         None
@@ -127,7 +130,8 @@ impl Ratings {
 
     fn init(conn: Connection, path: &Path) -> Result<Self> {
         let err = |e| db_err(path, e);
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
         // Not a database at all: "file is not a database" surfaces here.
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -138,7 +142,8 @@ impl Ratings {
                 path.display()
             )));
         }
-        conn.execute_batch("PRAGMA synchronous = FULL;").map_err(err)?;
+        conn.execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         let v: Option<String> = conn
             .query_row(
@@ -246,7 +251,12 @@ pub fn training_caption(r: &Rating, min_rating: u8) -> Option<&str> {
 /// Write the kept captions as `out/captions.txt` (`image,caption`) and `out/Images/<sha>.<ext>`
 /// copied from `images` (the `--keep-images` folder). `out` must not exist or be empty.
 pub fn export(db: &Ratings, images: &Path, out: &Path, min_rating: u8) -> Result<Exported> {
-    if out.exists() && std::fs::read_dir(out).map_err(|e| Error::io(out, e))?.next().is_some() {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map_err(|e| Error::io(out, e))?
+            .next()
+            .is_some()
+    {
         return Err(Error::invalid(format!(
             "--out {}: exists and is not empty; choose a new folder",
             out.display()
@@ -279,7 +289,10 @@ pub fn export(db: &Ratings, images: &Path, out: &Path, min_rating: u8) -> Result
             done.no_image += 1;
             continue;
         };
-        let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = src
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if copied.insert(name.clone()) {
             let bytes = crate::input::read_bytes(&src, crate::input::IMAGE, "an image")?;
             crate::fsio::write_atomic(&img_dir.join(&name), &bytes, true)?;
@@ -290,7 +303,9 @@ pub fn export(db: &Ratings, images: &Path, out: &Path, min_rating: u8) -> Result
             .map_err(|e| Error::invalid(e.to_string()))?;
         done.captions += 1;
     }
-    let bytes = csv.into_inner().map_err(|e| Error::invalid(e.to_string()))?;
+    let bytes = csv
+        .into_inner()
+        .map_err(|e| Error::invalid(e.to_string()))?;
     crate::fsio::write_atomic(&out.join("captions.txt"), &bytes, true)?;
     Ok(done)
 }
@@ -317,7 +332,9 @@ mod tests {
     fn bad_ratings_are_refused_with_a_reason() {
         let sha = "a".repeat(64);
         assert!(rating(&sha, "a dog", Some(5), None).problem().is_none());
-        assert!(rating(&sha, "a dog", None, Some("two dogs")).problem().is_none());
+        assert!(rating(&sha, "a dog", None, Some("two dogs"))
+            .problem()
+            .is_none());
         for bad in [
             rating("../../etc/passwd", "a dog", Some(5), None),
             rating(&sha, "", Some(5), None),
@@ -339,8 +356,10 @@ mod tests {
             let db = Ratings::open(&path).unwrap();
             db.add(&rating(&a, "a red circle", Some(5), None)).unwrap();
             db.add(&rating(&a, "a blue square", Some(2), None)).unwrap();
-            db.add(&rating(&b, "a cat", Some(1), Some("two green triangles"))).unwrap();
-            db.add(&rating(&"c".repeat(64), "gone", Some(5), None)).unwrap();
+            db.add(&rating(&b, "a cat", Some(1), Some("two green triangles")))
+                .unwrap();
+            db.add(&rating(&"c".repeat(64), "gone", Some(5), None))
+                .unwrap();
             assert!(db.add(&rating(&a, "x", Some(9), None)).is_err());
         }
         let db = Ratings::open_existing(&path).unwrap();
@@ -368,7 +387,10 @@ mod tests {
             csv,
             format!("image,caption\n{a}.jpg,a red circle\n{b}.png,two green triangles\n")
         );
-        assert!(export(&db, &images, &out, 4).is_err(), "a non-empty --out is refused");
+        assert!(
+            export(&db, &images, &out, 4).is_err(),
+            "a non-empty --out is refused"
+        );
     }
 
     #[test]

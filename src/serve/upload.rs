@@ -98,7 +98,10 @@ mod tests {
         assert_eq!(ok.sha256.len(), 64);
         assert_eq!(check(b"", 100).err().unwrap().status(), 400);
         assert_eq!(check(b"hello, world", 100).err().unwrap().status(), 415);
-        assert_eq!(check(b"GIF89a\x01\0\x01\0", 100).err().unwrap().status(), 415);
+        assert_eq!(
+            check(b"GIF89a\x01\0\x01\0", 100).err().unwrap().status(),
+            415
+        );
         // Over the pixel limit: refused from the header.
         assert_eq!(check(&png(20, 10), 100).err().unwrap().status(), 413);
         // A PNG cut in half: sniffed as PNG, fails to decode.

@@ -56,9 +56,10 @@ impl Models {
         // `captag caption`'s defaults (--max-len 30, --alpha 0), so the page and the CLI agree.
         let decoding = Decoding::from_beam(o.beam, 30, 0.0);
         let nbest = self.captioner.caption_image(img, &decoding)?;
-        let best = nbest.first().cloned().ok_or_else(|| {
-            crate::Error::invalid("the model produced no caption for this image")
-        })?;
+        let best = nbest
+            .first()
+            .cloned()
+            .ok_or_else(|| crate::Error::invalid("the model produced no caption for this image"))?;
         let text = best.text();
         let hashtags = crate::infer::tags::shown(
             best.tags.as_ref(),
@@ -69,7 +70,12 @@ impl Models {
         let emoji: Vec<String> = self
             .emoji
             .as_ref()
-            .map(|m| m.suggest(&text, o.emoji).into_iter().map(|(e, _)| e).collect())
+            .map(|m| {
+                m.suggest(&text, o.emoji)
+                    .into_iter()
+                    .map(|(e, _)| e)
+                    .collect()
+            })
             .unwrap_or_default();
         let names: Vec<String> = hashtags.iter().map(|t| t.tag.clone()).collect();
         let social = crate::infer::social::compose(&text, &emoji, &names);
@@ -171,6 +177,8 @@ pub fn spawn(
     match ready_rx.recv() {
         Ok(Ok(())) => Ok((Queue { tx }, handle)),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(crate::Error::invalid("the model thread stopped while loading")),
+        Err(_) => Err(crate::Error::invalid(
+            "the model thread stopped while loading",
+        )),
     }
 }

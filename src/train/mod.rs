@@ -93,9 +93,15 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     let rec = run::recover(&job.out)?;
     if !job.quiet {
         for (done, what) in [
-            (rec.rolled_back, "removed an epoch that was being saved when training stopped"),
+            (
+                rec.rolled_back,
+                "removed an epoch that was being saved when training stopped",
+            ),
             (rec.rolled_forward, "finished saving the last epoch"),
-            (rec.metrics_repaired, "repaired metrics.jsonl (one line per saved epoch)"),
+            (
+                rec.metrics_repaired,
+                "repaired metrics.jsonl (one line per saved epoch)",
+            ),
         ] {
             if done {
                 eprintln!("{}: {what}", job.out.display());

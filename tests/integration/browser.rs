@@ -51,7 +51,10 @@ impl Driver {
             {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "chromedriver did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -61,7 +64,13 @@ impl Driver {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
             }
         }}});
-        let (st, v) = http(&addr, "POST", "/session", "application/json", caps.to_string().as_bytes());
+        let (st, v) = http(
+            &addr,
+            "POST",
+            "/session",
+            "application/json",
+            caps.to_string().as_bytes(),
+        );
         assert_eq!(st, 200, "new session: {v}");
         let session = v["value"]["sessionId"].as_str().unwrap().to_string();
         Some(Driver {
@@ -73,14 +82,28 @@ impl Driver {
 
     fn call(&self, method: &str, path: &str, body: Value) -> Value {
         let path = format!("/session/{}{path}", self.session);
-        let body = if body.is_null() { String::new() } else { body.to_string() };
-        let (st, v) = http(&self.addr, method, &path, "application/json", body.as_bytes());
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let (st, v) = http(
+            &self.addr,
+            method,
+            &path,
+            "application/json",
+            body.as_bytes(),
+        );
         assert_eq!(st, 200, "{method} {path}: {v}");
         v["value"].clone()
     }
 
     fn find(&self, css: &str) -> String {
-        let v = self.call("POST", "/element", json!({"using": "css selector", "value": css}));
+        let v = self.call(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": css}),
+        );
         v.as_object()
             .and_then(|o| o.values().next())
             .and_then(Value::as_str)
@@ -115,7 +138,13 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = http(&self.addr, "DELETE", &format!("/session/{}", self.session), "application/json", b"");
+        let _ = http(
+            &self.addr,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            "application/json",
+            b"",
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -132,13 +161,26 @@ fn the_page_captions_an_upload_and_stores_a_rating_in_a_real_browser() {
     super::common::ok(&["tags", "train", "--data", s(&data), "--out", s(&tags)]);
     let srv = Server::start(&db, &["--text-tags", s(&tags)], &[]);
     let t0 = Instant::now();
-    let step = |what: &str| eprintln!("browser test: {what} at {:.1} s", t0.elapsed().as_secs_f64());
+    let step = |what: &str| {
+        eprintln!(
+            "browser test: {what} at {:.1} s",
+            t0.elapsed().as_secs_f64()
+        )
+    };
     let Some(d) = Driver::start() else { return };
     step("session");
-    d.call("POST", "/url", json!({"url": format!("http://{}/", srv.addr)}));
+    d.call(
+        "POST",
+        "/url",
+        json!({"url": format!("http://{}/", srv.addr)}),
+    );
     let input = d.find("#file");
     let img = an_image();
-    d.call("POST", &format!("/element/{input}/value"), json!({"text": s(&img)}));
+    d.call(
+        "POST",
+        &format!("/element/{input}/value"),
+        json!({"text": s(&img)}),
+    );
     step("uploaded");
     let caption = d.wait_text("#cards .caption-text", |t| !t.trim().is_empty());
     step("captioned");
@@ -160,7 +202,9 @@ fn the_page_captions_an_upload_and_stores_a_rating_in_a_real_browser() {
     drop(srv);
     let conn = rusqlite::Connection::open(&db).unwrap();
     let (stored, stars): (String, i64) = conn
-        .query_row("SELECT caption, rating FROM ratings", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT caption, rating FROM ratings", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!((stored.as_str(), stars), (caption.trim(), 4));
 }

@@ -12,13 +12,19 @@ use super::common::{one_caption_set, tiny_train_args};
 
 const EPOCHS: usize = 2;
 
-fn train(data: &Path, out: &Path, resume: bool, fault_at: Option<usize>) -> std::process::ExitStatus {
+fn train(
+    data: &Path,
+    out: &Path,
+    resume: bool,
+    fault_at: Option<usize>,
+) -> std::process::ExitStatus {
     let mut args = tiny_train_args(data, out, EPOCHS, "gru", "16");
     if resume {
         args.push("--resume".into());
     }
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_captag"));
-    cmd.args(["--device", "cpu", "--threads", "1", "-q"]).args(&args);
+    cmd.args(["--device", "cpu", "--threads", "1", "-q"])
+        .args(&args);
     match fault_at {
         Some(n) => cmd.env("CAPTAG_FAULT_AT", n.to_string()),
         None => cmd.env_remove("CAPTAG_FAULT_AT"),
@@ -81,7 +87,11 @@ fn kill_9_at_every_fault_point_then_resume_is_exact() {
         killed += 1;
         let resume = run.join("config.json").exists();
         assert!(train(&data, &run, resume, None).success());
-        assert_eq!(outcome(&run), want, "killed at fault point {n}, then resumed");
+        assert_eq!(
+            outcome(&run),
+            want,
+            "killed at fault point {n}, then resumed"
+        );
         let left: Vec<String> = fs::read_dir(&run)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -29,10 +29,16 @@ fn stdout_on_a_full_device_is_an_error_not_a_panic() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     synth(&data, 4, 32, "flickr8k");
-    let full = fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let out = captag_with_stdout(&["data", "stats", s(&data)], Stdio::from(full));
     let e = one_error_line(&out, "stdout = /dev/full");
-    assert!(e.contains("standard output") && e.contains("No space left"), "{e}");
+    assert!(
+        e.contains("standard output") && e.contains("No space left"),
+        "{e}"
+    );
     assert!(!e.contains("os error") && !e.contains("Os {"), "{e}");
 }
 

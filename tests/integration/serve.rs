@@ -110,11 +110,20 @@ pub fn http(
         .and_then(|x| x.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
     let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 pub fn caption_raw(addr: &str, bytes: &[u8], query: &str) -> (u16, serde_json::Value) {
-    http(addr, "POST", &format!("/api/caption{query}"), "application/octet-stream", bytes)
+    http(
+        addr,
+        "POST",
+        &format!("/api/caption{query}"),
+        "application/octet-stream",
+        bytes,
+    )
 }
 
 fn multipart(bytes: &[u8]) -> (String, Vec<u8>) {
@@ -158,10 +167,23 @@ fn caption_round_trip_equals_the_cli_and_ratings_survive_a_restart() {
     assert_eq!((st, &m["caption"]), (200, &v["caption"]), "{m}");
     let sha = v["image_sha256"].as_str().unwrap().to_string();
     assert!(kept.join(format!("{sha}.png")).is_file() || kept.join(format!("{sha}.jpg")).is_file());
-    let (st, r) = http(&srv.addr, "POST", "/api/ratings", "application/json", &rating(&sha, v["caption"].as_str().unwrap(), 5));
+    let (st, r) = http(
+        &srv.addr,
+        "POST",
+        "/api/ratings",
+        "application/json",
+        &rating(&sha, v["caption"].as_str().unwrap(), 5),
+    );
     assert_eq!(st, 200, "{r}");
-    let edit = serde_json::json!({"image_sha256": sha, "caption": "x", "edited": "a fixed caption"});
-    let (st, _) = http(&srv.addr, "POST", "/api/ratings", "application/json", edit.to_string().as_bytes());
+    let edit =
+        serde_json::json!({"image_sha256": sha, "caption": "x", "edited": "a fixed caption"});
+    let (st, _) = http(
+        &srv.addr,
+        "POST",
+        "/api/ratings",
+        "application/json",
+        edit.to_string().as_bytes(),
+    );
     assert_eq!(st, 200);
     assert!(srv.terminate().success(), "SIGTERM is a clean exit");
     // Restart: the ratings are still there.
@@ -175,7 +197,16 @@ fn caption_round_trip_equals_the_cli_and_ratings_survive_a_restart() {
     drop(srv);
     // The export is a dataset captag reads.
     let ds = t.path().join("feedback");
-    let out = ok(&["ratings", "export", "--db", s(&db), "--out", s(&ds), "--images", s(&kept)]);
+    let out = ok(&[
+        "ratings",
+        "export",
+        "--db",
+        s(&db),
+        "--out",
+        s(&ds),
+        "--images",
+        s(&kept),
+    ]);
     assert!(out.contains("wrote 2 captions of 1 images"), "{out}");
     let stats = ok(&["data", "stats", s(&ds), "--json"]);
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
@@ -186,7 +217,11 @@ fn caption_round_trip_equals_the_cli_and_ratings_survive_a_restart() {
 #[test]
 fn bad_uploads_get_their_status_and_a_json_message() {
     let t = tempfile::tempdir().unwrap();
-    let srv = Server::start(&t.path().join("r.sqlite"), &["--max-upload-mb", "1", "--max-megapixels", "1"], &[]);
+    let srv = Server::start(
+        &t.path().join("r.sqlite"),
+        &["--max-upload-mb", "1", "--max-megapixels", "1"],
+        &[],
+    );
     let png = std::fs::read(an_image()).unwrap();
     let big = {
         let img = image::RgbImage::from_pixel(1200, 1000, image::Rgb([9, 9, 9]));
@@ -196,7 +231,12 @@ fn bad_uploads_get_their_status_and_a_json_message() {
     };
     let cases: Vec<(&str, Vec<u8>, &str, u16)> = vec![
         ("text", b"hello, this is not an image".to_vec(), "", 415),
-        ("gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(), "", 415),
+        (
+            "gif",
+            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(),
+            "",
+            415,
+        ),
         ("empty", vec![], "", 400),
         ("truncated", png[..png.len() / 2].to_vec(), "", 400),
         ("too many pixels", big, "", 413),
@@ -207,7 +247,9 @@ fn bad_uploads_get_their_status_and_a_json_message() {
     for (what, body, q, want) in cases {
         let (st, v) = caption_raw(&srv.addr, &body, q);
         assert_eq!(st, want, "{what}: {v}");
-        let msg = v["error"].as_str().unwrap_or_else(|| panic!("{what}: no JSON error: {v}"));
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no JSON error: {v}"));
         assert!(!msg.is_empty() && !msg.contains('\n'), "{what}: {msg}");
     }
     for (what, body) in [
@@ -227,7 +269,11 @@ fn bad_uploads_get_their_status_and_a_json_message() {
 #[test]
 fn a_full_queue_is_503_and_the_server_recovers() {
     let t = tempfile::tempdir().unwrap();
-    let srv = Server::start(&t.path().join("r.sqlite"), &["--queue", "1"], &[("CAPTAG_SERVE_DELAY_MS", "400")]);
+    let srv = Server::start(
+        &t.path().join("r.sqlite"),
+        &["--queue", "1"],
+        &[("CAPTAG_SERVE_DELAY_MS", "400")],
+    );
     let png = std::fs::read(an_image()).unwrap();
     let statuses: Vec<u16> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..6)
@@ -237,7 +283,10 @@ fn a_full_queue_is_503_and_the_server_recovers() {
     });
     assert!(statuses.contains(&503), "{statuses:?}");
     assert!(statuses.contains(&200), "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
     let (st, _) = caption_raw(&srv.addr, &png, "");
     assert_eq!(st, 200, "recovers once the queue drains");
 }
@@ -245,7 +294,11 @@ fn a_full_queue_is_503_and_the_server_recovers() {
 #[test]
 fn sigterm_finishes_the_request_in_flight() {
     let t = tempfile::tempdir().unwrap();
-    let srv = Server::start(&t.path().join("r.sqlite"), &[], &[("CAPTAG_SERVE_DELAY_MS", "1500")]);
+    let srv = Server::start(
+        &t.path().join("r.sqlite"),
+        &[],
+        &[("CAPTAG_SERVE_DELAY_MS", "1500")],
+    );
     let png = std::fs::read(an_image()).unwrap();
     let addr = srv.addr.clone();
     let pending = std::thread::spawn(move || caption_raw(&addr, &png, ""));
@@ -295,9 +348,13 @@ fn kill_9_while_rating_leaves_a_consistent_database() {
     let acked = acked.load(std::sync::atomic::Ordering::SeqCst);
     assert!(acked > 0, "no rating was stored before the kill");
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
-    let n: i64 = conn.query_row("SELECT count(*) FROM ratings", [], |r| r.get(0)).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM ratings", [], |r| r.get(0))
+        .unwrap();
     assert!(n as usize >= acked, "{n} rows but {acked} acknowledged");
     drop(conn);
     // And the server opens it again.
@@ -317,6 +374,7 @@ fn serve_refuses_bad_flags_with_one_line() {
     assert!(e.contains("--addr"), "{e}");
     let not_db = t.path().join("x.sqlite");
     std::fs::write(&not_db, vec![b'x'; 4096]).unwrap();
-    let e = super::common::bad_input(&["serve", s(run), "--addr", "127.0.0.1:0", "--db", s(&not_db)]);
+    let e =
+        super::common::bad_input(&["serve", s(run), "--addr", "127.0.0.1:0", "--db", s(&not_db)]);
     assert!(e.contains("ratings database"), "{e}");
 }
