@@ -125,7 +125,8 @@ impl Fingerprint {
         format!("{:016x}", self.0)
     }
     pub fn of_file(path: &Path) -> Result<String> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes =
+            crate::input::read_bytes(path, crate::input::CHECKPOINT, "a fingerprinted file")?;
         Ok(Fingerprint::default().update(&bytes).hex())
     }
 }

@@ -101,10 +101,10 @@ fn apply(dir: &Path) -> Result<()> {
 /// not rewritten.
 fn write_metrics(dir: &Path, keep: usize, extra: Option<&Value>) -> Result<()> {
     let path = dir.join(METRICS);
-    let old = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(&path, e)),
+    let old = if fs::symlink_metadata(&path).is_ok() {
+        crate::input::read_bytes(&path, crate::input::TEXT, "a metrics file")?
+    } else {
+        Vec::new()
     };
     let mut lines: Vec<Option<String>> = vec![None; keep];
     for raw in String::from_utf8_lossy(&old).lines() {

@@ -92,8 +92,9 @@ pub fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<()> {
 }
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let s = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&s).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+    let s = crate::input::read_text(path, crate::input::TEXT, "a JSON file")?;
+    serde_json::from_str(&s)
+        .map_err(|e| Error::invalid(format!("{}: {}", path.display(), crate::input::one_line(e))))
 }
 
 mod epoch;
@@ -116,10 +117,11 @@ pub fn read_config(path: &Path) -> Result<RunConfig> {
     let raw: Raw = read_json(path)?;
     let model = ModelConfig::from_json(raw.model).map_err(|e| {
         Error::invalid(format!(
-            "{}: model config written by captag {} cannot be read by {}: {e}",
+            "{}: model config written by captag {} cannot be read by {}: {}",
             path.display(),
             raw.captag_version,
-            env!("CARGO_PKG_VERSION")
+            env!("CARGO_PKG_VERSION"),
+            crate::input::one_line(e)
         ))
     })?;
     Ok(RunConfig {
@@ -392,7 +394,7 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
     let mut f = Fingerprint::default();
     for name in [CONFIG, BEST] {
         let path = epoch::committed_path(dir, name);
-        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = crate::input::read_bytes(&path, crate::input::CHECKPOINT, "a run file")?;
         f.update(&bytes);
     }
     Ok(f.hex())

@@ -179,7 +179,8 @@ pub fn add_teacher_captions(
     images.sort_unstable();
     images.dedup();
     let id_of: BTreeMap<i64, &str> = prep.rows.iter().map(|(id, r)| (*r, id.as_str())).collect();
-    let cached = std::fs::read_to_string(&path)
+    // A cache that cannot be read (missing, damaged, not a regular file) is recomputed.
+    let cached = crate::input::read_text(&path, crate::input::TEXT, "a teacher-captions cache")
         .ok()
         .and_then(|t| serde_json::from_str::<CaptionFile>(&t).ok())
         .filter(|f| {

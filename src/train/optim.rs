@@ -168,13 +168,7 @@ impl Adam {
     }
 
     pub fn load(&mut self, path: &Path, step: i64, lr: f64) -> Result<()> {
-        let named: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
-            .map_err(|e| {
-                Error::invalid(format!(
-                    "{}: cannot read optimizer state: {e}",
-                    path.display()
-                ))
-            })?
+        let named: BTreeMap<String, Tensor> = crate::model::weights::read_tensors(path)?
             .into_iter()
             .collect();
         tch::no_grad(|| {

@@ -101,19 +101,80 @@ pub fn http(
     c.write_all(head.as_bytes()).unwrap();
     // The server may answer (413) before reading everything; a reset then is fine.
     let _ = c.write_all(body);
-    let mut raw = Vec::new();
-    let _ = c.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw);
-    let status: u16 = text
+    let (head, body) = read_response(&mut c);
+    let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|x| x.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
+        .unwrap_or_else(|| panic!("no HTTP status in {head:?}"));
     (
         status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// Reads one response: the head, then exactly `Content-Length` bytes (or the chunks) — not
+/// to end of stream, because some servers (chromedriver) keep the connection open despite
+/// `Connection: close`, and waiting for the close would stall until the read timeout.
+fn read_response(c: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let split = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return (String::from_utf8_lossy(&raw).into_owned(), Vec::new()),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let header = |name: &str| {
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_ascii_lowercase())
+    };
+    if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        while body.len() < n {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => body.extend_from_slice(&buf[..k]),
+            }
+        }
+        body.truncate(n);
+    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut out = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = body.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => return (head, out),
+                    Ok(k) => body.extend_from_slice(&buf[..k]),
+                }
+            };
+            let size_text = String::from_utf8_lossy(&body[..line_end]).into_owned();
+            let size =
+                usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+            if size == 0 {
+                return (head, out);
+            }
+            while body.len() < line_end + 2 + size + 2 {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => return (head, out),
+                    Ok(k) => body.extend_from_slice(&buf[..k]),
+                }
+            }
+            out.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
+            body.drain(..line_end + 2 + size + 2);
+        }
+    } else {
+        let _ = c.read_to_end(&mut body);
+    }
+    (head, body)
 }
 
 pub fn caption_raw(addr: &str, bytes: &[u8], query: &str) -> (u16, serde_json::Value) {
