@@ -2,6 +2,12 @@
 //! exit with code 2 for bad input (3 when some of many inputs failed, 1 for internal failures).
 use clap::Parser;
 
+/// Runs before Rust's runtime replaces a closed stdout with `/dev/null` (see
+/// `commands::out::note_standard_output_at_start`).
+#[used]
+#[link_section = ".init_array"]
+static NOTE_STDOUT: extern "C" fn() = captag::commands::out::note_standard_output_at_start;
+
 fn main() {
     // `captag caption DIR | head` should stop quietly like other Unix tools, not panic on a
     // closed pipe: restore the default SIGPIPE action that Rust's runtime ignores.
@@ -10,7 +16,6 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    captag::commands::out::guard_standard_descriptors();
     let cli = captag::cli::Cli::parse();
     if let Err(e) = captag::commands::run(cli) {
         eprintln!("error: {e:#}");

@@ -11,29 +11,16 @@ use crate::{Error, Result};
 
 static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Called first thing in `main`: notes whether the parent started captag with its standard
-/// output closed. Rust's runtime has by then pointed a closed descriptor 0–2 at `/dev/null`
-/// (so no file captag opens can take number 1 and receive the output), opened read-write; a
-/// shell's `>/dev/null` opens it write-only. So a read-write `/dev/null` on descriptor 1 is a
-/// stdout that was closed, and [`write`] then fails instead of printing into nothing.
-pub fn guard_standard_descriptors() {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let null = std::fs::metadata("/dev/null").ok();
-    // SAFETY: fcntl on the process's own descriptor; the borrowed File is never closed.
-    let (flags, fd1) = unsafe {
-        let flags = libc::fcntl(1, libc::F_GETFL);
-        let f = std::mem::ManuallyDrop::new(std::fs::File::from_raw_fd(1));
-        (flags, f.metadata().ok())
-    };
-    let closed = match (null, fd1) {
-        (Some(n), Some(m)) => {
-            m.file_type().is_char_device()
-                && m.rdev() == n.rdev()
-                && flags >= 0
-                && flags & libc::O_ACCMODE == libc::O_RDWR
-        }
-        _ => true,
-    };
+/// Notes whether the parent started captag with its standard output closed. It must run
+/// before Rust's runtime starts: the runtime points a closed descriptor 0–2 at `/dev/null`
+/// (so that no file captag opens can take number 1 and receive the output), and after that a
+/// closed stdout cannot be told from a parent's deliberate `/dev/null` (Python's
+/// `subprocess.DEVNULL` opens it read-write, as the runtime does). So `main.rs` registers this
+/// as an ELF constructor (`.init_array`), which the loader runs before `main`; it only asks
+/// the kernel whether descriptor 1 exists.
+pub extern "C" fn note_standard_output_at_start() {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    let closed = unsafe { libc::fcntl(1, libc::F_GETFD) } == -1;
     STDOUT_CLOSED.store(closed, std::sync::atomic::Ordering::Relaxed);
 }
 

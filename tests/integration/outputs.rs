@@ -63,6 +63,26 @@ fn a_closed_stdout_is_an_error_not_a_silent_success() {
 }
 
 #[test]
+fn a_read_write_dev_null_stdout_is_not_mistaken_for_a_closed_one() {
+    // Python's `subprocess.DEVNULL` opens /dev/null read-write, as Rust's runtime does for a
+    // closed descriptor: the output is discarded on purpose and the command succeeds.
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    synth(&data, 4, 32, "flickr8k");
+    let null = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let out = captag_with_stdout(&["data", "stats", s(&data)], Stdio::from(null));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn no_command_overwrites_its_own_input() {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
