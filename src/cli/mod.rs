@@ -413,6 +413,18 @@ pub struct DecodeArgs {
     /// Maximum caption length in words.
     #[arg(long, default_value_t = 30)]
     pub max_len: usize,
+    /// Sample instead of searching: nucleus (top-p) sampling keeps, at each word, the most
+    /// probable words whose probability reaches P (0 < P ≤ 1); seeded by --seed.
+    #[arg(long, conflicts_with = "beam")]
+    pub top_p: Option<f64>,
+    /// With --top-p: divide log-probabilities by T before sampling (below 1 sharper, above 1
+    /// more varied).
+    #[arg(long, default_value_t = 1.0, requires = "top_p")]
+    pub temperature: f64,
+    /// With --top-p: captions drawn per image (`caption` prints the distinct ones, most
+    /// probable first; `eval` scores the most probable).
+    #[arg(long, default_value_t = 1, requires = "top_p")]
+    pub samples: usize,
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,6 @@ use crate::cli::{Cli, Command, CompareArgs, PlotArgs};
 use crate::eval::runner::EvalSpec;
 use crate::experiments::compare::{self, Spec};
 use crate::experiments::plot;
-use crate::model::decoding::Decoding;
 use crate::run::{self, TrainState};
 
 /// Whether `dir` holds a run that trained all the epochs it was asked for (or stopped early).
@@ -58,7 +57,7 @@ fn train_run(
 
 pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
     let spec = Spec::load(&a.spec)?;
-    let decoding = super::model::decoding(&a.decode)?;
+    let decoding = super::model::decoding(&a.decode, ctx.seed)?;
     let baseline = match &a.baseline {
         Some(b) => spec
             .runs
@@ -140,10 +139,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
         }
         evaluated.push((r.name.clone(), dir, arch, report));
     }
-    let name = match decoding {
-        Decoding::Greedy { .. } => "greedy".to_string(),
-        Decoding::Beam { width, .. } => format!("beam {width}"),
-    };
+    let name = decoding.name();
     let split: crate::data::Split = a.split.into();
     let cmp = compare::build(
         &evaluated,

@@ -172,16 +172,37 @@ pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn decoding(d: &DecodeArgs) -> anyhow::Result<Decoding> {
+pub fn decoding(d: &DecodeArgs, seed: u64) -> anyhow::Result<Decoding> {
     if d.max_len == 0 {
         bail!("--max-len must be ≥ 1");
     }
-    Ok(Decoding::from_beam(d.beam, d.max_len, d.alpha))
+    let Some(top_p) = d.top_p else {
+        return Ok(Decoding::from_beam(d.beam, d.max_len, d.alpha));
+    };
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        bail!("--top-p must be in (0, 1], not {top_p}");
+    }
+    if !(d.temperature > 0.0 && d.temperature.is_finite()) {
+        bail!(
+            "--temperature must be a positive number, not {}",
+            d.temperature
+        );
+    }
+    if !(1..=100).contains(&d.samples) {
+        bail!("--samples must be 1 to 100, not {}", d.samples);
+    }
+    Ok(Decoding::Sample {
+        max_len: d.max_len,
+        top_p,
+        temperature: d.temperature,
+        samples: d.samples,
+        seed,
+    })
 }
 
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     let loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
-    let dec = decoding(&a.decode)?;
+    let dec = decoding(&a.decode, ctx.seed)?;
     let split = a.split.into();
     let cache = a
         .features
@@ -205,10 +226,7 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&r)?)?;
     } else {
-        let name = match dec {
-            Decoding::Greedy { .. } => "greedy".to_string(),
-            Decoding::Beam { width, .. } => format!("beam {width}"),
-        };
+        let name = dec.name();
         outln!(
             "{} images of {split} ({} unreadable), {name}, {} mode, {:.1}s ({:.2} ms per image captioning)",
             r.images,
@@ -268,7 +286,9 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
         );
     }
     let files = collect_images(&a.inputs)?;
-    let dec = decoding(&a.decode)?;
+    let dec = decoding(&a.decode, ctx.seed)?;
+    // Text output lists alternatives only when the user asked for several samples.
+    let sampled = matches!(dec, Decoding::Sample { samples, .. } if samples > 1);
     let mut failed = 0;
     for r in loaded.caption_files(&files, &dec)? {
         match r.caption {
@@ -300,6 +320,9 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                     if !only {
                         o["caption"] = caption.into();
                         o["logp"] = c.logp.into();
+                        if !c.alternatives.is_empty() {
+                            o["alternatives"] = serde_json::to_value(&c.alternatives)?;
+                        }
                         if let Some(w) = &c.attention {
                             o["attention"] = serde_json::to_value(w)?;
                         }
@@ -322,6 +345,17 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                         .filter(|w| !w.is_empty())
                         .collect();
                     outln!("{}\t{}", r.path.display(), line.join(" "))?;
+                }
+                if !a.json && sampled {
+                    for (k, alt) in c.alternatives.iter().enumerate() {
+                        outln!(
+                            "{}\talternative {}: {} (logp {:.2})",
+                            r.path.display(),
+                            k + 2,
+                            alt.text,
+                            alt.logp
+                        )?;
+                    }
                 }
             }
             Err(why) => {

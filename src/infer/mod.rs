@@ -72,6 +72,16 @@ pub struct Caption {
     /// `side × side`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attention: Option<Vec<Vec<f32>>>,
+    /// The other captions of the n-best list (beam search) or the other distinct samples
+    /// (`--top-p --samples N`), most probable first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Alternative>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Alternative {
+    pub text: String,
+    pub logp: f64,
 }
 
 impl Caption {
@@ -196,13 +206,30 @@ impl Loaded {
                 logp: h.logp,
                 tags: if i == 0 { ranked.clone() } else { None },
                 attention: None,
+                alternatives: vec![],
             })
             .collect())
     }
 
     /// Captions (hashtag rankings, attention weights) for the features of `N` images.
     fn captions(&self, feats: &ImageFeatures, decoding: &Decoding) -> Result<Vec<Caption>> {
-        let hyps = self.model.generate(feats, decoding, SPECIALS, 64)?;
+        let nbest = self.model.generate_nbest(feats, decoding, SPECIALS, 64)?;
+        let mut others: Vec<Vec<Alternative>> = Vec::with_capacity(nbest.len());
+        let mut hyps = Vec::with_capacity(nbest.len());
+        for hs in nbest {
+            let mut it = hs.into_iter();
+            hyps.push(crate::model::decoding::first_or_empty(
+                it.next().into_iter().collect(),
+            ));
+            others.push(
+                it.map(|h| Alternative {
+                    text: self.vocab.decode(&h.tokens).join(" "),
+                    logp: h.logp,
+                })
+                .collect(),
+            );
+        }
+        let mut others = others.into_iter();
         let weights = if self.with_attention {
             self.model.attention(feats, &hyps, SPECIALS)?
         } else {
@@ -228,6 +255,7 @@ impl Loaded {
                 logp: h.logp,
                 tags: ranked.next().flatten(),
                 attention: attention.next().flatten(),
+                alternatives: others.next().unwrap_or_default(),
             })
             .collect())
     }

@@ -175,7 +175,8 @@ impl Captioner {
             let feats = f.narrow(first, len).to_device(self.device());
             let hyps = tch::no_grad(|| -> Result<Vec<Vec<Hypothesis>>> {
                 let mut state = start(&feats);
-                decode_nbest(len as usize, decoding, sp, |parents, tokens| {
+                let decoding = decoding.from_image(first as usize);
+                decode_nbest(len as usize, &decoding, sp, |parents, tokens| {
                     let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
                     let rows = Tensor::from_slice(&rows).to_device(self.device());
                     let toks = Tensor::from_slice(tokens).to_device(self.device());

@@ -71,6 +71,10 @@ async fn healthz(Shared(s): Shared<Arc<State>>) -> Json<serde_json::Value> {
 #[derive(Debug, Default, Deserialize)]
 pub struct CaptionQuery {
     beam: Option<usize>,
+    top_p: Option<f64>,
+    temperature: Option<f64>,
+    samples: Option<usize>,
+    seed: Option<u64>,
     hashtags: Option<usize>,
     emoji: Option<usize>,
     style: Option<String>,
@@ -85,6 +89,24 @@ impl CaptionQuery {
                 format!("beam must be 1 to 10, not {beam}"),
             ));
         }
+        let bad = |m: String| Err(ApiError::new(400, m));
+        let sample = match self.top_p {
+            None => None,
+            Some(p) if !(p > 0.0 && p <= 1.0) => {
+                return bad(format!("top_p must be in (0, 1], not {p}"))
+            }
+            Some(p) => {
+                let t = self.temperature.unwrap_or(1.0);
+                if !(t > 0.0 && t.is_finite()) {
+                    return bad(format!("temperature must be a positive number, not {t}"));
+                }
+                let n = self.samples.unwrap_or(3);
+                if !(1..=10).contains(&n) {
+                    return bad(format!("samples must be 1 to 10, not {n}"));
+                }
+                Some((p, t, n, self.seed.unwrap_or(0)))
+            }
+        };
         let social = match self.style.as_deref() {
             None | Some("plain") => false,
             Some("social") => true,
@@ -97,6 +119,7 @@ impl CaptionQuery {
         };
         Ok(Options {
             beam,
+            sample,
             hashtags: self.hashtags.unwrap_or(5).min(30),
             emoji: self.emoji.unwrap_or(3).min(10),
             social,

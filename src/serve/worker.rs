@@ -17,6 +17,8 @@ use crate::model::text_tagger::TextTagger;
 pub struct Options {
     /// Beam width (1 = greedy); the n-best list has up to this many captions.
     pub beam: usize,
+    /// Nucleus sampling instead of beam search: `(top_p, temperature, samples, seed)`.
+    pub sample: Option<(f64, f64, usize, u64)>,
     pub hashtags: usize,
     pub emoji: usize,
     pub social: bool,
@@ -40,7 +42,7 @@ pub struct Captions {
     pub emoji: Vec<String>,
     /// The description, emoji and hashtags as one post text.
     pub social: String,
-    /// `greedy` or `beam K`.
+    /// `greedy`, `beam K` or `top-p P T t ×N` ([`Decoding::name`]).
     pub decoding: String,
 }
 
@@ -54,7 +56,16 @@ pub struct Models {
 impl Models {
     pub fn answer(&self, img: &image::RgbImage, o: &Options) -> crate::Result<Captions> {
         // `captag caption`'s defaults (--max-len 30, --alpha 0), so the page and the CLI agree.
-        let decoding = Decoding::from_beam(o.beam, 30, 0.0);
+        let decoding = match o.sample {
+            Some((top_p, temperature, samples, seed)) => Decoding::Sample {
+                max_len: 30,
+                top_p,
+                temperature,
+                samples,
+                seed,
+            },
+            None => Decoding::from_beam(o.beam, 30, 0.0),
+        };
         let nbest = self.captioner.caption_image(img, &decoding)?;
         let best = nbest
             .first()
@@ -92,10 +103,7 @@ impl Models {
             hashtags,
             emoji,
             social,
-            decoding: match decoding {
-                Decoding::Greedy { .. } => "greedy".into(),
-                Decoding::Beam { width, .. } => format!("beam {width}"),
-            },
+            decoding: decoding.name(),
         })
     }
 }

@@ -223,6 +223,40 @@ fn caption_round_trip_equals_the_cli_and_ratings_survive_a_restart() {
     assert_eq!(v["caption"].as_str().unwrap(), cli_caption);
     assert_eq!(v["alternatives"][0]["text"], v["caption"]);
     assert!(v["alternatives"].as_array().unwrap().len() <= 3);
+    // Top-p samples as alternatives: the CLI's samples for the same seed, in the same order.
+    let q = "?top_p=0.9&samples=4&temperature=1.5&seed=7";
+    let (st, p) = caption_raw(&srv.addr, &bytes, q);
+    assert_eq!(st, 200, "{p}");
+    assert!(
+        p["decoding"].as_str().unwrap().starts_with("top-p 0.9"),
+        "{p}"
+    );
+    let cli = ok(&[
+        "--seed",
+        "7",
+        "caption",
+        s(run),
+        s(&img),
+        "--top-p",
+        "0.9",
+        "--samples",
+        "4",
+        "--temperature",
+        "1.5",
+        "--json",
+    ]);
+    let cli: serde_json::Value = serde_json::from_str(cli.trim()).unwrap();
+    let mut want = vec![cli["caption"].clone()];
+    if let Some(alts) = cli["alternatives"].as_array() {
+        want.extend(alts.iter().map(|a| a["text"].clone()));
+    }
+    let got: Vec<serde_json::Value> = p["alternatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["text"].clone())
+        .collect();
+    assert_eq!(got, want);
     let (ct, body) = multipart(&bytes);
     let (st, m) = http(&srv.addr, "POST", "/api/caption?beam=3", &ct, &body);
     assert_eq!((st, &m["caption"]), (200, &v["caption"]), "{m}");
@@ -304,6 +338,8 @@ fn bad_uploads_get_their_status_and_a_json_message() {
         ("too large", vec![0xff; 2 << 20], "", 413),
         ("bad beam", png.clone(), "?beam=0", 400),
         ("bad style", png.clone(), "?style=loud", 400),
+        ("bad top_p", png.clone(), "?top_p=1.5", 400),
+        ("bad samples", png.clone(), "?top_p=0.9&samples=0", 400),
     ];
     for (what, body, q, want) in cases {
         let (st, v) = caption_raw(&srv.addr, &body, q);

@@ -1,5 +1,6 @@
-//! Decoding as data ([`Decoding`]) and as plain bookkeeping over a `step` closure, so greedy and
-//! beam search are tested with fake models and work for any decoder.
+//! Decoding as data ([`Decoding`]) and as plain bookkeeping over a `step` closure, so greedy,
+//! beam search and nucleus sampling ([`sample`]) are tested with fake models and work for any
+//! decoder.
 //!
 //! The closure contract: `step(parents, tokens)` first reorders the model's recurrent state to
 //! the rows `parents` (indices into the rows of the previous call; for the first call, into the
@@ -8,6 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+
+mod sample;
+pub use sample::nucleus;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -22,6 +26,17 @@ pub enum Decoding {
         max_len: usize,
         alpha: f64,
     },
+    /// Nucleus (top-p) sampling with temperature (Holtzman et al. 2020): each word is drawn from
+    /// the smallest set of most probable words whose probability reaches `top_p`, after
+    /// dividing the log-probabilities by `temperature`. `samples` captions per image, drawn
+    /// independently; reproducible from `seed` and the image's index (see [`sample`]).
+    Sample {
+        max_len: usize,
+        top_p: f64,
+        temperature: f64,
+        samples: usize,
+        seed: u64,
+    },
 }
 
 impl Decoding {
@@ -35,6 +50,43 @@ impl Decoding {
                 max_len,
                 alpha,
             }
+        }
+    }
+
+    /// How the decoding is named in tables and in the ratings database: `greedy`, `beam 3`,
+    /// `top-p 0.9 T 1 ×3`.
+    pub fn name(&self) -> String {
+        match *self {
+            Decoding::Greedy { .. } => "greedy".into(),
+            Decoding::Beam { width, .. } => format!("beam {width}"),
+            Decoding::Sample {
+                top_p,
+                temperature,
+                samples,
+                ..
+            } => format!("top-p {top_p} T {temperature} ×{samples}"),
+        }
+    }
+
+    /// The same decoding for images numbered from `first` in a longer list: sampling draws
+    /// image `i`'s words from a stream seeded by `seed + i`, so an image gets the same samples
+    /// whichever chunk it is decoded in.
+    pub fn from_image(&self, first: usize) -> Self {
+        match *self {
+            Decoding::Sample {
+                max_len,
+                top_p,
+                temperature,
+                samples,
+                seed,
+            } => Decoding::Sample {
+                max_len,
+                top_p,
+                temperature,
+                samples,
+                seed: seed.wrapping_add(first as u64),
+            },
+            other => other,
         }
     }
 }
@@ -86,6 +138,24 @@ where
             max_len,
             alpha,
         } => beam_nbest(n, width, max_len, alpha, sp, step),
+        Decoding::Sample {
+            max_len,
+            top_p,
+            temperature,
+            samples,
+            seed,
+        } => sample::sample_nbest(
+            n,
+            &sample::Nucleus {
+                max_len,
+                top_p,
+                temperature,
+                samples,
+                seed,
+            },
+            sp,
+            step,
+        ),
     }
 }
 
@@ -99,10 +169,28 @@ pub fn first_or_empty(hs: Vec<Hypothesis>) -> Hypothesis {
 }
 
 /// Take the most probable word at every step until `<end>` or `max_len` words.
-pub fn greedy<F>(n: usize, max_len: usize, sp: Specials, mut step: F) -> Result<Vec<Hypothesis>>
+pub fn greedy<F>(n: usize, max_len: usize, sp: Specials, step: F) -> Result<Vec<Hypothesis>>
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
+    walk((0..n).collect(), max_len, sp, step, |_, row| argmax(row).0)
+}
+
+/// One word at a time for each of `starts.len()` captions (caption `c` starts from initial
+/// state row `starts[c]`), the word chosen by `choose(c, log-probabilities)`, until `<end>` or
+/// `max_len` words. Greedy decoding and sampling differ only in `choose`.
+fn walk<F, C>(
+    starts: Vec<usize>,
+    max_len: usize,
+    sp: Specials,
+    mut step: F,
+    mut choose: C,
+) -> Result<Vec<Hypothesis>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+    C: FnMut(usize, &[f32]) -> i64,
+{
+    let n = starts.len();
     let mut hyps: Vec<Hypothesis> = (0..n)
         .map(|_| Hypothesis {
             tokens: vec![],
@@ -110,8 +198,8 @@ where
             score: 0.0,
         })
         .collect();
-    let mut live: Vec<usize> = (0..n).collect(); // image of each row
-    let mut parents: Vec<usize> = (0..n).collect();
+    let mut live: Vec<usize> = (0..n).collect(); // caption of each row
+    let mut parents: Vec<usize> = starts;
     let mut tokens = vec![sp.start; n];
     for t in 0..=max_len {
         if live.is_empty() {
@@ -121,10 +209,15 @@ where
         let v = lp.len() / live.len();
         let (mut next_live, mut next_parents, mut next_tokens) = (vec![], vec![], vec![]);
         for (row, &img) in live.iter().enumerate() {
-            let (w, l) = argmax(&lp[row * v..(row + 1) * v]);
+            let probs = &lp[row * v..(row + 1) * v];
+            let w = choose(img, probs);
+            if t == max_len && w != sp.end {
+                // Out of room: the caption ends here without `<end>` (as in beam search).
+                continue;
+            }
             let h = &mut hyps[img];
-            h.logp += l as f64;
-            if w == sp.end || t == max_len {
+            h.logp += probs[w as usize] as f64;
+            if w == sp.end {
                 continue;
             }
             h.tokens.push(w);
