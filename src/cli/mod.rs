@@ -284,6 +284,11 @@ pub struct TrainArgs {
     /// Dev metric that picks the best epoch and drives early stopping.
     #[arg(long, value_enum, default_value = "bleu4")]
     pub select: crate::config::Selection,
+    /// Batch order: `buckets` (default for new runs) groups captions of similar length so
+    /// the recurrence runs over less padding; `shuffle` is the plain shuffled order. A resumed
+    /// run keeps the order it was trained in.
+    #[arg(long, value_enum)]
+    pub batching: Option<crate::config::Batching>,
     /// Early stopping patience in epochs on the --select metric (0 = off).
     #[arg(long, default_value_t = 4)]
     pub early_stop: usize,

@@ -51,6 +51,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         clip: 5.0,
         schedule: ScheduleArg::Plateau,
         select: crate::config::Selection::Bleu4,
+        batching: None,
         early_stop: 0,
         min_count: 1,
         max_words: 20,

@@ -4,7 +4,9 @@ use anyhow::bail;
 
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
-use crate::config::{DecoderConfig, Distill, ModelConfig, Schedule, TagsConfig, TrainConfig};
+use crate::config::{
+    Batching, DecoderConfig, Distill, ModelConfig, Schedule, TagsConfig, TrainConfig,
+};
 use crate::data::features;
 use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
@@ -115,6 +117,14 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         tag_min_agree: a.tag_min_agree,
         tag_min_count: a.tag_min_count,
         select: a.select,
+        batching: match (a.batching, a.resume) {
+            (Some(b), _) => b,
+            // Resuming: the order the run was trained in (an older run's is `shuffle`).
+            (None, true) => run::read_config(&a.out.join(run::CONFIG))
+                .map(|c| c.train.batching)
+                .unwrap_or(Batching::Buckets),
+            (None, false) => Batching::Buckets,
+        },
         distill: match &a.distill.teacher {
             Some(dir) => Some(Distill {
                 teacher: dir.display().to_string(),

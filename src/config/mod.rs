@@ -256,6 +256,24 @@ pub struct TrainConfig {
     /// Knowledge distillation from a teacher run (`train --teacher`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<Distill>,
+    /// How an epoch's captions are cut into batches. Runs written before this setting existed
+    /// read as `shuffle`, the order they were trained (and resume) in.
+    #[serde(default)]
+    pub batching: Batching,
+}
+
+/// `--batching`: the order of an epoch's captions (feature-cache training; with an
+/// end-to-end encoder an image's captions stay together in either mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Batching {
+    /// Captions shuffled, then cut into batches: every batch is padded to its longest caption.
+    #[default]
+    Shuffle,
+    /// Length buckets: captions shuffled, then each pool of 50 batches sorted by length and cut
+    /// into batches, and the batches shuffled — a batch holds captions of about one length, so
+    /// the recurrence runs over little padding. Same captions per epoch, seeded the same way.
+    Buckets,
 }
 
 /// `--kd`: what the student learns from the teacher.
@@ -363,6 +381,7 @@ impl Default for TrainConfig {
             tag_min_count: default_tag_min_count(),
             select: Selection::Bleu4,
             distill: None,
+            batching: Batching::Shuffle,
         }
     }
 }

@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::{Device, Tensor};
 
-use crate::config::{ModelConfig, Schedule, Selection, TrainConfig};
+use crate::config::{Batching, ModelConfig, Schedule, Selection, TrainConfig};
 use crate::data::LoadOptions;
 use crate::eval::bleu::{corpus_bleu, BleuMode};
 use crate::model::captioner::Captioner;
@@ -189,7 +189,13 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         let e = state.epoch;
         let t0 = Instant::now();
         tch::manual_seed(epoch_seed(tc.seed, e) as i64);
-        let batches = epoch_batches(&prep, tc.batch_size, epoch_seed(tc.seed, e), tags_only);
+        let batches = epoch_batches(
+            &prep,
+            tc.batch_size,
+            epoch_seed(tc.seed, e),
+            tags_only,
+            tc.batching,
+        );
         let steps = batches.len();
         let bar = progress(
             job.quiet,
@@ -407,6 +413,7 @@ fn epoch_batches(
     batch_size: usize,
     seed: u64,
     per_image: bool,
+    batching: Batching,
 ) -> Vec<Vec<usize>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     if per_image {
@@ -420,7 +427,10 @@ fn epoch_batches(
     if !prep.group_by_image {
         let mut order: Vec<usize> = (0..prep.train.len()).collect();
         order.shuffle(&mut rng);
-        return order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+        if batching == Batching::Shuffle {
+            return order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+        }
+        return length_buckets(&order, |i| prep.train[i].1.len(), batch_size, &mut rng);
     }
     let mut groups: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
     for (i, (row, _)) in prep.train.iter().enumerate() {
@@ -441,6 +451,29 @@ fn epoch_batches(
     }
     batches
 }
+
+/// Batches pools of [`BUCKET_POOL`] batches' worth of the shuffled `order`, each pool sorted
+/// by `len` (stable, so equal lengths keep the shuffled order) and cut into batches; then the
+/// batches are shuffled, so lengths do not rise through the epoch.
+fn length_buckets(
+    order: &[usize],
+    len: impl Fn(usize) -> usize,
+    batch_size: usize,
+    rng: &mut impl rand::Rng,
+) -> Vec<Vec<usize>> {
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for pool in order.chunks(batch_size * BUCKET_POOL) {
+        let mut pool = pool.to_vec();
+        pool.sort_by_key(|&i| len(i));
+        batches.extend(pool.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    batches.shuffle(rng);
+    batches
+}
+
+/// Batches per length-sorted pool: large enough that a pool holds every common length many
+/// times over, small enough that the epoch stays well mixed.
+const BUCKET_POOL: usize = 50;
 
 pub fn progress(quiet: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {
     if quiet {
@@ -481,4 +514,57 @@ pub fn dev_scores(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<Dev
             .score,
         distinct: hyps.iter().collect::<std::collections::HashSet<_>>().len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Caption lengths like Flickr8k's (9–30 tokens with `<start>`/`<end>`), one per index.
+    fn lengths(n: usize) -> Vec<usize> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        (0..n).map(|_| 9 + (rand::Rng::gen_range(&mut rng, 0..22usize))).collect()
+    }
+
+    fn padded_steps(batches: &[Vec<usize>], len: &[usize]) -> usize {
+        batches
+            .iter()
+            .map(|b| b.len() * b.iter().map(|&i| len[i]).max().unwrap_or(0))
+            .sum()
+    }
+
+    #[test]
+    fn length_buckets_keep_every_caption_once_and_cut_padding() {
+        let len = lengths(10_000);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut order: Vec<usize> = (0..len.len()).collect();
+        order.shuffle(&mut rng);
+        let plain: Vec<Vec<usize>> = order.chunks(64).map(<[usize]>::to_vec).collect();
+        let buckets = length_buckets(&order, |i| len[i], 64, &mut rng);
+        let mut seen: Vec<usize> = buckets.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..len.len()).collect::<Vec<_>>());
+        assert!(buckets.iter().all(|b| !b.is_empty() && b.len() <= 64));
+        // Within a batch lengths differ by little; padded positions fall from ~30 to ~len.
+        let real: usize = len.iter().sum();
+        let (p, b) = (padded_steps(&plain, &len), padded_steps(&buckets, &len));
+        assert!(b < p, "{b} vs {p}");
+        assert!((b as f64) < 1.05 * real as f64, "{b} vs {real} real tokens");
+        // Batches are shuffled: the first ones are not all the shortest.
+        let first_max = buckets[..10].iter().flatten().map(|&i| len[i]).max().unwrap();
+        assert!(first_max > 12, "{first_max}");
+    }
+
+    #[test]
+    fn length_buckets_are_seeded() {
+        let len = lengths(3_000);
+        let order: Vec<usize> = (0..len.len()).collect();
+        let run = |seed| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            length_buckets(&order, |i| len[i], 32, &mut rng)
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
+    }
 }

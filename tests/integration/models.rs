@@ -126,7 +126,45 @@ fn exact_resume_transformer_with_warmup() {
     exact_resume("transformer", &["--schedule", "warmup", "--warmup", "3"]);
 }
 
-fn exact_resume(decoder: &str, extra: &[&str]) {
+#[test]
+fn exact_resume_with_length_buckets_on_a_feature_cache() {
+    // Length buckets apply where captions are batched one by one: a pooled decoder on cached
+    // features of a frozen encoder (random SqueezeNet weights stand in for pretrained ones).
+    let t = tempfile::tempdir().unwrap();
+    let w = t.path().join("squeezenet.safetensors");
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _enc = captag::model::Encoder::new(vs.root(), captag::config::EncoderKind::Squeezenet1_1);
+    captag::run::save_vars(&vs, &w).unwrap();
+    let flags = ["--encoder", "squeezenet1_1", "--encoder-weights", s(&w)];
+    let (_t, a, b) = exact_resume("lstm", &[&flags[..], &["--batching", "buckets"]].concat());
+    for run in [&a, &b] {
+        let cfg = std::fs::read_to_string(run.join("config.json")).unwrap();
+        assert!(cfg.contains("\"batching\": \"buckets\""), "{cfg}");
+    }
+    // A resume that does not name --batching keeps the run's order; naming another is refused.
+    let mut args = vec!["--resume", "--batching", "shuffle"];
+    args.extend(flags);
+    let e = captag_err_train(&b, &args);
+    assert!(e.contains("--batching") && e.contains("differs"), "{e}");
+}
+
+/// Trains a copy of `run` for one more epoch with `extra` and returns its error line.
+fn captag_err_train(run: &Path, extra: &[&str]) -> String {
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let data = cfg["data_path"].as_str().unwrap().to_string();
+    let mut args: Vec<String> = vec!["train".into(), "--data".into(), data, "--out".into()];
+    args.push(s(run).into());
+    args.extend(["--epochs".into(), "5".into()]);
+    args.extend(tiny_flags("lstm", "0.3", "128"));
+    args.extend(extra.iter().map(|x| x.to_string()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    bad_input(&a)
+}
+
+/// Trains 4 epochs into `a`, and 2 + `--resume` to 4 into `b`; asserts equal weights and
+/// metrics. Returns the folder (kept alive) and both runs.
+fn exact_resume(decoder: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     synth(&data, 12, 32, "flickr8k");
@@ -159,6 +197,7 @@ fn exact_resume(decoder: &str, extra: &[&str]) {
     };
     assert_eq!(metrics(&a), 4);
     assert_eq!(metrics(&b), 4);
+    (t, a, b)
 }
 
 #[test]
