@@ -12,6 +12,10 @@ prints captions/s. The models, written the way their PyTorch tutorials write the
 - transformer: pre-LN decoder layers (masked self-attention, cross-attention over
   [pooled; grid], GELU feed-forward), learned positions.
 Grid decoders read the grids from the captag feature cache named in the workload's metadata.
+`--packed` (lstm/gru) is the efficient way to write Show and Tell in PyTorch: the RNN runs on a
+`pack_padded_sequence` of the inputs (each step only over the captions still going) and the
+output layer and cross entropy only on the packed, i.e. non-padding, positions — the same
+work captag does.
 Run through bench/train_bench.sh, which runs both sides in one go.
 """
 import argparse
@@ -52,6 +56,18 @@ class ShowAndTell(nn.Module):
         self.rnn = rnn(embed, hidden, num_layers=1, batch_first=True)
         self.out = nn.Linear(hidden, vocab)
         self.dropout = dropout
+
+    def forward_packed(self, feats, tokens, lens):
+        """Logits and targets of the non-padding positions only, `(sum(lens - 1), V)`."""
+        img = self.img_norm(self.img_proj(feats))  # (B, E)
+        _, state = self.rnn(img.unsqueeze(1))
+        x = nn.functional.dropout(self.embed(tokens[:, :-1]), self.dropout, self.training)
+        steps = (lens - 1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, steps, batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed, state)  # PackedSequence, data (sum(steps), H)
+        target = nn.utils.rnn.pack_padded_sequence(tokens[:, 1:], steps, batch_first=True, enforce_sorted=False)
+        logits = self.out(nn.functional.dropout(out.data, self.dropout, self.training))
+        return logits, target.data
 
     def forward(self, feats, tokens):
         img = self.img_norm(self.img_proj(feats))  # (B, E)
@@ -158,6 +174,7 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--packed", action="store_true", help="lstm/gru: pack_padded_sequence + loss on real positions only")
     a = ap.parse_args()
     w = load_file(a.workload)
     meta = json.loads(open(a.workload + ".json").read())
@@ -179,9 +196,17 @@ def main():
     n = rows.shape[0]
 
     def step(i):
-        lo = (i * bs) % (n - bs)
+        lo = (i * bs) % (n - n % bs - bs)
         r, t = rows[lo:lo + bs], tokens[lo:lo + bs]
         t = t[:, : int(lens[lo:lo + bs].max())]  # pad to the batch's longest caption, like captag
+        if a.packed:
+            logits, target = m.forward_packed(feats[r], t, lens[lo:lo + bs])
+            loss = nn.functional.cross_entropy(logits, target)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), meta["clip"])
+            opt.step()
+            return loss
         if grid is None:
             logits, penalty = m(feats[r], t), None
         else:
@@ -208,7 +233,7 @@ def main():
     if dev.type == "cuda":
         torch.cuda.synchronize()
     secs = time.perf_counter() - t0
-    print(json.dumps({"impl": "pytorch", "decoder": kind, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    print(json.dumps({"impl": "pytorch", "decoder": kind, "packed": a.packed, "order": meta.get("order", "shuffle"), "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "steps": a.steps, "captions_per_s": a.steps * bs / secs}))
 
 

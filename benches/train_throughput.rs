@@ -7,7 +7,11 @@
 //! `bench/out/train_workload.safetensors` (+ `.json`) for the Python side, and times captag.
 //! `bench/train_bench.sh` runs both and prints the ratio.
 //!
-//!     cargo bench --bench train_throughput -- DATA FEATURES [--steps N] [--batch B] [--decoder lstm|gru|attention|transformer] [--device cpu|cuda]
+//! `--order buckets` puts the captions in the order `captag train --batching buckets` draws
+//! them (length-sorted pools, batches shuffled; the default for feature-cache training),
+//! `--order shuffle` (the default here) in a plain shuffled order, as the seed notebooks do.
+//!
+//!     cargo bench --bench train_throughput -- DATA FEATURES [--steps N] [--batch B] [--decoder lstm|gru|attention|transformer] [--device cpu|cuda] [--order shuffle|buckets]
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -95,7 +99,21 @@ fn main() -> anyhow::Result<()> {
     }
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
-    items.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    items.shuffle(&mut rng);
+    let order = flag("--order", "shuffle");
+    match order.as_str() {
+        "shuffle" => {}
+        "buckets" => {
+            let idx: Vec<usize> = (0..items.len()).collect();
+            let batches =
+                captag::train::length_buckets(&idx, |i| items[i].1.len(), batch, &mut rng);
+            // Only whole batches, so that consecutive chunks are exactly the buckets' batches.
+            let full = batches.into_iter().filter(|b| b.len() == batch);
+            items = full.flatten().map(|i| items[i].clone()).collect();
+        }
+        other => anyhow::bail!("--order {other}: shuffle or buckets"),
+    }
     let n = items.len();
     anyhow::ensure!(n > batch * 2, "too few captions ({n}) for batch {batch}");
     let seqs: Vec<&[i64]> = items.iter().map(|(_, t)| t.as_slice()).collect();
@@ -135,7 +153,7 @@ fn main() -> anyhow::Result<()> {
     let mut meta = serde_json::json!({
         "vocab": cfg.vocab_size, "decoder": cfg.decoder.name(),
         "config": serde_json::to_value(&cfg.decoder)?, "dropout": cfg.dropout(),
-        "lr": lr, "clip": clip, "batch_size": batch, "captions": n,
+        "lr": lr, "clip": clip, "batch_size": batch, "captions": n, "order": order,
         "grid_cache": feats.display().to_string(),
     });
     if let DecoderConfig::ShowTell(c) = &cfg.decoder {
@@ -164,7 +182,7 @@ fn main() -> anyhow::Result<()> {
     let lens_v: Vec<i64> = items.iter().map(|(_, t)| t.len() as i64).collect();
     // Like the Python side, the loss is read (a device sync) only once, after the timed loop.
     let mut step = |i: usize| -> Tensor {
-        let lo = (i * batch) % (n - batch);
+        let lo = (i * batch) % (n - n % batch - batch);
         let len = *lens_v[lo..lo + batch].iter().max().unwrap_or(&2);
         let r = rows.narrow(0, lo as i64, batch as i64);
         let t = all_tokens
@@ -190,7 +208,7 @@ fn main() -> anyhow::Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     println!(
         "{}",
-        serde_json::json!({"impl": "captag", "decoder": cfg.decoder.name(), "threads": tch::get_num_threads(), "steps": steps,
+        serde_json::json!({"impl": "captag", "decoder": cfg.decoder.name(), "order": order, "threads": tch::get_num_threads(), "steps": steps,
                            "device": format!("{device:?}"), "loss": final_loss,
                            "captions_per_s": (steps * batch) as f64 / secs})
     );

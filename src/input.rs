@@ -166,6 +166,12 @@ pub fn read_head(path: &Path, n: u64, limit: u64, what: &str) -> Result<Vec<u8>>
     Ok(head)
 }
 
+/// A shape read from a file header (safetensors) as libtorch sizes; `None` when a dimension does
+/// not fit an `i64`, so a crafted header is an error instead of a wrapped size.
+pub fn shape_i64(shape: &[usize]) -> Option<Vec<i64>> {
+    shape.iter().map(|&d| i64::try_from(d).ok()).collect()
+}
+
 /// Text from a file quoted in an error message: at most `max_chars` characters (then `…`),
 /// with control characters escaped (`\n`, `\r`, `\u{1b}`), so the message stays one line and
 /// cannot move the terminal's cursor.

@@ -112,7 +112,7 @@ impl FeatureCache {
                 Dtype::F16 => Kind::Half,
                 d => return Err(bad(&format!("`{name}` has dtype {d:?}"))),
             };
-            let shape = crate::model::weights::shape_i64(v.shape())
+            let shape = crate::input::shape_i64(v.shape())
                 .ok_or_else(|| bad(&format!("`{name}` has an impossible shape")))?;
             Tensor::f_from_data_size(v.data(), &shape, kind)
                 .map_err(|e| bad(&crate::input::one_line(e)))

@@ -21,10 +21,7 @@ pub fn save_vars(vs: &VarStore, path: &Path) -> Result<()> {
     write_tensors(&named, path)
 }
 
-/// A safetensors shape as libtorch sizes; `None` when a dimension does not fit an `i64`.
-pub fn shape_i64(shape: &[usize]) -> Option<Vec<i64>> {
-    shape.iter().map(|&d| i64::try_from(d).ok()).collect()
-}
+use crate::input::shape_i64;
 
 /// The libtorch kind of a safetensors dtype, for the dtypes captag and torchvision write.
 fn kind_of(dtype: Dtype) -> Option<Kind> {

@@ -455,7 +455,7 @@ fn epoch_batches(
 /// Batches pools of [`BUCKET_POOL`] batches' worth of the shuffled `order`, each pool sorted
 /// by `len` (stable, so equal lengths keep the shuffled order) and cut into batches; then the
 /// batches are shuffled, so lengths do not rise through the epoch.
-fn length_buckets(
+pub fn length_buckets(
     order: &[usize],
     len: impl Fn(usize) -> usize,
     batch_size: usize,
