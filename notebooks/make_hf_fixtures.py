@@ -334,6 +334,25 @@ def make_gpt2(vocab, merges, cases):
     return ids
 
 
+def real_shapes():
+    """Parameter names and shapes of the real ViT-B/32, ViT-B/16 and GPT-2 (124M) configs
+    (built on the meta device: no weights), for the Rust tests' architecture check."""
+    b32 = CLIPConfig(projection_dim=512)  # transformers' defaults are ViT-B/32's
+    b16 = CLIPConfig(projection_dim=512, vision_config=dict(patch_size=16))
+    gpt2 = GPT2Config()  # the defaults are gpt2's (124M)
+    out = {}
+    for name, cfg, cls in [
+        ("clip-vit-base-patch32", b32, CLIPModel),
+        ("clip-vit-base-patch16", b16, CLIPModel),
+        ("gpt2", gpt2, GPT2LMHeadModel),
+    ]:
+        with torch.device("meta"):
+            m = cls(cfg)
+        shapes = {n: list(p.shape) for n, p in m.named_parameters()}
+        out[name] = {"config": cfg.to_dict(), "shapes": shapes}
+    (OUT / "shapes.json").write_text(json.dumps(out), encoding="utf-8")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="folder with instagram/ and flickr8k/")
@@ -359,6 +378,7 @@ def main():
         write_bpe_files(args.real_clip_out, r_vocab, r_merges)
         real = CLIPTokenizer.from_pretrained(args.real_clip_out)
         out["clip_real"] = [real(s)["input_ids"] for s in cases]
+    real_shapes()
     (OUT / "tokenizer_cases.json").write_text(
         json.dumps(out, ensure_ascii=False, indent=0), encoding="utf-8"
     )
