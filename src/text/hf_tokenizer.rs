@@ -313,10 +313,43 @@ mod tests {
             eprintln!("skipped: set {var} to a --real-out folder of make_hf_fixtures.py");
             return;
         };
-        let tok = HfTokenizer::load(Path::new(&dir), family).unwrap();
+        let dir = PathBuf::from(dir);
+        let tok = HfTokenizer::load(&dir, family).unwrap();
         assert_eq!(tok.vocab_size(), size);
         let n = check(&tok, key);
-        eprintln!("{key}: {n} cases identical with the {size}-token vocabulary");
+        let mut forms = "tokenizer.json";
+        if dir.join("tokenizer.json").exists() {
+            let d = tempfile::tempdir().unwrap();
+            for f in ["vocab.json", "merges.txt"] {
+                std::fs::copy(dir.join(f), d.path().join(f)).unwrap();
+            }
+            check(&HfTokenizer::load(d.path(), family).unwrap(), key);
+            forms = "tokenizer.json and vocab+merges";
+        }
+        eprintln!("{key}: {n} cases identical with the {size}-token vocabulary ({forms})");
+    }
+
+    /// `tokenizer.json` files written before `tokenizers` 0.20 (the hub's `gpt2` and
+    /// `openai/clip-*`) hold merges as `"a b"` strings.
+    #[test]
+    fn merges_as_strings_read_the_same() {
+        for (name, family, key) in [
+            ("gpt2", Family::Gpt2, "gpt2"),
+            ("clip", Family::Clip, "clip"),
+        ] {
+            let text = std::fs::read_to_string(fixture(name).join("tokenizer.json")).unwrap();
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let merges: Vec<serde_json::Value> = v["model"]["merges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| format!("{} {}", m[0].as_str().unwrap(), m[1].as_str().unwrap()).into())
+                .collect();
+            v["model"]["merges"] = merges.into();
+            let d = tempfile::tempdir().unwrap();
+            std::fs::write(d.path().join("tokenizer.json"), v.to_string()).unwrap();
+            check(&HfTokenizer::load(d.path(), family).unwrap(), key);
+        }
     }
 
     #[test]

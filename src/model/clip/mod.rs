@@ -249,6 +249,14 @@ impl Clip {
         let (value, _) = read_config::<Value>(dir, "CLIP")?;
         let config = ClipConfig::from_json(&value, &dir.join("config.json"))?;
         let preprocess = ClipPreprocess::read(dir, config.vision.image_size)?;
+        if preprocess.crop as i64 != config.vision.image_size {
+            return Err(Error::invalid(format!(
+                "{}: preprocessor_config.json crops to {} pixels, the model takes {}",
+                dir.display(),
+                preprocess.crop,
+                config.vision.image_size
+            )));
+        }
         let mut vs = nn::VarStore::new(device);
         let model = ClipModel::new(vs.root(), &config);
         HfWeights::read(dir)?.load_into(&mut vs, |name| vec![name.to_string()])?;

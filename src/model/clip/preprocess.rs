@@ -130,6 +130,12 @@ impl ClipPreprocess {
         Ok(p)
     }
 
+    /// An image file (JPEG or PNG, read through the bounded reader and decoded as captag
+    /// decodes every image) ⇒ `(3, crop, crop)`.
+    pub fn load(&self, path: &Path) -> Result<Tensor> {
+        Ok(self.tensor(&crate::data::image::decode_rgb(path)?))
+    }
+
     /// An RGB picture ⇒ `(3, crop, crop)` float tensor, normalised.
     pub fn tensor(&self, img: &RgbImage) -> Tensor {
         let c = self.crop as usize;

@@ -113,11 +113,43 @@ fn preprocessing_equals_clip_image_processor() {
     assert_eq!(clip.preprocess.shortest_edge, 32);
     let img = crate::data::image::decode_rgb(&dir.join("picture.png")).unwrap();
     let got = clip.preprocess.tensor(&img).unsqueeze(0);
+    let want = expected(&dir);
     close(
         "clip preprocessing (53×37 PNG, bicubic)",
         &got,
-        &expected(&dir)["picture_pixel_values"],
+        &want["picture_pixel_values"],
     );
+    let got = clip
+        .preprocess
+        .load(&dir.join("small.png"))
+        .unwrap()
+        .unsqueeze(0);
+    close(
+        "clip preprocessing (20×27 PNG, upscaled)",
+        &got,
+        &want["small_pixel_values"],
+    );
+}
+
+/// Flickr8k photos at CLIP's default 224 pixels (`make_hf_fixtures.py --real-out DIR` writes
+/// DIR/preprocess, not committed) when `CAPTAG_CLIP_PREPROCESS_DIR` names that folder.
+#[test]
+fn default_preprocessing_of_real_photos_equals_clip_image_processor() {
+    let Some(dir) = std::env::var_os("CAPTAG_CLIP_PREPROCESS_DIR") else {
+        eprintln!("skipped: set CAPTAG_CLIP_PREPROCESS_DIR to DIR/preprocess of --real-out DIR");
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let p = ClipPreprocess::default();
+    let want = expected(&dir);
+    for i in 0..want.len() {
+        let got = p.load(&dir.join(format!("{i}.png"))).unwrap().unsqueeze(0);
+        close(
+            &format!("clip preprocessing, photo {i} (224)"),
+            &got,
+            &want[&i.to_string()],
+        );
+    }
 }
 
 #[test]
