@@ -327,7 +327,11 @@ mod tests {
             .enumerate()
             .map(|(i, t)| (t.to_string(), i as u32))
             .collect();
-        let merges = vec![("a".into(), "b".into()), ("ab".into(), "c".into())];
+        let merges = vec![
+            ("a".into(), "b".into()),
+            ("ab".into(), "c".into()),
+            ("a".into(), "b</w>".into()),
+        ];
         let files = BpeFiles {
             vocab,
             merges,
@@ -348,7 +352,10 @@ mod tests {
         let bpe = tiny(Some("</w>"));
         let mut out = vec![];
         bpe.encode_word("abab", &mut out);
-        assert_eq!(out, vec![3, 6]); // ab ab</w>
+        assert_eq!(out, vec![3, 6]); // ab ab</w>: the word end merges by its own rule
+        out.clear();
+        bpe.encode_word("bab", &mut out);
+        assert_eq!(out, vec![1, 6]); // b ab</w>
         out.clear();
         bpe.encode_word("abc", &mut out); // "c</w>" does not merge with "ab"
         assert_eq!(out, vec![3, 5]);
