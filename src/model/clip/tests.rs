@@ -211,7 +211,7 @@ fn vit_b32_and_b16_have_transformers_names_and_shapes() {
     for key in ["clip-vit-base-patch32", "clip-vit-base-patch16"] {
         let cfg = ClipConfig::from_json(&all[key]["config"], Path::new(key)).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
-        let _m = tch::no_grad(|| ClipModel::new(vs.root(), &cfg));
+        let m = tch::no_grad(|| ClipModel::new(vs.root(), &cfg));
         let got: HashMap<String, Vec<i64>> = vs
             .variables()
             .into_iter()
@@ -223,8 +223,17 @@ fn vit_b32_and_b16_have_transformers_names_and_shapes() {
         for (n, s) in &want {
             assert_eq!(got.get(n), Some(s), "{key}: {n}");
         }
+        // And the towers run at that size: 224-pixel images, 77-token texts.
+        let pixels = Tensor::zeros([1, 3, 224, 224], (Kind::Float, Device::Cpu));
+        let (last, pooled) = tch::no_grad(|| m.vision.forward(&pixels));
+        let grid = 224 / cfg.vision.patch_size;
+        assert_eq!(last.size(), [1, 1 + grid * grid, 768]);
+        assert_eq!(pooled.apply(&m.visual_projection).size(), [1, 512]);
+        let ids = Tensor::full([2, 77], 49407, (Kind::Int64, Device::Cpu));
+        let (_, pooled) = tch::no_grad(|| m.text.forward(&ids));
+        assert_eq!(pooled.apply(&m.text_projection).size(), [2, 512]);
         eprintln!(
-            "{key}: {} parameters, names and shapes as transformers",
+            "{key}: {} parameters, names and shapes as transformers; runs at 224 px",
             want.len()
         );
     }
