@@ -130,6 +130,15 @@ impl BpeFiles {
         {
             return Err(bad("continuing_subword_prefix is not supported".into()));
         }
+        if json_has(
+            &root["pre_tokenizer"],
+            "add_prefix_space",
+            &Value::Bool(true),
+        ) {
+            return Err(bad(
+                "the pre-tokenizer adds a prefix space, which GPT-2's and CLIP's do not".into(),
+            ));
+        }
         let mut added = Vec::new();
         for t in root["added_tokens"]
             .as_array()
@@ -149,6 +158,15 @@ impl BpeFiles {
             ignore_merges: model["ignore_merges"].as_bool().unwrap_or(false),
             added,
         })
+    }
+}
+
+/// Whether `key: want` appears anywhere inside `v`.
+fn json_has(v: &Value, key: &str, want: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.get(key) == Some(want) || m.values().any(|x| json_has(x, key, want)),
+        Value::Array(a) => a.iter().any(|x| json_has(x, key, want)),
+        _ => false,
     }
 }
 

@@ -391,5 +391,11 @@ mod tests {
         assert!(e.contains("not a Hugging Face tokenizer folder"), "{e}");
         let e = HfTokenizer::gpt2(&fixture("clip")).unwrap_err().to_string();
         assert!(e.contains("end-of-word suffix"), "{e}");
+        let text = std::fs::read_to_string(fixture("gpt2").join("tokenizer.json")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["pre_tokenizer"]["add_prefix_space"] = true.into();
+        std::fs::write(d.path().join("tokenizer.json"), v.to_string()).unwrap();
+        let e = HfTokenizer::gpt2(d.path()).unwrap_err().to_string();
+        assert!(e.contains("prefix space"), "{e}");
     }
 }
