@@ -185,7 +185,7 @@ pub struct Bpe {
 
 impl Bpe {
     /// Checks that every merge's parts and result are in the vocabulary, as `tokenizers` does
-    /// when it loads a file (`where` names the folder in errors).
+    /// when it loads a file (`place` names the folder in errors).
     pub fn new(files: BpeFiles, place: &Path) -> Result<Bpe> {
         let mut vocab = files.vocab;
         for (content, id) in &files.added {

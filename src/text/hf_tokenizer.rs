@@ -10,8 +10,10 @@
 //! - **CLIP**: NFC, every run of whitespace ⇒ one space, lower-case (per character, as
 //!   `tokenizers`' `Lowercase`, so no final-sigma rule); the pieces matched by CLIP's regex are
 //!   kept and whitespace is dropped; byte-level BPE with `</w>` on each word's last symbol;
-//!   `<|startoftext|> … <|endoftext|>` around the ids. (The slow, ftfy-less tokenizer of older
-//!   `transformers` differs only on control characters and CJK spacing; 5.x has no slow one.)
+//!   `<|startoftext|> … <|endoftext|>` around the ids. This is the `tokenizers`-backed
+//!   `CLIPTokenizer`, the only one `transformers` 5 has; the slow one of 4.x without ftfy
+//!   cleaned text with BERT's `BasicTokenizer` (control characters dropped, spaces put around
+//!   CJK characters) and may give other ids on such text — not checked here.
 //!
 //! Parity: `tests/fixtures/hf/tokenizer_cases.json`, written by `notebooks/make_hf_fixtures.py`
 //! (docs/ARCHITECTURE.md, "CLIP and GPT-2 on Hugging Face folders").
