@@ -16,6 +16,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    keep_freed_memory();
     let cli = captag::cli::Cli::parse();
     if let Err(e) = captag::commands::run(cli) {
         eprintln!("error: {e:#}");
@@ -25,5 +26,23 @@ fn main() {
             _ => 2,
         };
         std::process::exit(code);
+    }
+}
+
+/// Tensors of a CNN batch are tens to hundreds of MB (SqueezeNet's first activation for 32
+/// images at 224 px is 100 MB). glibc serves every block over 32 MB with a fresh `mmap` and
+/// returns it with `munmap` on free, so each batch page-faults and zeroes all of that memory
+/// again: `captag features` spent as much time in the kernel as computing (7.8 s of 15.6 s for
+/// 1,000 Flickr8k images). Serving large blocks from the heap and not trimming it keeps freed
+/// blocks for the next batch (0.4 s in the kernel; docs/ARCHITECTURE.md, "Memory"). A user's
+/// own `GLIBC_TUNABLES` malloc settings win.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("malloc")) {
+        // SAFETY: mallopt only changes allocator parameters; called before any other thread.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        }
     }
 }

@@ -49,6 +49,7 @@ impl Captioner {
             let mut fvs = VarStore::new(device);
             let enc = Encoder::new(fvs.root(), cfg.encoder);
             fvs.freeze();
+            crate::model::encoder::channels_last_weights(&fvs);
             (Some(enc), Some(fvs))
         } else {
             (None, None)

@@ -2,6 +2,12 @@
 //! extraction that `captag features`, training from a cache and inference share. A frozen
 //! encoder lives in its own `VarStore` under torchvision's names, `freeze()`d and run under
 //! `no_grad` (docs/ARCHITECTURE.md, "Variable stores").
+//!
+//! Inference runs in channels-last memory layout (NHWC strides, NCHW shape): libtorch's CPU
+//! convolutions take their oneDNN path for it, which ran SqueezeNet twice as fast as the
+//! default layout on the 2-core build machine (bench/README.md, "Feature extraction"). The
+//! values are the same convolution up to float summation order. Training keeps the default
+//! layout, so resumed and uninterrupted runs compute exactly the same way.
 use std::path::{Path, PathBuf};
 
 use tch::{nn, nn::VarStore, Device, Tensor};
@@ -40,12 +46,18 @@ impl Encoder {
         let enc = Encoder::new(vs.root(), kind);
         super::weights::load_vars(&mut vs, weights)?;
         vs.freeze();
+        channels_last_weights(&vs);
         Ok((enc, vs))
     }
 
     /// `xs (B,3,S,S)` preprocessed as [`EncoderKind::default_preprocess`] says ⇒ pooled
     /// `(B, D)` and grid `(B, H·W, C)`.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> ImageFeatures {
+        let xs = &if train {
+            xs.shallow_clone()
+        } else {
+            channels_last(xs)
+        };
         let (pooled, conv) = match self {
             Encoder::SmallCnn(m) => m.forward_t(xs, train),
             Encoder::SqueezeNet(m) => m.forward_t(xs, train),
@@ -53,6 +65,25 @@ impl Encoder {
         };
         ImageFeatures::from_conv(pooled, &conv)
     }
+}
+
+/// `t (B,C,H,W)` with NHWC strides: the same values and shape, channels-last memory.
+fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Every 4-D variable of a frozen store (conv kernels `(O,I,kh,kw)`) in channels-last memory,
+/// so inference convolutions need no layout conversion per call. Loading weights later copies
+/// values into these tensors and keeps their layout.
+pub fn channels_last_weights(vs: &VarStore) {
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            if v.dim() == 4 {
+                let cl = channels_last(&v);
+                v.set_data(&cl);
+            }
+        }
+    });
 }
 
 /// Outcome of running an encoder over a list of images.
@@ -125,4 +156,39 @@ pub fn extract(
         grid: all.grid,
     };
     Ok(Extracted { cache, failed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_last_inference_computes_the_same_features() {
+        tch::manual_seed(3);
+        let vs = VarStore::new(Device::Cpu);
+        let enc = Encoder::new(vs.root(), EncoderKind::Squeezenet1_1);
+        let xs = Tensor::randn([2, 3, 64, 64], (tch::Kind::Float, Device::Cpu));
+        // Default layout, through the network directly (no conversion).
+        let Encoder::SqueezeNet(net) = &enc else {
+            unreachable!()
+        };
+        let (want, _) = tch::no_grad(|| net.forward_t(&xs, false));
+        channels_last_weights(&vs);
+        let w = vs
+            .variables()
+            .into_iter()
+            .find(|(_, v)| v.dim() == 4)
+            .unwrap()
+            .1;
+        assert_eq!(
+            w.stride()[1],
+            1,
+            "kernels are channels-last: {:?}",
+            w.stride()
+        );
+        let got = tch::no_grad(|| enc.forward_t(&xs, false)).pooled;
+        let diff = (&got - &want).abs().max().double_value(&[]);
+        let scale = want.abs().max().double_value(&[]);
+        assert!(diff <= 1e-4 * scale.max(1.0), "{diff} vs {scale}");
+    }
 }

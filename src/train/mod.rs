@@ -524,7 +524,9 @@ mod tests {
     /// Caption lengths like Flickr8k's (9–30 tokens with `<start>`/`<end>`), one per index.
     fn lengths(n: usize) -> Vec<usize> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        (0..n).map(|_| 9 + (rand::Rng::gen_range(&mut rng, 0..22usize))).collect()
+        (0..n)
+            .map(|_| 9 + (rand::Rng::gen_range(&mut rng, 0..22usize)))
+            .collect()
     }
 
     fn padded_steps(batches: &[Vec<usize>], len: &[usize]) -> usize {
@@ -552,7 +554,12 @@ mod tests {
         assert!(b < p, "{b} vs {p}");
         assert!((b as f64) < 1.05 * real as f64, "{b} vs {real} real tokens");
         // Batches are shuffled: the first ones are not all the shortest.
-        let first_max = buckets[..10].iter().flatten().map(|&i| len[i]).max().unwrap();
+        let first_max = buckets[..10]
+            .iter()
+            .flatten()
+            .map(|&i| len[i])
+            .max()
+            .unwrap();
         assert!(first_max > 12, "{first_max}");
     }
 
