@@ -322,7 +322,9 @@ impl Perceptual {
     }
 
     /// (Σ over taps of mean |φ(out) − φ(gt)| + mean |φ(comp) − φ(gt)|, Σ of the same on Gram
-    /// matrices normalised by C·H·W).
+    /// matrices normalised by C·H·W). Each tap is divided by the mean |φ(gt)| of its batch: the
+    /// Caffe-scale SqueezeNet activations are in the hundreds, and without this the paper's
+    /// weights (set for VGG16 on ImageNet-normalised input) would drown the L1 terms.
     fn loss(&self, out: &Tensor, comp: &Tensor, gt: &Tensor) -> (Tensor, Tensor) {
         let fg: Vec<Tensor> = tch::no_grad(|| self.taps(gt));
         let (fo, fc) = (self.taps(out), self.taps(comp));
@@ -335,11 +337,13 @@ impl Perceptual {
         let mut perc = Tensor::zeros([], (Kind::Float, out.device()));
         let mut style = Tensor::zeros([], (Kind::Float, out.device()));
         for ((o, c), g) in fo.iter().zip(&fc).zip(&fg) {
-            perc = perc + (o - g).abs().mean(Kind::Float) + (c - g).abs().mean(Kind::Float);
-            let gg = gram(g);
+            let scale = g.abs().mean(Kind::Float).clamp_min(1e-6).detach();
+            let (o, c, g) = (o / &scale, c / &scale, g / &scale);
+            perc = perc + (&o - &g).abs().mean(Kind::Float) + (&c - &g).abs().mean(Kind::Float);
+            let gg = gram(&g);
             style = style
-                + (gram(o) - &gg).abs().mean(Kind::Float)
-                + (gram(c) - &gg).abs().mean(Kind::Float);
+                + (gram(&o) - &gg).abs().mean(Kind::Float)
+                + (gram(&c) - &gg).abs().mean(Kind::Float);
         }
         (perc, style)
     }
@@ -396,5 +400,31 @@ mod tests {
         assert!(c.validate().is_err());
         c.size = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn perceptual_and_style_terms_vanish_only_for_the_truth() {
+        // Random SqueezeNet weights under torchvision names stand in for the pretrained ones.
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().join("sq.safetensors");
+        let vs = VarStore::new(Device::Cpu);
+        let _net = crate::model::cnn::SqueezeNet::new(vs.root());
+        crate::model::weights::save_vars(&vs, &w).unwrap();
+        let f = Perceptual::new(&w, Device::Cpu).unwrap();
+        let gt = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let valid = Tensor::ones([2, 1, 32, 32], (Kind::Float, Device::Cpu));
+        let _ = valid.narrow(2, 4, 10).narrow(3, 4, 10).fill_(0.0);
+        let same = inpaint_loss(&gt, &gt, &valid, Some(&f));
+        let p = f64::try_from(same.perceptual.as_ref().unwrap()).unwrap();
+        let st = f64::try_from(same.style.as_ref().unwrap()).unwrap();
+        assert!(p.abs() < 1e-6 && st.abs() < 1e-6, "{p} {st}");
+        let off = &gt * &valid + (1.0f64 - &valid) * 0.5;
+        let l = inpaint_loss(&off, &gt, &valid, Some(&f));
+        assert!(f64::try_from(l.perceptual.as_ref().unwrap()).unwrap() > 0.0);
+        assert!(f64::try_from(l.style.as_ref().unwrap()).unwrap() > 0.0);
+        let parts = f64::try_from(&l.valid + &l.hole + &l.tv).unwrap()
+            + f64::try_from(l.perceptual.unwrap()).unwrap()
+            + f64::try_from(l.style.unwrap()).unwrap();
+        assert!((f64::try_from(&l.total).unwrap() - parts).abs() < 1e-4 * parts.max(1.0));
     }
 }
