@@ -69,8 +69,8 @@ pub enum RestoreCommand {
     /// Train the mask U-Net (BCE + Dice) and the partial-convolution inpainter (hole/valid L1 +
     /// total variation) on a dataset's training images, damaged on the fly.
     Train(RestoreTrainArgs),
-    /// Mask IoU/F1 and PSNR/SSIM on a split with held-out damage, against the damaged image and
-    /// a diffusion fill.
+    /// Mask IoU/F1 and PSNR/SSIM on a split with held-out damage, against the damaged image, a
+    /// blur fill and a diffusion fill.
     Eval(RestoreEvalArgs),
 }
 
@@ -147,4 +147,28 @@ pub struct RestoreEvalArgs {
     pub json: bool,
     #[command(flatten)]
     pub dataset: DataArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn the_command_line_is_consistent_and_restore_parses_both_forms() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from(["captag", "restore", "RUN", "a.jpg", "--out", "o"]).unwrap();
+        let Command::Restore(r) = c.command else {
+            panic!("not restore")
+        };
+        assert!(r.command.is_none() && r.apply.inputs.len() == 1);
+        let c = Cli::try_parse_from(["captag", "restore", "eval", "RUN", "--data", "d"]).unwrap();
+        let Command::Restore(r) = c.command else {
+            panic!("not restore")
+        };
+        assert!(matches!(r.command, Some(super::RestoreCommand::Eval(_))));
+        // RUN and IMAGE are required without a subcommand.
+        assert!(Cli::try_parse_from(["captag", "restore", "--out", "o"]).is_err());
+    }
 }
