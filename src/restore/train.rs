@@ -234,6 +234,12 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
     }
     let started = Instant::now();
     let dir = &job.out;
+    if job.resume && !dir.join(run::CONFIG).is_file() {
+        return Err(Error::invalid(format!(
+            "--resume: {} holds no run (no config.json)",
+            dir.display()
+        )));
+    }
     let _lock = run::lock(dir)?;
     run::recover(dir)?;
     let ds = crate::data::load(&job.data, &job.load)?;
@@ -268,7 +274,7 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
         data_fingerprint: data_fp,
         encoder_fingerprint: encoder_fp,
     };
-    let cfg = if job.resume && dir.join(run::CONFIG).is_file() {
+    let cfg = if job.resume {
         let mut saved = RestoreRun::read(dir)?;
         let mut same = asked.clone();
         same.train.epochs = saved.train.epochs;

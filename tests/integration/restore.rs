@@ -211,6 +211,19 @@ fn resume_is_exact() {
     args.extend(NET);
     let e = bad_input(&args);
     assert!(e.contains("lr"), "{e}");
+    // Nothing to resume.
+    let none = t.path().join("none");
+    let args = [
+        "restore",
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&none),
+        "--resume",
+    ];
+    let e = bad_input(&args);
+    assert!(e.contains("holds no run") && !none.exists(), "{e}");
     // A new run may not overwrite one.
     let mut args = vec!["restore", "train", "--data", s(&data), "--out", s(&a)];
     args.extend(NET);
