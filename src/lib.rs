@@ -12,6 +12,7 @@
 //! - [`infer`]: decoding strategies over a `step` closure, the caption runner;
 //! - [`eval`]: metrics in pure Rust (BLEU exactly as pycocoevalcap and NLTK compute it),
 //!   baselines and the evaluation runner;
+//! - [`restore`]: damaged-photo restoration (damage masks, partial-convolution inpainting);
 //! - [`config`], [`cli`], [`commands`]: configuration structs, the command line and its jobs.
 //!
 //! docs/ARCHITECTURE.md draws the layers and says where a new decoder goes.
@@ -27,6 +28,7 @@ pub mod fsio;
 pub mod infer;
 pub mod input;
 pub mod model;
+pub mod restore;
 pub mod run;
 pub mod serve;
 pub mod text;

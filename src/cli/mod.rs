@@ -1,6 +1,8 @@
 //! The command line (clap derive): global flags, one subcommand per job, `ValueEnum`s for
 //! choices. Doc comments are the `--help` text.
+mod restore;
 mod serve;
+pub use restore::*;
 pub use serve::{RatingsCommand, ServeArgs};
 use std::path::PathBuf;
 
@@ -76,6 +78,10 @@ pub enum Command {
     Plot(PlotArgs),
     /// Synthesize data, train a small model, evaluate it and caption a few images (~40 s on 2 CPU cores).
     Demo(DemoArgs),
+    /// Write a damaged copy of a dataset's images with their exact damage masks (PNG).
+    Damage(DamageArgs),
+    /// Restore damaged photos: `restore train`, `restore eval`, or `restore RUN IMAGE|DIR --out DIR`.
+    Restore(RestoreArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

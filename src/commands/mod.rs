@@ -4,6 +4,7 @@ mod compare;
 mod demo;
 mod model;
 pub mod out;
+mod restore;
 mod serve;
 mod tags;
 
@@ -95,6 +96,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::demo(&ctx, &a),
         Command::Compare(a) => compare::compare(&ctx, &a),
         Command::Plot(a) => compare::plot(&a),
+        Command::Damage(a) => restore::damage(&ctx, &a),
+        Command::Restore(a) => restore::restore(&ctx, &a),
     }
 }
 

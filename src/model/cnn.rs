@@ -151,6 +151,27 @@ impl SqueezeNet {
         let pooled = x.adaptive_avg_pool2d([1, 1]).flatten(1, -1); // (B, 512)
         (pooled, x)
     }
+
+    /// Activations after conv1 (64 ch, S/2), fire3 (128 ch, S/4) and fire5 (256 ch, S/8): the
+    /// restoration inpainter's perceptual and style loss taps (docs/ARCHITECTURE.md,
+    /// "Restoration").
+    pub fn taps(&self, xs: &Tensor) -> Vec<Tensor> {
+        let pool = |x: &Tensor| x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true);
+        let c1 = xs.apply(&self.conv1).relu(); // (B, 64, S/2, S/2)
+        let mut x = pool(&c1);
+        let mut out = vec![c1];
+        for (idx, fire) in &self.fires {
+            x = fire.forward(&x);
+            if *idx == 4 || *idx == 7 {
+                out.push(x.shallow_clone());
+                if *idx == 7 {
+                    break;
+                }
+                x = pool(&x);
+            }
+        }
+        out
+    }
 }
 
 /// Four conv–BN–ReLU–pool blocks. The pooled vector keeps a coarse 3×3 layout (flattened), not a

@@ -98,7 +98,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 mod epoch;
-pub use epoch::{commit_epoch, recover, Epoch, Recovered};
+pub use epoch::{commit_epoch, committed_path, recover, Epoch, Recovered};
 
 pub use crate::fsio::Fingerprint;
 pub use crate::model::weights::{load_vars, save_vars, write_tensors};

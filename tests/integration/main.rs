@@ -11,5 +11,6 @@ mod fuzz;
 mod hashtags;
 mod models;
 mod outputs;
+mod restore;
 mod serve;
 mod special_files;
