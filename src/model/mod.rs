@@ -4,11 +4,14 @@
 //! is built as `new(p: nn::Path, cfg)` + `forward_t(&self, xs, train)`; variable paths mirror
 //! field names (docs/ARCHITECTURE.md).
 pub mod captioner;
+pub mod clip;
 pub mod cnn;
 pub mod decoder;
 pub mod decoding;
 pub mod encoder;
 pub mod features;
+pub mod gpt2;
+pub mod hf;
 pub mod rnn;
 pub mod tagger;
 pub mod text_tagger;

@@ -1,8 +1,10 @@
 //! Text side of the pipeline: caption tokenization close to the COCO evaluation's PTB tokenizer
 //! ([`tokenize`]), Instagram hashtag/mention extraction ([`extract_tags`]) and the word
 //! vocabulary saved as `vocab.json` in a run directory ([`Vocab`], docs/ARCHITECTURE.md "Run directory").
+pub mod bpe;
 pub mod emoji;
 pub mod hashtag;
+pub mod hf_tokenizer;
 pub mod taglist;
 pub mod tokenize;
 pub mod vocab;

@@ -1,0 +1,439 @@
+//! GPT-2 (`GPT2LMHeadModel`, Radford et al. 2019) on a Hugging Face folder (`gpt2` and its
+//! larger sizes), under `transformers`' names, for the prefix captioner (ClipCap): the language
+//! model reads a prefix of embeddings (an image mapped into its input space) followed by the
+//! caption's tokens, and decodes incrementally with a key/value cache.
+//!
+//! What is reproduced from `transformers` (5.x): `wte` + `wpe`, pre-LN blocks `h.N` (`ln_1`,
+//! `attn.c_attn` producing q|k|v, `attn.c_proj`, `ln_2`, `mlp.c_fc`, `mlp.c_proj`), `ln_f`,
+//! and `lm_head` tied to `wte`. Its `Conv1D` layers store weights `[in, out]` (`y = x W + b`),
+//! so the file's tensors are used as they are. Scores are scaled by `1/√d_head`
+//! (`scale_attn_weights`) and, when the config asks, by `1/(layer + 1)`. The activation is
+//! `gelu_new` (tanh approximation) unless the config names another. Keys load with or without
+//! the `transformer.` prefix (`GPT2Model` vs `GPT2LMHeadModel` saves); the `attn.bias` /
+//! `attn.masked_bias` causal-mask buffers of older files are ignored. Parity on a tiny random
+//! model is tested in `tests.rs` (docs/ARCHITECTURE.md, "CLIP and GPT-2 on Hugging Face folders").
+use std::path::Path;
+
+use serde::Deserialize;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::model::hf::{read_config, Activation, HfWeights};
+use crate::{Error, Result};
+
+/// `GPT2Config`, with `transformers`' defaults (the 124M `gpt2`) for absent fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Gpt2Config {
+    pub vocab_size: i64,
+    pub n_positions: i64,
+    pub n_embd: i64,
+    pub n_layer: i64,
+    pub n_head: i64,
+    pub n_inner: Option<i64>,
+    pub activation_function: Activation,
+    pub layer_norm_epsilon: f64,
+    pub scale_attn_weights: bool,
+    pub scale_attn_by_inverse_layer_idx: bool,
+    pub tie_word_embeddings: bool,
+    pub add_cross_attention: bool,
+    pub embd_pdrop: f64,
+    pub attn_pdrop: f64,
+    pub resid_pdrop: f64,
+    pub bos_token_id: Option<i64>,
+    pub eos_token_id: Option<i64>,
+    pub model_type: Option<String>,
+}
+
+impl Default for Gpt2Config {
+    fn default() -> Self {
+        Gpt2Config {
+            vocab_size: 50257,
+            n_positions: 1024,
+            n_embd: 768,
+            n_layer: 12,
+            n_head: 12,
+            n_inner: None,
+            activation_function: Activation::GeluNew,
+            layer_norm_epsilon: 1e-5,
+            scale_attn_weights: true,
+            scale_attn_by_inverse_layer_idx: false,
+            tie_word_embeddings: true,
+            add_cross_attention: false,
+            embd_pdrop: 0.1,
+            attn_pdrop: 0.1,
+            resid_pdrop: 0.1,
+            bos_token_id: Some(50256),
+            eos_token_id: Some(50256),
+            model_type: None,
+        }
+    }
+}
+
+impl Gpt2Config {
+    /// Sizes checked so a broken config is one error line, not a libtorch crash.
+    pub fn validate(&self, place: &Path) -> Result<()> {
+        let bad = |why: String| Err(Error::invalid(format!("{}: {why}", place.display())));
+        if let Some(t) = self.model_type.as_deref().filter(|t| *t != "gpt2") {
+            return bad(format!("model_type is `{t}`, not `gpt2`"));
+        }
+        for (name, x) in [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_inner", self.inner()),
+        ] {
+            if x <= 0 {
+                return bad(format!("{name} is {x}, it must be positive"));
+            }
+        }
+        if self.n_embd % self.n_head != 0 {
+            return bad(format!(
+                "n_embd {} is not a multiple of n_head {}",
+                self.n_embd, self.n_head
+            ));
+        }
+        if self.add_cross_attention {
+            return bad("add_cross_attention is not supported".into());
+        }
+        Ok(())
+    }
+
+    /// The MLP width: `n_inner`, or `4 · n_embd`.
+    pub fn inner(&self) -> i64 {
+        self.n_inner.unwrap_or(4 * self.n_embd)
+    }
+}
+
+/// `transformers`' `Conv1D`: `y = x W + b` with `W` stored `[in, out]`.
+#[derive(Debug)]
+struct Conv1D {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Conv1D {
+    fn new(p: nn::Path, d_in: i64, d_out: i64) -> Self {
+        Conv1D {
+            weight: p.var(
+                "weight",
+                &[d_in, d_out],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            ),
+            bias: p.var("bias", &[d_out], nn::Init::Const(0.0)),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.weight) + &self.bias // (…, out)
+    }
+}
+
+#[derive(Debug)]
+struct Block {
+    ln_1: nn::LayerNorm,
+    c_attn: Conv1D,
+    attn_proj: Conv1D,
+    ln_2: nn::LayerNorm,
+    c_fc: Conv1D,
+    mlp_proj: Conv1D,
+    heads: i64,
+    /// Multiplies the scores: `1/√d_head` and, optionally, `1/(layer + 1)`.
+    scale: f64,
+}
+
+/// Keys and values of every position seen so far, per layer: `(B, heads, S, d_head)` each.
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    /// Positions cached (0 for an empty cache).
+    pub fn len(&self) -> i64 {
+        self.layers.first().map_or(0, |(k, _)| k.size()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The cache of rows `rows (R,)` (beam search reorders hypotheses).
+    pub fn select(&self, rows: &Tensor) -> KvCache {
+        KvCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|(k, v)| (k.index_select(0, rows), v.index_select(0, rows)))
+                .collect(),
+        }
+    }
+}
+
+impl Block {
+    fn new(p: nn::Path, cfg: &Gpt2Config, layer: i64) -> Self {
+        let d = cfg.n_embd;
+        let ln = |name: &str| {
+            let c = nn::LayerNormConfig {
+                eps: cfg.layer_norm_epsilon,
+                ..Default::default()
+            };
+            nn::layer_norm(&p / name, vec![d], c)
+        };
+        let mut scale = 1.0;
+        if cfg.scale_attn_weights {
+            scale /= ((d / cfg.n_head) as f64).sqrt();
+        }
+        if cfg.scale_attn_by_inverse_layer_idx {
+            scale /= (layer + 1) as f64;
+        }
+        Block {
+            ln_1: ln("ln_1"),
+            c_attn: Conv1D::new(&p / "attn" / "c_attn", d, 3 * d),
+            attn_proj: Conv1D::new(&p / "attn" / "c_proj", d, d),
+            ln_2: ln("ln_2"),
+            c_fc: Conv1D::new(&p / "mlp" / "c_fc", d, cfg.inner()),
+            mlp_proj: Conv1D::new(&p / "mlp" / "c_proj", cfg.inner(), d),
+            heads: cfg.n_head,
+            scale,
+        }
+    }
+
+    /// `x (B, T, D)` at positions `past..past + T` ⇒ `(B, T, D)` and this layer's keys/values
+    /// for all `past + T` positions.
+    fn forward_t(
+        &self,
+        x: &Tensor,
+        past: Option<&(Tensor, Tensor)>,
+        cfg: &Gpt2Config,
+        train: bool,
+    ) -> (Tensor, (Tensor, Tensor)) {
+        let (b, t, d) = x.size3().unwrap_or((0, 0, 0));
+        let split = |y: &Tensor| y.view([b, t, self.heads, d / self.heads]).transpose(1, 2);
+        let qkv = self.c_attn.forward(&x.apply(&self.ln_1)).split(d, -1); // 3 × (B, T, D)
+        let (q, mut k, mut v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2])); // (B, h, T, dh)
+        let p = match past {
+            Some((pk, pv)) => {
+                k = Tensor::cat(&[pk, &k], 2); // (B, h, S, dh)
+                v = Tensor::cat(&[pv, &v], 2);
+                pk.size()[2]
+            }
+            None => 0,
+        };
+        let s = p + t;
+        // Query i (position p + i) sees keys 0..=p + i.
+        let mask = Tensor::full([t, s], f64::NEG_INFINITY, (Kind::Float, x.device())).triu(p + 1);
+        let scores = q.matmul(&k.transpose(-2, -1)) * self.scale + mask; // (B, h, T, S)
+        let w = scores
+            .softmax(-1, Kind::Float)
+            .dropout(cfg.attn_pdrop, train); // (B, h, T, S)
+        let a = w.matmul(&v).transpose(1, 2).contiguous().view([b, t, d]); // (B, T, D)
+        let x = x + self.attn_proj.forward(&a).dropout(cfg.resid_pdrop, train);
+        let h = cfg
+            .activation_function
+            .apply(&self.c_fc.forward(&x.apply(&self.ln_2))); // (B, T, inner)
+        let x = &x + self.mlp_proj.forward(&h).dropout(cfg.resid_pdrop, train);
+        (x, (k, v))
+    }
+}
+
+/// The modules of a `GPT2LMHeadModel`, built under `p` with the names of a `GPT2Model` save
+/// (`wte`, `h.N.…`, `ln_f`; `lm_head` only when not tied).
+#[derive(Debug)]
+pub struct Gpt2Model {
+    pub config: Gpt2Config,
+    wte: nn::Embedding,
+    wpe: nn::Embedding,
+    h: Vec<Block>,
+    ln_f: nn::LayerNorm,
+    lm_head: Option<Tensor>,
+}
+
+impl Gpt2Model {
+    pub fn new(p: nn::Path, cfg: &Gpt2Config) -> Self {
+        let d = cfg.n_embd;
+        let emb = nn::EmbeddingConfig {
+            ws_init: nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+            ..Default::default()
+        };
+        let ln_cfg = nn::LayerNormConfig {
+            eps: cfg.layer_norm_epsilon,
+            ..Default::default()
+        };
+        Gpt2Model {
+            config: cfg.clone(),
+            wte: nn::embedding(&p / "wte", cfg.vocab_size, d, emb),
+            wpe: nn::embedding(&p / "wpe", cfg.n_positions, d, emb),
+            h: (0..cfg.n_layer)
+                .map(|i| Block::new(&p / "h" / i, cfg, i))
+                .collect(),
+            ln_f: nn::layer_norm(&p / "ln_f", vec![d], ln_cfg),
+            lm_head: (!cfg.tie_word_embeddings).then(|| {
+                (&p / "lm_head").var("weight", &[cfg.vocab_size, d], nn::Init::Const(0.0))
+            }),
+        }
+    }
+
+    /// Token embeddings `ids (B, T)` ⇒ `(B, T, D)` (`wte` only; positions are added by the
+    /// forward pass, so a prefix of other embeddings can be concatenated in front).
+    pub fn embed(&self, ids: &Tensor) -> Tensor {
+        ids.apply(&self.wte)
+    }
+
+    /// The `inputs_embeds` path: `embeds (B, T, D)` at positions `past.len()..` ⇒ the final
+    /// hidden states `(B, T, D)` (after `ln_f`) and the cache extended by these `T` positions.
+    pub fn hidden_t(
+        &self,
+        embeds: &Tensor,
+        past: Option<&KvCache>,
+        train: bool,
+    ) -> Result<(Tensor, KvCache)> {
+        let (_, t, d) = embeds.size3().map_err(|_| {
+            Error::invalid(format!(
+                "GPT-2 input embeddings must be [B, T, D], got {:?}",
+                embeds.size()
+            ))
+        })?;
+        let p = past.map_or(0, KvCache::len);
+        if d != self.config.n_embd {
+            return Err(Error::invalid(format!(
+                "GPT-2 input embeddings have width {d}, the model's n_embd is {}",
+                self.config.n_embd
+            )));
+        }
+        if p + t > self.config.n_positions {
+            return Err(Error::invalid(format!(
+                "GPT-2 sequence of {} positions is longer than n_positions {}",
+                p + t,
+                self.config.n_positions
+            )));
+        }
+        let pos = self.wpe.ws.narrow(0, p, t); // (T, D)
+        let mut x = (embeds + pos).dropout(self.config.embd_pdrop, train); // (B, T, D)
+        let mut layers = Vec::with_capacity(self.h.len());
+        for (i, block) in self.h.iter().enumerate() {
+            let (y, kv) = block.forward_t(&x, past.map(|c| &c.layers[i]), &self.config, train);
+            x = y;
+            layers.push(kv);
+        }
+        Ok((x.apply(&self.ln_f), KvCache { layers }))
+    }
+
+    /// Hidden states `(…, D)` ⇒ logits `(…, V)` through the tied (or separate) head.
+    pub fn lm_head(&self, hidden: &Tensor) -> Tensor {
+        hidden.matmul(
+            &self
+                .lm_head
+                .as_ref()
+                .unwrap_or(&self.wte.ws)
+                .transpose(0, 1),
+        )
+    }
+
+    /// `embeds (B, T, D)` ⇒ logits `(B, T, V)` and the extended cache.
+    pub fn forward_embeds_t(
+        &self,
+        embeds: &Tensor,
+        past: Option<&KvCache>,
+        train: bool,
+    ) -> Result<(Tensor, KvCache)> {
+        let (h, cache) = self.hidden_t(embeds, past, train)?;
+        Ok((self.lm_head(&h), cache))
+    }
+
+    /// `ids (B, T)` ⇒ logits `(B, T, V)` and the extended cache.
+    pub fn forward_t(
+        &self,
+        ids: &Tensor,
+        past: Option<&KvCache>,
+        train: bool,
+    ) -> Result<(Tensor, KvCache)> {
+        self.check_ids(ids)?;
+        self.forward_embeds_t(&self.embed(ids), past, train)
+    }
+
+    fn check_ids(&self, ids: &Tensor) -> Result<()> {
+        let v = self.config.vocab_size;
+        if ids.dim() != 2 || ids.numel() == 0 {
+            return Err(Error::invalid(format!(
+                "GPT-2 ids must be [B, T], got {:?}",
+                ids.size()
+            )));
+        }
+        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
+        if lo < 0 || hi >= v {
+            return Err(Error::invalid(format!(
+                "GPT-2 ids must be in 0..{v}, got {lo}..={hi}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Greedy continuation of `embeds (B, T, D)` (a prefix, tokens, or both) by `steps` tokens,
+    /// with the cache: `(B, steps)` int64 ids. Nothing stops at end-of-text here; the caller
+    /// cuts the ids.
+    pub fn greedy_embeds(&self, embeds: &Tensor, steps: i64) -> Result<Tensor> {
+        let mut out = Vec::with_capacity(steps as usize);
+        if steps <= 0 {
+            return Ok(Tensor::zeros(
+                [embeds.size()[0], 0],
+                (Kind::Int64, embeds.device()),
+            ));
+        }
+        let (logits, mut cache) = tch::no_grad(|| self.forward_embeds_t(embeds, None, false))?;
+        let mut next = logits.select(1, -1).argmax(-1, true); // (B, 1)
+        for i in 0..steps {
+            out.push(next.shallow_clone());
+            if i + 1 == steps {
+                break;
+            }
+            let (logits, c) = tch::no_grad(|| self.forward_t(&next, Some(&cache), false))?;
+            cache = c;
+            next = logits.select(1, -1).argmax(-1, true); // (B, 1)
+        }
+        Ok(Tensor::cat(&out, 1)) // (B, steps)
+    }
+
+    /// [`Gpt2Model::greedy_embeds`] of token ids: `ids (B, T)` followed by `steps` new ids,
+    /// `(B, T + steps)` like `generate(do_sample=False)`.
+    pub fn greedy(&self, ids: &Tensor, steps: i64) -> Result<Tensor> {
+        self.check_ids(ids)?;
+        let new = self.greedy_embeds(&self.embed(ids), steps)?;
+        Ok(Tensor::cat(&[ids.to_kind(Kind::Int64), new], 1))
+    }
+}
+
+/// A GPT-2 loaded from a Hugging Face folder, with its variable store (trainable: the prefix
+/// captioner freezes it or fine-tunes it).
+pub struct Gpt2 {
+    pub vs: nn::VarStore,
+    pub model: Gpt2Model,
+}
+
+impl Gpt2 {
+    /// Loads `dir` (`config.json`, `model.safetensors`) onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Gpt2> {
+        let (config, _) = read_config::<Gpt2Config>(dir, "GPT-2")?;
+        config.validate(&dir.join("config.json"))?;
+        let mut vs = nn::VarStore::new(device);
+        let model = Gpt2Model::new(vs.root(), &config);
+        HfWeights::read(dir)?.load_into(&mut vs, |name| {
+            if name.starts_with("lm_head.") {
+                vec![name.to_string()]
+            } else {
+                vec![name.to_string(), format!("transformer.{name}")]
+            }
+        })?;
+        Ok(Gpt2 { vs, model })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! Reading a Hugging Face model folder (`config.json` + `model.safetensors`, or the shards that
+//! `model.safetensors.index.json` lists) into a variable store whose names are the
+//! `transformers` state-dict names, so a user's download loads as it is
+//! (docs/ARCHITECTURE.md, "CLIP and GPT-2 on Hugging Face folders"). Every file goes through the
+//! bounded reader; a missing file, a missing tensor or a shape that disagrees with the config is
+//! one error line that names the folder.
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Deserialize};
+use tch::{nn::VarStore, Tensor};
+
+use crate::{Error, Result};
+
+/// A hidden activation as `transformers` configs name it (`hidden_act`, `activation_function`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `x · σ(1.702 x)`, OpenAI CLIP's.
+    QuickGelu,
+    /// The exact (erf) GELU.
+    Gelu,
+    /// The tanh approximation, GPT-2's (`gelu_new`, `gelu_pytorch_tanh`).
+    #[serde(alias = "gelu_pytorch_tanh")]
+    GeluNew,
+    Relu,
+}
+
+impl Activation {
+    pub fn apply(self, x: &Tensor) -> Tensor {
+        match self {
+            Activation::QuickGelu => x * (x * 1.702).sigmoid(),
+            Activation::Gelu => x.gelu("none"),
+            Activation::GeluNew => x.gelu("tanh"),
+            Activation::Relu => x.relu(),
+        }
+    }
+}
+
+/// `dir/config.json` as `T` (the JSON itself is also returned, for fields read by hand).
+pub fn read_config<T: DeserializeOwned>(dir: &Path, what: &str) -> Result<(T, serde_json::Value)> {
+    let path = dir.join("config.json");
+    if !dir.is_dir() {
+        return Err(Error::invalid(format!(
+            "{}: not a folder (a Hugging Face {what} download is a folder with config.json and \
+             model.safetensors)",
+            dir.display()
+        )));
+    }
+    if !path.exists() {
+        return Err(Error::invalid(format!(
+            "{}: no config.json — not a Hugging Face {what} folder",
+            dir.display()
+        )));
+    }
+    let text = crate::input::read_text(&path, crate::input::TEXT, "a model config")?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(format!("{}: not valid JSON ({e})", path.display())))?;
+    let cfg = serde_json::from_value(value.clone()).map_err(|e| {
+        Error::invalid(format!(
+            "{}: not a {what} config ({})",
+            path.display(),
+            crate::input::one_line(e)
+        ))
+    })?;
+    Ok((cfg, value))
+}
+
+/// Every tensor of a folder's weights, by state-dict name.
+pub struct HfWeights {
+    /// The file named in errors (the index for sharded weights).
+    pub path: PathBuf,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+impl HfWeights {
+    pub fn read(dir: &Path) -> Result<HfWeights> {
+        let single = dir.join("model.safetensors");
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if single.exists() {
+            vec![single.clone()]
+        } else if index.exists() {
+            let text = crate::input::read_text(&index, crate::input::TEXT, "a weights index")?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Error::invalid(format!("{}: not valid JSON ({e})", index.display()))
+            })?;
+            let map = v["weight_map"].as_object().ok_or_else(|| {
+                Error::invalid(format!("{}: has no weight_map object", index.display()))
+            })?;
+            let names: BTreeSet<&str> = map.values().filter_map(|f| f.as_str()).collect();
+            names
+                .into_iter()
+                .map(|f| {
+                    crate::data::resolve_inside(dir, f).ok_or_else(|| {
+                        Error::invalid(format!(
+                            "{}: shard `{f}` is outside the folder",
+                            index.display()
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?
+        } else if dir.join("pytorch_model.bin").exists() {
+            return Err(Error::invalid(format!(
+                "{}: has pytorch_model.bin but no model.safetensors; captag reads safetensors \
+                 only (download the safetensors files of the model)",
+                dir.display()
+            )));
+        } else {
+            return Err(Error::invalid(format!(
+                "{}: no model.safetensors — not a Hugging Face model folder",
+                dir.display()
+            )));
+        };
+        let mut tensors = HashMap::new();
+        for f in &files {
+            tensors.extend(crate::model::weights::read_tensors(f)?);
+        }
+        let path = if files.len() == 1 { single } else { index };
+        Ok(HfWeights { path, tensors })
+    }
+
+    /// Copies a tensor into every variable of `vs`; `names(var)` lists the state-dict names the
+    /// variable may have in the file, in order of preference (GPT-2's with and without
+    /// `transformer.`). Tensors the store does not name (buffers such as `attn.bias`, `position_ids`)
+    /// are ignored.
+    pub fn load_into(&self, vs: &mut VarStore, names: impl Fn(&str) -> Vec<String>) -> Result<()> {
+        let mut vars = vs.variables();
+        let mut order: Vec<String> = vars.keys().cloned().collect();
+        order.sort();
+        let mut chosen = Vec::with_capacity(order.len());
+        for var in &order {
+            let dst = &vars[var];
+            let candidates = names(var);
+            let (_, src) = candidates
+                .iter()
+                .find_map(|n| self.tensors.get(n).map(|t| (n, t)))
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{}: has no tensor `{}` — the weights are of another architecture than \
+                         config.json says",
+                        self.path.display(),
+                        candidates.first().unwrap_or(var)
+                    ))
+                })?;
+            if src.size() != dst.size() {
+                return Err(Error::invalid(format!(
+                    "{}: `{var}` has shape {:?}, config.json implies {:?}",
+                    self.path.display(),
+                    src.size(),
+                    dst.size()
+                )));
+            }
+            chosen.push((var.clone(), src));
+        }
+        tch::no_grad(|| {
+            for (var, src) in chosen {
+                if let Some(dst) = vars.get_mut(&var) {
+                    dst.copy_(&src.to_kind(dst.kind()).to_device(dst.device()));
+                }
+            }
+        });
+        Ok(())
+    }
+}
