@@ -81,6 +81,14 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
             c.ff_dim = a.ff_dim.unwrap_or(c.ff_dim);
             c.positions = a.positions.unwrap_or(c.positions);
         }
+        DecoderConfig::ClipCap(c) => {
+            c.gpt2.n_head = a.heads.unwrap_or(c.gpt2.n_head);
+            c.mapper = a.mapper.unwrap_or(c.mapper);
+            c.prefix_len = a.prefix_len.unwrap_or(c.prefix_len);
+            c.clip_len = a.clip_len.unwrap_or(c.clip_len);
+            c.mapper_layers = a.mapper_layers.unwrap_or(c.mapper_layers);
+            c.lm = a.lm.unwrap_or(c.lm);
+        }
     }
     if let Some(s) = a.image_size {
         model.preprocess.size = s;

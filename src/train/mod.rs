@@ -76,13 +76,13 @@ pub fn pad_batch(seqs: &[&[i64]]) -> Tensor {
 
 pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     job.train.validate()?;
-    if let crate::config::DecoderConfig::Transformer(t) = &job.model.decoder {
-        if job.train.max_words as i64 + 2 > t.max_len {
+    if let Some(max_len) = job.model.decoder.max_len() {
+        if job.train.max_words as i64 + 2 > max_len {
             return Err(Error::invalid(format!(
-                "--max-words {}: the transformer has positions for {} words (max_len {})",
+                "--max-words {}: the {} decoder has positions for {} words (max_len {max_len})",
                 job.train.max_words,
-                t.max_len - 2,
-                t.max_len
+                job.model.decoder.name(),
+                max_len - 2,
             )));
         }
     }
@@ -524,7 +524,9 @@ mod tests {
     /// Caption lengths like Flickr8k's (9–30 tokens with `<start>`/`<end>`), one per index.
     fn lengths(n: usize) -> Vec<usize> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        (0..n).map(|_| 9 + (rand::Rng::gen_range(&mut rng, 0..22usize))).collect()
+        (0..n)
+            .map(|_| 9 + (rand::Rng::gen_range(&mut rng, 0..22usize)))
+            .collect()
     }
 
     fn padded_steps(batches: &[Vec<usize>], len: &[usize]) -> usize {
@@ -552,7 +554,12 @@ mod tests {
         assert!(b < p, "{b} vs {p}");
         assert!((b as f64) < 1.05 * real as f64, "{b} vs {real} real tokens");
         // Batches are shuffled: the first ones are not all the shortest.
-        let first_max = buckets[..10].iter().flatten().map(|&i| len[i]).max().unwrap();
+        let first_max = buckets[..10]
+            .iter()
+            .flatten()
+            .map(|&i| len[i])
+            .max()
+            .unwrap();
         assert!(first_max > 12, "{first_max}");
     }
 

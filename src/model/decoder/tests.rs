@@ -22,6 +22,7 @@ fn all() -> Vec<DecoderConfig> {
         DecoderPreset::Gru,
         DecoderPreset::Attention,
         DecoderPreset::Transformer,
+        DecoderPreset::Clipcap,
     ]
     .into_iter()
     .map(|p| DecoderConfig::preset(p, EncoderKind::SmallCnn))

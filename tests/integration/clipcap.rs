@@ -1,0 +1,184 @@
+//! `--decoder clipcap` (the word-level ClipCap prefix captioner, docs/ARCHITECTURE.md "The
+//! decoder interface") end to end on tiny synthetic sets: it memorises a handful of images,
+//! captions greedily, with beam search and by top-p sampling (every caption ended by `<end>`),
+//! resumes exactly, keeps a frozen LM frozen, and runs in `compare`.
+use std::fs;
+use std::path::Path;
+
+use super::common::{ok, one_caption_set, s, synth, tiny_train_args};
+use super::models::exact_resume;
+
+fn weights(run: &Path, file: &str) -> Vec<(String, tch::Tensor)> {
+    let mut v = tch::Tensor::read_safetensors(run.join(file)).unwrap();
+    v.sort_by(|x, y| x.0.cmp(&y.0));
+    v
+}
+
+#[test]
+fn clipcap_memorises_in_80_epochs_and_captions_greedy_beam_and_top_p() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, run) = (t.path().join("data"), t.path().join("run"));
+    one_caption_set(&data, 10);
+    let args = tiny_train_args(&data, &run, 80, "clipcap", "128");
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let cfg = fs::read_to_string(run.join("config.json")).unwrap();
+    assert!(cfg.contains("\"kind\": \"clipcap\""), "{cfg}");
+    let r: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        s(&run),
+        "--data",
+        s(&data),
+        "--split",
+        "train",
+        "--last",
+        "--json",
+    ]))
+    .unwrap();
+    let b4 = r["bleu"]["bleu"][3].as_f64().unwrap();
+    assert!(
+        b4 >= 0.9,
+        "clipcap should memorise 8 training images: BLEU-4 {b4}"
+    );
+    let beam: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        s(&run),
+        "--data",
+        s(&data),
+        "--split",
+        "train",
+        "--last",
+        "--json",
+        "--beam",
+        "3",
+    ]))
+    .unwrap();
+    assert!(beam["bleu"]["bleu"][3].as_f64().unwrap() >= 0.9);
+
+    let images = data.join("Images");
+    let first = fs::read_dir(&images)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for extra in [
+        vec![],
+        vec!["--beam", "3"],
+        vec!["--top-p", "0.9", "--samples", "3", "--temperature", "1.5"],
+    ] {
+        let mut a = vec!["caption", s(&run), s(&first), "--json", "--last"];
+        a.extend(&extra);
+        let v: serde_json::Value = serde_json::from_str(ok(&a).trim()).unwrap();
+        let c = v["caption"].as_str().unwrap();
+        assert!(!c.is_empty() && !c.contains('<'), "{extra:?}: {c:?}");
+        // Ended by <end>, not by the length limit (30 words).
+        assert!(c.split_whitespace().count() < 30, "{extra:?}: {c:?}");
+    }
+    // Sampling is seeded: the same seed gives the same samples.
+    let sample = |seed: &str| {
+        ok(&[
+            "--seed",
+            seed,
+            "caption",
+            s(&run),
+            s(&images),
+            "--top-p",
+            "0.95",
+            "--samples",
+            "2",
+            "--temperature",
+            "2",
+        ])
+    };
+    assert_eq!(sample("5"), sample("5"));
+}
+
+#[test]
+fn exact_resume_clipcap_with_warmup() {
+    exact_resume("clipcap", &["--schedule", "warmup", "--warmup", "3"]);
+}
+
+#[test]
+fn exact_resume_clipcap_transformer_mapper() {
+    exact_resume(
+        "clipcap",
+        &[
+            "--mapper",
+            "transformer",
+            "--mapper-layers",
+            "2",
+            "--clip-len",
+            "4",
+            "--prefix-len",
+            "3",
+        ],
+    );
+}
+
+/// `--lm frozen`: the mapper's variables move, the language model's never do (and are saved).
+#[test]
+fn a_frozen_lm_does_not_train() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, run) = (t.path().join("data"), t.path().join("run"));
+    synth(&data, 12, 32, "flickr8k");
+    let mut args = tiny_train_args(&data, &run, 1, "clipcap", "128");
+    args.extend(["--lm".to_string(), "frozen".to_string()]);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let before = weights(&run, "last.safetensors");
+    let at = args.iter().position(|a| a == "--epochs").unwrap();
+    args[at + 1] = "2".into();
+    args.push("--resume".into());
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let after = weights(&run, "last.safetensors");
+    let (mut lm, mut mapper) = (0, 0);
+    for ((name, a), (_, b)) in before.iter().zip(&after) {
+        let moved = (a - b).abs().max().double_value(&[]) > 0.0;
+        if name.starts_with("decoder.lm.") {
+            assert!(!moved, "{name} trained although the LM is frozen");
+            lm += 1;
+        } else if name.starts_with("decoder.mapper.") {
+            mapper += moved as usize;
+        }
+    }
+    assert!(
+        lm > 0 && mapper > 0,
+        "lm vars {lm}, moved mapper vars {mapper}"
+    );
+    let state = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(state.lines().count(), 2);
+}
+
+#[test]
+fn compare_runs_clipcap_beside_lstm() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    synth(&data, 16, 32, "flickr8k");
+    let (out, spec) = (t.path().join("cmp"), t.path().join("spec.json"));
+    let flags = r#"["--image-size", "32", "--embed", "32", "--hidden", "64", "--min-count", "1",
+                    "--epochs", "2", "--early-stop", "0"]"#;
+    fs::write(
+        &spec,
+        format!(
+            r#"{{"data": "{}", "train": {flags},
+                "runs": [{{"name": "lstm", "args": ["--decoder", "lstm"]}},
+                         {{"name": "clipcap", "args": ["--decoder", "clipcap"]}}]}}"#,
+            s(&data)
+        ),
+    )
+    .unwrap();
+    let table = ok(&[
+        "compare",
+        "--spec",
+        s(&spec),
+        "--out",
+        s(&out),
+        "--resamples",
+        "100",
+        "--beam",
+        "2",
+    ]);
+    assert!(table.contains("| clipcap |"), "{table}");
+    let j: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(j["rows"][1]["epochs"], 2);
+}
