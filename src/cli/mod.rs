@@ -501,6 +501,18 @@ pub struct CaptionArgs {
     /// over the picture.
     #[arg(long, value_name = "DIR")]
     pub attention: Option<PathBuf>,
+    /// Zero-shot mood and aesthetic labels with CLIP (needs --clip): ranks the built-in list of
+    /// 40, or LABELS (one a line), by cosine similarity with the picture, prompted as "a photo
+    /// that feels {label}.". Write it after the images, or as --moods=LABELS.
+    #[arg(long, value_name = "LABELS", num_args = 0..=1)]
+    pub moods: Option<Option<PathBuf>>,
+    /// A Hugging Face CLIP folder (config.json, model.safetensors, tokenizer files), e.g.
+    /// openai/clip-vit-base-patch32, for --moods.
+    #[arg(long, value_name = "HF_DIR")]
+    pub clip: Option<PathBuf>,
+    /// How many mood labels to print per image.
+    #[arg(long, default_value_t = 3)]
+    pub top_moods: usize,
     #[command(flatten)]
     pub tags: TagOutArgs,
 }

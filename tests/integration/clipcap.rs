@@ -1,11 +1,12 @@
 //! `--decoder clipcap` (the word-level ClipCap prefix captioner, docs/ARCHITECTURE.md "The
 //! decoder interface") end to end on tiny synthetic sets: it memorises a handful of images,
 //! captions greedily, with beam search and by top-p sampling (every caption ended by `<end>`),
-//! resumes exactly, keeps a frozen LM frozen, and runs in `compare`.
+//! resumes exactly, keeps a frozen LM frozen, and runs in `compare`. `caption --moods` ranks
+//! mood labels with the tiny random CLIP fixture (tests/fixtures/hf/clip) in cosine order.
 use std::fs;
 use std::path::Path;
 
-use super::common::{ok, one_caption_set, s, synth, tiny_train_args};
+use super::common::{bad_input, ok, one_caption_set, s, synth, tiny_train_args};
 use super::models::exact_resume;
 
 fn weights(run: &Path, file: &str) -> Vec<(String, tch::Tensor)> {
@@ -181,4 +182,134 @@ fn compare_runs_clipcap_beside_lstm() {
     let j: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     assert_eq!(j["rows"][1]["epochs"], 2);
+}
+
+/// Cosine similarities of the picture with every prompted label, computed here from CLIP's
+/// embeddings, sorted high to low.
+fn cosine_order(clip_dir: &Path, picture: &Path, labels: &[&str]) -> Vec<(String, f64)> {
+    use captag::model::clip::Clip;
+    let clip = Clip::load(clip_dir, tch::Device::Cpu).unwrap();
+    let tok = captag::text::hf_tokenizer::HfTokenizer::clip(clip_dir).unwrap();
+    let prompts: Vec<String> = labels
+        .iter()
+        .map(|l| format!("a photo that feels {l}."))
+        .collect();
+    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let text = clip.text_embeds(&clip.text_ids(&tok, &refs)).unwrap(); // (L, proj)
+    let img = clip
+        .image_embeds(&clip.preprocess.load(picture).unwrap().unsqueeze(0))
+        .unwrap(); // (1, proj)
+    let mut out: Vec<(String, f64)> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (t, v) = (text.get(i as i64), img.get(0));
+            let cos = (&t * &v).sum(tch::Kind::Double).double_value(&[])
+                / (t.norm().double_value(&[]) * v.norm().double_value(&[]));
+            (l.to_string(), cos)
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
+#[test]
+fn caption_ranks_moods_in_cosine_order_with_the_tiny_clip() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/clip");
+    let picture = fixtures.join("picture.png");
+    let t = tempfile::tempdir().unwrap();
+    let (data, run) = (t.path().join("data"), t.path().join("run"));
+    synth(&data, 12, 32, "flickr8k");
+    let args = tiny_train_args(&data, &run, 1, "lstm", "32");
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let defaults =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/infer/moods.txt"))
+            .unwrap();
+    let labels: Vec<&str> = defaults.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(labels.len(), 40);
+    let want = cosine_order(&fixtures, &picture, &labels);
+    let out = ok(&[
+        "caption",
+        s(&run),
+        s(&picture),
+        "--json",
+        "--clip",
+        s(&fixtures),
+        "--top-moods",
+        "5",
+        "--moods",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let got = v["moods"].as_array().unwrap();
+    assert_eq!(got.len(), 5);
+    assert!(v["caption"].is_string() && v["hashtags"].is_array());
+    for (g, (label, cos)) in got.iter().zip(&want) {
+        assert_eq!(g["label"].as_str().unwrap(), label);
+        let d = (g["score"].as_f64().unwrap() - cos).abs();
+        assert!(d < 1e-5, "{label}: {} vs {cos}", g["score"]);
+    }
+    // Text output: the caption, then the top labels.
+    let line = ok(&[
+        "caption",
+        s(&run),
+        s(&picture),
+        "--clip",
+        s(&fixtures),
+        "--moods",
+    ]);
+    assert!(
+        line.contains(&format!("\tmoods: {} (", want[0].0)),
+        "{line}"
+    );
+
+    // A label file of its own, fewer labels than --top-moods.
+    let file = t.path().join("labels.txt");
+    fs::write(&file, "# mine\nsunny\n\ngloomy\nneon noir\n").unwrap();
+    let moods = format!("--moods={}", s(&file));
+    let out = ok(&[
+        "caption",
+        s(&run),
+        s(&picture),
+        "--json",
+        "--clip",
+        s(&fixtures),
+        &moods,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let got: Vec<&str> = v["moods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["label"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = cosine_order(&fixtures, &picture, &["sunny", "gloomy", "neon noir"])
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(got, want);
+
+    // Clear errors: no CLIP folder, a folder that is not one, an empty list.
+    let e = bad_input(&["caption", s(&run), s(&picture), "--moods"]);
+    assert!(e.contains("--clip"), "{e}");
+    let e = bad_input(&[
+        "caption",
+        s(&run),
+        s(&picture),
+        "--clip",
+        s(&data),
+        "--moods",
+    ]);
+    assert!(e.contains("config.json"), "{e}");
+    let empty = t.path().join("empty.txt");
+    fs::write(&empty, "# nothing\n").unwrap();
+    let e = bad_input(&[
+        "caption",
+        s(&run),
+        s(&picture),
+        "--clip",
+        s(&fixtures),
+        &format!("--moods={}", s(&empty)),
+    ]);
+    assert!(e.contains("no labels"), "{e}");
 }
