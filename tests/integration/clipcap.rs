@@ -313,3 +313,22 @@ fn caption_ranks_moods_in_cosine_order_with_the_tiny_clip() {
     ]);
     assert!(e.contains("no labels"), "{e}");
 }
+
+/// A clipcap teacher has positions for `max_len - 2` words: a student with longer captions is
+/// refused with one line (not a failure inside the teacher's forward pass).
+#[test]
+fn a_clipcap_teacher_refuses_a_student_with_longer_captions() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, teacher, student) = (
+        t.path().join("data"),
+        t.path().join("teacher"),
+        t.path().join("student"),
+    );
+    synth(&data, 12, 32, "flickr8k");
+    let args = tiny_train_args(&data, &teacher, 1, "clipcap", "64");
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut args = tiny_train_args(&data, &student, 1, "lstm", "64");
+    args.extend(["--teacher", s(&teacher), "--max-words", "45"].map(String::from));
+    let e = bad_input(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(e.contains("positions for 38 words"), "{e}");
+}
