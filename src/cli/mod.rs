@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{DecoderPreset, EncoderKind, ImageFeed, Positions, TagModelKind};
+use crate::config::{
+    DecoderPreset, EncoderKind, ImageFeed, LmMode, MapperKind, Positions, TagModelKind,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -325,7 +327,7 @@ pub struct TrainArgs {
     /// attention: weight of the doubly stochastic attention regulariser.
     #[arg(long)]
     pub alpha_c: Option<f64>,
-    /// transformer: attention heads.
+    /// transformer and clipcap: attention heads.
     #[arg(long)]
     pub heads: Option<i64>,
     /// transformer: feed-forward width.
@@ -334,6 +336,22 @@ pub struct TrainArgs {
     /// transformer: learned or sinusoidal positions.
     #[arg(long, value_enum)]
     pub positions: Option<Positions>,
+    /// clipcap: how the image vector becomes the prefix (mlp, or a transformer mapper).
+    #[arg(long, value_enum)]
+    pub mapper: Option<MapperKind>,
+    /// clipcap: prefix embeddings per image (default 10).
+    #[arg(long)]
+    pub prefix_len: Option<i64>,
+    /// clipcap transformer mapper: tokens the image vector is projected into (default 10).
+    #[arg(long)]
+    pub clip_len: Option<i64>,
+    /// clipcap transformer mapper: encoder layers (default 8).
+    #[arg(long)]
+    pub mapper_layers: Option<i64>,
+    /// clipcap: `finetune` trains the language model with the mapper; `frozen` trains only the
+    /// mapper.
+    #[arg(long, value_enum)]
+    pub lm: Option<LmMode>,
     /// Steps of linear warm-up for `--schedule warmup`.
     #[arg(long, default_value_t = 2000)]
     pub warmup: usize,
@@ -489,6 +507,18 @@ pub struct CaptionArgs {
     /// over the picture.
     #[arg(long, value_name = "DIR")]
     pub attention: Option<PathBuf>,
+    /// Zero-shot mood and aesthetic labels with CLIP (needs --clip): ranks the built-in list of
+    /// 40, or LABELS (one a line), by cosine similarity with the picture, prompted as "a photo
+    /// that feels {label}.". Write it after the images, or as --moods=LABELS.
+    #[arg(long, value_name = "LABELS", num_args = 0..=1)]
+    pub moods: Option<Option<PathBuf>>,
+    /// A Hugging Face CLIP folder (config.json, model.safetensors, tokenizer files), e.g.
+    /// openai/clip-vit-base-patch32, for --moods.
+    #[arg(long, value_name = "HF_DIR")]
+    pub clip: Option<PathBuf>,
+    /// How many mood labels to print per image.
+    #[arg(long, default_value_t = 3)]
+    pub top_moods: usize,
     #[command(flatten)]
     pub tags: TagOutArgs,
 }

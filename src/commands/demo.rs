@@ -65,6 +65,11 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         heads: None,
         ff_dim: None,
         positions: None,
+        mapper: None,
+        prefix_len: None,
+        clip_len: None,
+        mapper_layers: None,
+        lm: None,
         warmup: 2000,
         image_size: None,
         hashtags: true,
@@ -206,5 +211,6 @@ fn decoder_name(p: DecoderPreset) -> &'static str {
         DecoderPreset::GruSmall => "small GRU",
         DecoderPreset::AttentionSmall => "small soft attention",
         DecoderPreset::TransformerSmall => "small transformer",
+        DecoderPreset::Clipcap => "ClipCap prefix LM (word-level GPT-2 architecture)",
     }
 }

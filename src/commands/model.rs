@@ -81,6 +81,14 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
             c.ff_dim = a.ff_dim.unwrap_or(c.ff_dim);
             c.positions = a.positions.unwrap_or(c.positions);
         }
+        DecoderConfig::ClipCap(c) => {
+            c.gpt2.n_head = a.heads.unwrap_or(c.gpt2.n_head);
+            c.mapper = a.mapper.unwrap_or(c.mapper);
+            c.prefix_len = a.prefix_len.unwrap_or(c.prefix_len);
+            c.clip_len = a.clip_len.unwrap_or(c.clip_len);
+            c.mapper_layers = a.mapper_layers.unwrap_or(c.mapper_layers);
+            c.lm = a.lm.unwrap_or(c.lm);
+        }
     }
     if let Some(s) = a.image_size {
         model.preprocess.size = s;
@@ -295,6 +303,7 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
             loaded.run.model.decoder.name()
         );
     }
+    let moods = mood_ranker(ctx, a)?;
     let files = collect_images(&a.inputs)?;
     let dec = decoding(&a.decode, ctx.seed)?;
     // Text output lists alternatives only when the user asked for several samples.
@@ -325,6 +334,10 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 let names: Vec<&str> = tags.iter().map(|t| t.tag.as_str()).collect();
                 let post = crate::infer::social::compose(&caption, &emoji, &names);
+                let mood = moods
+                    .as_ref()
+                    .map(|m| m.rank(&r.path, a.top_moods))
+                    .transpose()?;
                 if a.json {
                     let mut o = serde_json::json!({"image": r.path.display().to_string(), "hashtags": tags});
                     if !only {
@@ -343,6 +356,9 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                     if social {
                         o["social"] = post.into();
                     }
+                    if let Some(m) = &mood {
+                        o["moods"] = serde_json::to_value(m)?;
+                    }
                     outln!("{o}")?;
                 } else if social {
                     // One line per image: the post's line breaks become " / ".
@@ -354,7 +370,17 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                         .chain(tags.iter().map(|t| format!("#{}", t.tag)))
                         .filter(|w| !w.is_empty())
                         .collect();
-                    outln!("{}\t{}", r.path.display(), line.join(" "))?;
+                    let mood: String = mood
+                        .iter()
+                        .flatten()
+                        .map(|m| format!("{} ({:.3})", m.label, m.score))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if mood.is_empty() {
+                        outln!("{}\t{}", r.path.display(), line.join(" "))?;
+                    } else {
+                        outln!("{}\t{}\tmoods: {mood}", r.path.display(), line.join(" "))?;
+                    }
                 }
                 if !a.json && sampled {
                     for (k, alt) in c.alternatives.iter().enumerate() {
@@ -386,4 +412,37 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// `caption --moods [LABELS] --clip HF_DIR`: the CLIP folder loaded and the labels embedded once.
+fn mood_ranker(
+    ctx: &Ctx,
+    a: &CaptionArgs,
+) -> anyhow::Result<Option<crate::infer::moods::MoodRanker>> {
+    let Some(labels) = &a.moods else {
+        if a.clip.is_some() {
+            bail!("--clip is read by --moods; add --moods to rank mood labels");
+        }
+        return Ok(None);
+    };
+    let Some(dir) = &a.clip else {
+        bail!("--moods needs --clip HF_DIR (a Hugging Face CLIP folder, e.g. openai/clip-vit-base-patch32)");
+    };
+    if let Some(p) = labels {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if matches!(ext.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png") {
+            bail!(
+                "--moods {}: that is an image, not a label list; write --moods after the images, or --moods=LABELS.txt",
+                p.display()
+            );
+        }
+    }
+    if a.top_moods == 0 {
+        bail!("--top-moods must be ≥ 1");
+    }
+    Ok(Some(crate::infer::moods::MoodRanker::load(
+        dir,
+        labels.as_deref(),
+        ctx.device,
+    )?))
 }

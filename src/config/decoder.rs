@@ -42,6 +42,10 @@ pub enum DecoderPreset {
     TransformerSmall,
     /// Student attention decoder: embed 128, hidden 256, attention 128.
     AttentionSmall,
+    /// ClipCap prefix captioner (Mokady et al. 2021): the pooled image vector mapped to a
+    /// prefix of GPT-2 input embeddings; here a small GPT-2-architecture LM over the run's word
+    /// vocabulary, trained from scratch.
+    Clipcap,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,6 +90,55 @@ pub struct TransformerConfig {
     pub max_len: i64,
 }
 
+/// ClipCap's mapper from the pooled image vector to the prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MapperKind {
+    /// `Linear → Tanh → Linear` to `prefix_len × n_embd` (hidden width half the output).
+    Mlp,
+    /// The image vector as `clip_len` tokens beside a learned constant prefix, through a
+    /// transformer encoder; the prefix positions' outputs are the prefix.
+    Transformer,
+}
+
+/// Whether ClipCap's language model trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LmMode {
+    /// Only the mapper trains (the LM's variables never change).
+    Frozen,
+    /// Mapper and LM train together.
+    Finetune,
+}
+
+/// The GPT-2 sizes of ClipCap's language model (`vocab_size` is the run's vocabulary,
+/// `n_positions` is `prefix_len + max_len`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gpt2Sizes {
+    pub n_embd: i64,
+    pub n_layer: i64,
+    pub n_head: i64,
+    /// GPT-2's embedding, attention and residual dropout.
+    pub dropout: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClipCapConfig {
+    pub mapper: MapperKind,
+    /// Prefix embeddings the image becomes.
+    pub prefix_len: i64,
+    /// Transformer mapper: tokens the image vector is projected into.
+    pub clip_len: i64,
+    /// Transformer mapper: encoder layers (heads: the LM's `n_head`).
+    pub mapper_layers: i64,
+    pub lm: LmMode,
+    pub gpt2: Gpt2Sizes,
+    /// Width of the pooled image vector the mapper reads.
+    pub feature_dim: i64,
+    /// Longest token sequence (`<start>` + words + `<end>`) after the prefix.
+    pub max_len: i64,
+}
+
 /// The caption decoder of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -93,6 +146,8 @@ pub enum DecoderConfig {
     ShowTell(ShowTellConfig),
     Attention(AttentionConfig),
     Transformer(TransformerConfig),
+    #[serde(rename = "clipcap")]
+    ClipCap(ClipCapConfig),
 }
 
 impl DecoderConfig {
@@ -154,12 +209,44 @@ impl DecoderConfig {
                     max_len: 40,
                 })
             }
+            DecoderPreset::Clipcap => DecoderConfig::ClipCap(ClipCapConfig {
+                mapper: MapperKind::Mlp,
+                prefix_len: 10,
+                clip_len: 10,
+                mapper_layers: 8,
+                lm: LmMode::Finetune,
+                gpt2: Gpt2Sizes {
+                    n_embd: if small { 128 } else { 256 },
+                    n_layer: if small { 2 } else { 4 },
+                    n_head: 4,
+                    dropout: 0.1,
+                },
+                feature_dim: encoder.pooled_dim(),
+                max_len: 40,
+            }),
+        }
+    }
+
+    /// Longest token sequence the decoder has positions for, where it has such a limit.
+    pub fn max_len(&self) -> Option<i64> {
+        match self {
+            DecoderConfig::Transformer(c) => Some(c.max_len),
+            DecoderConfig::ClipCap(c) => Some(c.max_len),
+            _ => None,
+        }
+    }
+
+    /// Variables under `decoder.` that never train (ClipCap's frozen LM), as a name prefix.
+    pub fn frozen_prefix(&self) -> Option<&'static str> {
+        match self {
+            DecoderConfig::ClipCap(c) if c.lm == LmMode::Frozen => Some("decoder.lm."),
+            _ => None,
         }
     }
 
     /// Whether the decoder reads the feature grid (a feature cache must then hold grids).
     pub fn needs_grid(&self) -> bool {
-        !matches!(self, DecoderConfig::ShowTell(_))
+        !matches!(self, DecoderConfig::ShowTell(_) | DecoderConfig::ClipCap(_))
     }
 
     /// Whether decoding yields per-word attention weights over the grid (`caption --attention`).
@@ -172,6 +259,7 @@ impl DecoderConfig {
             DecoderConfig::ShowTell(c) => c.dropout,
             DecoderConfig::Attention(c) => c.dropout,
             DecoderConfig::Transformer(c) => c.dropout,
+            DecoderConfig::ClipCap(c) => c.gpt2.dropout,
         }
     }
 
@@ -184,6 +272,7 @@ impl DecoderConfig {
             },
             DecoderConfig::Attention(_) => "attention",
             DecoderConfig::Transformer(_) => "transformer",
+            DecoderConfig::ClipCap(_) => "clipcap",
         }
     }
 
@@ -212,6 +301,11 @@ impl DecoderConfig {
                 c.d_model = embed.or(hidden).unwrap_or(c.d_model);
                 c.layers = layers.unwrap_or(c.layers);
                 c.dropout = dropout.unwrap_or(c.dropout);
+            }
+            DecoderConfig::ClipCap(c) => {
+                c.gpt2.n_embd = embed.or(hidden).unwrap_or(c.gpt2.n_embd);
+                c.gpt2.n_layer = layers.unwrap_or(c.gpt2.n_layer);
+                c.gpt2.dropout = dropout.unwrap_or(c.gpt2.dropout);
             }
         }
     }
@@ -245,6 +339,24 @@ impl DecoderConfig {
             {
                 Err("sinusoidal positions need an even width".into())
             }
+            DecoderConfig::ClipCap(c)
+                if !pos(&[
+                    c.prefix_len,
+                    c.clip_len,
+                    c.mapper_layers,
+                    c.gpt2.n_embd,
+                    c.gpt2.n_layer,
+                    c.gpt2.n_head,
+                    c.feature_dim,
+                    c.max_len,
+                ]) =>
+            {
+                Err("clipcap sizes must be ≥ 1".into())
+            }
+            DecoderConfig::ClipCap(c) if c.gpt2.n_embd % c.gpt2.n_head != 0 => Err(format!(
+                "clipcap width {} is not a multiple of {} heads",
+                c.gpt2.n_embd, c.gpt2.n_head
+            )),
             _ => Ok(()),
         }
     }
@@ -261,6 +373,7 @@ mod tests {
             DecoderPreset::Gru,
             DecoderPreset::Attention,
             DecoderPreset::Transformer,
+            DecoderPreset::Clipcap,
         ] {
             let c = DecoderConfig::preset(p, EncoderKind::Squeezenet1_1);
             let v = serde_json::to_value(&c).unwrap();

@@ -8,8 +8,8 @@ pub mod decoder;
 use crate::data::image::{Normalization, Preprocess, ResizeMode};
 use crate::{Error, Result};
 pub use decoder::{
-    AttentionConfig, CellKind, DecoderConfig, DecoderPreset, ImageFeed, Positions, ShowTellConfig,
-    TransformerConfig,
+    AttentionConfig, CellKind, ClipCapConfig, DecoderConfig, DecoderPreset, Gpt2Sizes, ImageFeed,
+    LmMode, MapperKind, Positions, ShowTellConfig, TransformerConfig,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -269,6 +269,7 @@ pub fn evaluate(
             .vs
             .trainable_variables()
             .iter()
+            .filter(|v| v.requires_grad())
             .map(|v| v.numel())
             .sum(),
         hashtags,

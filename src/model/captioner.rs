@@ -39,6 +39,15 @@ impl Captioner {
             cfg.encoder,
             cfg.vocab_size,
         );
+        // ClipCap's frozen LM: its variables stay in the store (saved, loaded) but never train
+        // (the optimizer takes the variables that require gradients).
+        if let Some(frozen) = cfg.decoder.frozen_prefix() {
+            for (name, t) in vs.variables() {
+                if name.starts_with(frozen) {
+                    let _ = t.set_requires_grad(false);
+                }
+            }
+        }
         let tagger = cfg
             .hashtags
             .as_ref()
@@ -255,6 +264,7 @@ mod tests {
             DecoderPreset::Gru,
             DecoderPreset::Attention,
             DecoderPreset::Transformer,
+            DecoderPreset::Clipcap,
         ] {
             let cfg = ModelConfig::preset(EncoderKind::SmallCnn, false, p, 20);
             tch::manual_seed(1);

@@ -107,6 +107,16 @@ impl Teacher {
                     .into(),
             ));
         }
+        if let Some(max_len) = t.decoder.max_len() {
+            if student.train.max_words as i64 + 2 > max_len {
+                return Err(what(format!(
+                    "the teacher's {} decoder has positions for {} words, the student's captions                      have up to {} (--max-words)",
+                    t.decoder.name(),
+                    max_len - 2,
+                    student.train.max_words
+                )));
+            }
+        }
         let mut model = o.model;
         model.vs.freeze();
         Ok(Teacher {

@@ -76,13 +76,13 @@ pub fn pad_batch(seqs: &[&[i64]]) -> Tensor {
 
 pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     job.train.validate()?;
-    if let crate::config::DecoderConfig::Transformer(t) = &job.model.decoder {
-        if job.train.max_words as i64 + 2 > t.max_len {
+    if let Some(max_len) = job.model.decoder.max_len() {
+        if job.train.max_words as i64 + 2 > max_len {
             return Err(Error::invalid(format!(
-                "--max-words {}: the transformer has positions for {} words (max_len {})",
+                "--max-words {}: the {} decoder has positions for {} words (max_len {max_len})",
                 job.train.max_words,
-                t.max_len - 2,
-                t.max_len
+                job.model.decoder.name(),
+                max_len - 2,
             )));
         }
     }

@@ -164,7 +164,7 @@ fn captag_err_train(run: &Path, extra: &[&str]) -> String {
 
 /// Trains 4 epochs into `a`, and 2 + `--resume` to 4 into `b`; asserts equal weights and
 /// metrics. Returns the folder (kept alive) and both runs.
-fn exact_resume(decoder: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+pub(super) fn exact_resume(decoder: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     synth(&data, 12, 32, "flickr8k");

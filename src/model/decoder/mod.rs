@@ -11,6 +11,7 @@
 //! Each architecture is one file; this file holds the only `match` over them. Decoding
 //! strategies (`model::decoding`) drive `start`/`step` and never see which decoder runs.
 pub mod attention;
+pub mod clipcap;
 pub mod layers;
 pub mod show_tell;
 pub mod transformer;
@@ -23,6 +24,7 @@ use crate::config::{DecoderConfig, EncoderKind};
 use crate::text::vocab::PAD;
 
 pub use attention::Attention;
+pub use clipcap::ClipCap;
 pub use show_tell::ShowTell;
 pub use transformer::Transformer;
 
@@ -31,6 +33,7 @@ pub enum Decoder {
     ShowTell(ShowTell),
     Attention(Attention),
     Transformer(Transformer),
+    ClipCap(ClipCap),
 }
 
 /// A decoder's state for `R` rows (images × beams).
@@ -39,6 +42,7 @@ pub enum State {
     ShowTell(RnnState),
     Attention(attention::AttnState),
     Transformer(transformer::KvCache),
+    ClipCap(crate::model::gpt2::KvCache),
 }
 
 impl State {
@@ -48,6 +52,7 @@ impl State {
             State::ShowTell(s) => State::ShowTell(s.select(rows)),
             State::Attention(s) => State::Attention(s.select(rows)),
             State::Transformer(s) => State::Transformer(s.select(rows)),
+            State::ClipCap(s) => State::ClipCap(s.select(rows)),
         }
     }
 }
@@ -102,6 +107,7 @@ impl Decoder {
             DecoderConfig::Transformer(c) => {
                 Decoder::Transformer(Transformer::new(p, c, vocab, pooled, grid))
             }
+            DecoderConfig::ClipCap(c) => Decoder::ClipCap(ClipCap::new(p, c, vocab)),
         }
     }
 
@@ -115,6 +121,7 @@ impl Decoder {
             },
             Decoder::Attention(d) => d.forward_t(f, tokens, train),
             Decoder::Transformer(d) => d.forward_t(f, tokens, train),
+            Decoder::ClipCap(d) => d.forward_t(f, tokens, train),
         }
     }
 
@@ -124,6 +131,7 @@ impl Decoder {
             Decoder::ShowTell(d) => d.project(hidden),
             Decoder::Attention(d) => d.project(hidden),
             Decoder::Transformer(d) => d.project(hidden),
+            Decoder::ClipCap(d) => d.project(hidden),
         }
     }
 
@@ -159,6 +167,7 @@ impl Decoder {
             Decoder::ShowTell(d) => State::ShowTell(d.start(&f.rows_pooled(), false)),
             Decoder::Attention(d) => State::Attention(d.start(f)),
             Decoder::Transformer(d) => State::Transformer(d.start(f)),
+            Decoder::ClipCap(d) => State::ClipCap(d.start(f)),
         }
     }
 
@@ -176,6 +185,10 @@ impl Decoder {
             (Decoder::Transformer(d), State::Transformer(s)) => {
                 let (lp, s) = d.step(tokens, s);
                 (lp, State::Transformer(s))
+            }
+            (Decoder::ClipCap(d), State::ClipCap(s)) => {
+                let (lp, s) = d.step(tokens, s);
+                (lp, State::ClipCap(s))
             }
             // States are only made by `start` of the same decoder.
             _ => unreachable!("decoder state of another architecture"),

@@ -22,10 +22,24 @@ fn all() -> Vec<DecoderConfig> {
         DecoderPreset::Gru,
         DecoderPreset::Attention,
         DecoderPreset::Transformer,
+        DecoderPreset::Clipcap,
     ]
     .into_iter()
     .map(|p| DecoderConfig::preset(p, EncoderKind::SmallCnn))
+    .chain(std::iter::once(clipcap_transformer_mapper()))
     .collect()
+}
+
+/// ClipCap with its transformer mapper (the preset's is the MLP).
+fn clipcap_transformer_mapper() -> DecoderConfig {
+    let mut c = DecoderConfig::preset(DecoderPreset::Clipcap, EncoderKind::SmallCnn);
+    if let DecoderConfig::ClipCap(cc) = &mut c {
+        cc.mapper = crate::config::MapperKind::Transformer;
+        cc.mapper_layers = 2;
+        cc.clip_len = 3;
+        cc.prefix_len = 4;
+    }
+    c
 }
 
 #[test]
