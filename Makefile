@@ -20,7 +20,7 @@ demo: $(TORCH_STAMP)
 
 # The web page is tested in a real headless Chromium: scripts/install-browser.sh installs it.
 test: $(TORCH_STAMP)
-	scripts/install-browser.sh || echo 'install-browser failed: the (ignored) browser test needs chromium'
+	scripts/install-browser.sh || echo 'install-browser failed: the browser test (tests/integration/browser.rs) will fail without chromium and chromedriver'
 	$(TORCH_ENV) cargo test --release
 
 build: $(TORCH_STAMP)
