@@ -404,11 +404,11 @@ where
 mod tests {
     use super::*;
 
-    const SP: Specials = Specials { start: 0, end: 1 };
+    pub(super) const SP: Specials = Specials { start: 0, end: 1 };
 
     /// A fake model whose next-token distribution depends only on the previous token:
     /// `table[prev]` = probabilities over the vocabulary.
-    fn bigram(table: Vec<Vec<f32>>) -> impl FnMut(&[usize], &[i64]) -> Result<Vec<f32>> {
+    pub(super) fn bigram(table: Vec<Vec<f32>>) -> impl FnMut(&[usize], &[i64]) -> Result<Vec<f32>> {
         move |_parents, tokens| {
             Ok(tokens
                 .iter()

@@ -111,19 +111,9 @@ pub fn nucleus(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{bigram, SP};
     use super::super::{decode_nbest, greedy, Decoding};
     use super::*;
-
-    const SP: Specials = Specials { start: 0, end: 1 };
-
-    fn bigram(table: Vec<Vec<f32>>) -> impl FnMut(&[usize], &[i64]) -> Result<Vec<f32>> {
-        move |_parents, tokens| {
-            Ok(tokens
-                .iter()
-                .flat_map(|&t| table[t as usize].iter().map(|p| p.ln()))
-                .collect())
-        }
-    }
 
     fn sampling(top_p: f64, temperature: f64, samples: usize, seed: u64) -> Decoding {
         Decoding::Sample {
