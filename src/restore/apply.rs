@@ -20,9 +20,6 @@ use crate::data::image::{resize_crop_rgb, ResizeMode};
 use crate::data::{Dataset, Split};
 use crate::{Error, Result};
 
-/// Salt of `restore eval`'s damage seeds (training's dev damage uses another).
-pub const EVAL_SALT: u64 = 0xE7A1_0000;
-
 /// Diffusion sweeps of the classical baseline.
 pub const DIFFUSION_ITERS: usize = 200;
 
@@ -146,7 +143,11 @@ pub fn evaluate(
         let dmg: Vec<damage::Damaged> = chunk
             .iter()
             .map(|(id, img)| {
-                damage::damage(img, &m.run.damage, damage::seed_for(seed ^ EVAL_SALT, id))
+                damage::damage(
+                    img,
+                    &m.run.damage,
+                    damage::seed_for(seed ^ damage::EVAL_SALT, id),
+                )
             })
             .collect();
         let t0 = std::time::Instant::now();

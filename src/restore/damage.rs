@@ -16,6 +16,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+/// Salt of `restore eval`'s damage seeds (training's dev damage uses another).
+pub const EVAL_SALT: u64 = 0xE7A1_0000;
+
 /// One kind of damage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -344,7 +344,7 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
                 .map(|&i| {
                     let (id, img) = &train[i];
                     let s = if tc.fixed_damage {
-                        damage::seed_for(tc.seed ^ super::apply::EVAL_SALT, id)
+                        damage::seed_for(tc.seed ^ damage::EVAL_SALT, id)
                     } else {
                         mix(eseed, i as u64)
                     };

@@ -168,11 +168,11 @@ impl ClipCap {
     /// Teacher forcing on `tokens (B, L)`: the LM reads `[prefix; <start> w..]` and the states
     /// after the prefix `(B, L-1, d)` predict `tokens[:, 1:]`.
     pub fn forward_t(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Forward {
+        // Lengths are checked before training (`train::run`: max words + 2 ≤ max_len), so the
+        // sequence fits the LM's `prefix_len + max_len` positions.
         let len = tokens.size()[1] - 1;
         let words = self.lm.embed(&tokens.narrow(1, 0, len)); // (B, T, d)
         let x = Tensor::cat(&[self.prefix(f, train), words], 1); // (B, P + T, d)
-                                                                 // Lengths are checked before training (`train::run`: max words + 2 ≤ max_len), so the
-                                                                 // sequence fits the LM's `prefix_len + max_len` positions.
         let (h, _) = self
             .lm
             .hidden_t(&x, None, train)
