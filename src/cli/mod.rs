@@ -342,6 +342,11 @@ pub struct CaptionArgs {
     /// How many mood labels to print per image.
     #[arg(long, default_value_t = 3)]
     pub top_moods: usize,
+    /// Restore each photo first with a restoration run (`captag restore train`): its mask
+    /// network finds the damage, its inpainter fills it, and the restored picture is captioned
+    /// (the caption of the photo as it was is printed too).
+    #[arg(long, value_name = "RUN")]
+    pub restore: Option<PathBuf>,
     #[command(flatten)]
     pub tags: TagOutArgs,
 }

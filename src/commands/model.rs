@@ -309,7 +309,29 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
     // Text output lists alternatives only when the user asked for several samples.
     let sampled = matches!(dec, Decoding::Sample { samples, .. } if samples > 1);
     let mut failed = 0;
-    for r in loaded.caption_files(&files, &dec)? {
+    let mut results = loaded.caption_files(&files, &dec)?;
+    // `--restore`: the restored picture's caption replaces the photo's, which is kept to print.
+    let mut unrestored: Vec<Option<String>> = vec![None; results.len()];
+    if let Some(dir) = &a.restore {
+        let m = crate::restore::train::open(dir, ctx.device, false)?;
+        for (r, before) in results.iter_mut().zip(&mut unrestored) {
+            let Ok(c) = &r.caption else { continue };
+            let img = crate::data::image::decode_rgb(&r.path)?;
+            let fixed = crate::restore::apply::restore_image(&m, &img, None)?;
+            let mut nbest = loaded.caption_image(&fixed.image, &dec)?.into_iter();
+            if let Some(mut best) = nbest.next() {
+                best.alternatives = nbest
+                    .map(|h| crate::infer::Alternative {
+                        text: h.text(),
+                        logp: h.logp,
+                    })
+                    .collect();
+                *before = Some(c.text());
+                r.caption = Ok(best);
+            }
+        }
+    }
+    for (r, before) in results.into_iter().zip(unrestored) {
         match r.caption {
             Ok(c) => {
                 if let (Some(dir), Some(w)) = (&a.attention, &c.attention) {
@@ -346,6 +368,9 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                         if !c.alternatives.is_empty() {
                             o["alternatives"] = serde_json::to_value(&c.alternatives)?;
                         }
+                        if let Some(b) = &before {
+                            o["unrestored_caption"] = b.as_str().into();
+                        }
                         if let Some(w) = &c.attention {
                             o["attention"] = serde_json::to_value(w)?;
                         }
@@ -381,6 +406,9 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                     } else {
                         outln!("{}\t{}\tmoods: {mood}", r.path.display(), line.join(" "))?;
                     }
+                }
+                if let (false, Some(b)) = (a.json, &before) {
+                    outln!("{}\tbefore restoration: {b}", r.path.display())?;
                 }
                 if !a.json && sampled {
                     for (k, alt) in c.alternatives.iter().enumerate() {

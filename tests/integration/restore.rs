@@ -240,6 +240,38 @@ fn restore_writes_mask_and_photo_and_refuses_bad_input() {
     let img = data.join("Images").join("synth_00001.jpg");
     let out = t.path().join("out");
     ok(&["restore", s(&run), s(&img), "--out", s(&out)]);
+    // `caption --restore`: the caption of the restored picture (= captioning the restored PNG
+    // that `restore` wrote), and the photo's own caption beside it.
+    let (_, captioner) = super::serve::fixture();
+    let both = ok(&[
+        "caption",
+        s(captioner),
+        s(&img),
+        "--restore",
+        s(&run),
+        "--json",
+    ]);
+    let both: serde_json::Value = serde_json::from_str(both.trim()).unwrap();
+    let of = |p: &Path| {
+        let line = ok(&["caption", s(captioner), s(p)]);
+        line.trim_end().split_once('\t').unwrap().1.to_string()
+    };
+    let restored_png = out.join("synth_00001.restored.png");
+    assert!(
+        of(&restored_png).starts_with(both["caption"].as_str().unwrap()),
+        "{both}"
+    );
+    assert!(
+        of(&img).starts_with(both["unrestored_caption"].as_str().unwrap()),
+        "{both}"
+    );
+    let text = ok(&["caption", s(captioner), s(&img), "--restore", s(&run)]);
+    assert!(
+        text.lines().any(|l| l.contains("\tbefore restoration: ")),
+        "{text}"
+    );
+    let e = bad_input(&["caption", s(captioner), s(&img), "--restore", s(&data)]);
+    assert!(!e.is_empty());
     let restored = png(&out.join("synth_00001.restored.png")).to_rgb8();
     let mask = png(&out.join("synth_00001.mask.png")).to_luma8();
     assert_eq!(restored.dimensions(), (48, 48));
