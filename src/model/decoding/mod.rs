@@ -417,14 +417,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn nbest_is_sorted_and_led_by_the_beam_caption() {
-        let table = vec![
+    /// vocab: 0 <start>, 1 <end>, 2 a, 3 b; greedy writes "a b".
+    fn two_words() -> Vec<Vec<f32>> {
+        vec![
             vec![1e-9, 0.1, 0.5, 0.4],
             vec![0.25, 0.25, 0.25, 0.25],
             vec![1e-9, 0.3, 0.2, 0.5],
             vec![1e-9, 0.6, 0.3, 0.1],
-        ];
+        ]
+    }
+
+    #[test]
+    fn nbest_is_sorted_and_led_by_the_beam_caption() {
+        let table = two_words();
         let best = beam(2, 3, 6, 0.0, SP, bigram(table.clone())).unwrap();
         let all = beam_nbest(2, 3, 6, 0.0, SP, bigram(table)).unwrap();
         for (b, hs) in best.iter().zip(&all) {
@@ -438,13 +443,7 @@ mod tests {
 
     #[test]
     fn beam_width_one_equals_greedy() {
-        // vocab: 0 <start>, 1 <end>, 2 a, 3 b
-        let table = vec![
-            vec![1e-9, 0.1, 0.5, 0.4],
-            vec![0.25, 0.25, 0.25, 0.25],
-            vec![1e-9, 0.3, 0.2, 0.5],
-            vec![1e-9, 0.6, 0.3, 0.1],
-        ];
+        let table = two_words();
         let g = greedy(3, 10, SP, bigram(table.clone())).unwrap();
         let b = beam(3, 1, 10, 0.0, SP, bigram(table)).unwrap();
         assert_eq!(g[0].tokens, vec![2, 3]);
