@@ -421,15 +421,18 @@ pub struct DemoArgs {
     /// Working directory for the synthetic data and the run.
     #[arg(long, default_value = "checkpoints/demo")]
     pub out: PathBuf,
-    /// Training epochs.
-    #[arg(long, default_value_t = 8)]
+    /// Training epochs (each uses one caption per image unless --captions-per-image says more).
+    #[arg(long, default_value_t = 30)]
     pub epochs: usize,
     /// Number of synthetic images.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 3000)]
     pub count: usize,
     /// Decoder architecture to train.
-    #[arg(long, value_enum, default_value = "lstm")]
+    #[arg(long, value_enum, default_value = "transformer")]
     pub decoder: DecoderPreset,
+    /// Captions each image contributes to an epoch (as `train --captions-per-image`).
+    #[arg(long, default_value_t = 1)]
+    pub captions_per_image: usize,
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,11 @@ pub struct TrainArgs {
     /// run keeps the order it was trained in.
     #[arg(long, value_enum)]
     pub batching: Option<crate::config::Batching>,
+    /// Captions each image contributes to an epoch, taken in turn across epochs (default: all).
+    /// 1 makes a batch of about --batch-size distinct images: an end-to-end encoder sees 5×
+    /// more pictures per step, and an epoch is a fifth as long.
+    #[arg(long)]
+    pub captions_per_image: Option<usize>,
     /// Early stopping patience in epochs on the --select metric (0 = off).
     #[arg(long, default_value_t = 4)]
     pub early_stop: usize,
@@ -184,4 +189,6 @@ pub enum ScheduleArg {
     Plateau,
     /// Linear warm-up over --warmup steps, then inverse square-root decay (per step).
     Warmup,
+    /// Linear warm-up over --warmup steps, then a cosine down to zero at the last epoch's end.
+    Cosine,
 }

@@ -117,6 +117,7 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
                 factor: 0.5,
             },
             ScheduleArg::Warmup => Schedule::Warmup { warmup: a.warmup },
+            ScheduleArg::Cosine => Schedule::Cosine { warmup: a.warmup },
         },
         early_stop: a.early_stop,
         min_count: a.min_count,
@@ -133,6 +134,7 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
                 .unwrap_or(Batching::Buckets),
             (None, false) => Batching::Buckets,
         },
+        captions_per_image: a.captions_per_image,
         distill: match &a.distill.teacher {
             Some(dir) => Some(Distill {
                 teacher: dir.display().to_string(),

@@ -214,15 +214,27 @@ pub enum Schedule {
     Warmup {
         warmup: usize,
     },
+    /// Per step: linear warm-up over `warmup` steps, then a cosine from `lr` down to zero at
+    /// the end of the last epoch (Loshchilov & Hutter 2017, one cycle). The position in the run
+    /// is `(epoch + batch / batches) / epochs`, so a resumed run continues the same curve.
+    Cosine {
+        warmup: usize,
+    },
 }
 
 impl Schedule {
-    /// The learning rate at optimizer step `step` (1-based) for per-step schedules.
-    pub fn step_lr(&self, base: f64, step: i64) -> Option<f64> {
+    /// The learning rate at optimizer step `step` (1-based) for per-step schedules; `progress`
+    /// is the share of the run's epochs done before this step, in [0, 1).
+    pub fn step_lr(&self, base: f64, step: i64, progress: f64) -> Option<f64> {
         match *self {
             Schedule::Warmup { warmup } => {
                 let (s, w) = (step.max(1) as f64, warmup.max(1) as f64);
                 Some(base * (s / w).min((w / s).sqrt()))
+            }
+            Schedule::Cosine { warmup } => {
+                let ramp = (step.max(1) as f64 / warmup.max(1) as f64).min(1.0);
+                let decay = 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos());
+                Some(base * ramp * decay)
             }
             _ => None,
         }
@@ -260,6 +272,12 @@ pub struct TrainConfig {
     /// read as `shuffle`, the order they were trained (and resume) in.
     #[serde(default)]
     pub batching: Batching,
+    /// Captions each image contributes to one epoch (`None`: all of them). Epoch `e` takes an
+    /// image's captions `e·k .. e·k + k` (cyclically), so every caption is used in turn; with
+    /// k = 1 a batch holds about `batch_size` distinct images instead of `batch_size / 5`, and
+    /// an end-to-end encoder learns from 5× more pictures per step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captions_per_image: Option<usize>,
 }
 
 /// `--batching`: the order of an epoch's captions (feature-cache training; with an
@@ -382,6 +400,7 @@ impl Default for TrainConfig {
             select: Selection::Bleu4,
             distill: None,
             batching: Batching::Shuffle,
+            captions_per_image: None,
         }
     }
 }
@@ -389,6 +408,9 @@ impl Default for TrainConfig {
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::invalid(format!("invalid training config: {m}")));
+        if self.captions_per_image == Some(0) {
+            return bad("captions_per_image must be at least 1");
+        }
         if self.epochs == 0 || self.batch_size == 0 || self.max_words == 0 {
             return bad("epochs, batch size and max words must be ≥ 1");
         }
@@ -433,9 +455,20 @@ mod tests {
     #[test]
     fn warmup_rises_then_decays() {
         let s = Schedule::Warmup { warmup: 100 };
-        assert!((s.step_lr(1.0, 50).unwrap() - 0.5).abs() < 1e-12);
-        assert!((s.step_lr(1.0, 100).unwrap() - 1.0).abs() < 1e-12);
-        assert!((s.step_lr(1.0, 400).unwrap() - 0.5).abs() < 1e-12);
-        assert_eq!(Schedule::Constant.step_lr(1.0, 5), None);
+        assert!((s.step_lr(1.0, 50, 0.0).unwrap() - 0.5).abs() < 1e-12);
+        assert!((s.step_lr(1.0, 100, 0.0).unwrap() - 1.0).abs() < 1e-12);
+        assert!((s.step_lr(1.0, 400, 0.9).unwrap() - 0.5).abs() < 1e-12);
+        assert_eq!(Schedule::Constant.step_lr(1.0, 5, 0.0), None);
+    }
+
+    #[test]
+    fn cosine_ramps_up_then_falls_to_zero_at_the_end_of_the_run() {
+        let s = Schedule::Cosine { warmup: 10 };
+        assert!((s.step_lr(2.0, 5, 0.0).unwrap() - 1.0).abs() < 1e-12);
+        assert!((s.step_lr(2.0, 10, 0.0).unwrap() - 2.0).abs() < 1e-12);
+        assert!((s.step_lr(2.0, 500, 0.5).unwrap() - 1.0).abs() < 1e-12);
+        assert!(s.step_lr(2.0, 900, 0.999).unwrap() < 1e-4);
+        let mid = s.step_lr(2.0, 600, 0.25).unwrap();
+        assert!(mid < 2.0 && mid > 1.0, "{mid}");
     }
 }

@@ -195,6 +195,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             epoch_seed(tc.seed, e),
             tags_only,
             tc.batching,
+            tc.captions_per_image.map(|k| (k, e)),
         );
         let steps = batches.len();
         let bar = progress(
@@ -226,7 +227,8 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
                 }
                 _ => caption_loss()?,
             };
-            if let Some(lr) = tc.schedule.step_lr(tc.lr, adam.step + 1) {
+            let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
+            if let Some(lr) = tc.schedule.step_lr(tc.lr, adam.step + 1, progress) {
                 adam.lr = lr;
             }
             adam.zero_grad();
@@ -302,7 +304,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             state.bad_epochs += 1;
         }
         match tc.schedule {
-            Schedule::Constant | Schedule::Warmup { .. } => {}
+            Schedule::Constant | Schedule::Warmup { .. } | Schedule::Cosine { .. } => {}
             Schedule::Step { every, gamma } => {
                 if every > 0 && state.epoch.is_multiple_of(every) {
                     adam.lr *= gamma;
@@ -408,14 +410,21 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
 /// end-to-end encoder, whole images (all their captions) are shuffled and packed into batches
 /// of about `batch_size` captions; otherwise captions are shuffled individually. Hashtag-only
 /// runs see each image once per epoch (its first caption's entry stands for the image).
+/// `pick = Some((k, epoch))`: only `k` captions of each image, chosen by [`captions_in_turn`].
 fn epoch_batches(
     prep: &Prepared,
     batch_size: usize,
     seed: u64,
     per_image: bool,
     batching: Batching,
+    pick: Option<(usize, usize)>,
 ) -> Vec<Vec<usize>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let images: Vec<i64> = prep.train.iter().map(|(row, _)| *row).collect();
+    let chosen = match pick {
+        Some((k, epoch)) if !per_image => captions_in_turn(&images, k, epoch),
+        _ => (0..prep.train.len()).collect(),
+    };
     if per_image {
         let mut seen = std::collections::HashSet::new();
         let mut order: Vec<usize> = (0..prep.train.len())
@@ -425,7 +434,7 @@ fn epoch_batches(
         return order.chunks(batch_size).map(<[usize]>::to_vec).collect();
     }
     if !prep.group_by_image {
-        let mut order: Vec<usize> = (0..prep.train.len()).collect();
+        let mut order = chosen;
         order.shuffle(&mut rng);
         if batching == Batching::Shuffle {
             return order.chunks(batch_size).map(<[usize]>::to_vec).collect();
@@ -433,8 +442,8 @@ fn epoch_batches(
         return length_buckets(&order, |i| prep.train[i].1.len(), batch_size, &mut rng);
     }
     let mut groups: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
-    for (i, (row, _)) in prep.train.iter().enumerate() {
-        groups.entry(*row).or_default().push(i);
+    for i in chosen {
+        groups.entry(images[i]).or_default().push(i);
     }
     let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
     groups.shuffle(&mut rng);
@@ -450,6 +459,27 @@ fn epoch_batches(
         batches.push(cur);
     }
     batches
+}
+
+/// The captions (indices into `image_of`, one entry per caption naming its image row) that
+/// epoch `epoch` trains on when each image contributes `k`: an image's `n` captions in their
+/// listed order, positions `epoch·k .. epoch·k + k` mod `n` — so over `n / k` epochs every
+/// caption is used, and an image with fewer than `k` captions gives all of them. Sorted.
+pub fn captions_in_turn(image_of: &[i64], k: usize, epoch: usize) -> Vec<usize> {
+    let mut of_image: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
+    for (i, row) in image_of.iter().enumerate() {
+        of_image.entry(*row).or_default().push(i);
+    }
+    let mut out: Vec<usize> = of_image
+        .values()
+        .flat_map(|caps| {
+            let n = caps.len();
+            let take = k.min(n);
+            (0..take).map(move |j| caps[(epoch * k + j) % n])
+        })
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// Batches pools of [`BUCKET_POOL`] batches' worth of the shuffled `order`, each pool sorted
@@ -561,6 +591,26 @@ mod tests {
             .max()
             .unwrap();
         assert!(first_max > 12, "{first_max}");
+    }
+
+    #[test]
+    fn captions_in_turn_uses_every_caption_once_per_cycle() {
+        // Image 7 has 5 captions, image 3 has 2, image 9 has 1 (rows interleaved).
+        let image_of = [7, 3, 7, 7, 9, 3, 7, 7];
+        let mut seen = vec![0; image_of.len()];
+        for epoch in 0..5 {
+            let got = captions_in_turn(&image_of, 1, epoch);
+            let mut imgs: Vec<i64> = got.iter().map(|&i| image_of[i]).collect();
+            imgs.sort_unstable();
+            assert_eq!(imgs, [3, 7, 9], "one caption per image, epoch {epoch}");
+            for i in got {
+                seen[i] += 1;
+            }
+        }
+        // Image 7's five captions once each; image 3's two alternate (3 + 2); image 9's always.
+        assert_eq!(seen, [1, 3, 1, 1, 5, 2, 1, 1]);
+        assert_eq!(captions_in_turn(&image_of, 2, 0), [0, 1, 2, 4, 5]);
+        assert_eq!(captions_in_turn(&image_of, 9, 3).len(), image_of.len());
     }
 
     #[test]
