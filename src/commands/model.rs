@@ -17,7 +17,14 @@ use crate::run;
 use crate::train::{self as training, TrainJob};
 
 pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
-    crate::fsio::refuse_overwriting_inputs("--out", &a.out, &[&a.data, &a.encoder_weights])?;
+    // A CLIP folder's files are inputs too.
+    let folder: Vec<std::path::PathBuf> = ["config.json", "model.safetensors"]
+        .iter()
+        .map(|f| a.encoder_weights.join(f))
+        .collect();
+    let mut inputs = vec![a.data.as_path(), a.encoder_weights.as_path()];
+    inputs.extend(folder.iter().map(|p| p.as_path()));
+    crate::fsio::refuse_overwriting_inputs("--out", &a.out, &inputs)?;
     let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
     // A CLIP folder's weights and preprocessing, or a CNN's weights file.
     let pre = encoder::pretrained(a.encoder, &a.encoder_weights, ctx.device)?;

@@ -372,6 +372,20 @@ fn folders_that_are_not_clip_are_one_error_line() {
     Tensor::write_safetensors(&named, folder.join("model.safetensors")).unwrap();
     let e = features(&folder);
     assert!(e.contains("has no tensor `vision_model."), "{e}");
+    // The folder's weights are an input, never the output.
+    let weights = folder.join("model.safetensors");
+    let e = bad_input(&[
+        "features",
+        "--data",
+        s(&data),
+        "--encoder",
+        "clip",
+        "--encoder-weights",
+        s(&folder),
+        "--out",
+        s(&weights),
+    ]);
+    assert!(e.contains("is also an input"), "{e}");
     // Corrupt weights.
     let bytes = fs::read(fixture().join("model.safetensors")).unwrap();
     fs::write(folder.join("model.safetensors"), &bytes[..bytes.len() / 3]).unwrap();
