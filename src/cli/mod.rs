@@ -238,13 +238,15 @@ pub struct FeaturesArgs {
     pub data: PathBuf,
     #[arg(long, value_enum)]
     pub encoder: EncoderKind,
-    /// Pretrained weights (.safetensors with torchvision names; see notebooks/).
+    /// Pretrained weights (.safetensors with torchvision names; see notebooks/), or for `clip`
+    /// a Hugging Face CLIP folder as downloaded (e.g. openai/clip-vit-base-patch32).
     #[arg(long)]
     pub encoder_weights: PathBuf,
     /// Output feature cache (.safetensors).
     #[arg(long)]
     pub out: PathBuf,
-    /// Also store the last conv grid of every image (for attention models; large).
+    /// Also store the last conv grid of every image (for attention models; large; `clip`: the
+    /// patch tokens).
     #[arg(long)]
     pub grid: bool,
     #[arg(long, default_value_t = 32)]

@@ -20,7 +20,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "lstm")]
     pub decoder: DecoderPreset,
     /// Pretrained encoder weights: the encoder is then frozen and its features cached.
-    /// Without them the encoder is trained end to end from scratch.
+    /// Without them the encoder is trained end to end from scratch. `clip`: the Hugging Face
+    /// CLIP folder (required).
     #[arg(long)]
     pub encoder_weights: Option<PathBuf>,
     /// Feature cache to reuse or create (default: OUT/features.safetensors).

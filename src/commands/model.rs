@@ -5,29 +5,30 @@ use anyhow::bail;
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
 use crate::config::{
-    Batching, DecoderConfig, Distill, ModelConfig, Schedule, TagsConfig, TrainConfig,
+    Batching, DecoderConfig, Distill, EncoderKind, ModelConfig, Schedule, TagsConfig, TrainConfig,
 };
 use crate::data::features;
 use crate::eval::runner::EvalSpec;
-use crate::fsio::Fingerprint;
+use crate::model::clip::ClipImageFolder;
 use crate::model::decoding::Decoding;
-use crate::model::encoder::{self, Encoder, ExtractSpec};
+use crate::model::encoder::{self, ExtractSpec};
 use crate::model::text_tagger::TextTagger;
 use crate::run;
 use crate::train::{self as training, TrainJob};
 
 pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
-    crate::fsio::refuse_overwriting_inputs("--out", &a.out, &[&a.data, &a.encoder_weights])?;
+    // A CLIP folder's files are inputs too.
+    let folder: Vec<std::path::PathBuf> = ["config.json", "model.safetensors"]
+        .iter()
+        .map(|f| a.encoder_weights.join(f))
+        .collect();
+    let mut inputs = vec![a.data.as_path(), a.encoder_weights.as_path()];
+    inputs.extend(folder.iter().map(|p| p.as_path()));
+    crate::fsio::refuse_overwriting_inputs("--out", &a.out, &inputs)?;
     let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
-    let preprocess = a.encoder.default_preprocess();
-    if !a.encoder_weights.is_file() {
-        bail!(
-            "--encoder-weights {}: no such file",
-            a.encoder_weights.display()
-        );
-    }
-    let weights_fp = Fingerprint::of_file(&a.encoder_weights)?;
-    let (enc, _vs) = Encoder::frozen(a.encoder, &a.encoder_weights, ctx.device)?;
+    // A CLIP folder's weights and preprocessing, or a CNN's weights file.
+    let pre = encoder::pretrained(a.encoder, &a.encoder_weights, ctx.device)?;
+    let (enc, preprocess, weights_fp) = (pre.encoder, pre.preprocess, pre.fingerprint);
     let list = ds.image_list();
     let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
     let bar = training::progress(ctx.quiet, list.len() as u64, "features");
@@ -93,6 +94,9 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
     if let Some(s) = a.image_size {
         model.preprocess.size = s;
     }
+    if a.encoder == EncoderKind::Clip {
+        clip_model(&mut model, a)?;
+    }
     if a.hashtags || a.hashtags_only {
         model.hashtags = Some(TagsConfig {
             model: a.hashtag_model,
@@ -153,7 +157,7 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         crate::fsio::refuse_overwriting_inputs("--out", &a.out, &[t, &a.data])?;
     }
     if let Some(w) = &a.encoder_weights {
-        if !w.is_file() {
+        if !w.is_file() && a.encoder != EncoderKind::Clip {
             bail!("--encoder-weights {}: no such file", w.display());
         }
     }
@@ -170,6 +174,23 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         quiet: ctx.quiet,
         verbose: ctx.verbose,
     })
+}
+
+/// `--encoder clip`: the tower's sizes and preprocessing from the `--encoder-weights` folder.
+fn clip_model(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<()> {
+    let Some(dir) = &a.encoder_weights else {
+        bail!(
+            "--encoder clip needs --encoder-weights HF_DIR (a Hugging Face CLIP folder; CLIP is \
+             not trained end to end)"
+        );
+    };
+    let folder = ClipImageFolder::read(dir)?;
+    let size = folder.config.vision.image_size;
+    if let Some(s) = a.image_size.filter(|&s| i64::from(s) != size) {
+        bail!("--image-size {s}: this CLIP takes {size} px images (its config.json)");
+    }
+    model.set_clip(folder.config, folder.preprocess.preprocess());
+    Ok(())
 }
 
 pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {

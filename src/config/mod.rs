@@ -3,10 +3,12 @@
 //! a run compares configs and refuses an architecture mismatch with a clear message.
 use serde::{Deserialize, Serialize};
 
+pub mod clip;
 pub mod decoder;
 
 use crate::data::image::{Normalization, Preprocess, ResizeMode};
 use crate::{Error, Result};
+pub use clip::ClipImageConfig;
 pub use decoder::{
     AttentionConfig, CellKind, ClipCapConfig, DecoderConfig, DecoderPreset, Gpt2Sizes, ImageFeed,
     LmMode, MapperKind, Positions, ShowTellConfig, TransformerConfig,
@@ -26,6 +28,11 @@ pub enum EncoderKind {
     #[serde(rename = "vgg19")]
     #[value(name = "vgg19")]
     Vgg19,
+    /// CLIP's ViT image tower, frozen: `--encoder-weights` is a Hugging Face CLIP folder;
+    /// pooled = the image embedding, grid = the patch tokens (sizes from its config.json).
+    #[serde(rename = "clip")]
+    #[value(name = "clip")]
+    Clip,
 }
 
 impl EncoderKind {
@@ -35,6 +42,7 @@ impl EncoderKind {
             EncoderKind::SmallCnn,
             EncoderKind::Squeezenet1_1,
             EncoderKind::Vgg19,
+            EncoderKind::Clip,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)
@@ -45,22 +53,26 @@ impl EncoderKind {
             EncoderKind::SmallCnn => "small-cnn",
             EncoderKind::Squeezenet1_1 => "squeezenet1_1",
             EncoderKind::Vgg19 => "vgg19",
+            EncoderKind::Clip => "clip",
         }
     }
-    /// Width of the pooled image vector `(B, D)`.
+    /// Width of the pooled image vector `(B, D)`. CLIP's is its folder's `projection_dim`
+    /// ([`ModelConfig::pooled_dim`]); here the default, ViT-B/32's.
     pub fn pooled_dim(self) -> i64 {
         match self {
             EncoderKind::SmallCnn => 128 * 9,
             EncoderKind::Squeezenet1_1 => 512,
             EncoderKind::Vgg19 => 4096,
+            EncoderKind::Clip => ClipImageConfig::default().projection_dim,
         }
     }
     /// Channels of one grid cell `(B, N, C)`: small-cnn's last conv, SqueezeNet's fire9,
-    /// VGG19's conv5_4.
+    /// VGG19's conv5_4, CLIP's width (the default ViT-B/32's here; [`ModelConfig::grid_dim`]).
     pub fn grid_dim(self) -> i64 {
         match self {
             EncoderKind::SmallCnn => 128,
             EncoderKind::Squeezenet1_1 | EncoderKind::Vgg19 => 512,
+            EncoderKind::Clip => ClipImageConfig::default().vision.hidden_size,
         }
     }
     /// The preprocessing each network's weights expect.
@@ -82,6 +94,24 @@ impl EncoderKind {
                 resize: ResizeMode::CenterCrop,
                 norm: Normalization::ImageNet,
             },
+            // The default `CLIPImageProcessor`; a run takes its folder's (`ModelConfig::set_clip`).
+            EncoderKind::Clip => Preprocess::clip_default(),
+        }
+    }
+}
+
+/// Widths of an encoder's features: the pooled vector `(B, D)` and a grid cell `(B, N, C)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeatureDims {
+    pub pooled: i64,
+    pub grid: i64,
+}
+
+impl From<EncoderKind> for FeatureDims {
+    fn from(k: EncoderKind) -> Self {
+        FeatureDims {
+            pooled: k.pooled_dim(),
+            grid: k.grid_dim(),
         }
     }
 }
@@ -99,6 +129,9 @@ pub struct ModelConfig {
     /// The hashtag model trained beside (or instead of) the caption decoder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashtags: Option<TagsConfig>,
+    /// The CLIP image tower (`encoder: clip` only), read from the user's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<ClipImageConfig>,
 }
 
 /// Which image ⇒ hashtags model a run trains (`src/model/tagger.rs`).
@@ -136,6 +169,40 @@ impl ModelConfig {
             vocab_size,
             preprocess: encoder.default_preprocess(),
             hashtags: None,
+            clip: None,
+        }
+    }
+
+    /// A `clip` encoder's tower and preprocessing, as its Hugging Face folder says; the
+    /// decoder's input widths follow (ClipCap's mapper reads the pooled vector).
+    pub fn set_clip(&mut self, clip: ClipImageConfig, preprocess: Preprocess) {
+        if let DecoderConfig::ClipCap(c) = &mut self.decoder {
+            c.feature_dim = clip.projection_dim;
+        }
+        self.clip = Some(clip);
+        self.preprocess = preprocess;
+    }
+
+    /// Width of the pooled image vector `(B, D)` (CLIP: its `projection_dim`).
+    pub fn pooled_dim(&self) -> i64 {
+        match &self.clip {
+            Some(c) => c.projection_dim,
+            None => self.encoder.pooled_dim(),
+        }
+    }
+
+    /// Channels of one grid cell `(B, N, C)` (CLIP: the tower's width).
+    pub fn grid_dim(&self) -> i64 {
+        match &self.clip {
+            Some(c) => c.vision.hidden_size,
+            None => self.encoder.grid_dim(),
+        }
+    }
+
+    pub fn dims(&self) -> FeatureDims {
+        FeatureDims {
+            pooled: self.pooled_dim(),
+            grid: self.grid_dim(),
         }
     }
 
@@ -169,8 +236,24 @@ impl ModelConfig {
         if let Err(m) = self.decoder.validate() {
             return bad(&m);
         }
-        if self.preprocess.size < 32 {
+        if let Err(m) = self.check_clip() {
+            return bad(&m);
+        }
+        if self.preprocess.size < 32 && self.encoder != EncoderKind::Clip {
             return bad("image size must be ≥ 32 px");
+        }
+        if let Err(m) = self.preprocess.check() {
+            return bad(&m);
+        }
+        if let DecoderConfig::ClipCap(c) = &self.decoder {
+            if c.feature_dim != self.pooled_dim() {
+                return bad(&format!(
+                    "the clipcap mapper reads {} features but the {} encoder gives {}",
+                    c.feature_dim,
+                    self.encoder.as_str(),
+                    self.pooled_dim()
+                ));
+            }
         }
         if let Some(t) = &self.hashtags {
             if t.num_tags < 1 {
@@ -181,6 +264,31 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// A `clip` encoder is frozen, has its tower's sizes, and takes images of the tower's size.
+    fn check_clip(&self) -> std::result::Result<(), String> {
+        match (&self.clip, self.encoder) {
+            (None, EncoderKind::Clip) => Err("encoder clip without its `clip` tower sizes".into()),
+            (Some(_), k) if k != EncoderKind::Clip => Err(format!(
+                "a `clip` tower section with encoder {}",
+                k.as_str()
+            )),
+            (Some(_), _) if !self.frozen_encoder => {
+                Err("CLIP is a frozen encoder (pass --encoder-weights HF_DIR)".into())
+            }
+            (Some(c), _) => {
+                c.check()?;
+                if self.preprocess.size as i64 != c.vision.image_size {
+                    return Err(format!(
+                        "CLIP takes {} px images (vision_config.image_size), not {}",
+                        c.vision.image_size, self.preprocess.size
+                    ));
+                }
+                Ok(())
+            }
+            (None, _) => Ok(()),
+        }
     }
 
     /// A one-line description of the first architectural difference, if any.
@@ -450,6 +558,50 @@ mod tests {
         );
         let new = serde_json::to_value(&m).unwrap();
         assert_eq!(ModelConfig::from_json(new).unwrap(), m);
+    }
+
+    #[test]
+    fn a_clip_encoder_is_frozen_and_takes_its_towers_size() {
+        let mut m = ModelConfig::preset(EncoderKind::Clip, true, DecoderPreset::Clipcap, 30);
+        let err = |m: &ModelConfig| m.validate().unwrap_err().to_string();
+        assert!(err(&m).contains("without its `clip` tower"), "{}", err(&m));
+        let mut tower = ClipImageConfig {
+            projection_dim: 24,
+            ..Default::default()
+        };
+        m.set_clip(tower.clone(), Preprocess::clip_default());
+        m.validate().unwrap();
+        assert_eq!(
+            m.dims(),
+            FeatureDims {
+                pooled: 24,
+                grid: 768
+            }
+        );
+        let DecoderConfig::ClipCap(c) = &m.decoder else {
+            panic!("clipcap preset")
+        };
+        assert_eq!(c.feature_dim, 24, "the mapper reads the projection");
+        // Stored and read back as config.json does.
+        let back = ModelConfig::from_json(serde_json::to_value(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+        let mut small = m.clone();
+        small.preprocess.size = 32;
+        assert!(
+            err(&small).contains("CLIP takes 224 px images"),
+            "{}",
+            err(&small)
+        );
+        let mut trained = m.clone();
+        trained.frozen_encoder = false;
+        assert!(err(&trained).contains("frozen"), "{}", err(&trained));
+        let mut odd = m.clone();
+        tower.vision.patch_size = 0;
+        odd.clip = Some(tower);
+        assert!(err(&odd).contains("patch_size is 0"), "{}", err(&odd));
+        let mut cnn = ModelConfig::preset(EncoderKind::Vgg19, true, DecoderPreset::Lstm, 30);
+        cnn.clip = m.clip.clone();
+        assert!(err(&cnn).contains("encoder vgg19"), "{}", err(&cnn));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub mod clip;
 mod resample;
 pub use resample::resize_crop_rgb;
 use resample::{resample_crop, Geometry};
@@ -29,10 +30,16 @@ pub enum ResizeMode {
     CenterCrop,
     /// torchvision `Resize((size, size))`: ignore the aspect ratio (Keras `load_img` style).
     Squash,
+    /// `CLIPImageProcessor` (`clip.rs`): the shorter side to `shortest_edge` with Pillow's
+    /// `filter`, the longer truncated, then the `size × size` centre cut at floor offsets.
+    ClipCrop {
+        shortest_edge: u32,
+        filter: clip::Filter,
+    },
 }
 
 /// Pixel scaling expected by the pretrained weights the encoder was trained with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Normalization {
     /// torchvision: RGB / 255, then mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225].
     ImageNet,
@@ -40,6 +47,9 @@ pub enum Normalization {
     CaffeBgr,
     /// Keras `mode='tf'` (MobileNet): x / 127.5 − 1.
     MinusOneOne,
+    /// `CLIPImageProcessor`: `x · (1/255)`, then `(x − mean) / std` with the model's own
+    /// values (`preprocessor_config.json`).
+    MeanStd { mean: [f32; 3], std: [f32; 3] },
 }
 
 /// Everything that decides the tensor an image file becomes.
@@ -51,6 +61,30 @@ pub struct Preprocess {
 }
 
 impl Preprocess {
+    /// `CLIPImageProcessor`'s defaults (224 px, bicubic, OpenAI's mean and std).
+    pub fn clip_default() -> Self {
+        clip::ClipPreprocess::default().preprocess()
+    }
+
+    /// Settings every image can be preprocessed with (a hand-edited run config is refused
+    /// here, not by a failure inside the resampler): the first problem.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if let ResizeMode::ClipCrop { shortest_edge, .. } = self.resize {
+            if shortest_edge < self.size {
+                return Err(format!(
+                    "preprocess: shortest_edge {shortest_edge} is below the crop {}",
+                    self.size
+                ));
+            }
+        }
+        if let Normalization::MeanStd { mean, std } = self.norm {
+            if mean.iter().chain(&std).any(|x| !x.is_finite()) || std.contains(&0.0) {
+                return Err("preprocess: mean/std must be finite, std non-zero".into());
+            }
+        }
+        Ok(())
+    }
+
     /// Number of `f32`s one image becomes: `3 * size * size`.
     pub fn output_len(&self) -> usize {
         let s = self.size as usize;
@@ -136,6 +170,18 @@ pub fn preprocess_rgb_into(img: &RgbImage, p: &Preprocess, out: &mut [f32]) -> R
         return Ok(());
     }
     let (w, h) = img.dimensions();
+    if let (
+        ResizeMode::ClipCrop {
+            shortest_edge,
+            filter,
+        },
+        true,
+    ) = (p.resize, w > 0 && h > 0)
+    {
+        let crop = clip::resize_crop(img, shortest_edge, p.size, filter);
+        normalize_hwc_to_chw(&crop, p.size as usize * 3, 0, 0, p.size, p.norm, out);
+        return Ok(());
+    }
     if w == 0 || h == 0 {
         // Nothing to resample: a black picture is the only sensible reading.
         let (lut, _) = lookup_tables(p.norm);
@@ -188,6 +234,8 @@ fn lookup_tables(norm: Normalization) -> ([[f32; 256]; 3], [usize; 3]) {
                     x - MEAN_BGR[c]
                 }
                 Normalization::MinusOneOne => x / 127.5 - 1.0,
+                // `CLIPImageProcessor`'s own order of operations (rescale, then normalise).
+                Normalization::MeanStd { mean, std } => (x * (1.0 / 255.0) - mean[c]) / std[c],
             };
         }
     }

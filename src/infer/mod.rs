@@ -112,7 +112,7 @@ impl Loaded {
             feats.push(tch::no_grad(|| self.model.encode(&b.to_tensor(), false))?);
             ok.extend(b.indices.iter().copied());
         }
-        let d = self.run.model.encoder.pooled_dim();
+        let d = self.run.model.pooled_dim();
         let feats = if feats.is_empty() {
             ImageFeatures::new(
                 Tensor::zeros([0, d], (tch::Kind::Float, self.model.device())),

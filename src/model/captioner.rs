@@ -36,7 +36,7 @@ impl Captioner {
         let decoder = Decoder::new(
             vs.root() / "decoder",
             &cfg.decoder,
-            cfg.encoder,
+            cfg.dims(),
             cfg.vocab_size,
         );
         // ClipCap's frozen LM: its variables stay in the store (saved, loaded) but never train
@@ -53,12 +53,13 @@ impl Captioner {
             .as_ref()
             .map(|t| Tagger::new(vs.root() / "tags", cfg, t));
         let (encoder, frozen_vs) = if !cfg.frozen_encoder {
-            (Some(Encoder::new(vs.root() / "encoder", cfg.encoder)), None)
+            let p = vs.root() / "encoder";
+            (Some(Encoder::new(p, cfg.encoder, cfg.clip.as_ref())), None)
         } else if with_encoder {
             let mut fvs = VarStore::new(device);
-            let enc = Encoder::new(fvs.root(), cfg.encoder);
+            let enc = Encoder::new(fvs.root(), cfg.encoder, cfg.clip.as_ref());
             fvs.freeze();
-            crate::model::encoder::channels_last_weights(&fvs);
+            enc.frozen_layout(&fvs);
             (Some(enc), Some(fvs))
         } else {
             (None, None)

@@ -1,20 +1,24 @@
-//! One interface over the three CNN encoders, and the frozen-encoder builder and feature
-//! extraction that `captag features`, training from a cache and inference share. A frozen
-//! encoder lives in its own `VarStore` under torchvision's names, `freeze()`d and run under
-//! `no_grad` (docs/ARCHITECTURE.md, "Variable stores").
+//! One interface over the three CNN encoders and CLIP's image tower, and the frozen-encoder
+//! builder and feature extraction that `captag features`, training from a cache and inference
+//! share. A frozen encoder lives in its own `VarStore` under torchvision's names (CLIP: under
+//! `transformers`' `vision_model.*`, `visual_projection`), `freeze()`d and run under `no_grad`
+//! (docs/ARCHITECTURE.md, "Variable stores", "Features").
 //!
 //! Inference runs in channels-last memory layout (NHWC strides, NCHW shape): libtorch's CPU
 //! convolutions take their oneDNN path for it, which ran SqueezeNet twice as fast as the
 //! default layout on the 2-core build machine (bench/README.md, "Feature extraction"). The
 //! values are the same convolution up to float summation order. Training keeps the default
-//! layout, so resumed and uninterrupted runs compute exactly the same way.
+//! layout, so resumed and uninterrupted runs compute exactly the same way. CLIP (a ViT: one
+//! patch convolution, then matrix products) keeps the default layout, so its features are
+//! `transformers`' computation.
 use std::path::{Path, PathBuf};
 
 use tch::{nn, nn::VarStore, Device, Tensor};
 
+use super::clip::{ClipImage, ClipImageFolder};
 use super::cnn;
 use super::features::ImageFeatures;
-use crate::config::EncoderKind;
+use crate::config::{ClipImageConfig, EncoderKind};
 use crate::data::features::FeatureCache;
 use crate::data::image::Preprocess;
 use crate::data::loader::{BatchLoader, THREADS_BESIDE_MODEL};
@@ -25,41 +29,62 @@ pub enum Encoder {
     SmallCnn(cnn::SmallCnn),
     SqueezeNet(cnn::SqueezeNet),
     Vgg19(cnn::Vgg19),
+    /// Boxed: a ViT tower holds far more module handles than a CNN.
+    Clip(Box<ClipImage>),
 }
 
 impl Encoder {
-    pub fn new(p: nn::Path, kind: EncoderKind) -> Self {
+    /// `clip`: the image tower's sizes (`ModelConfig::clip`; absent, the default ViT-B/32's).
+    pub fn new(p: nn::Path, kind: EncoderKind, clip: Option<&ClipImageConfig>) -> Self {
         match kind {
             EncoderKind::SmallCnn => Encoder::SmallCnn(cnn::SmallCnn::new(p)),
             EncoderKind::Squeezenet1_1 => Encoder::SqueezeNet(cnn::SqueezeNet::new(p)),
             EncoderKind::Vgg19 => Encoder::Vgg19(cnn::Vgg19::new(p)),
+            EncoderKind::Clip => {
+                let cfg = clip.cloned().unwrap_or_default();
+                Encoder::Clip(Box::new(ClipImage::new(&p, &cfg)))
+            }
         }
     }
 
-    /// A pretrained encoder in its own frozen store, weights loaded from `weights`.
+    /// A pretrained encoder in its own frozen store, weights loaded from `weights` (a
+    /// safetensors file under the store's names: the user's CNN weights, a run's
+    /// `encoder.safetensors`).
     pub fn frozen(
         kind: EncoderKind,
+        clip: Option<&ClipImageConfig>,
         weights: &Path,
         device: Device,
     ) -> Result<(Encoder, VarStore)> {
         let mut vs = VarStore::new(device);
-        let enc = Encoder::new(vs.root(), kind);
+        let enc = Encoder::new(vs.root(), kind, clip);
         super::weights::load_vars(&mut vs, weights)?;
         vs.freeze();
-        channels_last_weights(&vs);
+        enc.frozen_layout(&vs);
         Ok((enc, vs))
+    }
+
+    /// A frozen CNN's kernels in channels-last memory (see the module docs); CLIP keeps its own.
+    pub fn frozen_layout(&self, vs: &VarStore) {
+        if !matches!(self, Encoder::Clip(_)) {
+            channels_last_weights(vs);
+        }
     }
 
     /// `xs (B,3,S,S)` preprocessed as [`EncoderKind::default_preprocess`] says ⇒ pooled
     /// `(B, D)` and grid `(B, H·W, C)`.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> ImageFeatures {
         // Channels-last pixels let oneDNN pick its fast NHWC kernels, in training too (the
-        // small CNN's forward + backward: ~25% less time per step; docs/ARCHITECTURE.md).
-        let xs = &channels_last(xs);
+        // small CNN's forward + backward: ~12% less CPU time per step; docs/ARCHITECTURE.md).
+        let layout = channels_last;
         let (pooled, conv) = match self {
-            Encoder::SmallCnn(m) => m.forward_t(xs, train),
-            Encoder::SqueezeNet(m) => m.forward_t(xs, train),
-            Encoder::Vgg19(m) => m.forward_t(xs, train),
+            Encoder::SmallCnn(m) => m.forward_t(&layout(xs), train),
+            Encoder::SqueezeNet(m) => m.forward_t(&layout(xs), train),
+            Encoder::Vgg19(m) => m.forward_t(&layout(xs), train),
+            Encoder::Clip(m) => {
+                let (embeds, patches) = m.forward(xs); // (B, proj), (B, P, width)
+                return ImageFeatures::new(embeds, Some(patches));
+            }
         };
         ImageFeatures::from_conv(pooled, &conv)
     }
@@ -82,6 +107,50 @@ pub fn channels_last_weights(vs: &VarStore) {
             }
         }
     });
+}
+
+/// A pretrained encoder as the user names it with `--encoder-weights`: a safetensors file
+/// under torchvision's names, or for `clip` a Hugging Face CLIP folder.
+pub struct Pretrained {
+    pub encoder: Encoder,
+    /// The frozen store holding its weights.
+    pub vs: VarStore,
+    /// The preprocessing its weights expect (CLIP: the folder's).
+    pub preprocess: Preprocess,
+    /// Identifies the weights (feature caches and runs record it).
+    pub fingerprint: String,
+    /// CLIP's tower sizes, from the folder's config.json.
+    pub clip: Option<ClipImageConfig>,
+}
+
+/// Opens `--encoder-weights` for `kind` (frozen, on `device`).
+pub fn pretrained(kind: EncoderKind, weights: &Path, device: Device) -> Result<Pretrained> {
+    if kind == EncoderKind::Clip {
+        let folder = ClipImageFolder::read(weights)?;
+        let (image, vs, fingerprint) = folder.load(weights, device)?;
+        return Ok(Pretrained {
+            encoder: Encoder::Clip(Box::new(image)),
+            vs,
+            preprocess: folder.preprocess.preprocess(),
+            fingerprint,
+            clip: Some(folder.config),
+        });
+    }
+    if !weights.is_file() {
+        return Err(Error::invalid(format!(
+            "--encoder-weights {}: no such file",
+            weights.display()
+        )));
+    }
+    let fingerprint = crate::fsio::Fingerprint::of_file(weights)?;
+    let (encoder, vs) = Encoder::frozen(kind, None, weights, device)?;
+    Ok(Pretrained {
+        encoder,
+        vs,
+        preprocess: kind.default_preprocess(),
+        fingerprint,
+        clip: None,
+    })
 }
 
 /// Outcome of running an encoder over a list of images.
@@ -164,7 +233,7 @@ mod tests {
     fn channels_last_inference_computes_the_same_features() {
         tch::manual_seed(3);
         let vs = VarStore::new(Device::Cpu);
-        let enc = Encoder::new(vs.root(), EncoderKind::Squeezenet1_1);
+        let enc = Encoder::new(vs.root(), EncoderKind::Squeezenet1_1, None);
         let xs = Tensor::randn([2, 3, 64, 64], (tch::Kind::Float, Device::Cpu));
         // Default layout, through the network directly (no conversion).
         let Encoder::SqueezeNet(net) = &enc else {

@@ -7,24 +7,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use serde::{de::DeserializeOwned, Deserialize};
+use serde::de::DeserializeOwned;
 use tch::{nn::VarStore, Tensor};
 
 use crate::{Error, Result};
 
-/// A hidden activation as `transformers` configs name it (`hidden_act`, `activation_function`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// `x · σ(1.702 x)`, OpenAI CLIP's.
-    QuickGelu,
-    /// The exact (erf) GELU.
-    Gelu,
-    /// The tanh approximation, GPT-2's (`gelu_new`, `gelu_pytorch_tanh`).
-    #[serde(alias = "gelu_pytorch_tanh")]
-    GeluNew,
-    Relu,
-}
+/// The activation enum lives with the configs (`config::clip`) that store it in runs.
+pub use crate::config::clip::Activation;
 
 impl Activation {
     pub fn apply(self, x: &Tensor) -> Tensor {

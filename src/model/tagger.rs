@@ -87,7 +87,7 @@ impl Tagger {
         match tags.model {
             TagModelKind::Head => Tagger::Head(TagHead::new(
                 p / "head",
-                cfg.encoder.pooled_dim(),
+                cfg.pooled_dim(),
                 tags.hidden_dim,
                 tags.num_tags,
                 cfg.dropout(),
@@ -96,7 +96,7 @@ impl Tagger {
                 p / "gru",
                 &generator_config(cfg, tags),
                 tags.num_tags + TAG_OFFSET,
-                cfg.encoder.pooled_dim(),
+                cfg.pooled_dim(),
             )),
         }
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::config::{ModelConfig, TrainConfig};
+use crate::config::{EncoderKind, ModelConfig, TrainConfig};
 use crate::model::captioner::Captioner;
 use crate::text::taglist::TagList;
 use crate::text::vocab::Vocab;
@@ -252,6 +252,9 @@ pub fn create(new: NewRun) -> Result<RunConfig> {
     new.model.validate()?;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let encoder_fingerprint = match (new.encoder_weights, new.model.frozen_encoder) {
+        (Some(w), true) if new.model.encoder == EncoderKind::Clip => {
+            Some(install_clip_weights(w, &new.model, &dir.join(ENCODER))?)
+        }
         (Some(w), true) => Some(install_encoder_weights(w, &dir.join(ENCODER))?),
         _ => None,
     };
@@ -287,6 +290,23 @@ fn install_encoder_weights(src: &Path, dst: &Path) -> Result<String> {
         crate::fsio::commit(&tmp, dst, true)?;
     }
     Ok(fp)
+}
+
+/// CLIP's image half of the user's Hugging Face folder, written as `encoder.safetensors` under
+/// the frozen store's names (`vision_model.*`, `visual_projection.weight`; the text tower is left
+/// out), so the run needs the folder no more. Its fingerprint is the one `captag features`
+/// records for the folder.
+fn install_clip_weights(src: &Path, model: &ModelConfig, dst: &Path) -> Result<String> {
+    let pre = crate::model::encoder::pretrained(EncoderKind::Clip, src, tch::Device::Cpu)?;
+    if pre.clip != model.clip {
+        return Err(Error::invalid(format!(
+            "--encoder-weights {}: the CLIP folder changed while the run was being set up",
+            src.display()
+        )));
+    }
+    let _ = fs::remove_file(dst);
+    save_vars(&pre.vs, dst)?;
+    Ok(pre.fingerprint)
 }
 
 /// A run's config with its vocabulary and hashtag list, checked against each other.

@@ -308,7 +308,12 @@ fn cached_images(
         }
         c
     } else {
-        let (enc, _vs) = Encoder::frozen(run.model.encoder, &weights, job.device)?;
+        let (enc, _vs) = Encoder::frozen(
+            run.model.encoder,
+            run.model.clip.as_ref(),
+            &weights,
+            job.device,
+        )?;
         let bar = super::progress(job.quiet, list.len() as u64, "features");
         let spec = ExtractSpec {
             kind: run.model.encoder,

@@ -134,6 +134,7 @@ fn make_seeds() -> Seeds {
                 hidden_dim: 8,
                 only: false,
             }),
+            clip: None,
         },
         train: TrainConfig::default(),
         data_path: "data".into(),

@@ -133,7 +133,8 @@ fn exact_resume_with_length_buckets_on_a_feature_cache() {
     let t = tempfile::tempdir().unwrap();
     let w = t.path().join("squeezenet.safetensors");
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let _enc = captag::model::Encoder::new(vs.root(), captag::config::EncoderKind::Squeezenet1_1);
+    let _enc =
+        captag::model::Encoder::new(vs.root(), captag::config::EncoderKind::Squeezenet1_1, None);
     captag::run::save_vars(&vs, &w).unwrap();
     let flags = ["--encoder", "squeezenet1_1", "--encoder-weights", s(&w)];
     let (_t, a, b) = exact_resume("lstm", &[&flags[..], &["--batching", "buckets"]].concat());

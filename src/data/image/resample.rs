@@ -12,7 +12,13 @@ use super::ResizeMode;
 /// (the `u8` image `ToTensor` would see).
 pub fn resize_crop_rgb(img: &RgbImage, resize: ResizeMode, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
-    let out = if w == 0 || h == 0 || size == 0 {
+    let out = if let ResizeMode::ClipCrop {
+        shortest_edge,
+        filter,
+    } = resize
+    {
+        super::clip::resize_crop(img, shortest_edge, size, filter)
+    } else if w == 0 || h == 0 || size == 0 {
         vec![0; 3 * size as usize * size as usize]
     } else {
         resample_crop(img, &Geometry::new(w, h, size, resize), size)
@@ -38,6 +44,12 @@ impl Geometry {
                 x0: 0,
                 y0: 0,
             },
+            // Resampled by `clip::resize_crop` (Pillow's bicubic or bilinear), not here; this
+            // is its geometry.
+            ResizeMode::ClipCrop { shortest_edge, .. } => {
+                let (resized, x0, y0) = super::clip::geometry(w, h, shortest_edge, s);
+                Geometry { resized, x0, y0 }
+            }
             ResizeMode::CenterCrop => {
                 // torchvision `_compute_resized_output_size`: int(size * long / short), truncated.
                 let long = |l: u32, short: u32| (s as f64 * l as f64 / short as f64) as u32;

@@ -17,15 +17,18 @@ use serde::Deserialize;
 use serde_json::Value;
 use tch::{nn, Device, Kind, Tensor};
 
-pub use crate::model::hf::Activation;
+pub use crate::config::clip::{Activation, ClipImageConfig, ClipVisionConfig};
 use crate::model::hf::{read_config, HfWeights};
 use crate::{Error, Result};
 
-pub mod preprocess;
+mod vision;
+/// CLIP's image preprocessing lives with the others in `data::image` (the loader runs it).
+pub use crate::data::image::clip as preprocess;
 mod tower;
 
 pub use preprocess::ClipPreprocess;
 pub use tower::{TextTower, VisionTower};
+pub use vision::{ClipImage, ClipImageFolder};
 
 /// `eos_token_id` is a number, or a list in some configs (the first is used).
 #[derive(Debug, Clone, Deserialize)]
@@ -72,37 +75,6 @@ impl ClipTextConfig {
             Some(TokenIds::One(i)) => Some(*i),
             Some(TokenIds::Many(v)) => v.first().copied(),
             None => None,
-        }
-    }
-}
-
-/// `CLIPVisionConfig`, with `transformers`' defaults (ViT-B/32) for absent fields.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct ClipVisionConfig {
-    pub hidden_size: i64,
-    pub intermediate_size: i64,
-    pub num_hidden_layers: i64,
-    pub num_attention_heads: i64,
-    pub num_channels: i64,
-    pub image_size: i64,
-    pub patch_size: i64,
-    pub hidden_act: Activation,
-    pub layer_norm_eps: f64,
-}
-
-impl Default for ClipVisionConfig {
-    fn default() -> Self {
-        ClipVisionConfig {
-            hidden_size: 768,
-            intermediate_size: 3072,
-            num_hidden_layers: 12,
-            num_attention_heads: 12,
-            num_channels: 3,
-            image_size: 224,
-            patch_size: 32,
-            hidden_act: Activation::QuickGelu,
-            layer_norm_eps: 1e-5,
         }
     }
 }
@@ -161,14 +133,6 @@ impl ClipConfig {
                 text.max_position_embeddings,
             ),
             ("text_config.intermediate_size", text.intermediate_size),
-            ("vision_config.hidden_size", vision.hidden_size),
-            (
-                "vision_config.num_attention_heads",
-                vision.num_attention_heads,
-            ),
-            ("vision_config.intermediate_size", vision.intermediate_size),
-            ("vision_config.patch_size", vision.patch_size),
-            ("vision_config.num_channels", vision.num_channels),
             ("projection_dim", top.projection_dim),
         ];
         for (name, x) in positive {
@@ -176,19 +140,12 @@ impl ClipConfig {
                 return Err(bad(format!("{name} is {x}, it must be positive")));
             }
         }
-        if text.hidden_size % text.num_attention_heads != 0
-            || vision.hidden_size % vision.num_attention_heads != 0
-        {
+        if text.hidden_size % text.num_attention_heads != 0 {
             return Err(bad(
                 "hidden_size must be a multiple of num_attention_heads".into()
             ));
         }
-        if vision.image_size < vision.patch_size || vision.image_size % vision.patch_size != 0 {
-            return Err(bad(format!(
-                "vision_config.image_size {} is not a multiple of patch_size {}",
-                vision.image_size, vision.patch_size
-            )));
-        }
+        vision.check().map_err(bad)?;
         Ok(ClipConfig {
             text,
             vision,
@@ -200,9 +157,9 @@ impl ClipConfig {
 /// The modules of a `CLIPModel`, built under `p` with `transformers`' names.
 #[derive(Debug)]
 pub struct ClipModel {
-    pub vision: VisionTower,
+    /// `vision_model` + `visual_projection`.
+    pub image: ClipImage,
     pub text: TextTower,
-    visual_projection: nn::Linear,
     text_projection: nn::Linear,
     logit_scale: Tensor,
 }
@@ -213,20 +170,17 @@ impl ClipModel {
             bias: false,
             ..Default::default()
         };
-        let proj = cfg.projection_dim;
+        let image = ClipImageConfig {
+            vision: cfg.vision.clone(),
+            projection_dim: cfg.projection_dim,
+        };
         ClipModel {
-            vision: VisionTower::new(&p / "vision_model", &cfg.vision),
+            image: ClipImage::new(&p, &image),
             text: TextTower::new(&p / "text_model", &cfg.text),
-            visual_projection: nn::linear(
-                &p / "visual_projection",
-                cfg.vision.hidden_size,
-                proj,
-                no_bias,
-            ),
             text_projection: nn::linear(
                 &p / "text_projection",
                 cfg.text.hidden_size,
-                proj,
+                cfg.projection_dim,
                 no_bias,
             ),
             logit_scale: p.var("logit_scale", &[], nn::Init::Const(2.6592)),
@@ -290,10 +244,7 @@ impl Clip {
     pub fn image_features(&self, pixels: &Tensor) -> Result<(Tensor, Tensor)> {
         self.check_pixels(pixels)?;
         let pixels = pixels.to_kind(Kind::Float).to_device(self.device());
-        let (last, pooled) = tch::no_grad(|| self.model.vision.forward(&pixels));
-        let embeds = pooled.apply(&self.model.visual_projection); // (N, proj)
-        let p = last.size()[1] - 1;
-        Ok((embeds, last.narrow(1, 1, p))) // (N, proj), (N, P, width)
+        Ok(tch::no_grad(|| self.model.image.forward(&pixels))) // (N, proj), (N, P, width)
     }
 
     /// `get_image_features`: `(N, proj)`.
@@ -310,7 +261,7 @@ impl Clip {
     pub fn vision_hidden(&self, pixels: &Tensor) -> Result<Tensor> {
         self.check_pixels(pixels)?;
         let pixels = pixels.to_kind(Kind::Float).to_device(self.device());
-        Ok(tch::no_grad(|| self.model.vision.forward(&pixels).0))
+        Ok(tch::no_grad(|| self.model.image.vision.forward(&pixels).0))
     }
 
     /// `get_text_features` of `ids (B, T)` (each row with its end-of-text token, padded after

@@ -225,10 +225,10 @@ fn vit_b32_and_b16_have_transformers_names_and_shapes() {
         }
         // And the towers run at that size: 224-pixel images, 77-token texts.
         let pixels = Tensor::zeros([1, 3, 224, 224], (Kind::Float, Device::Cpu));
-        let (last, pooled) = tch::no_grad(|| m.vision.forward(&pixels));
+        let (embeds, patches) = tch::no_grad(|| m.image.forward(&pixels));
         let grid = 224 / cfg.vision.patch_size;
-        assert_eq!(last.size(), [1, 1 + grid * grid, 768]);
-        assert_eq!(pooled.apply(&m.visual_projection).size(), [1, 512]);
+        assert_eq!(patches.size(), [1, grid * grid, 768]);
+        assert_eq!(embeds.size(), [1, 512]);
         let ids = Tensor::full([2, 77], 49407, (Kind::Int64, Device::Cpu));
         let (_, pooled) = tch::no_grad(|| m.text.forward(&ids));
         assert_eq!(pooled.apply(&m.text_projection).size(), [2, 512]);
@@ -237,4 +237,86 @@ fn vit_b32_and_b16_have_transformers_names_and_shapes() {
             want.len()
         );
     }
+}
+
+/// The `clip` encoder (`captag features --encoder clip`, runs trained on its cache) computes
+/// `get_image_features` and the patch tokens of `transformers` on the fixture's pixels, and
+/// keeps only the image half of the folder.
+#[test]
+fn the_clip_encoder_is_get_image_features_and_the_patch_tokens() {
+    use crate::config::EncoderKind;
+    let dir = fixture("clip");
+    let want = expected(&dir);
+    let pre = crate::model::encoder::pretrained(EncoderKind::Clip, &dir, Device::Cpu).unwrap();
+    let cfg = pre.clip.clone().unwrap();
+    assert_eq!((cfg.projection_dim, cfg.vision.hidden_size), (16, 32));
+    assert_eq!(cfg.vision.patches(), 16);
+    assert_eq!(
+        pre.preprocess,
+        Clip::load(&dir, Device::Cpu)
+            .unwrap()
+            .preprocess
+            .preprocess()
+    );
+    let names: Vec<String> = pre.vs.variables().into_keys().collect();
+    assert!(names
+        .iter()
+        .all(|n| n.starts_with("vision_model.") || n == "visual_projection.weight"));
+    let f = tch::no_grad(|| pre.encoder.forward_t(&want["pixel_values"], false));
+    close("clip encoder pooled", &f.pooled, &want["image_embeds"]);
+    let last = &want["vision_last_hidden_state"];
+    let grid = f.grid.as_ref().unwrap();
+    close(
+        "clip encoder grid",
+        grid,
+        &last.narrow(1, 1, last.size()[1] - 1),
+    );
+
+    // Rebuilt from the run's config and `encoder.safetensors` (what `caption RUN` does): the
+    // same numbers; the fingerprint is of the image half only.
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("encoder.safetensors");
+    crate::model::weights::save_vars(&pre.vs, &file).unwrap();
+    let (enc, vs) =
+        crate::model::Encoder::frozen(EncoderKind::Clip, Some(&cfg), &file, Device::Cpu).unwrap();
+    assert_eq!(vision::fingerprint(&vs), pre.fingerprint);
+    let g = tch::no_grad(|| enc.forward_t(&want["pixel_values"], false));
+    assert_eq!(
+        (&g.pooled - &f.pooled).abs().max().double_value(&[]),
+        0.0,
+        "the run's encoder computes the folder's features exactly"
+    );
+}
+
+/// A `CLIPVisionModelWithProjection` folder (`model_type: clip_vision_model`, the vision
+/// fields at the top) is read like a `CLIPModel` one; a text-only config is refused.
+#[test]
+fn vision_only_configs_are_read_and_text_only_ones_refused() {
+    let src = fixture("clip");
+    let full: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let want = ClipImageFolder::read(&src).unwrap().config;
+    let d = tempfile::tempdir().unwrap();
+    let write = |v: &Value| std::fs::write(d.path().join("config.json"), v.to_string()).unwrap();
+    let mut vision = full["vision_config"].clone();
+    vision["model_type"] = Value::from("clip_vision_model");
+    vision["projection_dim"] = full["projection_dim"].clone();
+    write(&vision);
+    assert_eq!(ClipImageFolder::read(d.path()).unwrap().config, want);
+
+    let mut text = full["text_config"].clone();
+    text["model_type"] = Value::from("clip_text_model");
+    write(&text);
+    let e = ClipImageFolder::read(d.path()).unwrap_err().to_string();
+    assert!(e.contains("text model") && !e.contains('\n'), "{e}");
+    let mut no_vision = full.clone();
+    no_vision.as_object_mut().unwrap().remove("vision_config");
+    write(&no_vision);
+    let e = ClipImageFolder::read(d.path()).unwrap_err().to_string();
+    assert!(e.contains("no vision_config"), "{e}");
+    let mut odd = full.clone();
+    odd["vision_config"]["image_size"] = Value::from(30);
+    write(&odd);
+    let e = ClipImageFolder::read(d.path()).unwrap_err().to_string();
+    assert!(e.contains("not a multiple of patch_size"), "{e}");
 }

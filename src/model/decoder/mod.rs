@@ -20,7 +20,7 @@ use tch::{nn, Tensor};
 
 use super::features::ImageFeatures;
 use super::rnn::RnnState;
-use crate::config::{DecoderConfig, EncoderKind};
+use crate::config::{DecoderConfig, FeatureDims};
 use crate::text::vocab::PAD;
 
 pub use attention::Attention;
@@ -99,8 +99,10 @@ pub struct LiveLogits {
 }
 
 impl Decoder {
-    pub fn new(p: nn::Path, cfg: &DecoderConfig, encoder: EncoderKind, vocab: i64) -> Self {
-        let (pooled, grid) = (encoder.pooled_dim(), encoder.grid_dim());
+    /// `dims`: the widths of the encoder's features (an `EncoderKind`'s, or a run's
+    /// `ModelConfig::dims`).
+    pub fn new(p: nn::Path, cfg: &DecoderConfig, dims: impl Into<FeatureDims>, vocab: i64) -> Self {
+        let FeatureDims { pooled, grid } = dims.into();
         match cfg {
             DecoderConfig::ShowTell(c) => Decoder::ShowTell(ShowTell::new(p, c, vocab, pooled)),
             DecoderConfig::Attention(c) => Decoder::Attention(Attention::new(p, c, vocab, grid)),

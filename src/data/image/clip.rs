@@ -5,22 +5,31 @@
 //! bilinear path in `data::image` is not reused here), `/ 255`, then `(x − mean) / std` with
 //! the folder's `preprocessor_config.json` or CLIP's defaults.
 //!
+//! It lives with the other preprocessing because it is one: a [`ClipPreprocess`] becomes a
+//! [`Preprocess`] (`ResizeMode::ClipCrop` + `Normalization::MeanStd`) stored in a `clip`
+//! encoder run's config, and the batch loader, `caption`, `eval` and `serve` then run it through
+//! [`super::preprocess_rgb_into`] like every encoder's (docs/ARCHITECTURE.md, "Features").
+//!
 //! Pillow's separable resampling is reproduced exactly (`libImaging/Resample.c`: the filter's
 //! support widens with the downscale factor, 22-bit fixed-point weights, a horizontal then a
 //! vertical pass each rounded to `u8`), so the `u8` picture equals PIL's.
 use std::path::Path;
 
 use image::RgbImage;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tch::Tensor;
 
+use super::{Normalization, Preprocess, ResizeMode};
 use crate::{Error, Result};
 
 /// OpenAI CLIP's normalisation (`OPENAI_CLIP_MEAN`, `OPENAI_CLIP_STD`).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Pillow's resampling filter (`resample` 2 or 3 in `preprocessor_config.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Filter {
     Bilinear,
     Bicubic,
@@ -130,46 +139,68 @@ impl ClipPreprocess {
         Ok(p)
     }
 
+    /// The same steps as a [`Preprocess`] (what a run stores and the loader runs).
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            size: self.crop,
+            resize: ResizeMode::ClipCrop {
+                shortest_edge: self.shortest_edge,
+                filter: self.filter,
+            },
+            norm: Normalization::MeanStd {
+                mean: self.mean,
+                std: self.std,
+            },
+        }
+    }
+
     /// An image file (JPEG or PNG, read through the bounded reader and decoded as captag
     /// decodes every image) ⇒ `(3, crop, crop)`.
     pub fn load(&self, path: &Path) -> Result<Tensor> {
-        Ok(self.tensor(&crate::data::image::decode_rgb(path)?))
+        Ok(self.tensor(&super::decode_rgb(path)?))
     }
 
-    /// An RGB picture ⇒ `(3, crop, crop)` float tensor, normalised.
+    /// An RGB picture ⇒ `(3, crop, crop)` float tensor, normalised (through
+    /// [`super::preprocess_rgb`], the loader's path).
     pub fn tensor(&self, img: &RgbImage) -> Tensor {
-        let c = self.crop as usize;
-        let small = self.resize_crop(img);
-        let mut out = vec![0f32; 3 * c * c];
-        for (i, px) in small.chunks_exact(3).enumerate() {
-            for ch in 0..3 {
-                let x = px[ch] as f32 * (1.0 / 255.0);
-                out[ch * c * c + i] = (x - self.mean[ch]) / self.std[ch];
-            }
-        }
-        Tensor::from_slice(&out).view([3, c as i64, c as i64])
+        let c = self.crop as i64;
+        Tensor::from_slice(&super::preprocess_rgb(img, &self.preprocess())).view([3, c, c])
     }
 
     /// The `crop × crop` RGB bytes (row-major, interleaved) after resize and centre crop.
     pub fn resize_crop(&self, img: &RgbImage) -> Vec<u8> {
-        let (w, h) = img.dimensions();
-        let s = self.shortest_edge as f64;
-        // transformers `get_resize_output_image_size`: int(size * long / short), truncated.
-        let (rw, rh) = if w <= h {
-            (self.shortest_edge, (s * h as f64 / w as f64) as u32)
-        } else {
-            ((s * w as f64 / h as f64) as u32, self.shortest_edge)
-        };
-        let resized = resample(img, rw, rh, self.filter);
-        let c = self.crop;
-        let (x0, y0) = ((rw.saturating_sub(c)) / 2, (rh.saturating_sub(c)) / 2);
-        let mut out = Vec::with_capacity(3 * (c * c) as usize);
-        for y in y0..y0 + c {
-            let row = (y as usize * rw as usize + x0 as usize) * 3;
-            out.extend_from_slice(&resized[row..row + 3 * c as usize]);
-        }
-        out
+        resize_crop(img, self.shortest_edge, self.crop, self.filter)
     }
+}
+
+/// Where CLIP's resize puts a `w × h` picture: the resized size (`transformers`
+/// `get_resize_output_image_size`: the shorter side to `edge`, the longer `int(edge · long /
+/// short)`, truncated) and the floor-centred crop's corner. `edge` is raised to `crop` if less.
+pub(super) fn geometry(w: u32, h: u32, edge: u32, crop: u32) -> ((u32, u32), u32, u32) {
+    let edge = edge.max(crop);
+    let s = edge as f64;
+    let (rw, rh) = if w <= h {
+        (edge, ((s * h as f64 / w.max(1) as f64) as u32).max(edge))
+    } else {
+        (((s * w as f64 / h.max(1) as f64) as u32).max(edge), edge)
+    };
+    ((rw, rh), (rw - crop) / 2, (rh - crop) / 2)
+}
+
+/// CLIP's resize (Pillow, `filter`) and floor-centred `crop × crop` cut: interleaved RGB bytes.
+pub fn resize_crop(img: &RgbImage, shortest_edge: u32, crop: u32, filter: Filter) -> Vec<u8> {
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 || crop == 0 {
+        return vec![0; 3 * crop as usize * crop as usize];
+    }
+    let ((rw, rh), x0, y0) = geometry(w, h, shortest_edge, crop);
+    let resized = resample(img, rw, rh, filter);
+    let mut out = Vec::with_capacity(3 * (crop * crop) as usize);
+    for y in y0..y0 + crop {
+        let row = (y as usize * rw as usize + x0 as usize) * 3;
+        out.extend_from_slice(&resized[row..row + 3 * crop as usize]);
+    }
+    out
 }
 
 const PRECISION_BITS: u32 = 22;
@@ -273,5 +304,35 @@ mod tests {
         }
         let img = RgbImage::from_fn(9, 7, |x, y| image::Rgb([x as u8 * 20, y as u8 * 30, 7]));
         assert_eq!(resample(&img, 9, 7, Filter::Bicubic), img.as_raw().clone());
+    }
+
+    /// A run stores CLIP's preprocessing as a `Preprocess` in config.json: it reads back equal,
+    /// and the loader's path (`preprocess_rgb`, `resize_crop_rgb`) cuts the same pixels.
+    #[test]
+    fn the_stored_preprocess_round_trips_and_cuts_the_same_pixels() {
+        let p = ClipPreprocess {
+            shortest_edge: 40,
+            crop: 32,
+            filter: Filter::Bilinear,
+            mean: [0.1, 0.2, 0.3],
+            std: [0.5, 0.25, 0.125],
+        };
+        let pre = p.preprocess();
+        let json = serde_json::to_string(&pre).unwrap();
+        assert_eq!(serde_json::from_str::<Preprocess>(&json).unwrap(), pre);
+        let img = RgbImage::from_fn(70, 45, |x, y| {
+            image::Rgb([(x * 3) as u8, (y * 5) as u8, 90])
+        });
+        let bytes = p.resize_crop(&img);
+        assert_eq!(
+            super::super::resize_crop_rgb(&img, pre.resize, 32).into_raw(),
+            bytes
+        );
+        let chw = super::super::preprocess_rgb(&img, &pre);
+        // Red of the first pixel, by CLIPImageProcessor's formula.
+        assert_eq!(chw[0], (bytes[0] as f32 * (1.0 / 255.0) - 0.1) / 0.5);
+        let mut bad = pre;
+        bad.size = 48;
+        assert!(bad.check().unwrap_err().contains("shortest_edge 40"));
     }
 }
