@@ -1,19 +1,25 @@
 //! `features`, `train`, `eval` and `caption`.
+use std::path::Path;
+
 use super::out::outln;
 use anyhow::bail;
 
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
 use crate::config::{
-    Batching, DecoderConfig, Distill, ModelConfig, Schedule, TagsConfig, TrainConfig,
+    Batching, DecoderConfig, Distill, Gpt2Sizes, ModelConfig, PretrainedLm, Schedule, TagsConfig,
+    TrainConfig,
 };
 use crate::data::features;
 use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
 use crate::model::decoding::Decoding;
 use crate::model::encoder::{self, Encoder, ExtractSpec};
+use crate::model::gpt2::Gpt2Config;
+use crate::model::hf::{read_config, HfWeights};
 use crate::model::text_tagger::TextTagger;
 use crate::run;
+use crate::text::hf_tokenizer::HfTokenizer;
 use crate::train::{self as training, TrainJob};
 
 pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
@@ -90,6 +96,9 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
             c.lm = a.lm.unwrap_or(c.lm);
         }
     }
+    if let Some(dir) = &a.lm_weights {
+        pretrained_lm(a, dir, &mut model.decoder)?;
+    }
     if let Some(s) = a.image_size {
         model.preprocess.size = s;
     }
@@ -163,11 +172,51 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         model,
         train,
         encoder_weights: a.encoder_weights.clone(),
+        lm_weights: a.lm_weights.clone(),
         features: a.features.clone(),
         device: ctx.device,
         quiet: ctx.quiet,
         verbose: ctx.verbose,
     })
+}
+
+/// `--lm-weights DIR`: ClipCap's LM becomes the folder's GPT-2 (its sizes, positions and BPE),
+/// recorded in the config with a fingerprint of its weights.
+fn pretrained_lm(a: &TrainArgs, dir: &Path, decoder: &mut DecoderConfig) -> anyhow::Result<()> {
+    let DecoderConfig::ClipCap(c) = decoder else {
+        bail!("--lm-weights needs --decoder clipcap");
+    };
+    if a.embed.is_some() || a.hidden.is_some() || a.layers.is_some() || a.heads.is_some() {
+        bail!("--lm-weights: the LM's sizes are the folder's; drop --embed/--hidden/--layers/--heads");
+    }
+    let (mut config, _) = read_config::<Gpt2Config>(dir, "GPT-2")?;
+    config.validate(&dir.join("config.json"))?;
+    let tokenizer = HfTokenizer::gpt2(dir)?;
+    let weights = HfWeights::read(dir)?;
+    if let Some(p) = a.dropout {
+        (config.embd_pdrop, config.attn_pdrop, config.resid_pdrop) = (p, p, p);
+    }
+    c.gpt2 = Gpt2Sizes {
+        n_embd: config.n_embd,
+        n_layer: config.n_layer,
+        n_head: config.n_head,
+        dropout: config.resid_pdrop,
+    };
+    c.max_len = config.n_positions - c.prefix_len;
+    if c.max_len < 3 {
+        bail!(
+            "--lm-weights {}: n_positions {} leaves no room for a caption after a prefix of {}",
+            dir.display(),
+            config.n_positions,
+            c.prefix_len
+        );
+    }
+    c.pretrained = Some(PretrainedLm {
+        eot_id: tokenizer.eos_id() as i64,
+        weights_fingerprint: Fingerprint::of_file(&weights.path)?,
+        config,
+    });
+    Ok(())
 }
 
 pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {

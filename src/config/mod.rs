@@ -4,12 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 pub mod decoder;
+pub mod gpt2;
 
 use crate::data::image::{Normalization, Preprocess, ResizeMode};
 use crate::{Error, Result};
 pub use decoder::{
     AttentionConfig, CellKind, ClipCapConfig, DecoderConfig, DecoderPreset, Gpt2Sizes, ImageFeed,
-    LmMode, MapperKind, Positions, ShowTellConfig, TransformerConfig,
+    LmMode, MapperKind, Positions, PretrainedLm, ShowTellConfig, TransformerConfig,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -7,25 +7,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use serde::{de::DeserializeOwned, Deserialize};
+use serde::de::DeserializeOwned;
 use tch::{nn::VarStore, Tensor};
 
+pub use crate::config::gpt2::Activation;
 use crate::{Error, Result};
 
-/// A hidden activation as `transformers` configs name it (`hidden_act`, `activation_function`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// `x · σ(1.702 x)`, OpenAI CLIP's.
-    QuickGelu,
-    /// The exact (erf) GELU.
-    Gelu,
-    /// The tanh approximation, GPT-2's (`gelu_new`, `gelu_pytorch_tanh`).
-    #[serde(alias = "gelu_pytorch_tanh")]
-    GeluNew,
-    Relu,
-}
-
+// The enum is a config value (config/gpt2.rs); running it is the model's business.
 impl Activation {
     pub fn apply(self, x: &Tensor) -> Tensor {
         match self {
@@ -121,8 +109,9 @@ impl HfWeights {
 
     /// Copies a tensor into every variable of `vs`; `names(var)` lists the state-dict names the
     /// variable may have in the file, in order of preference (GPT-2's with and without
-    /// `transformer.`). Tensors the store does not name (buffers such as `attn.bias`, `position_ids`)
-    /// are ignored.
+    /// `transformer.`); a variable it names nothing for keeps its value (ClipCap's mapper beside
+    /// its pretrained LM). Tensors the store does not name (buffers such as `attn.bias`,
+    /// `position_ids`) are ignored.
     pub fn load_into(&self, vs: &mut VarStore, names: impl Fn(&str) -> Vec<String>) -> Result<()> {
         let mut vars = vs.variables();
         let mut order: Vec<String> = vars.keys().cloned().collect();
@@ -131,6 +120,9 @@ impl HfWeights {
         for var in &order {
             let dst = &vars[var];
             let candidates = names(var);
+            if candidates.is_empty() {
+                continue;
+            }
             let (_, src) = candidates
                 .iter()
                 .find_map(|n| self.tensors.get(n).map(|t| (n, t)))
