@@ -15,8 +15,8 @@ use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
 use crate::model::decoding::Decoding;
 use crate::model::encoder::{self, Encoder, ExtractSpec};
-use crate::model::gpt2::Gpt2Config;
-use crate::model::hf::{read_config, HfWeights};
+use crate::model::gpt2::{Gpt2, Gpt2Config};
+use crate::model::hf::read_config;
 use crate::model::text_tagger::TextTagger;
 use crate::run;
 use crate::text::hf_tokenizer::HfTokenizer;
@@ -190,9 +190,17 @@ fn pretrained_lm(a: &TrainArgs, dir: &Path, decoder: &mut DecoderConfig) -> anyh
         bail!("--lm-weights: the LM's sizes are the folder's; drop --embed/--hidden/--layers/--heads");
     }
     let (mut config, _) = read_config::<Gpt2Config>(dir, "GPT-2")?;
-    config.validate(&dir.join("config.json"))?;
     let tokenizer = HfTokenizer::gpt2(dir)?;
-    let weights = HfWeights::read(dir)?;
+    // Loading it once here refuses a folder whose weights contradict its config before the run
+    // directory exists.
+    drop(Gpt2::load(dir, tch::Device::Cpu)?);
+    let weights = [
+        dir.join("model.safetensors"),
+        dir.join("model.safetensors.index.json"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .unwrap_or_default();
     if let Some(p) = a.dropout {
         (config.embd_pdrop, config.attn_pdrop, config.resid_pdrop) = (p, p, p);
     }
@@ -213,7 +221,7 @@ fn pretrained_lm(a: &TrainArgs, dir: &Path, decoder: &mut DecoderConfig) -> anyh
     }
     c.pretrained = Some(PretrainedLm {
         eot_id: tokenizer.eos_id() as i64,
-        weights_fingerprint: Fingerprint::of_file(&weights.path)?,
+        weights_fingerprint: Fingerprint::of_file(&weights)?,
         config,
     });
     Ok(())

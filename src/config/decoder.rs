@@ -44,8 +44,8 @@ pub enum DecoderPreset {
     /// Student attention decoder: embed 128, hidden 256, attention 128.
     AttentionSmall,
     /// ClipCap prefix captioner (Mokady et al. 2021): the pooled image vector mapped to a
-    /// prefix of GPT-2 input embeddings; here a small GPT-2-architecture LM over the run's word
-    /// vocabulary, trained from scratch.
+    /// prefix of GPT-2 input embeddings; a small GPT-2-architecture LM over the run's word
+    /// vocabulary, trained from scratch, or a pretrained GPT-2 folder (`--lm-weights`).
     Clipcap,
 }
 

@@ -127,11 +127,7 @@ impl Tokens {
     pub fn encode_caption(&self, caption: &str, max_words: usize) -> Vec<i64> {
         let mut ids = vec![START];
         match self {
-            Tokens::Words(v) => {
-                let mut words = tokenize(caption);
-                words.truncate(max_words);
-                ids.extend(v.encode(&words));
-            }
+            Tokens::Words(v) => return encode_words(v, caption, max_words),
             Tokens::Bpe(b) => ids.extend(
                 b.bpe_ids(caption, max_words)
                     .into_iter()
@@ -150,6 +146,17 @@ impl Tokens {
             Tokens::Bpe(b) => tokenize(&b.text(ids)),
         }
     }
+}
+
+/// `[<start> w.. <end>]`: the caption's captag-tokenized words (at most `max_words`) as
+/// vocabulary ids.
+pub fn encode_words(vocab: &Vocab, caption: &str, max_words: usize) -> Vec<i64> {
+    let mut words = tokenize(caption);
+    words.truncate(max_words);
+    let mut ids = vec![START];
+    ids.extend(vocab.encode(&words));
+    ids.push(END);
+    ids
 }
 
 /// The LM side of the BPE id layout for an LM with `lm_vocab` rows and `<|endoftext|>` at

@@ -4,7 +4,7 @@
 //! GPT-2 module (`model::gpt2`, the `inputs_embeds` path), so decoding runs on its key/value
 //! cache and every `step` reads one token.
 //!
-//! This is the **word-level variant**: the LM is a GPT-2-architecture model over the run's word
+//! By default this is the **word-level variant**: the LM is a GPT-2-architecture model over the run's word
 //! vocabulary (`<pad> <start> <end> <unk>` + words), trained from scratch, not `gpt2`'s BPE
 //! vocabulary or weights. `<start>` is the first token after the prefix and every training
 //! caption ends in `<end>`, so decoding stops (the original code trained without an end token
