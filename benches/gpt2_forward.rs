@@ -49,7 +49,11 @@ fn main() -> anyhow::Result<()> {
         Tensor::read_safetensors(dir.join("bench_inputs.safetensors"))?
             .into_iter()
             .collect();
-    let get = |k: &str| inputs.get(k).with_context(|| format!("bench_inputs: no `{k}`"));
+    let get = |k: &str| {
+        inputs
+            .get(k)
+            .with_context(|| format!("bench_inputs: no `{k}`"))
+    };
     let ids = get("ids")?.to_kind(Kind::Int64); // (B, T)
     let prompt = get("prompt")?.to_kind(Kind::Int64); // (1, 1)
     let (b, t) = ids.size2()?;

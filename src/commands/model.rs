@@ -187,7 +187,9 @@ fn pretrained_lm(a: &TrainArgs, dir: &Path, decoder: &mut DecoderConfig) -> anyh
         bail!("--lm-weights needs --decoder clipcap");
     };
     if a.embed.is_some() || a.hidden.is_some() || a.layers.is_some() || a.heads.is_some() {
-        bail!("--lm-weights: the LM's sizes are the folder's; drop --embed/--hidden/--layers/--heads");
+        bail!(
+            "--lm-weights: the LM's sizes are the folder's; drop --embed/--hidden/--layers/--heads"
+        );
     }
     let (mut config, _) = read_config::<Gpt2Config>(dir, "GPT-2")?;
     let tokenizer = HfTokenizer::gpt2(dir)?;

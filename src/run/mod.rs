@@ -282,7 +282,9 @@ pub fn create(new: NewRun) -> Result<RunConfig> {
         (Tokens::Words(v), _) => v.save(&dir.join(VOCAB))?,
         (Tokens::Bpe(_), Some(src)) => install_lm_files(src, &dir.join(LM))?,
         (Tokens::Bpe(_), None) => {
-            return Err(Error::invalid("a BPE run needs its GPT-2 folder (--lm-weights)"))
+            return Err(Error::invalid(
+                "a BPE run needs its GPT-2 folder (--lm-weights)",
+            ))
         }
     }
     if let Some(list) = new.tags {

@@ -203,7 +203,10 @@ mod tests {
         // Round trip: BPE-decoded, then tokenized like a reference.
         assert_eq!(t.decode(&ids[1..]), tokenize(cap));
         // Word cut, token cut, and an end-of-text in the text is not a token of the caption.
-        assert_eq!(t.encode_caption(cap, 2).len(), 2 + tok.encode("A dog").len());
+        assert_eq!(
+            t.encode_caption(cap, 2).len(),
+            2 + tok.encode("A dog").len()
+        );
         let short = Tokens::Bpe(BpeTokens::load(&fixture(), 700, 3).unwrap());
         assert_eq!(short.encode_caption(cap, 30).len(), 5);
         let e = t.encode_caption("a<|endoftext|>b", 30);

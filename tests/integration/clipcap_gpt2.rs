@@ -89,7 +89,10 @@ fn clipcap_on_a_gpt2_folder_trains_captions_and_evaluates_from_the_run_alone() {
         assert!(!c.trim().is_empty() && !c.contains('<'), "{extra:?}: {c:?}");
     }
     let line = ok(&["caption", s(&run), s(&image)]);
-    assert!(line.starts_with(s(&image)) && line.trim().contains('\t'), "{line}");
+    assert!(
+        line.starts_with(s(&image)) && line.trim().contains('\t'),
+        "{line}"
+    );
     let v: serde_json::Value =
         serde_json::from_str(&ok(&["eval", s(&run), "--data", s(&data), "--json"])).unwrap();
     let b = v["bleu"]["bleu"].as_array().unwrap();
@@ -205,7 +208,11 @@ fn bad_gpt2_folders_and_flags_are_one_line_errors() {
         serde_json::from_str(&fs::read_to_string(gpt2().join("config.json")).unwrap()).unwrap();
     cfg["n_embd"] = 64.into();
     fs::write(partial.join("config.json"), cfg.to_string()).unwrap();
-    fs::copy(gpt2().join("model.safetensors"), partial.join("model.safetensors")).unwrap();
+    fs::copy(
+        gpt2().join("model.safetensors"),
+        partial.join("model.safetensors"),
+    )
+    .unwrap();
     let e = train(&partial, &[]);
     assert!(e.contains("shape"), "{e}");
     // Flags that contradict the folder.

@@ -62,7 +62,12 @@ fn a_pretrained_clipcap_lm_gives_the_folders_gpt2_logits() {
     let g = Gpt2::load(&dir, Device::Cpu).unwrap();
     tch::manual_seed(6);
     let mut vs = VarStore::new(Device::Cpu);
-    let dec = Decoder::new(vs.root() / "decoder", &clipcap_pretrained(), EncoderKind::SmallCnn, 704);
+    let dec = Decoder::new(
+        vs.root() / "decoder",
+        &clipcap_pretrained(),
+        EncoderKind::SmallCnn,
+        704,
+    );
     let Decoder::ClipCap(cc) = &dec else {
         panic!("not clipcap");
     };
@@ -72,7 +77,10 @@ fn a_pretrained_clipcap_lm_gives_the_folders_gpt2_logits() {
         let (got, _) = tch::no_grad(|| cc.lm().forward_t(&ids, None, false)).unwrap();
         (got - &want).abs().max().double_value(&[])
     };
-    assert!(diff(cc) > 1e-2, "a random LM already gives the folder's logits");
+    assert!(
+        diff(cc) > 1e-2,
+        "a random LM already gives the folder's logits"
+    );
     clipcap::load_pretrained_lm(&mut vs, &dir).unwrap();
     assert_eq!(diff(cc), 0.0, "loaded LM vs Gpt2Model");
     let (h, _) = tch::no_grad(|| cc.lm().hidden_t(&cc.lm().embed(&ids), None, false)).unwrap();
@@ -82,7 +90,10 @@ fn a_pretrained_clipcap_lm_gives_the_folders_gpt2_logits() {
     assert_eq!(same(z.narrow(2, 4, 699), want.narrow(2, 0, 699)), 0.0);
     assert_eq!(same(z.narrow(2, 2, 1), want.narrow(2, 699, 1)), 0.0);
     for never in [0, 1, 3, 703] {
-        assert!(z.narrow(2, never, 1).max().double_value(&[]) < -1e8, "id {never}");
+        assert!(
+            z.narrow(2, never, 1).max().double_value(&[]) < -1e8,
+            "id {never}"
+        );
     }
 }
 
