@@ -221,11 +221,11 @@ fn pretrained_lm(a: &TrainArgs, dir: &Path, decoder: &mut DecoderConfig) -> anyh
             c.prefix_len
         );
     }
-    c.pretrained = Some(PretrainedLm {
+    c.pretrained = Some(Box::new(PretrainedLm {
         eot_id: tokenizer.eos_id() as i64,
         weights_fingerprint: Fingerprint::of_file(&weights)?,
         config,
-    });
+    }));
     Ok(())
 }
 

@@ -141,7 +141,7 @@ pub struct ClipCapConfig {
     /// A pretrained GPT-2 (`--lm-weights`) instead of the word-level LM: its architecture, and
     /// the run's ids are its BPE ids (`text::tokens`). Absent in word-level runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pretrained: Option<PretrainedLm>,
+    pub pretrained: Option<Box<PretrainedLm>>,
 }
 
 /// ClipCap's language model read from a Hugging Face `gpt2` folder (docs/ARCHITECTURE.md,

@@ -330,11 +330,11 @@ fn install_lm_files(src: &Path, dst: &Path) -> Result<()> {
 fn read_tokens(dir: &Path, model: &ModelConfig) -> Result<Tokens> {
     match &model.decoder {
         crate::config::DecoderConfig::ClipCap(c) => match &c.pretrained {
-            Some(p) => Ok(Tokens::Bpe(BpeTokens::load(
+            Some(p) => Ok(Tokens::Bpe(Box::new(BpeTokens::load(
                 &dir.join(LM),
                 p.config.vocab_size,
                 (c.max_len - 2).max(0) as usize,
-            )?)),
+            )?))),
             None => Ok(Tokens::Words(Vocab::load(&dir.join(VOCAB))?)),
         },
         _ => Ok(Tokens::Words(Vocab::load(&dir.join(VOCAB))?)),

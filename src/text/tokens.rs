@@ -28,7 +28,7 @@ pub enum Tokens {
     /// The word vocabulary (`vocab.json`).
     Words(Vocab),
     /// A pretrained GPT-2's BPE (the run's `lm/` folder).
-    Bpe(BpeTokens),
+    Bpe(Box<BpeTokens>),
 }
 
 /// GPT-2's tokenizer with the run's id layout.
@@ -190,7 +190,7 @@ mod tests {
         let b = BpeTokens::load(&fixture(), 700, 50).unwrap();
         let tok = HfTokenizer::gpt2(&fixture()).unwrap();
         let cap = "A dog  runs through\tthe grass .";
-        let t = Tokens::Bpe(b);
+        let t = Tokens::Bpe(Box::new(b));
         let ids = t.encode_caption(cap, 30);
         let want: Vec<i64> = tok
             .encode("A dog runs through the grass .")
@@ -207,7 +207,7 @@ mod tests {
             t.encode_caption(cap, 2).len(),
             2 + tok.encode("A dog").len()
         );
-        let short = Tokens::Bpe(BpeTokens::load(&fixture(), 700, 3).unwrap());
+        let short = Tokens::Bpe(Box::new(BpeTokens::load(&fixture(), 700, 3).unwrap()));
         assert_eq!(short.encode_caption(cap, 30).len(), 5);
         let e = t.encode_caption("a<|endoftext|>b", 30);
         assert!(!e.contains(&(tok.eos_id() as i64 + BPE_OFFSET)), "{e:?}");

@@ -228,7 +228,11 @@ fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<run::Cont
                 Error::invalid("--lm-weights: the clipcap config has no pretrained LM")
             })?;
             let max_tokens = (c.max_len - 2).max(0) as usize;
-            Tokens::Bpe(BpeTokens::load(dir, p.config.vocab_size, max_tokens)?)
+            Tokens::Bpe(Box::new(BpeTokens::load(
+                dir,
+                p.config.vocab_size,
+                max_tokens,
+            )?))
         }
         _ => {
             let tokens: Vec<Vec<String>> = train

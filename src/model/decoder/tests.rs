@@ -43,11 +43,11 @@ fn clipcap_pretrained() -> DecoderConfig {
         cc.prefix_len = 4;
         cc.max_len = config.n_positions - 4;
         cc.gpt2.n_embd = config.n_embd;
-        cc.pretrained = Some(crate::config::PretrainedLm {
+        cc.pretrained = Some(Box::new(crate::config::PretrainedLm {
             eot_id: 699,
             weights_fingerprint: String::new(),
             config,
-        });
+        }));
     }
     c
 }
