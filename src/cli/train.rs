@@ -24,6 +24,10 @@ pub struct TrainArgs {
     /// CLIP folder (required).
     #[arg(long)]
     pub encoder_weights: Option<PathBuf>,
+    /// clipcap: a Hugging Face `gpt2` folder (config.json, model.safetensors, tokenizer.json or
+    /// vocab.json + merges.txt): the LM starts from its weights and captions are its BPE tokens.
+    #[arg(long)]
+    pub lm_weights: Option<PathBuf>,
     /// Feature cache to reuse or create (default: OUT/features.safetensors).
     #[arg(long)]
     pub features: Option<PathBuf>,

@@ -45,6 +45,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         encoder: EncoderKind::SmallCnn,
         decoder: a.decoder,
         encoder_weights: None,
+        lm_weights: None,
         features: None,
         epochs: a.epochs,
         out: run.clone(),

@@ -1,19 +1,26 @@
 //! `features`, `train`, `eval` and `caption`.
+use std::path::Path;
+
 use super::out::outln;
 use anyhow::bail;
 
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
 use crate::config::{
-    Batching, DecoderConfig, Distill, EncoderKind, ModelConfig, Schedule, TagsConfig, TrainConfig,
+    Batching, DecoderConfig, Distill, EncoderKind, Gpt2Sizes, ModelConfig, PretrainedLm, Schedule,
+    TagsConfig, TrainConfig,
 };
 use crate::data::features;
 use crate::eval::runner::EvalSpec;
+use crate::fsio::Fingerprint;
 use crate::model::clip::ClipImageFolder;
 use crate::model::decoding::Decoding;
 use crate::model::encoder::{self, ExtractSpec};
+use crate::model::gpt2::{Gpt2, Gpt2Config};
+use crate::model::hf::read_config;
 use crate::model::text_tagger::TextTagger;
 use crate::run;
+use crate::text::hf_tokenizer::HfTokenizer;
 use crate::train::{self as training, TrainJob};
 
 pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
@@ -90,6 +97,9 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
             c.mapper_layers = a.mapper_layers.unwrap_or(c.mapper_layers);
             c.lm = a.lm.unwrap_or(c.lm);
         }
+    }
+    if let Some(dir) = &a.lm_weights {
+        pretrained_lm(a, dir, &mut model.decoder)?;
     }
     if let Some(s) = a.image_size {
         model.preprocess.size = s;
@@ -169,6 +179,7 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         model,
         train,
         encoder_weights: a.encoder_weights.clone(),
+        lm_weights: a.lm_weights.clone(),
         features: a.features.clone(),
         device: ctx.device,
         quiet: ctx.quiet,
@@ -190,6 +201,55 @@ fn clip_model(model: &mut ModelConfig, a: &TrainArgs) -> anyhow::Result<()> {
         bail!("--image-size {s}: this CLIP takes {size} px images (its config.json)");
     }
     model.set_clip(folder.config, folder.preprocess.preprocess());
+    Ok(())
+}
+
+/// `--lm-weights DIR`: ClipCap's LM becomes the folder's GPT-2 (its sizes, positions and BPE),
+/// recorded in the config with a fingerprint of its weights.
+fn pretrained_lm(a: &TrainArgs, dir: &Path, decoder: &mut DecoderConfig) -> anyhow::Result<()> {
+    let DecoderConfig::ClipCap(c) = decoder else {
+        bail!("--lm-weights needs --decoder clipcap");
+    };
+    if a.embed.is_some() || a.hidden.is_some() || a.layers.is_some() || a.heads.is_some() {
+        bail!(
+            "--lm-weights: the LM's sizes are the folder's; drop --embed/--hidden/--layers/--heads"
+        );
+    }
+    let (mut config, _) = read_config::<Gpt2Config>(dir, "GPT-2")?;
+    let tokenizer = HfTokenizer::gpt2(dir)?;
+    // Loading it once here refuses a folder whose weights contradict its config before the run
+    // directory exists.
+    drop(Gpt2::load(dir, tch::Device::Cpu)?);
+    let weights = [
+        dir.join("model.safetensors"),
+        dir.join("model.safetensors.index.json"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .unwrap_or_default();
+    if let Some(p) = a.dropout {
+        (config.embd_pdrop, config.attn_pdrop, config.resid_pdrop) = (p, p, p);
+    }
+    c.gpt2 = Gpt2Sizes {
+        n_embd: config.n_embd,
+        n_layer: config.n_layer,
+        n_head: config.n_head,
+        dropout: config.resid_pdrop,
+    };
+    c.max_len = config.n_positions - c.prefix_len;
+    if c.max_len < 3 {
+        bail!(
+            "--lm-weights {}: n_positions {} leaves no room for a caption after a prefix of {}",
+            dir.display(),
+            config.n_positions,
+            c.prefix_len
+        );
+    }
+    c.pretrained = Some(Box::new(PretrainedLm {
+        eot_id: tokenizer.eos_id() as i64,
+        weights_fingerprint: Fingerprint::of_file(&weights)?,
+        config,
+    }));
     Ok(())
 }
 

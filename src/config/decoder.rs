@@ -4,6 +4,7 @@
 //! `src/model/decoder/mod.rs` (docs/ARCHITECTURE.md, "Adding a decoder").
 use serde::{Deserialize, Serialize};
 
+use super::gpt2::Gpt2Config;
 use super::EncoderKind;
 
 /// Recurrent cell of the Show-and-Tell decoder.
@@ -43,8 +44,8 @@ pub enum DecoderPreset {
     /// Student attention decoder: embed 128, hidden 256, attention 128.
     AttentionSmall,
     /// ClipCap prefix captioner (Mokady et al. 2021): the pooled image vector mapped to a
-    /// prefix of GPT-2 input embeddings; here a small GPT-2-architecture LM over the run's word
-    /// vocabulary, trained from scratch.
+    /// prefix of GPT-2 input embeddings; a small GPT-2-architecture LM over the run's word
+    /// vocabulary, trained from scratch, or a pretrained GPT-2 folder (`--lm-weights`).
     Clipcap,
 }
 
@@ -137,6 +138,23 @@ pub struct ClipCapConfig {
     pub feature_dim: i64,
     /// Longest token sequence (`<start>` + words + `<end>`) after the prefix.
     pub max_len: i64,
+    /// A pretrained GPT-2 (`--lm-weights`) instead of the word-level LM: its architecture, and
+    /// the run's ids are its BPE ids (`text::tokens`). Absent in word-level runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<Box<PretrainedLm>>,
+}
+
+/// ClipCap's language model read from a Hugging Face `gpt2` folder (docs/ARCHITECTURE.md,
+/// "Tokens behind the decoder interface"). The weights live in the run's own files after the
+/// first epoch; the folder's tokenizer files are copied into the run's `lm/`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainedLm {
+    /// The folder's `config.json` (its sizes, activation, positions and vocabulary).
+    pub config: Gpt2Config,
+    /// `<|endoftext|>`: the LM reads it for `<start>` and predicts it for `<end>`.
+    pub eot_id: i64,
+    /// Fingerprint of the folder's weights (a resume that restarts from them checks it).
+    pub weights_fingerprint: String,
 }
 
 /// The caption decoder of a run.
@@ -223,6 +241,7 @@ impl DecoderConfig {
                 },
                 feature_dim: encoder.pooled_dim(),
                 max_len: 40,
+                pretrained: None,
             }),
         }
     }
@@ -357,6 +376,21 @@ impl DecoderConfig {
                 "clipcap width {} is not a multiple of {} heads",
                 c.gpt2.n_embd, c.gpt2.n_head
             )),
+            DecoderConfig::ClipCap(ClipCapConfig {
+                pretrained: Some(p),
+                prefix_len,
+                max_len,
+                ..
+            }) if prefix_len + max_len > p.config.n_positions
+                || p.eot_id < 0
+                || p.eot_id >= p.config.vocab_size =>
+            {
+                Err(format!(
+                    "clipcap: prefix {prefix_len} + {max_len} tokens exceed the GPT-2's {} \
+                     positions, or <|endoftext|> {} is not among its {} ids",
+                    p.config.n_positions, p.eot_id, p.config.vocab_size
+                ))
+            }
             _ => Ok(()),
         }
     }

@@ -5,13 +5,14 @@ use serde::{Deserialize, Serialize};
 
 pub mod clip;
 pub mod decoder;
+pub mod gpt2;
 
 use crate::data::image::{Normalization, Preprocess, ResizeMode};
 use crate::{Error, Result};
 pub use clip::ClipImageConfig;
 pub use decoder::{
     AttentionConfig, CellKind, ClipCapConfig, DecoderConfig, DecoderPreset, Gpt2Sizes, ImageFeed,
-    LmMode, MapperKind, Positions, ShowTellConfig, TransformerConfig,
+    LmMode, MapperKind, Positions, PretrainedLm, ShowTellConfig, TransformerConfig,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

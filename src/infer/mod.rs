@@ -17,7 +17,8 @@ use crate::model::decoding::{Decoding, Specials};
 use crate::model::ImageFeatures;
 use crate::run::RunConfig;
 use crate::text::taglist::TagList;
-use crate::text::vocab::{Vocab, END, START};
+use crate::text::tokens::Tokens;
+use crate::text::vocab::{END, START};
 use crate::Result;
 
 /// A checkpoint ready to caption.
@@ -25,7 +26,7 @@ use crate::Result;
 pub struct Loaded {
     pub dir: PathBuf,
     pub run: RunConfig,
-    pub vocab: Vocab,
+    pub vocab: Tokens,
     pub model: Captioner,
     /// The hashtag label list, when the run has a hashtag model.
     pub tags: Option<TagList>,

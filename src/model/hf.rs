@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use tch::{nn::VarStore, Tensor};
 
+pub use crate::config::clip::Activation;
 use crate::{Error, Result};
 
-/// The activation enum lives with the configs (`config::clip`) that store it in runs.
-pub use crate::config::clip::Activation;
-
+// The enum is a config value (config/clip.rs, shared by config/gpt2.rs); running it is the
+// model's business.
 impl Activation {
     pub fn apply(self, x: &Tensor) -> Tensor {
         match self {
@@ -110,8 +110,9 @@ impl HfWeights {
 
     /// Copies a tensor into every variable of `vs`; `names(var)` lists the state-dict names the
     /// variable may have in the file, in order of preference (GPT-2's with and without
-    /// `transformer.`). Tensors the store does not name (buffers such as `attn.bias`, `position_ids`)
-    /// are ignored.
+    /// `transformer.`); a variable it names nothing for keeps its value (ClipCap's mapper beside
+    /// its pretrained LM). Tensors the store does not name (buffers such as `attn.bias`,
+    /// `position_ids`) are ignored.
     pub fn load_into(&self, vs: &mut VarStore, names: impl Fn(&str) -> Vec<String>) -> Result<()> {
         let mut vars = vs.variables();
         let mut order: Vec<String> = vars.keys().cloned().collect();
@@ -120,6 +121,9 @@ impl HfWeights {
         for var in &order {
             let dst = &vars[var];
             let candidates = names(var);
+            if candidates.is_empty() {
+                continue;
+            }
             let (_, src) = candidates
                 .iter()
                 .find_map(|n| self.tensors.get(n).map(|t| (n, t)))

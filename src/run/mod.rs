@@ -1,5 +1,5 @@
-//! The run directory (docs/ARCHITECTURE.md, "Run directory"): `config.json`, `vocab.json`,
-//! `hashtags.json`, `model.safetensors` (best), `last.safetensors`, `encoder.safetensors` (frozen
+//! The run directory (docs/ARCHITECTURE.md, "Run directory"): `config.json`, `vocab.json` (or
+//! `lm/`, a pretrained GPT-2's tokenizer), `hashtags.json`, `model.safetensors` (best), `last.safetensors`, `encoder.safetensors` (frozen
 //! encoders), `train_state.json` + `train_state.safetensors` (exact resume), `metrics.jsonl`.
 //! This module is the only one that knows the layout: training creates and reopens runs through
 //! [`create`] and [`reopen`], evaluation and inference load them with [`open`].
@@ -16,6 +16,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::config::{EncoderKind, ModelConfig, TrainConfig};
 use crate::model::captioner::Captioner;
 use crate::text::taglist::TagList;
+use crate::text::tokens::{BpeTokens, Tokens};
 use crate::text::vocab::Vocab;
 use crate::{Error, Result};
 
@@ -28,6 +29,18 @@ pub const STATE: &str = "train_state.json";
 pub const OPTIM: &str = "train_state.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
 pub const HASHTAGS: &str = "hashtags.json";
+/// A pretrained GPT-2's `config.json` and tokenizer files (ClipCap with `--lm-weights`).
+pub const LM: &str = "lm";
+/// The files of a Hugging Face `gpt2` folder copied into [`LM`] (those it has; the weights are
+/// in the run's own checkpoints).
+pub const LM_FILES: [&str; 6] = [
+    "config.json",
+    "tokenizer.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
 
 /// The run's hashtag label list, checked against its config.
 pub fn load_tag_list(dir: &Path, run: &RunConfig) -> Result<TagList> {
@@ -141,8 +154,10 @@ pub struct NewRun<'a> {
     pub train: TrainConfig,
     pub data_path: &'a Path,
     pub data_fingerprint: &'a str,
-    pub vocab: &'a Vocab,
+    pub vocab: &'a Tokens,
     pub tags: Option<&'a TagList>,
+    /// A pretrained GPT-2 folder (ClipCap `--lm-weights`): its files are copied into `lm/`.
+    pub lm: Option<&'a Path>,
     /// The user's pretrained encoder weights (frozen encoders), installed as `encoder.safetensors`.
     pub encoder_weights: Option<&'a Path>,
 }
@@ -266,7 +281,15 @@ pub fn create(new: NewRun) -> Result<RunConfig> {
         data_fingerprint: new.data_fingerprint.to_string(),
         encoder_fingerprint,
     };
-    new.vocab.save(&dir.join(VOCAB))?;
+    match (new.vocab, new.lm) {
+        (Tokens::Words(v), _) => v.save(&dir.join(VOCAB))?,
+        (Tokens::Bpe(_), Some(src)) => install_lm_files(src, &dir.join(LM))?,
+        (Tokens::Bpe(_), None) => {
+            return Err(Error::invalid(
+                "a BPE run needs its GPT-2 folder (--lm-weights)",
+            ))
+        }
+    }
     if let Some(list) = new.tags {
         list.save(&dir.join(HASHTAGS))?;
     }
@@ -309,10 +332,39 @@ fn install_clip_weights(src: &Path, model: &ModelConfig, dst: &Path) -> Result<S
     Ok(pre.fingerprint)
 }
 
+/// Copies the tokenizer and config files of a GPT-2 folder into the run's `lm/`, so the run
+/// decodes without the folder.
+fn install_lm_files(src: &Path, dst: &Path) -> Result<()> {
+    fs::create_dir_all(dst).map_err(|e| Error::io(dst, e))?;
+    for name in LM_FILES {
+        let from = src.join(name);
+        if from.exists() {
+            let bytes = crate::input::read_bytes(&from, crate::input::TEXT, "a tokenizer file")?;
+            atomic_write(&dst.join(name), &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// The run's tokens: `lm/`'s BPE for a pretrained GPT-2, else `vocab.json`.
+fn read_tokens(dir: &Path, model: &ModelConfig) -> Result<Tokens> {
+    match &model.decoder {
+        crate::config::DecoderConfig::ClipCap(c) => match &c.pretrained {
+            Some(p) => Ok(Tokens::Bpe(Box::new(BpeTokens::load(
+                &dir.join(LM),
+                p.config.vocab_size,
+                (c.max_len - 2).max(0) as usize,
+            )?))),
+            None => Ok(Tokens::Words(Vocab::load(&dir.join(VOCAB))?)),
+        },
+        _ => Ok(Tokens::Words(Vocab::load(&dir.join(VOCAB))?)),
+    }
+}
+
 /// A run's config with its vocabulary and hashtag list, checked against each other.
 pub struct Contents {
     pub run: RunConfig,
-    pub vocab: Vocab,
+    pub vocab: Tokens,
     pub tags: Option<TagList>,
 }
 
@@ -327,10 +379,10 @@ pub fn read(dir: &Path) -> Result<Contents> {
     }
     let run = read_config(&path)?;
     run.model.validate()?;
-    let vocab = Vocab::load(&dir.join(VOCAB))?;
+    let vocab = read_tokens(dir, &run.model)?;
     if vocab.len() as i64 != run.model.vocab_size {
         return Err(Error::invalid(format!(
-            "{}: vocab.json has {} words but config.json says {}",
+            "{}: the vocabulary has {} ids but config.json says {}",
             dir.display(),
             vocab.len(),
             run.model.vocab_size
@@ -425,7 +477,7 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
 pub struct Opened {
     pub dir: std::path::PathBuf,
     pub run: RunConfig,
-    pub vocab: Vocab,
+    pub vocab: Tokens,
     pub tags: Option<TagList>,
     pub model: Captioner,
 }

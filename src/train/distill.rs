@@ -75,14 +75,21 @@ impl Teacher {
         let dir = Path::new(&d.teacher);
         let what = |m: String| Error::invalid(format!("--teacher {}: {m}", dir.display()));
         let o = run::open(dir, device, false).map_err(|e| what(e.to_string()))?;
-        if o.vocab.words() != prep.vocab.words() {
+        let (Some(tv), Some(sv)) = (o.vocab.words(), prep.vocab.words()) else {
+            return Err(what(
+                "distillation needs word vocabularies; a ClipCap run on a pretrained GPT-2 \
+                 (--lm-weights) can be neither teacher nor student"
+                    .into(),
+            ));
+        };
+        if tv.words() != sv.words() {
             return Err(what(format!(
                 "its vocabulary ({} words, min-count {}) differs from the student's ({} words, \
                  min-count {}); train the student on the teacher's data with the teacher's --min-count",
-                o.vocab.len(),
-                o.vocab.min_count(),
-                prep.vocab.len(),
-                prep.vocab.min_count()
+                tv.len(),
+                tv.min_count(),
+                sv.len(),
+                sv.min_count()
             )));
         }
         let (t, s) = (&o.run.model, &student.model);
@@ -234,6 +241,9 @@ pub fn add_teacher_captions(
             f
         }
     };
+    let Some(vocab) = prep.vocab.words().cloned() else {
+        return Err(Error::invalid("distillation needs a word vocabulary"));
+    };
     if d.teacher_only {
         prep.train.clear();
     }
@@ -247,7 +257,7 @@ pub fn add_teacher_captions(
             words
                 .split_whitespace()
                 .take(max_words)
-                .map(|w| prep.vocab.id(w).unwrap_or(crate::text::vocab::UNK)),
+                .map(|w| vocab.id(w).unwrap_or(crate::text::vocab::UNK)),
         );
         ids.push(END);
         prep.train.push((r, ids));

@@ -39,6 +39,9 @@ pub struct TrainJob {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub encoder_weights: Option<PathBuf>,
+    /// ClipCap's pretrained GPT-2 folder (`--lm-weights`): the LM's first weights and the
+    /// tokenizer copied into the run.
+    pub lm_weights: Option<PathBuf>,
     /// Feature cache to reuse or create (frozen encoders). Default: `<out>/features.safetensors`.
     pub features: Option<PathBuf>,
     pub device: Device,
@@ -148,6 +151,10 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         ..Default::default()
     };
     let dir = &job.out;
+    let from_epoch_0 = !(job.resume && dir.join(run::STATE).is_file());
+    if let (Some(lm), true) = (&job.lm_weights, from_epoch_0) {
+        crate::model::decoder::clipcap::load_pretrained_lm(&mut model.vs, lm)?;
+    }
     if job.resume && !dir.join(run::STATE).is_file() {
         // Stopped during its first epoch (killed, diverged, disk full): no epoch was saved, so
         // there is nothing to continue; the run starts over under its saved config.

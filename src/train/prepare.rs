@@ -21,7 +21,9 @@ use crate::model::ImageFeatures;
 use crate::run::{self, RunConfig};
 use crate::text::taglist::{TagList, TagRule};
 use crate::text::tokenize;
-use crate::text::vocab::{Vocab, END, START};
+pub use crate::text::tokens::encode_words as encode_caption;
+use crate::text::tokens::{BpeTokens, Tokens};
+use crate::text::vocab::Vocab;
 use crate::{Error, Result};
 
 /// Where image features come from.
@@ -82,7 +84,7 @@ fn distinct(rows: &[i64]) -> (Tensor, Tensor) {
 #[derive(Debug)]
 pub struct Prepared {
     pub run: RunConfig,
-    pub vocab: Vocab,
+    pub vocab: Tokens,
     /// `(image row, [<start> w.. <end>])` per training caption.
     pub train: Vec<(i64, Vec<i64>)>,
     pub dev: Vec<(i64, Vec<i64>)>,
@@ -112,16 +114,6 @@ pub fn data_fingerprint(ds: &Dataset) -> String {
         }
     }
     f.hex()
-}
-
-/// `[<start> w.. <end>]` with at most `max_words` words.
-pub fn encode_caption(vocab: &Vocab, caption: &str, max_words: usize) -> Vec<i64> {
-    let mut words = tokenize(caption);
-    words.truncate(max_words);
-    let mut ids = vec![START];
-    ids.extend(vocab.encode(&words));
-    ids.push(END);
-    ids
 }
 
 pub fn prepare(job: &TrainJob) -> Result<Prepared> {
@@ -170,7 +162,7 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
                 Some(&r) => out.extend(
                     s.captions
                         .iter()
-                        .map(|c| (r, encode_caption(&vocab, c, run.train.max_words))),
+                        .map(|c| (r, vocab.encode_caption(c, run.train.max_words))),
                 ),
                 None => missing += 1,
             }
@@ -229,12 +221,27 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
 fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<run::Contents> {
     // Refuse before the (possibly long) vocabulary and tag-list work.
     run::ensure_new(&job.out)?;
-    let tokens: Vec<Vec<String>> = train
-        .iter()
-        .flat_map(|s| s.captions.iter().map(|c| tokenize(c)))
-        .collect();
-    let vocab = Vocab::build(&tokens, job.train.min_count);
     let mut model = job.model.clone();
+    let vocab = match (&job.lm_weights, &model.decoder) {
+        (Some(dir), crate::config::DecoderConfig::ClipCap(c)) => {
+            let p = c.pretrained.as_ref().ok_or_else(|| {
+                Error::invalid("--lm-weights: the clipcap config has no pretrained LM")
+            })?;
+            let max_tokens = (c.max_len - 2).max(0) as usize;
+            Tokens::Bpe(Box::new(BpeTokens::load(
+                dir,
+                p.config.vocab_size,
+                max_tokens,
+            )?))
+        }
+        _ => {
+            let tokens: Vec<Vec<String>> = train
+                .iter()
+                .flat_map(|s| s.captions.iter().map(|c| tokenize(c)))
+                .collect();
+            Tokens::Words(Vocab::build(&tokens, job.train.min_count))
+        }
+    };
     model.vocab_size = vocab.len() as i64;
     let tags = match model.hashtags.as_mut() {
         Some(t) => {
@@ -253,6 +260,7 @@ fn new_run(job: &TrainJob, data_fp: &str, train: &[&Sample]) -> Result<run::Cont
         data_fingerprint: data_fp,
         vocab: &vocab,
         tags: tags.as_ref(),
+        lm: job.lm_weights.as_deref(),
         encoder_weights: job.encoder_weights.as_deref(),
     })?;
     Ok(run::Contents { run, vocab, tags })

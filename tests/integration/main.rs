@@ -2,6 +2,7 @@
 //! `captag synth` into a temporary directory; nothing here needs Python or the real datasets.
 mod browser;
 mod clipcap;
+mod clipcap_gpt2;
 mod clipfeat;
 mod common;
 mod compare;

@@ -4,7 +4,7 @@
 //! GPT-2 module (`model::gpt2`, the `inputs_embeds` path), so decoding runs on its key/value
 //! cache and every `step` reads one token.
 //!
-//! This is the **word-level variant**: the LM is a GPT-2-architecture model over the run's word
+//! By default this is the **word-level variant**: the LM is a GPT-2-architecture model over the run's word
 //! vocabulary (`<pad> <start> <end> <unk>` + words), trained from scratch, not `gpt2`'s BPE
 //! vocabulary or weights. `<start>` is the first token after the prefix and every training
 //! caption ends in `<end>`, so decoding stops (the original code trained without an end token
@@ -15,6 +15,14 @@
 //! output, as in the paper's code); `transformer` projects the image vector to `clip_len` tokens,
 //! appends a learned constant prefix, runs `mapper_layers` pre-LN encoder layers and keeps the
 //! prefix positions. See docs/ARCHITECTURE.md, "The decoder interface".
+//!
+//! **Pretrained GPT-2** (`pretrained: Some`, `--lm-weights`): the LM is built from the folder's
+//! `config.json` (recorded in the run's config) and starts from its weights
+//! ([`load_pretrained_lm`]); the run's ids are its BPE ids shifted past the four specials, and a
+//! fixed table maps them to the LM's ids and logits (`text::tokens::bpe_lm_tables`;
+//! docs/ARCHITECTURE.md, "Tokens behind the decoder interface").
+use std::path::Path;
+
 use tch::{nn, Kind, Tensor};
 
 use super::layers::{FeedForward, MultiHead};
@@ -22,7 +30,10 @@ use super::Forward;
 use crate::config::{ClipCapConfig, MapperKind};
 use crate::model::features::ImageFeatures;
 use crate::model::gpt2::{Gpt2Config, Gpt2Model, KvCache};
+use crate::model::hf::HfWeights;
+use crate::text::tokens::bpe_lm_tables;
 use crate::text::vocab::{END, START};
+use crate::Result;
 
 #[derive(Debug)]
 struct MapperLayer {
@@ -55,27 +66,68 @@ pub struct ClipCap {
     in_norm: nn::LayerNorm,
     mapper: Mapper,
     lm: Gpt2Model,
+    /// A pretrained LM's view of the run's BPE ids.
+    bpe: Option<BpeMap>,
+    /// Ids the decoder scores (the run's vocabulary).
+    vocab: i64,
     prefix_len: i64,
     d: i64,
     dropout: f64,
 }
 
+/// Per run id `(V,)`: the LM token it is read as, and what is added to the LM logit it is scored
+/// by (0, or −1e9 for ids never predicted: finite, so distillation's KL stays finite).
+#[derive(Debug)]
+struct BpeMap {
+    read: Tensor,
+    mask: Tensor,
+}
+
+/// Copies a Hugging Face GPT-2 folder's weights into ClipCap's LM variables `decoder.lm.*` of
+/// `vs` (keys with or without `transformer.`; `lm_head` tied to `wte` unless the config unties
+/// it). The mapper's variables are left as they are.
+pub fn load_pretrained_lm(vs: &mut nn::VarStore, dir: &Path) -> Result<()> {
+    HfWeights::read(dir)?.load_into(vs, |var| match var.strip_prefix("decoder.lm.") {
+        Some(name) if name.starts_with("lm_head.") => vec![name.to_string()],
+        Some(name) => vec![name.to_string(), format!("transformer.{name}")],
+        None => vec![],
+    })
+}
+
 impl ClipCap {
     pub fn new(p: nn::Path, cfg: &ClipCapConfig, vocab: i64) -> Self {
-        let d = cfg.gpt2.n_embd;
-        let lm_cfg = Gpt2Config {
-            vocab_size: vocab,
-            n_positions: cfg.prefix_len + cfg.max_len,
-            n_embd: d,
-            n_layer: cfg.gpt2.n_layer,
-            n_head: cfg.gpt2.n_head,
-            embd_pdrop: cfg.gpt2.dropout,
-            attn_pdrop: cfg.gpt2.dropout,
-            resid_pdrop: cfg.gpt2.dropout,
-            bos_token_id: Some(START),
-            eos_token_id: Some(END),
-            ..Gpt2Config::default()
+        let (lm_cfg, bpe) = match &cfg.pretrained {
+            Some(pre) => {
+                let (read, allowed) = bpe_lm_tables(pre.config.vocab_size, pre.eot_id);
+                let mask: Vec<f32> = allowed
+                    .iter()
+                    .map(|&a| if a { 0.0 } else { -1e9 })
+                    .collect();
+                let map = BpeMap {
+                    read: Tensor::from_slice(&read).to_device(p.device()),
+                    mask: Tensor::from_slice(&mask).to_device(p.device()),
+                };
+                (pre.config.clone(), Some(map))
+            }
+            None => (
+                Gpt2Config {
+                    vocab_size: vocab,
+                    n_positions: cfg.prefix_len + cfg.max_len,
+                    n_embd: cfg.gpt2.n_embd,
+                    n_layer: cfg.gpt2.n_layer,
+                    n_head: cfg.gpt2.n_head,
+                    embd_pdrop: cfg.gpt2.dropout,
+                    attn_pdrop: cfg.gpt2.dropout,
+                    resid_pdrop: cfg.gpt2.dropout,
+                    bos_token_id: Some(START),
+                    eos_token_id: Some(END),
+                    ..Gpt2Config::default()
+                },
+                None,
+            ),
         };
+        let d = lm_cfg.n_embd;
+        let vocab = bpe.as_ref().map_or(vocab, |m| m.read.size()[0]);
         let m = &p / "mapper";
         let mapper = match cfg.mapper {
             MapperKind::Mlp => {
@@ -87,7 +139,7 @@ impl ClipCap {
             }
             MapperKind::Transformer => {
                 let ln = |p: nn::Path| nn::layer_norm(p, vec![d], Default::default());
-                let heads = cfg.gpt2.n_head;
+                let heads = lm_cfg.n_head;
                 Mapper::Transformer {
                     proj: nn::linear(
                         &m / "proj",
@@ -122,6 +174,8 @@ impl ClipCap {
             in_norm: nn::layer_norm(&m / "in_norm", vec![cfg.feature_dim], Default::default()),
             mapper,
             lm: Gpt2Model::new(&p / "lm", &lm_cfg),
+            bpe,
+            vocab,
             prefix_len: cfg.prefix_len,
             d,
             dropout: cfg.gpt2.dropout,
@@ -171,7 +225,7 @@ impl ClipCap {
         // Lengths are checked before training (`train::run`: max words + 2 ≤ max_len), so the
         // sequence fits the LM's `prefix_len + max_len` positions.
         let len = tokens.size()[1] - 1;
-        let words = self.lm.embed(&tokens.narrow(1, 0, len)); // (B, T, d)
+        let words = self.embed(&tokens.narrow(1, 0, len)); // (B, T, d)
         let x = Tensor::cat(&[self.prefix(f, train), words], 1); // (B, P + T, d)
         let (h, _) = self
             .lm
@@ -184,9 +238,29 @@ impl ClipCap {
         }
     }
 
-    /// The tied LM head: `(.., d)` ⇒ `(.., V)` (the states are already `ln_f`-normalised).
+    /// Run ids `(B, T)` ⇒ the LM's input embeddings `(B, T, d)`.
+    fn embed(&self, ids: &Tensor) -> Tensor {
+        match &self.bpe {
+            Some(m) => self
+                .lm
+                .embed(&m.read.index_select(0, &ids.reshape([-1])).view_as(ids)),
+            None => self.lm.embed(ids),
+        }
+    }
+
+    /// The tied LM head: `(.., d)` ⇒ `(.., V)` (the states are already `ln_f`-normalised); a
+    /// pretrained LM's logits `(.., V_lm)` are gathered into the run's ids.
     pub fn project(&self, hidden: &Tensor) -> Tensor {
-        self.lm.lm_head(hidden)
+        let z = self.lm.lm_head(hidden);
+        match &self.bpe {
+            Some(m) => z.index_select(-1, &m.read) + &m.mask, // (.., V)
+            None => z,
+        }
+    }
+
+    /// The LM (tests compare it with `Gpt2Model` loaded from the same folder).
+    pub fn lm(&self) -> &Gpt2Model {
+        &self.lm
     }
 
     /// The prefix run through the LM: its cache, before `<start>` is read.
@@ -202,7 +276,7 @@ impl ClipCap {
     /// LM's last position only `<end>` is possible (a `--max-len` beyond the model's `max_len`
     /// ends the caption there).
     pub fn step(&self, tokens: &Tensor, cache: &KvCache) -> (Tensor, KvCache) {
-        let x = self.lm.embed(&tokens.unsqueeze(1)); // (R, 1, d)
+        let x = self.embed(&tokens.unsqueeze(1)); // (R, 1, d)
         match self.lm.hidden_t(&x, Some(cache), false) {
             Ok((h, next)) => {
                 let logp = self.project(&h.squeeze_dim(1)).log_softmax(-1, Kind::Float); // (R, V)
@@ -210,7 +284,7 @@ impl ClipCap {
             }
             Err(_) => {
                 let r = tokens.size()[0];
-                let v = self.lm.config.vocab_size;
+                let v = self.vocab;
                 let logp = Tensor::full([r, v], f64::NEG_INFINITY, (Kind::Float, x.device()));
                 let _ = logp.narrow(1, END, 1).fill_(0.0);
                 let rows = Tensor::arange(r, (Kind::Int64, x.device()));

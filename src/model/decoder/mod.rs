@@ -33,7 +33,8 @@ pub enum Decoder {
     ShowTell(ShowTell),
     Attention(Attention),
     Transformer(Transformer),
-    ClipCap(ClipCap),
+    /// Boxed: with its LM and id tables it is several times the size of the others.
+    ClipCap(Box<ClipCap>),
 }
 
 /// A decoder's state for `R` rows (images × beams).
@@ -109,7 +110,7 @@ impl Decoder {
             DecoderConfig::Transformer(c) => {
                 Decoder::Transformer(Transformer::new(p, c, vocab, pooled, grid))
             }
-            DecoderConfig::ClipCap(c) => Decoder::ClipCap(ClipCap::new(p, c, vocab)),
+            DecoderConfig::ClipCap(c) => Decoder::ClipCap(Box::new(ClipCap::new(p, c, vocab))),
         }
     }
 

@@ -26,8 +26,75 @@ fn all() -> Vec<DecoderConfig> {
     ]
     .into_iter()
     .map(|p| DecoderConfig::preset(p, EncoderKind::SmallCnn))
-    .chain(std::iter::once(clipcap_transformer_mapper()))
+    .chain([clipcap_transformer_mapper(), clipcap_pretrained()])
     .collect()
+}
+
+fn gpt2_fixture() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/gpt2")
+}
+
+/// ClipCap on the tiny GPT-2 fixture's architecture (`--lm-weights`), run ids = BPE ids + 4.
+fn clipcap_pretrained() -> DecoderConfig {
+    let text = std::fs::read_to_string(gpt2_fixture().join("config.json")).unwrap();
+    let config: crate::config::gpt2::Gpt2Config = serde_json::from_str(&text).unwrap();
+    let mut c = DecoderConfig::preset(DecoderPreset::Clipcap, EncoderKind::SmallCnn);
+    if let DecoderConfig::ClipCap(cc) = &mut c {
+        cc.prefix_len = 4;
+        cc.max_len = config.n_positions - 4;
+        cc.gpt2.n_embd = config.n_embd;
+        cc.pretrained = Some(Box::new(crate::config::PretrainedLm {
+            eot_id: 699,
+            weights_fingerprint: String::new(),
+            config,
+        }));
+    }
+    c
+}
+
+/// After `load_pretrained_lm`, ClipCap's LM is the folder's GPT-2: `Gpt2Model`'s logits on the
+/// same ids (and not before: a random LM would pass a shape-only test); the run's ids are scored
+/// by the LM's logits shifted by 4, `<end>` by `<|endoftext|>`'s, the rest never predicted.
+#[test]
+fn a_pretrained_clipcap_lm_gives_the_folders_gpt2_logits() {
+    use crate::model::gpt2::Gpt2;
+    let dir = gpt2_fixture();
+    let g = Gpt2::load(&dir, Device::Cpu).unwrap();
+    tch::manual_seed(6);
+    let mut vs = VarStore::new(Device::Cpu);
+    let dec = Decoder::new(
+        vs.root() / "decoder",
+        &clipcap_pretrained(),
+        EncoderKind::SmallCnn,
+        704,
+    );
+    let Decoder::ClipCap(cc) = &dec else {
+        panic!("not clipcap");
+    };
+    let ids = Tensor::randint(700, [2, 7], (Kind::Int64, Device::Cpu));
+    let (want, _) = tch::no_grad(|| g.model.forward_t(&ids, None, false)).unwrap(); // (2, 7, 700)
+    let diff = |cc: &ClipCap| {
+        let (got, _) = tch::no_grad(|| cc.lm().forward_t(&ids, None, false)).unwrap();
+        (got - &want).abs().max().double_value(&[])
+    };
+    assert!(
+        diff(cc) > 1e-2,
+        "a random LM already gives the folder's logits"
+    );
+    clipcap::load_pretrained_lm(&mut vs, &dir).unwrap();
+    assert_eq!(diff(cc), 0.0, "loaded LM vs Gpt2Model");
+    let (h, _) = tch::no_grad(|| cc.lm().hidden_t(&cc.lm().embed(&ids), None, false)).unwrap();
+    let z = tch::no_grad(|| dec.project(&h)); // (2, 7, 704)
+    assert_eq!(z.size(), [2, 7, 704]);
+    let same = |a: Tensor, b: Tensor| (a - b).abs().max().double_value(&[]);
+    assert_eq!(same(z.narrow(2, 4, 699), want.narrow(2, 0, 699)), 0.0);
+    assert_eq!(same(z.narrow(2, 2, 1), want.narrow(2, 699, 1)), 0.0);
+    for never in [0, 1, 3, 703] {
+        assert!(
+            z.narrow(2, never, 1).max().double_value(&[]) < -1e8,
+            "id {never}"
+        );
+    }
 }
 
 /// ClipCap with its transformer mapper (the preset's is the MLP).
@@ -160,7 +227,8 @@ fn work_avoidance_keeps_loss_and_gradients() {
         let fast = dec.loss(&f, &tokens, false);
         let out = dec.forward_t(&f, &tokens, false);
         let logits = dec.project(&out.hidden); // (3, 6, V)
-        let mut slow = logits.reshape([-1, 11]).cross_entropy_loss::<Tensor>(
+        let v = logits.size()[2]; // 11, or the pretrained LM's ids
+        let mut slow = logits.reshape([-1, v]).cross_entropy_loss::<Tensor>(
             &tokens.narrow(1, 1, 6).reshape([-1]),
             None,
             tch::Reduction::Mean,
