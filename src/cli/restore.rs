@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{DataArgs, SplitArg};
+use super::{DataArgs, DecodeArgs, SplitArg};
 
 #[derive(Debug, Args)]
 pub struct DamageArgs {
@@ -70,7 +70,8 @@ pub enum RestoreCommand {
     /// total variation) on a dataset's training images, damaged on the fly.
     Train(RestoreTrainArgs),
     /// Mask IoU/F1 and PSNR/SSIM on a split with held-out damage, against the damaged image, a
-    /// blur fill and a diffusion fill.
+    /// blur fill and a diffusion fill; with --captioner, captioning scores of clean, damaged and
+    /// restored photos.
     Eval(RestoreEvalArgs),
 }
 
@@ -145,6 +146,13 @@ pub struct RestoreEvalArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// A captioning run: also caption each photo clean, damaged (at its own size) and restored
+    /// four ways, and print BLEU-1..4, CIDEr-D and ROUGE-L of each version.
+    #[arg(long, value_name = "CKPT")]
+    pub captioner: Option<PathBuf>,
+    /// How the captioner decodes (with --captioner).
+    #[command(flatten)]
+    pub decode: DecodeArgs,
     #[command(flatten)]
     pub dataset: DataArgs,
 }

@@ -6,6 +6,7 @@ use super::{collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{DamageArgs, DamageFlags, RestoreArgs, RestoreCommand, RestoreEvalArgs};
 use crate::cli::{RestoreApplyArgs, RestoreTrainArgs};
 use crate::restore::apply::{self, EvalReport};
+use crate::restore::captioning::{self, CaptionReport};
 use crate::restore::damage::DamageConfig;
 use crate::restore::train::{self as rtrain, RestoreJob, RestoreTrain};
 use crate::restore::unet::NetConfig;
@@ -106,16 +107,83 @@ fn train(ctx: &Ctx, a: &RestoreTrainArgs) -> anyhow::Result<()> {
 
 fn eval(ctx: &Ctx, a: &RestoreEvalArgs) -> anyhow::Result<()> {
     let m = rtrain::open(&a.run, ctx.device, a.last)?;
+    // Both runs are opened before any work, so a wrong path fails at once.
+    let captioner = match &a.captioner {
+        Some(dir) => Some((
+            crate::infer::load_checkpoint(dir, ctx.device, false)?,
+            super::model::decoding(&a.decode, ctx.seed)?,
+        )),
+        None => None,
+    };
     let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
     let bar = crate::train::progress(ctx.quiet, 0, "restore eval");
     let r = apply::evaluate(&m, &ds, a.split.into(), a.limit, ctx.seed, &bar)?;
     bar.finish_and_clear();
+    let c = match &captioner {
+        Some((loaded, decoding)) => {
+            let bar = crate::train::progress(ctx.quiet, 0, "captioning");
+            let scope = captioning::Scope {
+                split: a.split.into(),
+                limit: a.limit,
+                seed: ctx.seed,
+                decoding: *decoding,
+            };
+            let c = captioning::evaluate(&m, loaded, &ds, &scope, &bar)?;
+            bar.finish_and_clear();
+            Some(c)
+        }
+        None => None,
+    };
     if a.json {
-        outln!("{}", serde_json::to_string_pretty(&r)?)?;
+        let mut v = serde_json::to_value(&r)?;
+        if let Some(c) = &c {
+            v["captioning"] = serde_json::to_value(c)?;
+        }
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         outln!("{}", table(&r))?;
+        if let Some(c) = &c {
+            outln!("{}", caption_table(c))?;
+        }
     }
     Ok(())
+}
+
+/// The captioning scores of each version (×100, coco BLEU).
+pub fn caption_table(c: &CaptionReport) -> String {
+    let mut s = format!(
+        "captioning {} {} images at their own size, {:.1}% of pixels damaged (held-out \
+         damage), {} by {}\n",
+        c.images,
+        c.split,
+        100.0 * c.damaged_share,
+        c.decoding.name(),
+        c.captioner
+    );
+    let w = c.rows.iter().map(|x| x.version.len()).max().unwrap_or(6);
+    s += &format!(
+        "{:<w$}  BLEU-1  BLEU-2  BLEU-3  BLEU-4  CIDEr-D  ROUGE-L  distinct\n",
+        ""
+    );
+    for row in &c.rows {
+        let b = row.bleu.bleu;
+        s += &format!(
+            "{:<w$}  {:>6.2}  {:>6.2}  {:>6.2}  {:>6.2}  {:>7.2}  {:>7.2}  {:>8}\n",
+            row.version,
+            100.0 * b[0],
+            100.0 * b[1],
+            100.0 * b[2],
+            100.0 * b[3],
+            100.0 * row.cider,
+            100.0 * row.rouge_l,
+            row.distinct
+        );
+    }
+    if c.unreadable > 0 {
+        s += &format!("{} unreadable images skipped\n", c.unreadable);
+    }
+    s += &format!("{:.1} s", c.seconds);
+    s
 }
 
 /// The evaluation as a small aligned table.

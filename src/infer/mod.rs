@@ -177,6 +177,28 @@ impl Loaded {
         Ok(out)
     }
 
+    /// Caption decoded images (restored or damaged pictures that exist only in memory), in one
+    /// encoder batch per 32: preprocessed exactly as [`Loaded::caption_image`] does.
+    pub fn caption_images(
+        &self,
+        imgs: &[image::RgbImage],
+        decoding: &Decoding,
+    ) -> Result<Vec<Caption>> {
+        let pre = self.run.model.preprocess;
+        let side = pre.size as i64;
+        let mut out = Vec::with_capacity(imgs.len());
+        for chunk in imgs.chunks(32) {
+            let mut flat = Vec::with_capacity(chunk.len() * pre.output_len());
+            for img in chunk {
+                flat.extend(crate::data::image::preprocess_rgb(img, &pre));
+            }
+            let x = Tensor::from_slice(&flat).view([chunk.len() as i64, 3, side, side]);
+            let feats = tch::no_grad(|| self.model.encode(&x, false))?;
+            out.extend(self.captions(&feats, decoding)?);
+        }
+        Ok(out)
+    }
+
     /// One decoded image (the web server's uploads): its n-best captions, best first; the best
     /// carries the hashtag ranking. With `decoding` greedy that is the one caption `caption`
     /// prints; with beam `K`, up to `K` alternatives led by `caption --beam K`'s caption.

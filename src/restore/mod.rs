@@ -8,6 +8,7 @@
 //! commit), `model` (weights I/O, the SqueezeNet features for the perceptual loss) and `data`
 //! (dataset layouts, image decoding and resizing), and nothing above it uses it but `commands`.
 pub mod apply;
+pub mod captioning;
 pub mod damage;
 pub mod fill;
 pub mod metrics;

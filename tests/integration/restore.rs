@@ -339,3 +339,161 @@ fn restore_writes_mask_and_photo_and_refuses_bad_input() {
     bad_input(&["restore", s(&data), s(&img), "--out", s(&out2)]);
     bad_input(&["restore", "eval", s(&data), "--data", s(&data)]);
 }
+
+/// `restore eval --captioner`: the clean row is `captag eval` (same captions, same BLEU and
+/// CIDEr-D), the damaged row captions the images `captag damage` writes with the salted seed,
+/// and the predicted-mask row captions what `captag restore` writes for those images.
+#[test]
+fn captioning_clean_damaged_and_restored_photos() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, captioner) = super::serve::fixture();
+    let run = t.path().join("run");
+    train(data, &run, 1, &[]);
+    let report = ok(&[
+        "restore",
+        "eval",
+        s(&run),
+        "--data",
+        s(data),
+        "--split",
+        "train",
+        "--limit",
+        "4",
+        "--captioner",
+        s(captioner),
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    let c = &report["captioning"];
+    assert_eq!(c["images"], 4, "{c}");
+    let rows = c["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    let captions = |row: &serde_json::Value| -> Vec<(String, String)> {
+        row["captions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["image_id"].as_str().unwrap().to_string(),
+                    x["caption"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // The four images, each captioned as a file: clean, damaged by `captag damage` with
+    // `restore eval`'s salted seed (EVAL_SALT in src/restore/damage.rs), and restored from that.
+    let damaged = t.path().join("damaged");
+    let salted = (0u64 ^ 0xE7A1_0000).to_string();
+    ok(&[
+        "--seed",
+        &salted,
+        "damage",
+        "--data",
+        s(data),
+        "--out",
+        s(&damaged),
+    ]);
+    let restored = t.path().join("restored");
+    let of = |p: &Path| {
+        let line = ok(&["caption", s(captioner), s(p)]);
+        line.trim_end().split_once('\t').unwrap().1.to_string()
+    };
+    for (i, (id, clean_caption)) in captions(&rows[0]).iter().enumerate() {
+        assert!(
+            of(&data.join("Images").join(id)).starts_with(clean_caption.as_str()),
+            "clean {id}"
+        );
+        let stem = Path::new(id).file_stem().unwrap().to_str().unwrap();
+        let d = damaged.join("images").join(format!("{stem}.png"));
+        assert!(
+            of(&d).starts_with(captions(&rows[1])[i].1.as_str()),
+            "damaged {id}"
+        );
+        ok(&["restore", s(&run), s(&d), "--out", s(&restored)]);
+        let r = restored.join(format!("{stem}.restored.png"));
+        assert!(
+            of(&r).starts_with(captions(&rows[5])[i].1.as_str()),
+            "restored {id}"
+        );
+    }
+    // The dev split in full: the clean row scores what `captag eval` scores.
+    let dev = ok(&[
+        "restore",
+        "eval",
+        s(&run),
+        "--data",
+        s(data),
+        "--captioner",
+        s(captioner),
+        "--json",
+    ]);
+    let dev: serde_json::Value = serde_json::from_str(dev.trim()).unwrap();
+    let preds = t.path().join("preds.json");
+    let e = ok(&[
+        "eval",
+        s(captioner),
+        "--data",
+        s(data),
+        "--predictions",
+        s(&preds),
+        "--json",
+    ]);
+    let e: serde_json::Value = serde_json::from_str(e.trim()).unwrap();
+    let clean = &dev["captioning"]["rows"][0];
+    let close = |a: &serde_json::Value, b: &serde_json::Value| {
+        (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-9
+    };
+    for n in 0..4 {
+        assert!(
+            close(&clean["bleu"]["bleu"][n], &e["bleu"]["bleu"][n]),
+            "{clean} {e}"
+        );
+    }
+    assert!(close(&clean["cider"], &e["cider"]) && close(&clean["rouge_l"], &e["rouge_l"]));
+    let preds: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&preds).unwrap()).unwrap();
+    let mut want: Vec<(String, String)> = preds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["image_id"].as_str().unwrap().to_string(),
+                p["caption"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(captions(clean), want);
+    // The text table names every version.
+    let text = ok(&[
+        "restore",
+        "eval",
+        s(&run),
+        "--data",
+        s(data),
+        "--captioner",
+        s(captioner),
+        "--beam",
+        "2",
+    ]);
+    for v in [
+        "clean photo",
+        "damaged photo",
+        "U-Net, predicted mask",
+        "CIDEr-D",
+    ] {
+        assert!(text.contains(v), "{text}");
+    }
+    // A restoration run is not a captioner.
+    bad_input(&[
+        "restore",
+        "eval",
+        s(&run),
+        "--data",
+        s(data),
+        "--captioner",
+        s(&run),
+    ]);
+}
