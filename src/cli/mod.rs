@@ -78,7 +78,7 @@ pub enum Command {
     Compare(CompareArgs),
     /// Draw the training curves of run directories (SVG and PNG).
     Plot(PlotArgs),
-    /// Synthesize data, train a small model, evaluate it and caption a few images (~40 s on 2 CPU cores).
+    /// Synthesize data, train a small model, evaluate it and caption a few images (~4 min on 2 CPU cores).
     Demo(DemoArgs),
     /// Write a damaged copy of a dataset's images with their exact damage masks (PNG).
     Damage(DamageArgs),

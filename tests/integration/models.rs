@@ -572,3 +572,22 @@ fn demo_trains_the_new_decoders() {
         assert!(out.contains("BLEU"), "{decoder}: {out}");
     }
 }
+
+/// The target the demo's defaults were chosen for (README, "Built-in synthetic set"): at least
+/// 80% of the model's greedy test captions are fully true of their pictures. Trains the whole
+/// default demo (a few minutes on one thread).
+#[test]
+fn the_default_demo_model_writes_mostly_true_captions() {
+    let t = tempfile::tempdir().unwrap();
+    let out = ok(&["demo", "--out", s(t.path())]);
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("greedy:"))
+        .unwrap_or_else(|| panic!("no grounded-truth line:\n{out}"));
+    // "greedy: 266/300 captions fully true (88.7%), ..."
+    let frac = line.split_whitespace().nth(1).unwrap();
+    let (held, all) = frac.split_once('/').unwrap();
+    let (held, all): (f64, f64) = (held.parse().unwrap(), all.parse().unwrap());
+    assert!(all >= 300.0, "{line}");
+    assert!(held / all >= 0.8, "fewer than 80% fully true captions: {line}");
+}
