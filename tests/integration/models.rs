@@ -589,5 +589,8 @@ fn the_default_demo_model_writes_mostly_true_captions() {
     let (held, all) = frac.split_once('/').unwrap();
     let (held, all): (f64, f64) = (held.parse().unwrap(), all.parse().unwrap());
     assert!(all >= 300.0, "{line}");
-    assert!(held / all >= 0.8, "fewer than 80% fully true captions: {line}");
+    assert!(
+        held / all >= 0.8,
+        "fewer than 80% fully true captions: {line}"
+    );
 }
