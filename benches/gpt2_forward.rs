@@ -11,6 +11,7 @@
 //! time per generated token. Prints one JSON line.
 //!
 //!     cargo bench --bench gpt2_forward -- DIR [--threads 1] [--reps 5] [--lengths 10,20,40]
+mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,17 +20,9 @@ use captag::model::gpt2::Gpt2;
 use tch::{Device, Kind, Tensor};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let flag = |name: &str, default: &str| -> String {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap_or(default.to_string())
-    };
+    let parsed = common::Args::from_env();
+    let args = parsed.all();
+    let flag = |name: &str, default: &str| parsed.flag(name, default);
     let dir = PathBuf::from(
         args.first()
             .filter(|a| !a.starts_with("--"))

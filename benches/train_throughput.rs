@@ -12,6 +12,7 @@
 //! `--order shuffle` (the default here) in a plain shuffled order, as the seed notebooks do.
 //!
 //!     cargo bench --bench train_throughput -- DATA FEATURES [--steps N] [--batch B] [--decoder lstm|gru|attention|transformer] [--device cpu|cuda] [--order shuffle|buckets]
+mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,21 +29,13 @@ use captag::train::{pad_batch, prepare::encode_caption};
 use tch::{Device, Tensor};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let flag = |name: &str, default: &str| -> String {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap_or(default.to_string())
-    };
+    let parsed = common::Args::from_env();
+    let args = parsed.all();
+    let flag = |name: &str, default: &str| parsed.flag(name, default);
     let pos: Vec<&String> = {
         let mut v = vec![];
         let mut skip = false;
-        for a in &args {
+        for a in args {
             if skip {
                 skip = false;
             } else if a.starts_with("--") {

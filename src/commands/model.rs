@@ -148,7 +148,13 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
                 .unwrap_or(Batching::Buckets),
             (None, false) => Batching::Buckets,
         },
-        captions_per_image: a.captions_per_image,
+        // Resuming without the flag keeps the run's setting, as for --batching.
+        captions_per_image: match (a.captions_per_image, a.resume) {
+            (None, true) => run::read_config(&a.out.join(run::CONFIG))
+                .ok()
+                .and_then(|c| c.train.captions_per_image),
+            (k, _) => k,
+        },
         distill: match &a.distill.teacher {
             Some(dir) => Some(Distill {
                 teacher: dir.display().to_string(),

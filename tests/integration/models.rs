@@ -127,6 +127,22 @@ fn exact_resume_transformer_with_warmup() {
 }
 
 #[test]
+fn exact_resume_with_one_caption_per_image() {
+    // (Not with --schedule cosine: this helper resumes a 2-epoch run to 4 epochs, and the
+    // cosine's curve is drawn over the run's epochs, so raising --epochs re-shapes it.)
+    let flags = ["--captions-per-image", "1"];
+    let (_t, _a, b) = exact_resume("lstm", &flags);
+    // A resume that does not name --captions-per-image keeps the run's setting.
+    let cfg = std::fs::read_to_string(b.join("config.json")).unwrap();
+    assert!(cfg.contains("\"captions_per_image\": 1"), "{cfg}");
+    let e = captag_err_train(&b, &["--resume", "--captions-per-image", "2"]);
+    assert!(
+        e.contains("--captions-per-image") && e.contains("differs"),
+        "{e}"
+    );
+}
+
+#[test]
 fn exact_resume_with_length_buckets_on_a_feature_cache() {
     // Length buckets apply where captions are batched one by one: a pooled decoder on cached
     // features of a frozen encoder (random SqueezeNet weights stand in for pretrained ones).
