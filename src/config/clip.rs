@@ -19,6 +19,9 @@ pub enum Activation {
     #[serde(alias = "gelu_pytorch_tanh")]
     GeluNew,
     Relu,
+    /// `x · σ(x)` (Llama's and Qwen2's `silu`, SwiGLU's gate).
+    #[serde(alias = "swish")]
+    Silu,
 }
 
 /// `CLIPVisionConfig`, with `transformers`' defaults (ViT-B/32) for absent fields.

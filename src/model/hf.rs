@@ -13,19 +13,6 @@ use tch::{nn::VarStore, Tensor};
 pub use crate::config::clip::Activation;
 use crate::{Error, Result};
 
-// The enum is a config value (config/clip.rs, shared by config/gpt2.rs); running it is the
-// model's business.
-impl Activation {
-    pub fn apply(self, x: &Tensor) -> Tensor {
-        match self {
-            Activation::QuickGelu => x * (x * 1.702).sigmoid(),
-            Activation::Gelu => x.gelu("none"),
-            Activation::GeluNew => x.gelu("tanh"),
-            Activation::Relu => x.relu(),
-        }
-    }
-}
-
 /// `dir/config.json` as `T` (the JSON itself is also returned, for fields read by hand).
 pub fn read_config<T: DeserializeOwned>(dir: &Path, what: &str) -> Result<(T, serde_json::Value)> {
     let path = dir.join("config.json");

@@ -3,6 +3,7 @@
 //! [`text_tagger`]) and the [`captioner::Captioner`] that owns loss and generation. Every module
 //! is built as `new(p: nn::Path, cfg)` + `forward_t(&self, xs, train)`; variable paths mirror
 //! field names (docs/ARCHITECTURE.md).
+pub mod blocks;
 pub mod captioner;
 pub mod clip;
 pub mod cnn;

@@ -190,10 +190,10 @@ fn bad_folders_are_one_clear_error() {
         e.contains("fc1.bias` has shape [64], config.json implies [48]"),
         "{e}"
     );
-    cfg["vision_config"]["hidden_act"] = Value::from("swish");
+    cfg["vision_config"]["hidden_act"] = Value::from("mish");
     std::fs::write(d.path().join("config.json"), cfg.to_string()).unwrap();
     let e = msg(d.path());
-    assert!(e.contains("vision_config") && e.contains("swish"), "{e}");
+    assert!(e.contains("vision_config") && e.contains("mish"), "{e}");
 
     let clip = Clip::load(&src, Device::Cpu).unwrap();
     let e = clip.image_embeds(&Tensor::zeros([1, 3, 64, 64], (Kind::Float, Device::Cpu)));

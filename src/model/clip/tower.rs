@@ -6,47 +6,48 @@
 use tch::{nn, Kind, Tensor};
 
 use super::{Activation, ClipTextConfig, ClipVisionConfig};
-use crate::model::decoder::layers::{causal_mask, MultiHead};
+use crate::model::blocks::{layer_norm, Attention, AttentionConfig, Mlp, MlpConfig};
 
 /// One pre-LN encoder layer: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
 #[derive(Debug)]
 struct EncoderLayer {
-    self_attn: MultiHead,
+    self_attn: Attention,
     layer_norm1: nn::LayerNorm,
     layer_norm2: nn::LayerNorm,
-    fc1: nn::Linear,
-    fc2: nn::Linear,
-    act: Activation,
+    mlp: Mlp,
 }
 
-fn layer_norm(p: nn::Path, d: i64, eps: f64) -> nn::LayerNorm {
-    let cfg = nn::LayerNormConfig {
-        eps,
-        ..Default::default()
-    };
-    nn::layer_norm(p, vec![d], cfg)
+/// The sizes shared by the two towers' encoders.
+struct EncoderSizes {
+    layers: i64,
+    d: i64,
+    ff: i64,
+    heads: i64,
+    eps: f64,
+    act: Activation,
+    /// The text tower's causal mask.
+    causal: bool,
 }
 
 impl EncoderLayer {
-    fn new(p: nn::Path, d: i64, ff: i64, heads: i64, eps: f64, act: Activation) -> Self {
-        let mlp = &p / "mlp";
+    fn new(p: nn::Path, c: &EncoderSizes) -> Self {
+        let mut attn = AttentionConfig::new(c.d, c.heads);
+        attn.causal = c.causal;
         EncoderLayer {
-            self_attn: MultiHead::new(&p / "self_attn", d, d, heads, 0.0),
-            layer_norm1: layer_norm(&p / "layer_norm1", d, eps),
-            layer_norm2: layer_norm(&p / "layer_norm2", d, eps),
-            fc1: nn::linear(&mlp / "fc1", d, ff, Default::default()),
-            fc2: nn::linear(&mlp / "fc2", ff, d, Default::default()),
-            act,
+            self_attn: Attention::new(&p / "self_attn", &attn),
+            layer_norm1: layer_norm(&p / "layer_norm1", c.d, c.eps),
+            layer_norm2: layer_norm(&p / "layer_norm2", c.d, c.eps),
+            mlp: Mlp::new(&p / "mlp", &MlpConfig::new(c.d, c.ff, c.act)),
         }
     }
 
-    /// `x (B, T, D)`, `mask (T, T)` additive ⇒ `(B, T, D)`.
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Tensor {
-        let h = x.apply(&self.layer_norm1);
-        let (k, v) = self.self_attn.keys_values(&h); // (B, h, T, dh) each
-        let x = x + self.self_attn.attend(&h, &k, &v, mask, false);
-        let h = self.act.apply(&x.apply(&self.layer_norm2).apply(&self.fc1)); // (B, T, ff)
-        &x + h.apply(&self.fc2)
+    /// `x (B, T, D)` ⇒ `(B, T, D)`.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let (a, _) = self
+            .self_attn
+            .forward_t(&x.apply(&self.layer_norm1), None, None, None, false);
+        let x = x + a;
+        &x + self.mlp.forward_t(&x.apply(&self.layer_norm2), false)
     }
 }
 
@@ -56,17 +57,17 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new(p: nn::Path, n: i64, d: i64, ff: i64, heads: i64, eps: f64, act: Activation) -> Self {
+    fn new(p: nn::Path, c: &EncoderSizes) -> Self {
         let l = &p / "layers";
         Encoder {
-            layers: (0..n)
-                .map(|i| EncoderLayer::new(&l / i, d, ff, heads, eps, act))
+            layers: (0..c.layers)
+                .map(|i| EncoderLayer::new(&l / i, c))
                 .collect(),
         }
     }
 
-    fn forward(&self, x: Tensor, mask: Option<&Tensor>) -> Tensor {
-        self.layers.iter().fold(x, |x, l| l.forward(&x, mask))
+    fn forward(&self, x: Tensor) -> Tensor {
+        self.layers.iter().fold(x, |x, l| l.forward(&x))
     }
 }
 
@@ -111,12 +112,15 @@ impl VisionTower {
             pre_layrnorm: layer_norm(&p / "pre_layrnorm", d, c.layer_norm_eps),
             encoder: Encoder::new(
                 &p / "encoder",
-                c.num_hidden_layers,
-                d,
-                c.intermediate_size,
-                c.num_attention_heads,
-                c.layer_norm_eps,
-                c.hidden_act,
+                &EncoderSizes {
+                    layers: c.num_hidden_layers,
+                    d,
+                    ff: c.intermediate_size,
+                    heads: c.num_attention_heads,
+                    eps: c.layer_norm_eps,
+                    act: c.hidden_act,
+                    causal: false,
+                },
             ),
             post_layernorm: layer_norm(&p / "post_layernorm", d, c.layer_norm_eps),
             image_size: c.image_size,
@@ -139,7 +143,7 @@ impl VisionTower {
             .view([1, 1, d])
             .expand([b, 1, d], false); // (B, 1, D)
         let x = Tensor::cat(&[cls, patches], 1) + &self.position_embedding.ws; // (B, 1 + P, D)
-        let last = self.encoder.forward(x.apply(&self.pre_layrnorm), None); // (B, 1 + P, D)
+        let last = self.encoder.forward(x.apply(&self.pre_layrnorm)); // (B, 1 + P, D)
         let pooled = last.select(1, 0).apply(&self.post_layernorm); // (B, D)
         (last, pooled)
     }
@@ -178,12 +182,15 @@ impl TextTower {
             ),
             encoder: Encoder::new(
                 &p / "encoder",
-                c.num_hidden_layers,
-                d,
-                c.intermediate_size,
-                c.num_attention_heads,
-                c.layer_norm_eps,
-                c.hidden_act,
+                &EncoderSizes {
+                    layers: c.num_hidden_layers,
+                    d,
+                    ff: c.intermediate_size,
+                    heads: c.num_attention_heads,
+                    eps: c.layer_norm_eps,
+                    act: c.hidden_act,
+                    causal: true,
+                },
             ),
             final_layer_norm: layer_norm(&p / "final_layer_norm", d, c.layer_norm_eps),
             max_positions: c.max_position_embeddings,
@@ -195,19 +202,15 @@ impl TextTower {
     /// its end-of-text token (the tokenizer puts it there); padding after it does not change
     /// the pooled vector, the mask being causal.
     pub fn forward(&self, ids: &Tensor) -> (Tensor, Tensor) {
-        let (b, t) = ids.size2().unwrap_or((0, 0));
+        let t = *ids.size().last().unwrap_or(&0);
         let pos = self.position_embedding.ws.narrow(0, 0, t); // (T, D)
         let x = ids.apply(&self.token_embedding) + pos; // (B, T, D)
-        let mask = causal_mask(t, ids.device()); // (T, T)
-        let last = self
-            .encoder
-            .forward(x, Some(&mask))
-            .apply(&self.final_layer_norm); // (B, T, D)
+        let last = self.encoder.forward(x).apply(&self.final_layer_norm); // (B, T, D), causal
         let at = match self.pool_eos {
             None => ids.argmax(-1, false),                                 // (B,)
             Some(eos) => ids.eq(eos).to_kind(Kind::Int).argmax(-1, false), // (B,) first match
         };
-        let rows = Tensor::arange(b, (Kind::Int64, ids.device()));
+        let rows = Tensor::arange(ids.size()[0], (Kind::Int64, ids.device()));
         let pooled = last.index(&[Some(rows), Some(at)]); // (B, D)
         (last, pooled)
     }

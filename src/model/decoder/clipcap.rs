@@ -25,11 +25,12 @@ use std::path::Path;
 
 use tch::{nn, Kind, Tensor};
 
-use super::layers::{FeedForward, MultiHead};
 use super::Forward;
+use crate::config::clip::Activation;
 use crate::config::{ClipCapConfig, MapperKind};
+use crate::model::blocks::{Attention, AttentionConfig, KvCache, Mlp, MlpConfig};
 use crate::model::features::ImageFeatures;
-use crate::model::gpt2::{Gpt2Config, Gpt2Model, KvCache};
+use crate::model::gpt2::{Gpt2Config, Gpt2Model};
 use crate::model::hf::HfWeights;
 use crate::text::tokens::bpe_lm_tables;
 use crate::text::vocab::{END, START};
@@ -38,9 +39,9 @@ use crate::Result;
 #[derive(Debug)]
 struct MapperLayer {
     ln1: nn::LayerNorm,
-    attn: MultiHead,
+    attn: Attention,
     ln2: nn::LayerNorm,
-    ff: FeedForward,
+    ff: Mlp,
 }
 
 #[derive(Debug)]
@@ -139,7 +140,8 @@ impl ClipCap {
             }
             MapperKind::Transformer => {
                 let ln = |p: nn::Path| nn::layer_norm(p, vec![d], Default::default());
-                let heads = lm_cfg.n_head;
+                let attn = AttentionConfig::new(d, lm_cfg.n_head).dropout(cfg.gpt2.dropout);
+                let ff = MlpConfig::new(d, 2 * d, Activation::Gelu).dropout(cfg.gpt2.dropout);
                 Mapper::Transformer {
                     proj: nn::linear(
                         &m / "proj",
@@ -160,9 +162,9 @@ impl ClipCap {
                             let l = &m / "layers" / i;
                             MapperLayer {
                                 ln1: ln(&l / "ln1"),
-                                attn: MultiHead::new(&l / "attn", d, d, heads, cfg.gpt2.dropout),
+                                attn: Attention::new(&l / "attn", &attn),
                                 ln2: ln(&l / "ln2"),
-                                ff: FeedForward::new(&l / "ff", d, 2 * d, cfg.gpt2.dropout),
+                                ff: Mlp::new(&l / "ff", &ff),
                             }
                         })
                         .collect(),
@@ -208,9 +210,8 @@ impl ClipCap {
                     .expand([u, self.prefix_len, self.d], true);
                 let mut x = Tensor::cat(&[clip, constant], 1); // (U, C + P, d)
                 for l in layers {
-                    let y = x.apply(&l.ln1);
-                    let (k, v) = l.attn.keys_values(&y);
-                    x = x + l.attn.attend(&y, &k, &v, None, train);
+                    let (a, _) = l.attn.forward_t(&x.apply(&l.ln1), None, None, None, train);
+                    x = x + a; // (U, C + P, d)
                     x = &x + l.ff.forward_t(&x.apply(&l.ln2), train);
                 }
                 x.narrow(1, *clip_len, self.prefix_len) // (U, P, d)

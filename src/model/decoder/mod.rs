@@ -12,7 +12,6 @@
 //! strategies (`model::decoding`) drive `start`/`step` and never see which decoder runs.
 pub mod attention;
 pub mod clipcap;
-pub mod layers;
 pub mod show_tell;
 pub mod transformer;
 
@@ -42,8 +41,8 @@ pub enum Decoder {
 pub enum State {
     ShowTell(RnnState),
     Attention(attention::AttnState),
-    Transformer(transformer::KvCache),
-    ClipCap(crate::model::gpt2::KvCache),
+    Transformer(transformer::DecoderCache),
+    ClipCap(crate::model::blocks::KvCache),
 }
 
 impl State {

@@ -2,23 +2,25 @@
 //! transformer decoder (Vaswani et al. 2017; pre-LN as in GPT-2) with masked self-attention over
 //! the words so far and cross-attention over a memory of the projected pooled vector followed by
 //! the projected grid cells. Positions are learned or sinusoidal. Decoding keeps a key/value
-//! cache per layer ([`KvCache`]): each step runs one query position, and cross-attention keys
-//! and values of the memory are computed once per image.
+//! cache per layer ([`DecoderCache`]): each step runs one query position, and cross-attention
+//! keys and values of the memory are computed once per image. Attention and feed-forward are
+//! the shared transformer blocks (`model::blocks`).
 use tch::{nn, Kind, Tensor};
 
-use super::layers::{causal_mask, sinusoidal, FeedForward, MultiHead};
 use super::Forward;
+use crate::config::clip::Activation;
 use crate::config::{Positions, TransformerConfig};
+use crate::model::blocks::{sinusoidal, Attention, AttentionConfig, KvCache, Mlp, MlpConfig};
 use crate::model::features::ImageFeatures;
 
 #[derive(Debug)]
 struct Layer {
     ln1: nn::LayerNorm,
-    self_attn: MultiHead,
+    self_attn: Attention,
     ln2: nn::LayerNorm,
-    cross_attn: MultiHead,
+    cross_attn: Attention,
     ln3: nn::LayerNorm,
-    ff: FeedForward,
+    ff: Mlp,
 }
 
 #[derive(Debug)]
@@ -36,25 +38,20 @@ pub struct Transformer {
     max_len: i64,
 }
 
-/// Per layer: self-attention keys/values of the words so far `(R, h, t, dh)` and
-/// cross-attention keys/values of the memory `(R, h, S, dh)`; `t` = words read.
+/// Self-attention keys/values of the words so far `(R, h, t, dh)` per layer, and
+/// cross-attention keys/values of the memory `(R, h, S, dh)` per layer; `t` = words read.
 #[derive(Debug)]
-pub struct KvCache {
-    self_kv: Vec<(Tensor, Tensor)>,
-    mem_kv: Vec<(Tensor, Tensor)>,
+pub struct DecoderCache {
+    self_kv: KvCache,
+    mem_kv: KvCache,
     t: i64,
 }
 
-impl KvCache {
-    pub fn select(&self, rows: &Tensor) -> KvCache {
-        let sel = |kv: &Vec<(Tensor, Tensor)>| {
-            kv.iter()
-                .map(|(k, v)| (k.index_select(0, rows), v.index_select(0, rows)))
-                .collect()
-        };
-        KvCache {
-            self_kv: sel(&self.self_kv),
-            mem_kv: sel(&self.mem_kv),
+impl DecoderCache {
+    pub fn select(&self, rows: &Tensor) -> DecoderCache {
+        DecoderCache {
+            self_kv: self.self_kv.select(rows),
+            mem_kv: self.mem_kv.select(rows),
             t: self.t,
         }
     }
@@ -81,16 +78,18 @@ impl Transformer {
             ),
             Positions::Sinusoidal => sinusoidal(cfg.max_len, d).to_device(p.device()),
         };
+        let attn = AttentionConfig::new(d, cfg.heads).dropout(cfg.dropout);
+        let ff = MlpConfig::new(d, cfg.ff_dim, Activation::Gelu).dropout(cfg.dropout);
         let layers = (0..cfg.layers)
             .map(|i| {
                 let l = &p / "layers" / i;
                 Layer {
                     ln1: ln(&l / "ln1"),
-                    self_attn: MultiHead::new(&l / "self_attn", d, d, cfg.heads, cfg.dropout),
+                    self_attn: Attention::new(&l / "self_attn", &attn.clone().causal()),
                     ln2: ln(&l / "ln2"),
-                    cross_attn: MultiHead::new(&l / "cross_attn", d, d, cfg.heads, cfg.dropout),
+                    cross_attn: Attention::new(&l / "cross_attn", &attn),
                     ln3: ln(&l / "ln3"),
-                    ff: FeedForward::new(&l / "ff", d, cfg.ff_dim, cfg.dropout),
+                    ff: Mlp::new(&l / "ff", &ff),
                 }
             })
             .collect();
@@ -135,16 +134,13 @@ impl Transformer {
     pub fn forward_t(&self, f: &ImageFeatures, tokens: &Tensor, train: bool) -> Forward {
         let len = tokens.size()[1] - 1; // ≤ max_len, checked before training
         let mem = self.memory(f).dropout(self.dropout, train);
-        let mask = causal_mask(len, tokens.device());
         let mut x = tokens.narrow(1, 0, len).apply(&self.embed) + self.pos.narrow(0, 0, len); // (B, T, d)
         x = x.dropout(self.dropout, train);
         for l in &self.layers {
-            let y = x.apply(&l.ln1);
-            let (k, v) = l.self_attn.keys_values(&y);
-            x = x + l
+            let (a, _) = l
                 .self_attn
-                .attend(&y, &k, &v, Some(&mask), train)
-                .dropout(self.dropout, train);
+                .forward_t(&x.apply(&l.ln1), None, None, None, train);
+            x = x + a.dropout(self.dropout, train);
             let (mk, mv) = l.cross_attn.keys_values(&mem); // (U, h, S, dh)
             let (mk, mv) = (f.expand(&mk), f.expand(&mv)); // (B, h, S, dh)
             let y = x.apply(&l.ln2);
@@ -169,50 +165,46 @@ impl Transformer {
         hidden.apply(&self.ln_f).apply(&self.out)
     }
 
-    pub fn start(&self, f: &ImageFeatures) -> KvCache {
+    pub fn start(&self, f: &ImageFeatures) -> DecoderCache {
         let mem = self.memory(f);
-        KvCache {
-            self_kv: vec![],
-            mem_kv: self
-                .layers
-                .iter()
-                .map(|l| {
-                    let (k, v) = l.cross_attn.keys_values(&mem); // (U, h, S, dh)
-                    (f.expand(&k), f.expand(&v)) // (R, h, S, dh)
-                })
-                .collect(),
+        DecoderCache {
+            self_kv: KvCache::default(),
+            mem_kv: KvCache {
+                layers: self
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        let (k, v) = l.cross_attn.keys_values(&mem); // (U, h, S, dh)
+                        (f.expand(&k), f.expand(&v)) // (R, h, S, dh)
+                    })
+                    .collect(),
+            },
             t: 0,
         }
     }
 
     #[allow(clippy::assign_op_pattern)]
-    pub fn step(&self, tokens: &Tensor, cache: &KvCache) -> (Tensor, KvCache) {
+    pub fn step(&self, tokens: &Tensor, cache: &DecoderCache) -> (Tensor, DecoderCache) {
         // Past the last position the table has, the last one is reused (decoding lengths are
         // validated against max_len; this only keeps a long --max-len from failing).
         let pos = self.pos.get(cache.t.min(self.max_len - 1));
         let mut x = (tokens.apply(&self.embed) + pos).unsqueeze(1); // (R, 1, d)
         let mut self_kv = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate() {
-            let y = x.apply(&l.ln1);
-            let (k, v) = l.self_attn.keys_values(&y); // (R, h, 1, dh)
-            let (k, v) = match cache.self_kv.get(i) {
-                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2), Tensor::cat(&[pv, &v], 2)),
-                None => (k, v),
-            };
-            x = x + l.self_attn.attend(&y, &k, &v, None, false);
-            self_kv.push((k, v));
-            let (mk, mv) = &cache.mem_kv[i];
+            let past = cache.self_kv.layers.get(i);
+            let (a, kv) = l
+                .self_attn
+                .forward_t(&x.apply(&l.ln1), past, None, None, false);
+            x = x + a; // (R, 1, d)
+            self_kv.push(kv); // (R, h, t + 1, dh) each
+            let (mk, mv) = &cache.mem_kv.layers[i];
             x = &x + l.cross_attn.attend(&x.apply(&l.ln2), mk, mv, None, false);
             x = &x + l.ff.forward_t(&x.apply(&l.ln3), false);
         }
         let logp = self.project(&x.squeeze_dim(1)).log_softmax(-1, Kind::Float); // (R, V)
-        let next = KvCache {
-            self_kv,
-            mem_kv: cache
-                .mem_kv
-                .iter()
-                .map(|(k, v)| (k.shallow_clone(), v.shallow_clone()))
-                .collect(),
+        let next = DecoderCache {
+            self_kv: KvCache { layers: self_kv },
+            mem_kv: cache.mem_kv.share(),
             t: cache.t + 1,
         };
         (logp, next)

@@ -17,87 +17,22 @@ use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
 pub use crate::config::gpt2::Gpt2Config;
+pub use crate::model::blocks::KvCache;
+use crate::model::blocks::{layer_norm, Attention, AttentionConfig, Layout, Mlp, MlpConfig};
 use crate::model::hf::{read_config, HfWeights};
 use crate::{Error, Result};
-
-/// `transformers`' `Conv1D`: `y = x W + b` with `W` stored `[in, out]`.
-#[derive(Debug)]
-struct Conv1D {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Conv1D {
-    fn new(p: nn::Path, d_in: i64, d_out: i64) -> Self {
-        Conv1D {
-            weight: p.var(
-                "weight",
-                &[d_in, d_out],
-                nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: 0.02,
-                },
-            ),
-            bias: p.var("bias", &[d_out], nn::Init::Const(0.0)),
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.matmul(&self.weight) + &self.bias // (…, out)
-    }
-}
 
 #[derive(Debug)]
 struct Block {
     ln_1: nn::LayerNorm,
-    c_attn: Conv1D,
-    attn_proj: Conv1D,
+    attn: Attention,
     ln_2: nn::LayerNorm,
-    c_fc: Conv1D,
-    mlp_proj: Conv1D,
-    heads: i64,
-    /// Multiplies the scores: `1/√d_head` and, optionally, `1/(layer + 1)`.
-    scale: f64,
-}
-
-/// Keys and values of every position seen so far, per layer: `(B, heads, S, d_head)` each.
-#[derive(Debug)]
-pub struct KvCache {
-    layers: Vec<(Tensor, Tensor)>,
-}
-
-impl KvCache {
-    /// Positions cached (0 for an empty cache).
-    pub fn len(&self) -> i64 {
-        self.layers.first().map_or(0, |(k, _)| k.size()[2])
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The cache of rows `rows (R,)` (beam search reorders hypotheses).
-    pub fn select(&self, rows: &Tensor) -> KvCache {
-        KvCache {
-            layers: self
-                .layers
-                .iter()
-                .map(|(k, v)| (k.index_select(0, rows), v.index_select(0, rows)))
-                .collect(),
-        }
-    }
+    mlp: Mlp,
 }
 
 impl Block {
     fn new(p: nn::Path, cfg: &Gpt2Config, layer: i64) -> Self {
         let d = cfg.n_embd;
-        let ln = |name: &str| {
-            let c = nn::LayerNormConfig {
-                eps: cfg.layer_norm_epsilon,
-                ..Default::default()
-            };
-            nn::layer_norm(&p / name, vec![d], c)
-        };
         let mut scale = 1.0;
         if cfg.scale_attn_weights {
             scale /= ((d / cfg.n_head) as f64).sqrt();
@@ -105,53 +40,36 @@ impl Block {
         if cfg.scale_attn_by_inverse_layer_idx {
             scale /= (layer + 1) as f64;
         }
+        let attn = AttentionConfig::new(d, cfg.n_head)
+            .layout(Layout::FusedConv1D)
+            .causal()
+            .dropout(cfg.attn_pdrop)
+            .scale(scale);
+        let mlp = MlpConfig::new(d, cfg.inner(), cfg.activation_function).gpt2();
         Block {
-            ln_1: ln("ln_1"),
-            c_attn: Conv1D::new(&p / "attn" / "c_attn", d, 3 * d),
-            attn_proj: Conv1D::new(&p / "attn" / "c_proj", d, d),
-            ln_2: ln("ln_2"),
-            c_fc: Conv1D::new(&p / "mlp" / "c_fc", d, cfg.inner()),
-            mlp_proj: Conv1D::new(&p / "mlp" / "c_proj", cfg.inner(), d),
-            heads: cfg.n_head,
-            scale,
+            ln_1: layer_norm(&p / "ln_1", d, cfg.layer_norm_epsilon),
+            attn: Attention::new(&p / "attn", &attn),
+            ln_2: layer_norm(&p / "ln_2", d, cfg.layer_norm_epsilon),
+            mlp: Mlp::new(&p / "mlp", &mlp),
         }
     }
 
     /// `x (B, T, D)` at positions `past..past + T` ⇒ `(B, T, D)` and this layer's keys/values
-    /// for all `past + T` positions.
+    /// for all `past + T` positions. `pad (B, past + T)`: true at real tokens.
     fn forward_t(
         &self,
         x: &Tensor,
         past: Option<&(Tensor, Tensor)>,
+        pad: Option<&Tensor>,
         cfg: &Gpt2Config,
         train: bool,
     ) -> (Tensor, (Tensor, Tensor)) {
-        let (b, t, d) = x.size3().unwrap_or((0, 0, 0));
-        let split = |y: &Tensor| y.view([b, t, self.heads, d / self.heads]).transpose(1, 2);
-        let qkv = self.c_attn.forward(&x.apply(&self.ln_1)).split(d, -1); // 3 × (B, T, D)
-        let (q, mut k, mut v) = (split(&qkv[0]), split(&qkv[1]), split(&qkv[2])); // (B, h, T, dh)
-        let p = match past {
-            Some((pk, pv)) => {
-                k = Tensor::cat(&[pk, &k], 2); // (B, h, S, dh)
-                v = Tensor::cat(&[pv, &v], 2);
-                pk.size()[2]
-            }
-            None => 0,
-        };
-        let s = p + t;
-        // Query i (position p + i) sees keys 0..=p + i.
-        let mask = Tensor::full([t, s], f64::NEG_INFINITY, (Kind::Float, x.device())).triu(p + 1);
-        let scores = q.matmul(&k.transpose(-2, -1)) * self.scale + mask; // (B, h, T, S)
-        let w = scores
-            .softmax(-1, Kind::Float)
-            .dropout(cfg.attn_pdrop, train); // (B, h, T, S)
-        let a = w.matmul(&v).transpose(1, 2).contiguous().view([b, t, d]); // (B, T, D)
-        let x = x + self.attn_proj.forward(&a).dropout(cfg.resid_pdrop, train);
-        let h = cfg
-            .activation_function
-            .apply(&self.c_fc.forward(&x.apply(&self.ln_2))); // (B, T, inner)
-        let x = &x + self.mlp_proj.forward(&h).dropout(cfg.resid_pdrop, train);
-        (x, (k, v))
+        let (a, kv) = self
+            .attn
+            .forward_t(&x.apply(&self.ln_1), past, pad, None, train);
+        let x = x + a.dropout(cfg.resid_pdrop, train);
+        let h = self.mlp.forward_t(&x.apply(&self.ln_2), train); // (B, T, D)
+        (&x + h.dropout(cfg.resid_pdrop, train), kv)
     }
 }
 
@@ -177,10 +95,6 @@ impl Gpt2Model {
             },
             ..Default::default()
         };
-        let ln_cfg = nn::LayerNormConfig {
-            eps: cfg.layer_norm_epsilon,
-            ..Default::default()
-        };
         Gpt2Model {
             config: cfg.clone(),
             wte: nn::embedding(&p / "wte", cfg.vocab_size, d, emb),
@@ -188,7 +102,7 @@ impl Gpt2Model {
             h: (0..cfg.n_layer)
                 .map(|i| Block::new(&p / "h" / i, cfg, i))
                 .collect(),
-            ln_f: nn::layer_norm(&p / "ln_f", vec![d], ln_cfg),
+            ln_f: layer_norm(&p / "ln_f", d, cfg.layer_norm_epsilon),
             lm_head: (!cfg.tie_word_embeddings).then(|| {
                 (&p / "lm_head").var("weight", &[cfg.vocab_size, d], nn::Init::Const(0.0))
             }),
@@ -233,7 +147,8 @@ impl Gpt2Model {
         let mut x = (embeds + pos).dropout(self.config.embd_pdrop, train); // (B, T, D)
         let mut layers = Vec::with_capacity(self.h.len());
         for (i, block) in self.h.iter().enumerate() {
-            let (y, kv) = block.forward_t(&x, past.map(|c| &c.layers[i]), &self.config, train);
+            let past = past.and_then(|c| c.layers.get(i));
+            let (y, kv) = block.forward_t(&x, past, None, &self.config, train);
             x = y;
             layers.push(kv);
         }
