@@ -1,55 +1,70 @@
-//! GPT-2's and CLIP's tokenizers, token for token as `transformers` (5.x, backed by
-//! `tokenizers`) runs them on a Hugging Face folder, so that a user's `gpt2` or
-//! `openai/clip-vit-base-patch32` download gives the ids the weights were trained with.
+//! Hugging Face tokenizers through the `tokenizers` crate — the library `transformers` itself
+//! runs — so a user's folder gives the ids its weights were trained with: byte-level BPE (GPT-2,
+//! CLIP, Llama 3, Qwen2), WordPiece (BERT, BLIP, GIT) and Unigram/SentencePiece (Marian, NLLB,
+//! T5) from `tokenizer.json`. Folders that ship only the older files get the `tokenizer.json`
+//! that `transformers`' converters (`convert_slow_tokenizer.py`) would build from them:
+//! `vocab.json` + `merges.txt` for GPT-2 (`GPT2Converter`) and CLIP (`CLIPConverter`),
+//! `vocab.txt` for BERT (`BertConverter`, `do_lower_case` from `tokenizer_config.json`).
 //!
-//! Both cut the text at their special tokens first (`<|endoftext|>`, `<|startoftext|>` written
-//! in the text are those tokens, as in `tokenizers`), then:
-//! - **GPT-2**: no normalisation; the pre-tokenizer regex
-//!   `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+` (the look-ahead
-//!   keeps the last space of a run for the next word); byte-level BPE; no specials added.
-//! - **CLIP**: NFC, every run of whitespace ⇒ one space, lower-case (per character, as
-//!   `tokenizers`' `Lowercase`, so no final-sigma rule); the pieces matched by CLIP's regex are
-//!   kept and whitespace is dropped; byte-level BPE with `</w>` on each word's last symbol;
-//!   `<|startoftext|> … <|endoftext|>` around the ids. This is the `tokenizers`-backed
-//!   `CLIPTokenizer`, the only one `transformers` 5 has; the slow one of 4.x without ftfy
-//!   cleaned text with BERT's `BasicTokenizer` (control characters dropped, spaces put around
-//!   CJK characters) and may give other ids on such text — not checked here.
+//! What the crate cannot do, and so captag does not: read a SentencePiece `.model`/`.spm`
+//! protobuf without `tokenizer.json` (`transformers` converts it with the `sentencepiece`
+//! Python package; download the folder's `tokenizer.json`, or save one with
+//! `AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)`).
 //!
 //! Parity: `tests/fixtures/hf/tokenizer_cases.json`, written by `notebooks/make_hf_fixtures.py`
 //! (docs/ARCHITECTURE.md, "CLIP and GPT-2 on Hugging Face folders").
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use fancy_regex::Regex;
-use unicode_normalization::UnicodeNormalization;
+use serde_json::{json, Value};
+use tokenizers::Tokenizer;
 
-use super::bpe::{byte_chars, Bpe, BpeFiles};
 use crate::{Error, Result};
 
-const GPT2_PATTERN: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-const CLIP_PATTERN: &str =
-    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 const END_OF_TEXT: &str = "<|endoftext|>";
 const START_OF_TEXT: &str = "<|startoftext|>";
 
+/// Which tokenizer a model expects; the folder's `tokenizer.json` is checked against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
+    /// Byte-level BPE, no prefix space, `<|endoftext|>`.
     Gpt2,
+    /// Byte-level BPE with `</w>` word ends, `<|startoftext|> … <|endoftext|>`.
     Clip,
+    /// WordPiece, `[CLS] … [SEP]`.
+    Bert,
+    /// Whatever `tokenizer.json` holds (Unigram, BPE, WordPiece); the end token is the config's
+    /// `eos_token`, `</s>`, `<|endoftext|>` or `[SEP]`.
+    Any,
 }
 
-/// A GPT-2 or CLIP tokenizer read from a Hugging Face folder.
-#[derive(Debug)]
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::Gpt2 => "GPT-2",
+            Family::Clip => "CLIP",
+            Family::Bert => "BERT",
+            Family::Any => "Hugging Face",
+        }
+    }
+}
+
+/// A tokenizer read from a Hugging Face folder.
 pub struct HfTokenizer {
     family: Family,
-    bpe: Bpe,
-    bytes: [char; 256],
-    /// Special tokens cut out of the text before anything else, longest first.
-    specials: Vec<(String, u32)>,
+    inner: Tokenizer,
     bos: Option<u32>,
     eos: u32,
-    byte_level: Regex,
-    clip_split: Option<Regex>,
+    vocab_size: usize,
+}
+
+impl std::fmt::Debug for HfTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HfTokenizer")
+            .field("family", &self.family)
+            .field("vocab_size", &self.vocab_size)
+            .finish()
+    }
 }
 
 impl HfTokenizer {
@@ -64,52 +79,50 @@ impl HfTokenizer {
     }
 
     pub fn load(dir: &Path, family: Family) -> Result<Self> {
-        let want_suffix = (family == Family::Clip).then_some("</w>");
-        let files = BpeFiles::read(dir, want_suffix)?;
-        if files.suffix.as_deref() != want_suffix {
-            return Err(Error::invalid(format!(
-                "{}: the tokenizer's end-of-word suffix is {:?}, a {} tokenizer has {:?}",
-                dir.display(),
-                files.suffix.as_deref().unwrap_or(""),
-                if family == Family::Clip {
-                    "CLIP"
-                } else {
-                    "GPT-2"
-                },
-                want_suffix.unwrap_or("")
-            )));
-        }
-        let mut specials = files.added.clone();
-        let bpe = Bpe::new(files, dir)?;
-        let names: &[&str] = match family {
-            Family::Gpt2 => &[END_OF_TEXT],
-            Family::Clip => &[START_OF_TEXT, END_OF_TEXT],
-        };
-        for name in names {
-            let id = bpe.id(name).ok_or_else(|| {
-                Error::invalid(format!(
-                    "{}: the vocabulary has no `{name}` token",
-                    dir.display()
-                ))
-            })?;
-            if !specials.iter().any(|(s, _)| s == name) {
-                specials.push((name.to_string(), id));
+        let bad = |why: String| Error::invalid(format!("{}: {why}", dir.display()));
+        let json = tokenizer_json(dir, family)?;
+        check_family(&json, family).map_err(bad)?;
+        let text = json.to_string();
+        let mut inner: Tokenizer = text.parse().map_err(|e| {
+            bad(format!(
+                "not a tokenizer the `tokenizers` library reads ({e})"
+            ))
+        })?;
+        // `transformers` sets truncation and padding per call (none by default).
+        inner
+            .with_truncation(None)
+            .map_err(|e| bad(format!("tokenizer truncation ({e})")))?;
+        inner.with_padding(None);
+        let id = |t: &str| inner.token_to_id(t);
+        let need = |t: &str| id(t).ok_or_else(|| bad(format!("the vocabulary has no `{t}` token")));
+        let (bos, eos) = match family {
+            Family::Gpt2 => (None, need(END_OF_TEXT)?),
+            Family::Clip => (Some(need(START_OF_TEXT)?), need(END_OF_TEXT)?),
+            Family::Bert => (Some(need("[CLS]")?), need("[SEP]")?),
+            Family::Any => {
+                let config = special_tokens(dir);
+                let named = |k: &str| config.get(k).and_then(|t| id(t));
+                let eos = named("eos_token")
+                    .or_else(|| {
+                        ["</s>", END_OF_TEXT, "<eos>", "[SEP]"]
+                            .iter()
+                            .find_map(|t| id(t))
+                    })
+                    .ok_or_else(|| bad("the tokenizer names no end-of-sequence token".into()))?;
+                (named("bos_token"), eos)
             }
-        }
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        let regex = |p: &str| Regex::new(p).map_err(|e| Error::invalid(format!("regex: {e}")));
+        };
+        let vocab_size = inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&m| m as usize + 1);
         Ok(HfTokenizer {
             family,
-            bos: bpe.id(START_OF_TEXT).filter(|_| family == Family::Clip),
-            eos: bpe.id(END_OF_TEXT).unwrap_or(0),
-            bytes: byte_chars(),
-            specials,
-            byte_level: regex(GPT2_PATTERN)?,
-            clip_split: match family {
-                Family::Clip => Some(regex(CLIP_PATTERN)?),
-                Family::Gpt2 => None,
-            },
-            bpe,
+            inner,
+            bos,
+            eos,
+            vocab_size,
         })
     }
 
@@ -119,116 +132,290 @@ impl HfTokenizer {
 
     /// One more than the largest token id.
     pub fn vocab_size(&self) -> usize {
-        self.bpe.vocab_size()
+        self.vocab_size
     }
 
-    /// `<|endoftext|>`.
+    /// The end token: `<|endoftext|>` (GPT-2, CLIP), `[SEP]` (BERT), `</s>` (SentencePiece).
     pub fn eos_id(&self) -> u32 {
         self.eos
     }
 
-    /// `<|startoftext|>` (CLIP only).
+    /// The start token: `<|startoftext|>` (CLIP), `[CLS]` (BERT), the config's `bos_token`.
     pub fn bos_id(&self) -> Option<u32> {
         self.bos
     }
 
-    /// What `tokenizer(text)["input_ids"]` gives: CLIP's ids between `<|startoftext|>` and
-    /// `<|endoftext|>`, GPT-2's as they are.
+    /// The id of a token, added tokens included.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// What `tokenizer(text)["input_ids"]` gives: the folder's post-processor adds its start/end
+    /// tokens (CLIP's, BERT's; none for GPT-2).
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        let mut ids = Vec::new();
-        ids.extend(self.bos);
-        self.encode_into(text, &mut ids);
-        if self.family == Family::Clip {
-            ids.push(self.eos);
-        }
-        ids
+        self.ids(text, true)
     }
 
     /// The ids of `text` without the added start/end tokens.
     pub fn encode_plain(&self, text: &str) -> Vec<u32> {
-        let mut ids = Vec::new();
-        self.encode_into(text, &mut ids);
-        ids
+        self.ids(text, false)
     }
 
-    fn encode_into(&self, text: &str, ids: &mut Vec<u32>) {
-        let mut rest = text;
-        while !rest.is_empty() {
-            // The leftmost special token, the longest on a tie.
-            let hit = self
-                .specials
-                .iter()
-                .filter_map(|(s, id)| rest.find(s.as_str()).map(|at| (at, s.len(), *id)))
-                .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)));
-            let (piece, special, next) = match hit {
-                Some((at, len, id)) => (&rest[..at], Some(id), &rest[at + len..]),
-                None => (rest, None, ""),
-            };
-            self.encode_piece(piece, ids);
-            ids.extend(special);
-            rest = next;
-        }
+    fn ids(&self, text: &str, specials: bool) -> Vec<u32> {
+        // Encoding fails only on truncation/padding settings, which `load` switched off.
+        self.inner
+            .encode(text, specials)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default()
     }
 
-    fn encode_piece(&self, piece: &str, ids: &mut Vec<u32>) {
-        if piece.is_empty() {
-            return;
-        }
-        match &self.clip_split {
-            None => self.byte_level_words(piece, ids),
-            Some(split) => {
-                let text = clip_normalize(piece);
-                for m in split.find_iter(&text).flatten() {
-                    // `tokenizers` runs its byte-level regex again inside each kept piece.
-                    self.byte_level_words(m.as_str(), ids);
-                }
-            }
-        }
-    }
-
-    /// Splits with GPT-2's regex (every character falls in some match) and encodes each word.
-    fn byte_level_words(&self, text: &str, ids: &mut Vec<u32>) {
-        let mut word = String::new();
-        for m in self.byte_level.find_iter(text).flatten() {
-            word.clear();
-            word.extend(m.as_str().bytes().map(|b| self.bytes[b as usize]));
-            self.bpe.encode_word(&word, ids);
-        }
-    }
-
-    /// Token ids back to text: bytes decoded as UTF-8 (invalid sequences as U+FFFD); CLIP's
-    /// `</w>` become spaces and the ends are trimmed, as `transformers` decodes. Special tokens
-    /// are dropped when `skip_special`.
+    /// Token ids back to text through the folder's decoder; CLIP's `</w>` become spaces and the
+    /// ends are trimmed, as `transformers` decodes. Special tokens are dropped when
+    /// `skip_special`. Ids outside the vocabulary are dropped.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> String {
         let kept: Vec<u32> = ids
             .iter()
             .copied()
-            .filter(|id| !skip_special || !self.specials.iter().any(|(_, s)| s == id))
+            .filter(|&i| (i as usize) < self.vocab_size)
             .collect();
-        let text = String::from_utf8_lossy(&self.bpe.decode_bytes(&kept, &self.bytes)).into_owned();
+        let text = self.inner.decode(&kept, skip_special).unwrap_or_default();
         match self.family {
-            Family::Gpt2 => text,
             Family::Clip => text.replace("</w>", " ").trim().to_string(),
+            _ => text,
         }
     }
 }
 
-/// CLIP's normaliser: NFC, whitespace runs ⇒ one space, lower-case character by character.
-fn clip_normalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_space = false;
-    for c in text.nfc() {
-        if c.is_whitespace() {
-            if !in_space {
-                out.push(' ');
-            }
-            in_space = true;
-        } else {
-            in_space = false;
-            out.extend(c.to_lowercase());
+/// `dir/tokenizer.json`, or the one `transformers`' converter builds from the older files.
+fn tokenizer_json(dir: &Path, family: Family) -> Result<Value> {
+    let read_json = |name: &str, what: &str| -> Result<Value> {
+        let path = dir.join(name);
+        let text = crate::input::read_text(&path, crate::input::TEXT, what)?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::invalid(format!("{}: not valid JSON ({e})", path.display())))
+    };
+    if dir.join("tokenizer.json").is_file() {
+        return read_json("tokenizer.json", "a tokenizer");
+    }
+    let two_files = dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file();
+    if two_files && matches!(family, Family::Gpt2 | Family::Clip) {
+        let vocab = read_json("vocab.json", "a vocabulary")?;
+        if !vocab.is_object() {
+            return Err(Error::invalid(format!(
+                "{}: not a token ⇒ id JSON object",
+                dir.join("vocab.json").display()
+            )));
         }
+        let merges = read_merges(&dir.join("merges.txt"))?;
+        return Ok(match family {
+            Family::Clip => clip_json(vocab, merges),
+            _ => gpt2_json(vocab, merges),
+        });
+    }
+    if dir.join("vocab.txt").is_file() && matches!(family, Family::Bert | Family::Any) {
+        let path = dir.join("vocab.txt");
+        let text = crate::input::read_text(&path, crate::input::TEXT, "a vocabulary")?;
+        let lower = special_tokens(dir)
+            .get("do_lower_case")
+            .map_or(true, |v| v != "false");
+        return Ok(bert_json(&text, lower));
+    }
+    Err(Error::invalid(format!(
+        "{}: no tokenizer.json, and no {} — not a Hugging Face tokenizer folder",
+        dir.display(),
+        match family {
+            Family::Gpt2 | Family::Clip => "vocab.json + merges.txt",
+            _ => "vocab.txt",
+        }
+    )))
+}
+
+/// `merges.txt`: a `#version` line, then one `a b` pair per line.
+fn read_merges(path: &Path) -> Result<Vec<Value>> {
+    let text = crate::input::read_text(path, crate::input::TEXT, "a merges list")?;
+    let mut merges = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if (i == 0 && line.starts_with("#version")) || line.is_empty() {
+            continue;
+        }
+        let (a, b) = line
+            .split_once(' ')
+            .filter(|(_, b)| !b.contains(' '))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{}:{}: a merge is two symbols separated by one space",
+                    path.display(),
+                    i + 1
+                ))
+            })?;
+        merges.push(json!([a, b]));
+    }
+    Ok(merges)
+}
+
+/// `tokenizer_config.json`'s string fields (special token names, `do_lower_case`); empty when
+/// the file is absent or unreadable (it only refines the defaults).
+fn special_tokens(dir: &Path) -> BTreeMap<String, String> {
+    let path = dir.join("tokenizer_config.json");
+    let Ok(text) = crate::input::read_text(&path, crate::input::TEXT, "a tokenizer config") else {
+        return BTreeMap::new();
+    };
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let mut out = BTreeMap::new();
+    for (k, x) in v.as_object().into_iter().flatten() {
+        let s = match x {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            // `{"content": "</s>", ...}` (AddedToken as transformers saves it).
+            Value::Object(o) => match o.get("content").and_then(Value::as_str) {
+                Some(s) => s.to_string(),
+                None => continue,
+            },
+            _ => continue,
+        };
+        out.insert(k.clone(), s);
     }
     out
+}
+
+fn added(id: &Value, content: &str) -> Value {
+    json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+           "rstrip": false, "normalized": false, "special": true})
+}
+
+fn byte_level() -> Value {
+    json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true})
+}
+
+/// `GPT2Converter`: byte-level BPE, no normaliser, `<|endoftext|>` as an added special token.
+fn gpt2_json(vocab: Value, merges: Vec<Value>) -> Value {
+    let eos = vocab.get(END_OF_TEXT).cloned();
+    json!({
+        "version": "1.0",
+        "added_tokens": eos.map(|id| vec![added(&id, END_OF_TEXT)]).unwrap_or_default(),
+        "normalizer": null,
+        "pre_tokenizer": byte_level(),
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false,
+                           "use_regex": true},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                    "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                  "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false,
+                  "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": merges}
+    })
+}
+
+/// `CLIPConverter`: NFC, whitespace runs to one space, lower case; CLIP's split regex, then
+/// byte-level; `</w>` word ends; `<|startoftext|> … <|endoftext|>` around every text.
+fn clip_json(vocab: Value, merges: Vec<Value>) -> Value {
+    let id = |t: &str| vocab.get(t).cloned().unwrap_or(Value::Null);
+    let (bos, eos) = (id(START_OF_TEXT), id(END_OF_TEXT));
+    let added_tokens: Vec<Value> = [(&bos, START_OF_TEXT), (&eos, END_OF_TEXT)]
+        .into_iter()
+        .filter(|(i, _)| !i.is_null())
+        .map(|(i, t)| added(i, t))
+        .collect();
+    json!({
+        "version": "1.0",
+        "added_tokens": added_tokens,
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "NFC"},
+            {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "},
+            {"type": "Lowercase"}]},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex":
+                "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+"},
+             "behavior": "Removed", "invert": true},
+            byte_level()]},
+        "post_processor": {"type": "RobertaProcessing", "sep": [END_OF_TEXT, eos],
+                           "cls": [START_OF_TEXT, bos], "trim_offsets": false,
+                           "add_prefix_space": false},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                    "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": END_OF_TEXT,
+                  "continuing_subword_prefix": "", "end_of_word_suffix": "</w>",
+                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges}
+    })
+}
+
+/// `BertConverter`: BERT's normaliser and pre-tokenizer, WordPiece with `##` continuations,
+/// `[CLS] $A [SEP]`.
+fn bert_json(vocab_txt: &str, lowercase: bool) -> Value {
+    let vocab: serde_json::Map<String, Value> = vocab_txt
+        .lines()
+        .enumerate()
+        .map(|(i, t)| (t.trim_end_matches('\r').to_string(), json!(i)))
+        .collect();
+    let id = |t: &str| vocab.get(t).cloned().unwrap_or(Value::Null);
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let added_tokens: Vec<Value> = specials
+        .iter()
+        .filter(|t| vocab.contains_key(**t))
+        .map(|t| added(&id(t), t))
+        .collect();
+    let special = |t: &str| json!({"id": t, "ids": [id(t)], "tokens": [t]});
+    let tok = |t: &str, type_id: u32| json!({"SpecialToken": {"id": t, "type_id": type_id}});
+    let seq = |s: &str, type_id: u32| json!({"Sequence": {"id": s, "type_id": type_id}});
+    json!({
+        "version": "1.0",
+        "added_tokens": added_tokens,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true,
+                       "handle_chinese_chars": true, "strip_accents": null,
+                       "lowercase": lowercase},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [tok("[CLS]", 0), seq("A", 0), tok("[SEP]", 0)],
+            "pair": [tok("[CLS]", 0), seq("A", 0), tok("[SEP]", 0), seq("B", 1), tok("[SEP]", 1)],
+            "special_tokens": {"[CLS]": special("[CLS]"), "[SEP]": special("[SEP]")}},
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100, "vocab": vocab}
+    })
+}
+
+/// The model type and word-end conventions a family's weights were trained with.
+fn check_family(json: &Value, family: Family) -> std::result::Result<(), String> {
+    let model = &json["model"];
+    let kind = model["type"].as_str().unwrap_or("BPE");
+    let suffix = model["end_of_word_suffix"].as_str().unwrap_or("");
+    let want = match family {
+        Family::Gpt2 | Family::Clip => "BPE",
+        Family::Bert => "WordPiece",
+        Family::Any => return Ok(()),
+    };
+    if kind != want {
+        return Err(format!(
+            "the tokenizer model is {kind}, a {} tokenizer is {want}",
+            family.name()
+        ));
+    }
+    let want_suffix = if family == Family::Clip { "</w>" } else { "" };
+    if matches!(family, Family::Gpt2 | Family::Clip) && suffix != want_suffix {
+        return Err(format!(
+            "the tokenizer's end-of-word suffix is {suffix:?}, a {} tokenizer has {want_suffix:?}",
+            family.name()
+        ));
+    }
+    if family == Family::Gpt2
+        && json_has(
+            &json["pre_tokenizer"],
+            "add_prefix_space",
+            &Value::Bool(true),
+        )
+    {
+        return Err("the pre-tokenizer adds a prefix space, which GPT-2's does not".into());
+    }
+    Ok(())
+}
+
+/// Whether `key: want` appears anywhere inside `v`.
+fn json_has(v: &Value, key: &str, want: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.get(key) == Some(want) || m.values().any(|x| json_has(x, key, want)),
+        Value::Array(a) => a.iter().any(|x| json_has(x, key, want)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +493,44 @@ mod tests {
         let d = two_file_copy("clip");
         check(&HfTokenizer::clip(d.path()).unwrap(), "clip");
         eprintln!("clip tokenizer: {n} cases identical (tokenizer.json and vocab+merges)");
+    }
+
+    /// WordPiece: BERT's `tokenizer.json`, and the same folder with only `vocab.txt` (+ its
+    /// `tokenizer_config.json`), converted as `transformers`' `BertConverter` does.
+    #[test]
+    fn bert_wordpiece_ids_equal_transformers() {
+        let n = check(
+            &HfTokenizer::load(&fixture("bert"), Family::Bert).unwrap(),
+            "bert",
+        );
+        let d = tempfile::tempdir().unwrap();
+        for f in ["vocab.txt", "tokenizer_config.json"] {
+            std::fs::copy(fixture("bert").join(f), d.path().join(f)).unwrap();
+        }
+        let t = HfTokenizer::load(d.path(), Family::Bert).unwrap();
+        check(&t, "bert");
+        let ids = t.encode("A Dog runs.");
+        assert_eq!(
+            (ids[0], *ids.last().unwrap()),
+            (t.bos_id().unwrap(), t.eos_id())
+        );
+        assert_eq!(t.decode(&ids, true), "a dog runs.");
+        eprintln!("bert tokenizer: {n} cases identical (tokenizer.json and vocab.txt)");
+    }
+
+    /// Unigram (SentencePiece: NFKC, `▁` word starts, `</s>` appended), read from
+    /// `tokenizer.json` as any folder's; the end token comes from `tokenizer_config.json`.
+    #[test]
+    fn sentencepiece_unigram_ids_equal_transformers() {
+        let t = HfTokenizer::load(&fixture("unigram"), Family::Any).unwrap();
+        let n = check(&t, "unigram");
+        assert_eq!(Some(t.eos_id()), t.token_id("</s>"));
+        assert_eq!(t.decode(&t.encode("a dog runs"), true), "a dog runs");
+        let e = HfTokenizer::load(&fixture("unigram"), Family::Gpt2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Unigram") && e.contains("BPE"), "{e}");
+        eprintln!("unigram tokenizer: {n} cases identical");
     }
 
     /// The full real vocabularies (written by `make_hf_fixtures.py --real-out DIR`, not
