@@ -123,6 +123,20 @@ impl Gpt2Model {
         past: Option<&KvCache>,
         train: bool,
     ) -> Result<(Tensor, KvCache)> {
+        self.hidden_padded_t(embeds, past, None, train)
+    }
+
+    /// [`Gpt2Model::hidden_t`] of a padded batch: `pad (B, past + T)` is true at real tokens
+    /// (pads anywhere, left padding for generation). Positions count real tokens only, as
+    /// `transformers`' `generate` makes them (`cumsum(attention_mask) − 1`), so a left-padded
+    /// row gets the same numbers as the row alone.
+    pub fn hidden_padded_t(
+        &self,
+        embeds: &Tensor,
+        past: Option<&KvCache>,
+        pad: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Tensor, KvCache)> {
         let (_, t, d) = embeds.size3().map_err(|_| {
             Error::invalid(format!(
                 "GPT-2 input embeddings must be [B, T, D], got {:?}",
@@ -143,16 +157,85 @@ impl Gpt2Model {
                 self.config.n_positions
             )));
         }
-        let pos = self.wpe.ws.narrow(0, p, t); // (T, D)
+        if let Some(m) = pad {
+            if m.size() != [embeds.size()[0], p + t] {
+                return Err(Error::invalid(format!(
+                    "GPT-2 padding mask must be [B, past + T] = [{}, {}], got {:?}",
+                    embeds.size()[0],
+                    p + t,
+                    m.size()
+                )));
+            }
+        }
+        let pos = match pad {
+            None => self.wpe.ws.narrow(0, p, t), // (T, D)
+            Some(m) => {
+                let at = (m.to_kind(Kind::Int64).cumsum(1, Kind::Int64) - 1).clamp_min(0); // (B, S)
+                self.wpe
+                    .ws
+                    .index_select(0, &at.narrow(1, p, t).reshape([-1]))
+                    .view([-1, t, d])
+                // (B, T, D)
+            }
+        };
         let mut x = (embeds + pos).dropout(self.config.embd_pdrop, train); // (B, T, D)
         let mut layers = Vec::with_capacity(self.h.len());
         for (i, block) in self.h.iter().enumerate() {
             let past = past.and_then(|c| c.layers.get(i));
-            let (y, kv) = block.forward_t(&x, past, None, &self.config, train);
+            let (y, kv) = block.forward_t(&x, past, pad, &self.config, train);
             x = y;
             layers.push(kv);
         }
         Ok((x.apply(&self.ln_f), KvCache { layers }))
+    }
+
+    /// Greedy continuation of prompts of different lengths in one batch: left-padded to the
+    /// longest, one forward pass for all prompts, then one cached step per token for all rows
+    /// (`generate(do_sample=False)` with `padding_side="left"`). Returns each prompt's `steps`
+    /// new ids.
+    pub fn greedy_batch(&self, prompts: &[Vec<i64>], steps: i64) -> Result<Vec<Vec<i64>>> {
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
+        if prompts.is_empty() || steps <= 0 {
+            return Ok(vec![vec![]; prompts.len()]);
+        }
+        if prompts.iter().any(Vec::is_empty) {
+            return Err(Error::invalid("GPT-2 prompts must hold at least one id"));
+        }
+        let dev = self.wte.ws.device();
+        let mut ids = Vec::with_capacity(prompts.len() * longest as usize);
+        let mut keep = Vec::with_capacity(ids.capacity());
+        for p in prompts {
+            let pads = longest as usize - p.len();
+            ids.extend(std::iter::repeat(0).take(pads).chain(p.iter().copied()));
+            keep.extend(
+                std::iter::repeat(false)
+                    .take(pads)
+                    .chain(p.iter().map(|_| true)),
+            );
+        }
+        let b = prompts.len() as i64;
+        let ids = Tensor::from_slice(&ids).view([b, longest]).to_device(dev); // (B, T)
+        self.check_ids(&ids)?;
+        let mut pad = Tensor::from_slice(&keep).view([b, longest]).to_device(dev); // (B, T)
+        let ones = Tensor::ones([b, 1], (Kind::Bool, dev));
+        let mut out = Vec::with_capacity(steps as usize);
+        let (mut h, mut cache) =
+            tch::no_grad(|| self.hidden_padded_t(&self.embed(&ids), None, Some(&pad), false))?;
+        for i in 0..steps {
+            let next = self.lm_head(&h.select(1, -1)).argmax(-1, true); // (B, 1)
+            out.push(next.shallow_clone());
+            if i + 1 == steps {
+                break;
+            }
+            pad = Tensor::cat(&[&pad, &ones], 1); // (B, S + 1)
+            let x = self.embed(&next);
+            (h, cache) =
+                tch::no_grad(|| self.hidden_padded_t(&x, Some(&cache), Some(&pad), false))?;
+        }
+        let new = Tensor::cat(&out, 1).to_device(tch::Device::Cpu); // (B, steps)
+        Ok((0..b)
+            .map(|r| Vec::<i64>::try_from(new.get(r)).unwrap_or_default())
+            .collect())
     }
 
     /// Hidden states `(…, D)` ⇒ logits `(…, V)` through the tied (or separate) head.

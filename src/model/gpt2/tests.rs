@@ -199,3 +199,30 @@ fn gpt2_124m_has_transformers_names_and_shapes() {
         want.len()
     );
 }
+
+/// Prompts of different lengths, left-padded into one batch, continue exactly as each prompt
+/// alone (the padding mask hides the pads; positions count real tokens only).
+#[test]
+fn a_left_padded_batch_generates_what_each_prompt_generates_alone() {
+    let g = Gpt2::load(&fixture("gpt2"), Device::Cpu).unwrap();
+    let m = &g.model;
+    let prompts: Vec<Vec<i64>> = vec![vec![5, 17, 42, 9, 300], vec![77], vec![12, 600, 3]];
+    let batched = m.greedy_batch(&prompts, 8).unwrap();
+    for (p, got) in prompts.iter().zip(&batched) {
+        let alone = m.greedy(&Tensor::from_slice(p).view([1, -1]), 8).unwrap();
+        assert_eq!(got[..], ids_of(&alone)[p.len()..], "prompt {p:?}");
+    }
+    // The pads change nothing in the logits of the real positions either.
+    let ids = Tensor::from_slice(&[0i64, 0, 12, 600, 3]).view([1, 5]);
+    let keep = Tensor::from_slice(&[false, false, true, true, true]).view([1, 5]);
+    let (h, _) =
+        tch::no_grad(|| m.hidden_padded_t(&m.embed(&ids), None, Some(&keep), false)).unwrap();
+    let (alone, _) =
+        tch::no_grad(|| m.hidden_t(&m.embed(&ids.narrow(1, 2, 3)), None, false)).unwrap();
+    assert!((h.narrow(1, 2, 3) - alone).abs().max().double_value(&[]) < 1e-5);
+    let e = m
+        .greedy_batch(&[vec![1], vec![]], 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at least one id"), "{e}");
+}
