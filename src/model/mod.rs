@@ -13,6 +13,7 @@ pub mod encoder;
 pub mod features;
 pub mod gpt2;
 pub mod hf;
+pub mod precision;
 pub mod rnn;
 pub mod tagger;
 pub mod text_tagger;

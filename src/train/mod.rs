@@ -9,6 +9,7 @@ mod batches;
 pub mod distill;
 pub mod optim;
 pub mod prepare;
+pub mod scaler;
 pub mod tagdata;
 
 use batches::epoch_batches;
