@@ -239,18 +239,49 @@ fn subcommands(help: &str) -> BTreeSet<String> {
 #[derive(Default)]
 struct Helps(BTreeMap<Vec<String>, (bool, String)>);
 
+fn run_help(cmd: &[String]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_captag"))
+        .args(cmd)
+        .arg("--help")
+        .output()
+        .expect("failed to start captag");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
 impl Helps {
     fn get(&mut self, cmd: &[String]) -> &(bool, String) {
-        self.0.entry(cmd.to_vec()).or_insert_with(|| {
-            let out = Command::new(env!("CARGO_BIN_EXE_captag"))
-                .args(cmd)
-                .arg("--help")
-                .output()
-                .expect("failed to start captag");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr);
-            (out.status.success(), text)
-        })
+        self.0.entry(cmd.to_vec()).or_insert_with(|| run_help(cmd))
+    }
+
+    /// Runs the `--help` of several commands side by side (each start loads libtorch).
+    fn prefetch(&mut self, cmds: Vec<Vec<String>>) {
+        let done: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = cmds
+                .into_iter()
+                .map(|c| s.spawn(move || (run_help(&c), c)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (help, cmd) in done {
+            self.0.insert(cmd, help);
+        }
+    }
+
+    /// Every command and subcommand `captag --help` lists.
+    fn prefetch_all(&mut self, commands: &BTreeSet<String>) {
+        self.prefetch(commands.iter().map(|c| vec![c.clone()]).collect());
+        let subs: Vec<Vec<String>> = commands
+            .iter()
+            .flat_map(|c| {
+                let help = &self.0[&vec![c.clone()]].1;
+                subcommands(help)
+                    .into_iter()
+                    .map(move |s| vec![c.clone(), s])
+            })
+            .collect();
+        self.prefetch(subs);
     }
 }
 
@@ -385,6 +416,7 @@ fn every_path_command_and_flag_the_docs_name_exists() {
         commands.contains("train") && commands.contains("caption"),
         "no commands in:\n{top}"
     );
+    helps.prefetch_all(&commands);
 
     let mut errors: Vec<String> = Vec::new();
     let mut checked_commands = BTreeSet::new();
