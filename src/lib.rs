@@ -3,16 +3,21 @@
 //! The crate is laid out along the pipeline a caption goes through:
 //! - [`data`]: dataset layouts (Flickr8k, Karpathy, Instagram, synthetic) into one representation,
 //!   image decoding, batching and the feature cache;
-//! - [`text`]: caption normalization, hashtag extraction, vocabulary;
-//! - [`model`]: encoders (VGG19, SqueezeNet 1.1, a small CNN), the image features they produce,
-//!   and the caption decoders (Show-and-Tell LSTM/GRU, soft attention, transformer) behind one
-//!   interface;
-//! - [`run`]: the run directory (create, reopen, open; config, vocabulary, tags, weights);
-//! - [`train`]: the training loop and optimizer state;
-//! - [`infer`]: decoding strategies over a `step` closure, the caption runner;
-//! - [`eval`]: metrics in pure Rust (BLEU exactly as pycocoevalcap and NLTK compute it),
-//!   baselines and the evaluation runner;
+//! - [`text`]: caption normalization, hashtag extraction, vocabulary, GPT-2/CLIP BPE tokens;
+//! - [`model`]: encoders (VGG19, SqueezeNet 1.1, a small CNN, CLIP's image tower), the image
+//!   features they produce, the caption decoders (Show-and-Tell LSTM/GRU, soft attention,
+//!   transformer, ClipCap) behind one interface, decoding strategies over a `step` closure
+//!   (`model::decoding`: greedy, beam search, nucleus sampling), and Hugging Face CLIP/GPT-2;
+//! - [`run`]: the run directory (create, lock, reopen, open, epoch commit; config, vocabulary,
+//!   tags, weights);
+//! - [`train`]: the training loop, optimizer state, distillation;
+//! - [`infer`]: the caption runner over image files and feature caches, hashtags, emoji, moods,
+//!   attention maps;
+//! - [`eval`]: metrics in pure Rust (BLEU exactly as pycocoevalcap and NLTK compute it, CIDEr-D,
+//!   ROUGE-L), baselines and the evaluation runner;
+//! - [`experiments`]: `captag compare` and `captag plot`;
 //! - [`restore`]: damaged-photo restoration (damage masks, partial-convolution inpainting);
+//! - [`serve`]: the web page and JSON API;
 //! - [`config`], [`cli`], [`commands`]: configuration structs, the command line and its jobs.
 //!
 //! docs/ARCHITECTURE.md draws the layers and says where a new decoder goes.

@@ -358,7 +358,8 @@ pub struct TrainConfig {
     /// Global gradient-norm clip (0 = off).
     pub clip: f64,
     pub schedule: Schedule,
-    /// Stop after this many epochs without a better dev BLEU-4 (0 = never).
+    /// Stop after this many epochs without a better dev score of the selection metric
+    /// (`select`: BLEU-4 or CIDEr-D; mAP for hashtag-only runs) (0 = never).
     pub early_stop: usize,
     /// Words seen fewer times in the training captions become `<unk>`.
     pub min_count: usize,

@@ -85,7 +85,7 @@ pub struct TrainState {
     #[serde(default)]
     pub best_dev_loss: f64,
     pub best_epoch: usize,
-    /// Epochs since the best dev BLEU-4 (early stopping).
+    /// Epochs since the best dev score of the selection metric (early stopping).
     pub bad_epochs: usize,
     /// Lowest dev loss so far and epochs since it (plateau schedule).
     #[serde(default)]

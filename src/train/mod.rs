@@ -1,6 +1,7 @@
 //! The training loop: teacher-forced cross-entropy with Adam, gradient clipping, a learning-rate
-//! schedule, dev loss + dev BLEU-1..4 (greedy) every epoch, early stopping on dev BLEU-4, and a
-//! run directory written atomically after every epoch.
+//! schedule, dev loss + greedy dev BLEU-1..4, CIDEr-D and ROUGE-L every epoch, the best epoch
+//! and early stopping on the `--select` metric (dev BLEU-4 by default, or CIDEr-D; dev mAP for
+//! hashtag-only runs), and a run directory written atomically after every epoch.
 //!
 //! Exact resume: all randomness of epoch `e` (shuffle order, dropout) is derived from
 //! `(seed, e)`, and the optimizer moments and counters are saved by captag, so training N

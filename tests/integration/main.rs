@@ -8,6 +8,7 @@ mod common;
 mod compare;
 mod data;
 mod distill;
+mod docs;
 mod emoji;
 mod faults;
 mod fuzz;

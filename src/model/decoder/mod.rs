@@ -8,8 +8,12 @@
 //! State::select(rows)            -> State         beam search reorders hypotheses
 //! ```
 //!
-//! Each architecture is one file; this file holds the only `match` over them. Decoding
-//! strategies (`model::decoding`) drive `start`/`step` and never see which decoder runs.
+//! Each architecture is one file; this file holds the `match`es that dispatch the interface to
+//! them (`Decoder`, `State`). The architectures' configs are matched elsewhere too: presets,
+//! sizes, validation and feature needs in `config::decoder`, per-architecture flags in
+//! `commands::model::train_job`, and ClipCap's pretrained LM in `run` and `train::prepare`
+//! (docs/ARCHITECTURE.md lists them). Decoding strategies (`model::decoding`) drive
+//! `start`/`step` and never see which decoder runs.
 pub mod attention;
 pub mod clipcap;
 pub mod show_tell;
