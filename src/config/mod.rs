@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 pub mod clip;
 pub mod decoder;
 pub mod gpt2;
+pub mod llama;
 
 use crate::data::image::{Normalization, Preprocess, ResizeMode};
 use crate::{Error, Result};

@@ -13,6 +13,7 @@ pub mod encoder;
 pub mod features;
 pub mod gpt2;
 pub mod hf;
+pub mod llama;
 pub mod precision;
 pub mod rnn;
 pub mod tagger;

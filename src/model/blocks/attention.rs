@@ -8,7 +8,7 @@
 //! explicit formula and that the fused kernel is the one chosen.
 use tch::{nn, Kind, Tensor};
 
-use super::{sub, Proj, Rotary};
+use super::{sub, Proj, RopeAt};
 
 /// How the projections are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,20 +241,19 @@ impl Attention {
     /// Self-attention of `x (B, T, d)` at positions `past.len()..`: returns `(B, T, d)` and the
     /// keys/values of all `past + T` positions (the layer's new cache entry). `pad (B, S)`, when
     /// given, is true at real keys (`S = past + T`); `rope` rotates queries and keys by
-    /// position.
+    /// position (the angles of these `T` positions, [`super::Rotary::at`]).
     pub fn forward_t(
         &self,
         x: &Tensor,
         past: Option<&(Tensor, Tensor)>,
         pad: Option<&Tensor>,
-        rope: Option<&Rotary>,
+        rope: Option<&RopeAt>,
         train: bool,
     ) -> (Tensor, (Tensor, Tensor)) {
         let (mut q, mut k, mut v) = self.project_self(x);
-        let offset = past.map_or(0, |(pk, _)| pk.size()[2]);
         if let Some(r) = rope {
-            q = r.apply(&q, offset);
-            k = r.apply(&k, offset);
+            q = r.apply(&q);
+            k = r.apply(&k);
         }
         if let Some((pk, pv)) = past {
             k = Tensor::cat(&[pk, &k], 2); // (B, kvh, S, hd)

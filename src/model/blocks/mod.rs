@@ -17,7 +17,7 @@ pub use attention::{Attention, AttentionConfig, KvCache, Layout};
 pub use linear::Proj;
 pub use mlp::{Mlp, MlpConfig, SwiGlu};
 pub use norm::{layer_norm, RmsNorm};
-pub use positions::{sinusoidal, Rotary};
+pub use positions::{sinusoidal, RopeAt, Rotary};
 
 use tch::nn;
 

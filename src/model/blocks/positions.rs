@@ -32,13 +32,41 @@ impl Rotary {
     /// `x (B, h, T, hd)` at positions `offset..offset + T` ⇒ rotated `(B, h, T, hd)`.
     pub fn apply(&self, x: &Tensor, offset: i64) -> Tensor {
         let t = x.size()[2];
-        let pos = Tensor::arange_start(offset, offset + t, (Kind::Float, x.device())); // (T,)
-        let freqs = pos.unsqueeze(1) * self.inv_freq.unsqueeze(0); // (T, hd/2)
-        let emb = Tensor::cat(&[&freqs, &freqs], -1); // (T, hd)
-        let (cos, sin) = (emb.cos().to_kind(x.kind()), emb.sin().to_kind(x.kind()));
+        let pos = Tensor::arange_start(offset, offset + t, (Kind::Int64, x.device())); // (T,)
+        self.at(&pos, x.kind()).apply(x)
+    }
+
+    /// The angles of `positions` — `(T,)` shared by the batch, or `(B, T)` per row (left-padded
+    /// batches) — computed once per forward pass and used by every layer.
+    pub fn at(&self, positions: &Tensor, kind: Kind) -> RopeAt {
+        let pos = positions.to_kind(Kind::Float).unsqueeze(-1); // (…, T, 1)
+        let freqs = pos * self.inv_freq.to_device(positions.device()); // (…, T, hd/2)
+        let emb = Tensor::cat(&[&freqs, &freqs], -1); // (…, T, hd)
+        let emb = if emb.dim() == 2 {
+            emb.unsqueeze(0).unsqueeze(0) // (1, 1, T, hd)
+        } else {
+            emb.unsqueeze(1) // (B, 1, T, hd)
+        };
+        RopeAt {
+            cos: emb.cos().to_kind(kind),
+            sin: emb.sin().to_kind(kind),
+        }
+    }
+}
+
+/// Rotary angles for one forward pass: `cos` and `sin` of shape `(1 | B, 1, T, hd)`.
+#[derive(Debug)]
+pub struct RopeAt {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl RopeAt {
+    /// `x (B, h, T, hd)` ⇒ rotated `(B, h, T, hd)` (`q·cos + rotate_half(q)·sin`).
+    pub fn apply(&self, x: &Tensor) -> Tensor {
         let halves = x.chunk(2, -1); // 2 × (B, h, T, hd/2)
         let rotated = Tensor::cat(&[-&halves[1], halves[0].shallow_clone()], -1); // (B, h, T, hd)
-        x * cos + rotated * sin
+        x * &self.cos + rotated * &self.sin
     }
 }
 
