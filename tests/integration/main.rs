@@ -8,6 +8,7 @@ mod common;
 mod compare;
 mod data;
 mod distill;
+mod effnet;
 mod emoji;
 mod faults;
 mod fuzz;
