@@ -18,3 +18,4 @@ mod outputs;
 mod restore;
 mod serve;
 mod special_files;
+mod unk;
