@@ -70,6 +70,7 @@ struct SameConv {
     conv: nn::Conv2D,
     k: i64,
     s: i64,
+    groups: i64,
 }
 
 impl SameConv {
@@ -84,6 +85,7 @@ impl SameConv {
             conv: nn::conv2d(p, i, o, k, cfg),
             k,
             s,
+            groups,
         }
     }
 
@@ -91,11 +93,17 @@ impl SameConv {
         let (h, w) = (xs.size()[2], xs.size()[3]);
         let (top, bottom) = same_pad(h, self.k, self.s);
         let (left, right) = same_pad(w, self.k, self.s);
-        if top + bottom + left + right == 0 {
-            return xs.apply(&self.conv);
+        let c = &self.conv;
+        let conv = |x: &Tensor, pad: [i64; 2]| {
+            let (s, g) = (self.s, self.groups);
+            x.conv2d(&c.ws, c.bs.as_ref(), [s, s], pad, [1, 1], g) // (B, C, ⌈H/s⌉, ⌈W/s⌉)
+        };
+        if top == bottom && left == right {
+            // Symmetric (every stride-1 conv, stride 2 on odd sizes): the convolution's own
+            // zero padding, no padded copy of the input.
+            return conv(xs, [top, left]);
         }
-        xs.constant_pad_nd([left, right, top, bottom])
-            .apply(&self.conv) // (B, C, ⌈H/s⌉, ⌈W/s⌉)
+        conv(&xs.constant_pad_nd([left, right, top, bottom]), [0, 0])
     }
 }
 
