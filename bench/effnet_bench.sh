@@ -9,7 +9,8 @@
 #
 # DATA_DIR is a Kaggle-layout Flickr8k folder (Images/ + captions.txt), e.g. 200 images as hard
 # links. Needs `make weights` and a release build. Environment: PYREF = a Python with torch 2.11
-# and Pillow (default .venv/bin/python; add Pillow with PYTHONPATH if it lacks it).
+# and Pillow (default .venv/bin/python; add Pillow with PYTHONPATH if it lacks it); REF_FLAGS =
+# extra reference flags (e.g. --channels-last, --workers 2).
 set -euo pipefail
 data=$(cd "${1:?usage: bench/effnet_bench.sh DATA_DIR [THREADS] [VARIANT] [RUNS]}" && pwd)
 threads=${2:-1}
@@ -36,13 +37,14 @@ for r in $(seq "$runs"); do
         --encoder-weights "$weights" --out "$tmp/rs.safetensors")
     rs+=("$w"); rs_cpu+=("$c")
     read -r w c < <(timed "$py" "$here/effnet_features_reference.py" "$data/Images" "$weights" \
-        --variant "$variant" --threads "$threads" --workers 1)
+        --variant "$variant" --threads "$threads" --workers 1 ${REF_FLAGS:-})
     pt+=("$w"); pt_cpu+=("$c")
     echo "round $r: captag ${rs[-1]} s wall ${rs_cpu[-1]} s cpu; pytorch ${pt[-1]} s wall ${pt_cpu[-1]} s cpu; $(cat "$tmp/last.out")" >&2
 done
 best() { printf '%s\n' "$@" | sort -g | head -1; }
 b_rs=$(best "${rs[@]}"); b_pt=$(best "${pt[@]}"); c_rs=$(best "${rs_cpu[@]}"); c_pt=$(best "${pt_cpu[@]}")
-printf '%s, %d images, %s thread(s), best of %d whole-process runs (load %s):\n' "$variant" "$n" "$threads" "$runs" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%s, %d images, %s thread(s)%s, best of %d whole-process runs (load %s):\n' "$variant" "$n" "$threads" \
+    "${REF_FLAGS:+, reference $REF_FLAGS}" "$runs" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '  captag features       %6.2f s wall %6.1f images/s, %6.2f s cpu\n' "$b_rs" "$(echo "$n / $b_rs" | bc -l)" "$c_rs"
 printf '  pytorch + DataLoader  %6.2f s wall %6.1f images/s, %6.2f s cpu\n' "$b_pt" "$(echo "$n / $b_pt" | bc -l)" "$c_pt"
 printf '  ratio (captag / pytorch images/s): %.2fx wall, %.2fx cpu time\n' "$(echo "$b_pt / $b_rs" | bc -l)" "$(echo "$c_pt / $c_rs" | bc -l)"

@@ -3,7 +3,7 @@
 (bench/README.md, "EfficientNet-Lite feature extraction"; bench/effnet_bench.sh runs both).
 
     effnet_features_reference.py IMAGES_DIR WEIGHTS [--variant efficientnet_lite0] [--workers 1]
-                                 [--batch 32] [--threads 1] [--out POOLED.pt]
+                                 [--batch 32] [--threads 1] [--out POOLED.pt] [--channels-last]
 
 What a notebook does to cache EfficientNet-Lite features: a `Dataset` that opens each JPEG with
 PIL and preprocesses it as the TF-Lite weights expect (RGB, bicubic resize of the shorter side to
@@ -49,6 +49,8 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="run the network in channels-last memory (captag's inference layout)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     names = sorted(f for f in os.listdir(a.images) if f.lower().endswith((".jpg", ".jpeg", ".png")))
@@ -56,18 +58,20 @@ def main():
     net = E.EfficientNetLite(a.variant)
     net.load_state_dict(E.load_safetensors(a.weights), strict=True)
     net.eval()
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    net.to(memory_format=fmt)
     t0 = time.perf_counter()
     loader = torch.utils.data.DataLoader(Images(paths, net.size), batch_size=a.batch,
                                          num_workers=a.workers, persistent_workers=False)
     out = []
     with torch.inference_mode():
         for x in loader:
-            out.append(net.grid(x).mean(dim=(2, 3)))  # (B, 1280)
+            out.append(net.grid(x.contiguous(memory_format=fmt)).mean(dim=(2, 3)))  # (B, 1280)
     secs = time.perf_counter() - t0
     if a.out:
         torch.save(torch.cat(out), a.out)
     print(json.dumps({"impl": "pytorch+DataLoader", "variant": a.variant, "images": len(paths),
-                      "workers": a.workers, "threads": a.threads, "seconds": secs,
+                      "workers": a.workers, "threads": a.threads, "channels_last": a.channels_last, "seconds": secs,
                       "images_per_s": len(paths) / secs, "torch": torch.__version__}))
 
 
