@@ -306,6 +306,7 @@ mod tests {
                 assert_eq!(got.size(), want.size(), "{kind:?} {what}");
                 let diff = (got - want).abs().max().double_value(&[]);
                 let scale = want.abs().max().double_value(&[]);
+                eprintln!("{kind:?} {what}: max |diff| {diff:.3e}, max |want| {scale:.3e}");
                 assert!(diff <= 1e-4 * scale, "{kind:?} {what}: {diff} vs {scale}");
             }
         }
