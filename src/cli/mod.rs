@@ -279,6 +279,10 @@ pub struct DecodeArgs {
     /// probable first; `eval` scores the most probable).
     #[arg(long, default_value_t = 1, requires = "top_p")]
     pub samples: usize,
+    /// Let captions contain `<unk>` (by default the unknown word is never chosen, whatever the
+    /// decoding).
+    #[arg(long)]
+    pub allow_unk: bool,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Beam width of the alternatives (n-best list).
     #[arg(long, default_value_t = 3)]
     pub beam: usize,
+    /// Let captions contain `<unk>` (by default the unknown word is never chosen).
+    #[arg(long)]
+    pub allow_unk: bool,
     /// Use the last epoch's weights instead of the best.
     #[arg(long)]
     pub last: bool,

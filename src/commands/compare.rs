@@ -118,7 +118,8 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
     let mut evaluated = vec![];
     for r in &spec.runs {
         let dir: PathBuf = spec.run_dir(r, &a.out);
-        let loaded = crate::infer::load_checkpoint(&dir, ctx.device, false)?;
+        let mut loaded = crate::infer::load_checkpoint(&dir, ctx.device, false)?;
+        loaded.allow_unk = a.decode.allow_unk;
         let frozen = loaded.run.model.frozen_encoder;
         let report = crate::eval::runner::evaluate(
             &loaded,

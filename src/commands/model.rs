@@ -308,7 +308,8 @@ pub fn decoding(d: &DecodeArgs, seed: u64) -> anyhow::Result<Decoding> {
 }
 
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
-    let loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
+    let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
+    loaded.allow_unk = a.decode.allow_unk;
     let dec = decoding(&a.decode, ctx.seed)?;
     let split = a.split.into();
     let cache = a
@@ -355,6 +356,14 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
                 r.images,
                 r.parameters as f64 / 1e6
             )?;
+            outln!(
+                "<unk>: the most probable word at {} of {} decoding steps ({:.2}%, {}); {} captions contain it",
+                r.unk.unk_argmax,
+                r.unk.steps,
+                100.0 * r.unk.unk_argmax as f64 / r.unk.steps.max(1) as f64,
+                if a.decode.allow_unk { "allowed" } else { "masked" },
+                r.unk_captions
+            )?;
         }
         if let Some(g) = &r.grounded {
             outln!("grounded truth: {g}")?;
@@ -372,6 +381,7 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
     let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
     loaded.tag_threshold = a.tags.tag_threshold;
     loaded.with_attention = a.json || a.attention.is_some();
+    loaded.allow_unk = a.decode.allow_unk;
     let text_model = a
         .tags
         .text_tags

@@ -110,7 +110,10 @@ fn eval(ctx: &Ctx, a: &RestoreEvalArgs) -> anyhow::Result<()> {
     // Both runs are opened before any work, so a wrong path fails at once.
     let captioner = match &a.captioner {
         Some(dir) => Some((
-            crate::infer::load_checkpoint(dir, ctx.device, false)?,
+            crate::infer::Loaded {
+                allow_unk: a.decode.allow_unk,
+                ..crate::infer::load_checkpoint(dir, ctx.device, false)?
+            },
             super::model::decoding(&a.decode, ctx.seed)?,
         )),
         None => None,

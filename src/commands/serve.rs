@@ -40,11 +40,14 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
         beam: a.beam,
         run_id,
     };
-    let (dir, device, last) = (a.checkpoint.clone(), ctx.device, a.last);
+    let (dir, device, last, allow_unk) = (a.checkpoint.clone(), ctx.device, a.last, a.allow_unk);
     let (text_tags, emoji) = (a.text_tags.clone(), a.emoji.clone());
     let load = move || -> crate::Result<worker::Models> {
         Ok(worker::Models {
-            captioner: crate::infer::load_checkpoint(&dir, device, last)?,
+            captioner: crate::infer::Loaded {
+                allow_unk,
+                ..crate::infer::load_checkpoint(&dir, device, last)?
+            },
             text_tags: text_tags.as_deref().map(TextTagger::load).transpose()?,
             emoji: emoji.as_deref().map(TextTagger::load_emoji).transpose()?,
         })

@@ -35,6 +35,16 @@ pub enum EncoderKind {
     #[serde(rename = "clip")]
     #[value(name = "clip")]
     Clip,
+    /// EfficientNet-Lite0 (ImageNet, 224 px), frozen; `make weights` converts the weights to
+    /// `data/weights/efficientnet_lite0.safetensors`. Pooled 1280, grid 7×7×1280.
+    #[serde(rename = "efficientnet_lite0")]
+    #[value(name = "efficientnet_lite0")]
+    EfficientnetLite0,
+    /// EfficientNet-Lite2 (ImageNet, 260 px), frozen; `data/weights/efficientnet_lite2.safetensors`.
+    /// Pooled 1280, grid 9×9×1280.
+    #[serde(rename = "efficientnet_lite2")]
+    #[value(name = "efficientnet_lite2")]
+    EfficientnetLite2,
 }
 
 impl EncoderKind {
@@ -45,6 +55,8 @@ impl EncoderKind {
             EncoderKind::Squeezenet1_1,
             EncoderKind::Vgg19,
             EncoderKind::Clip,
+            EncoderKind::EfficientnetLite0,
+            EncoderKind::EfficientnetLite2,
         ]
         .into_iter()
         .find(|k| k.as_str() == name)
@@ -56,6 +68,8 @@ impl EncoderKind {
             EncoderKind::Squeezenet1_1 => "squeezenet1_1",
             EncoderKind::Vgg19 => "vgg19",
             EncoderKind::Clip => "clip",
+            EncoderKind::EfficientnetLite0 => "efficientnet_lite0",
+            EncoderKind::EfficientnetLite2 => "efficientnet_lite2",
         }
     }
     /// Width of the pooled image vector `(B, D)`. CLIP's is its folder's `projection_dim`
@@ -66,6 +80,7 @@ impl EncoderKind {
             EncoderKind::Squeezenet1_1 => 512,
             EncoderKind::Vgg19 => 4096,
             EncoderKind::Clip => ClipImageConfig::default().projection_dim,
+            EncoderKind::EfficientnetLite0 | EncoderKind::EfficientnetLite2 => 1280,
         }
     }
     /// Channels of one grid cell `(B, N, C)`: small-cnn's last conv, SqueezeNet's fire9,
@@ -75,6 +90,7 @@ impl EncoderKind {
             EncoderKind::SmallCnn => 128,
             EncoderKind::Squeezenet1_1 | EncoderKind::Vgg19 => 512,
             EncoderKind::Clip => ClipImageConfig::default().vision.hidden_size,
+            EncoderKind::EfficientnetLite0 | EncoderKind::EfficientnetLite2 => 1280,
         }
     }
     /// The preprocessing each network's weights expect.
@@ -98,6 +114,23 @@ impl EncoderKind {
             },
             // The default `CLIPImageProcessor`; a run takes its folder's (`ModelConfig::set_clip`).
             EncoderKind::Clip => Preprocess::clip_default(),
+            // TF-Lite's eval preprocessing: bicubic shorter side to size / 0.875 (Pillow's
+            // filter, as `clip` resizes), the centre crop, (x − 127) / 128.
+            EncoderKind::EfficientnetLite0 | EncoderKind::EfficientnetLite2 => {
+                let size = if self == EncoderKind::EfficientnetLite0 {
+                    224
+                } else {
+                    260
+                };
+                Preprocess {
+                    size,
+                    resize: ResizeMode::ClipCrop {
+                        shortest_edge: (size as f64 / 0.875) as u32,
+                        filter: crate::data::image::clip::Filter::Bicubic,
+                    },
+                    norm: Normalization::Centered127,
+                }
+            }
         }
     }
 }

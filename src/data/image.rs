@@ -47,6 +47,8 @@ pub enum Normalization {
     CaffeBgr,
     /// Keras `mode='tf'` (MobileNet): x / 127.5 − 1.
     MinusOneOne,
+    /// EfficientNet-Lite's TF-Lite input: (x − 127) / 128.
+    Centered127,
     /// `CLIPImageProcessor`: `x · (1/255)`, then `(x − mean) / std` with the model's own
     /// values (`preprocessor_config.json`).
     MeanStd { mean: [f32; 3], std: [f32; 3] },
@@ -234,6 +236,7 @@ fn lookup_tables(norm: Normalization) -> ([[f32; 256]; 3], [usize; 3]) {
                     x - MEAN_BGR[c]
                 }
                 Normalization::MinusOneOne => x / 127.5 - 1.0,
+                Normalization::Centered127 => (x - 127.0) / 128.0,
                 // `CLIPImageProcessor`'s own order of operations (rescale, then normalise).
                 Normalization::MeanStd { mean, std } => (x * (1.0 / 255.0) - mean[c]) / std[c],
             };

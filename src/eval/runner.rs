@@ -11,7 +11,7 @@ use crate::data::features::FeatureCache;
 use crate::data::synth::truth::{judge, Grounded, Scenes};
 use crate::data::{LoadOptions, Split};
 use crate::infer::Loaded;
-use crate::model::decoding::Decoding;
+use crate::model::decoding::{Decoding, UnkStats};
 use crate::text::taglist::{content_words, TagList};
 use crate::text::tokenize;
 use crate::{Error, Result};
@@ -46,6 +46,11 @@ pub struct EvalReport {
     pub rouge_l: f64,
     /// How many different captions the system wrote for the split's images.
     pub distinct_captions: usize,
+    /// Captions containing `<unk>` (only possible with `--allow-unk`).
+    pub unk_captions: usize,
+    /// Decoding steps while captioning the split, and how many of them had `<unk>` as the most
+    /// probable word before it was masked.
+    pub unk: UnkStats,
     pub seconds: f64,
     /// Of `seconds`, the time spent captioning (image decoding and encoder included unless the
     /// features came from a cache; hashtag ranking included).
@@ -131,6 +136,7 @@ pub fn evaluate(
     }
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
     let t_caption = std::time::Instant::now();
+    let unk_before = loaded.model.unk_stats.get();
     let results = match features {
         Some(cache) => {
             // The cache must hold exactly this checkpoint's encoder over this dataset.
@@ -167,6 +173,11 @@ pub fn evaluate(
         None => loaded.caption_files(&paths, decoding)?,
     };
     let caption_seconds = t_caption.elapsed().as_secs_f64();
+    let unk_after = loaded.model.unk_stats.get();
+    let unk = UnkStats {
+        steps: unk_after.steps - unk_before.steps,
+        unk_argmax: unk_after.unk_argmax - unk_before.unk_argmax,
+    };
     let scenes = Scenes::open(data)?;
     let mut grounded = scenes.as_ref().map(|_| Grounded::default());
     let (mut hyps, mut refs, mut predictions, mut unreadable) = (vec![], vec![], vec![], 0);
@@ -252,6 +263,11 @@ pub fn evaluate(
         cider: cider.per_image.clone(),
     };
     let distinct_captions = hyps.iter().collect::<std::collections::HashSet<_>>().len();
+    let unk_word = crate::text::vocab::SPECIALS[crate::text::vocab::UNK as usize];
+    let unk_captions = hyps
+        .iter()
+        .filter(|h| h.iter().any(|w| w == unk_word))
+        .count();
     Ok(EvalReport {
         split,
         images: hyps.len(),
@@ -262,6 +278,8 @@ pub fn evaluate(
         cider: cider.score,
         rouge_l: rouge.score,
         distinct_captions,
+        unk_captions,
+        unk,
         seconds: t0.elapsed().as_secs_f64(),
         caption_seconds,
         parameters: loaded

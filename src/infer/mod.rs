@@ -18,7 +18,7 @@ use crate::model::ImageFeatures;
 use crate::run::RunConfig;
 use crate::text::taglist::TagList;
 use crate::text::tokens::Tokens;
-use crate::text::vocab::{END, START};
+use crate::text::vocab::{END, START, UNK};
 use crate::Result;
 
 /// A checkpoint ready to caption.
@@ -35,11 +35,17 @@ pub struct Loaded {
     /// Also recover each word's attention weights (attention decoders): one more teacher-forced
     /// pass per batch, so only `caption --json`/`--attention` ask for it.
     pub with_attention: bool,
+    /// Let captions contain `<unk>` (`--allow-unk`: the behaviour before it was masked).
+    pub allow_unk: bool,
 }
 
+/// Caption decoding's special ids: `<unk>` is masked (never written); see
+/// [`Loaded::allow_unk`].
 pub const SPECIALS: Specials = Specials {
     start: START,
     end: END,
+    unk: Some(UNK),
+    allow_unk: false,
 };
 
 /// Open `dir` (a run directory) and load its best weights (`model.safetensors`), or
@@ -54,6 +60,7 @@ pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded>
         tags: o.tags,
         tag_threshold: 0.5,
         with_attention: false,
+        allow_unk: false,
     })
 }
 
@@ -96,6 +103,14 @@ impl Caption {
 pub type Features = (ImageFeatures, Vec<usize>, Vec<(usize, String)>);
 
 impl Loaded {
+    /// The special ids caption decoding uses: `<unk>` masked unless [`Loaded::allow_unk`].
+    pub fn specials(&self) -> Specials {
+        Specials {
+            allow_unk: self.allow_unk,
+            ..SPECIALS
+        }
+    }
+
     /// Features of the readable image files, the input indices they belong to, and
     /// `(input index, reason)` for the files that failed.
     pub fn features(&self, paths: &[PathBuf], batch: usize) -> Result<Features> {
@@ -212,7 +227,9 @@ impl Loaded {
         let side = pre.size as i64;
         let x = Tensor::from_slice(&chw).view([1, 3, side, side]);
         let feats = tch::no_grad(|| self.model.encode(&x, false))?;
-        let nbest = self.model.generate_nbest(&feats, decoding, SPECIALS, 1)?;
+        let nbest = self
+            .model
+            .generate_nbest(&feats, decoding, self.specials(), 1)?;
         let ranked = match &self.tags {
             Some(list) => tags::rank(&self.model, list, &feats, self.tag_threshold)?
                 .into_iter()
@@ -237,7 +254,9 @@ impl Loaded {
 
     /// Captions (hashtag rankings, attention weights) for the features of `N` images.
     fn captions(&self, feats: &ImageFeatures, decoding: &Decoding) -> Result<Vec<Caption>> {
-        let nbest = self.model.generate_nbest(feats, decoding, SPECIALS, 64)?;
+        let nbest = self
+            .model
+            .generate_nbest(feats, decoding, self.specials(), 64)?;
         let mut others: Vec<Vec<Alternative>> = Vec::with_capacity(nbest.len());
         let mut hyps = Vec::with_capacity(nbest.len());
         for hs in nbest {

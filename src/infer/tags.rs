@@ -5,7 +5,7 @@ use tch::{Device, Kind};
 
 use super::SPECIALS;
 use crate::model::captioner::Captioner;
-use crate::model::decoding::Decoding;
+use crate::model::decoding::{Decoding, Specials};
 use crate::model::tagger::{Tagger, MAX_TAGS, TAG_OFFSET};
 use crate::model::ImageFeatures;
 use crate::text::taglist::TagList;
@@ -87,7 +87,16 @@ pub fn rank(
         Tagger::Head(_) => None,
         Tagger::Gru(gen) => {
             let dec = Decoding::Greedy { max_len: MAX_TAGS };
-            let hyps = model.generate_tags(gen, &feats, &dec, SPECIALS, 256)?;
+            let hyps = model.generate_tags(
+                gen,
+                &feats,
+                &dec,
+                Specials {
+                    unk: None,
+                    ..SPECIALS
+                },
+                256,
+            )?;
             Some(
                 hyps.into_iter()
                     .map(|h| {

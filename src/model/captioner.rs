@@ -12,7 +12,7 @@ use super::rnn::RnnState;
 use super::tagger::Tagger;
 use super::Encoder;
 use crate::config::ModelConfig;
-use crate::model::decoding::{decode_nbest, Decoding, Hypothesis, Specials};
+use crate::model::decoding::{decode_nbest_counted, Decoding, Hypothesis, Specials, UnkStats};
 use crate::text::vocab::PAD;
 use crate::{Error, Result};
 
@@ -27,6 +27,9 @@ pub struct Captioner {
     /// Absent when training a frozen encoder's decoder from a feature cache.
     pub encoder: Option<Encoder>,
     pub frozen_vs: Option<VarStore>,
+    /// Every decoding step since the model was built: how often `<unk>` was the most probable
+    /// word (`eval` reports it; the word itself is masked unless `--allow-unk`).
+    pub unk_stats: std::cell::Cell<UnkStats>,
 }
 
 impl Captioner {
@@ -71,6 +74,7 @@ impl Captioner {
             tagger,
             encoder,
             frozen_vs,
+            unk_stats: Default::default(),
         }
     }
 
@@ -184,10 +188,11 @@ impl Captioner {
         while first < n {
             let len = (chunk.max(1) as i64).min(n - first);
             let feats = f.narrow(first, len).to_device(self.device());
+            let mut stats = self.unk_stats.get();
             let hyps = tch::no_grad(|| -> Result<Vec<Vec<Hypothesis>>> {
                 let mut state = start(&feats);
                 let decoding = decoding.from_image(first as usize);
-                decode_nbest(len as usize, &decoding, sp, |parents, tokens| {
+                let step = |parents: &[usize], tokens: &[i64]| {
                     let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
                     let rows = Tensor::from_slice(&rows).to_device(self.device());
                     let toks = Tensor::from_slice(tokens).to_device(self.device());
@@ -195,8 +200,10 @@ impl Captioner {
                     state = next;
                     let lp = lp.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]);
                     Vec::<f32>::try_from(&lp).map_err(Error::Torch)
-                })
+                };
+                decode_nbest_counted(len as usize, &decoding, sp, step, &mut stats)
             })?;
+            self.unk_stats.set(stats);
             out.extend(hyps);
             first += len;
         }
@@ -277,7 +284,12 @@ mod tests {
                 max_len: 8,
                 alpha: 0.0,
             };
-            let sp = Specials { start: 1, end: 2 };
+            let sp = Specials {
+                start: 1,
+                end: 2,
+                unk: Some(3),
+                allow_unk: false,
+            };
             let before = a.generate(&feats, &dec, sp, 2).unwrap();
             let path = dir.path().join("m.safetensors");
             save_vars(&a.vs, &path).unwrap();

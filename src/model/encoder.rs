@@ -17,6 +17,7 @@ use tch::{nn, nn::VarStore, Device, Tensor};
 
 use super::clip::{ClipImage, ClipImageFolder};
 use super::cnn;
+use super::effnet;
 use super::features::ImageFeatures;
 use crate::config::{ClipImageConfig, EncoderKind};
 use crate::data::features::FeatureCache;
@@ -31,6 +32,7 @@ pub enum Encoder {
     Vgg19(cnn::Vgg19),
     /// Boxed: a ViT tower holds far more module handles than a CNN.
     Clip(Box<ClipImage>),
+    EfficientNet(Box<effnet::EfficientNetLite>),
 }
 
 impl Encoder {
@@ -44,6 +46,12 @@ impl Encoder {
                 let cfg = clip.cloned().unwrap_or_default();
                 Encoder::Clip(Box::new(ClipImage::new(&p, &cfg)))
             }
+            EncoderKind::EfficientnetLite0 => Encoder::EfficientNet(Box::new(
+                effnet::EfficientNetLite::new(p, effnet::Variant::Lite0),
+            )),
+            EncoderKind::EfficientnetLite2 => Encoder::EfficientNet(Box::new(
+                effnet::EfficientNetLite::new(p, effnet::Variant::Lite2),
+            )),
         }
     }
 
@@ -81,6 +89,7 @@ impl Encoder {
             Encoder::SmallCnn(m) => m.forward_t(&layout(xs), train),
             Encoder::SqueezeNet(m) => m.forward_t(&layout(xs), train),
             Encoder::Vgg19(m) => m.forward_t(&layout(xs), train),
+            Encoder::EfficientNet(m) => m.forward_t(&layout(xs), train),
             Encoder::Clip(m) => {
                 let (embeds, patches) = m.forward(xs); // (B, proj), (B, P, width)
                 return ImageFeatures::new(embeds, Some(patches));

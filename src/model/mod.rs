@@ -9,6 +9,7 @@ pub mod clip;
 pub mod cnn;
 pub mod decoder;
 pub mod decoding;
+pub mod effnet;
 pub mod encoder;
 pub mod features;
 pub mod gpt2;

@@ -6,6 +6,11 @@
 //! the rows `parents` (indices into the rows of the previous call; for the first call, into the
 //! initial per-image state), then feeds `tokens` (one per row) and returns the rows'
 //! log-probabilities, row-major `(R × V)`.
+//!
+//! The unknown word is masked here, once for every strategy and decoder ([`decode_nbest`]):
+//! a caption never says `<unk>` unless [`Specials::unk`] is `None` (`--allow-unk`), as
+//! ruotianluo/ImageCaptioning.pytorch's `suppress_UNK` does by default. How often the unmasked
+//! argmax was `<unk>` is counted ([`UnkStats`]).
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -105,6 +110,27 @@ pub struct Hypothesis {
 pub struct Specials {
     pub start: i64,
     pub end: i64,
+    /// The caption vocabulary's `<unk>` (`None` for tag sequences): never chosen (its
+    /// log-probability is set to −∞ before every choice) unless `allow_unk`; counted in
+    /// [`UnkStats`] either way.
+    pub unk: Option<i64>,
+    /// Let `unk` through (`--allow-unk`: the behaviour before it was masked).
+    pub allow_unk: bool,
+}
+
+/// Decoding steps (rows of log-probabilities) seen, and how many of them had `<unk>` as their
+/// most probable word before it was masked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UnkStats {
+    pub steps: u64,
+    pub unk_argmax: u64,
+}
+
+impl UnkStats {
+    pub fn add(&mut self, other: UnkStats) {
+        self.steps += other.steps;
+        self.unk_argmax += other.unk_argmax;
+    }
 }
 
 pub fn decode<F>(n: usize, decoding: &Decoding, sp: Specials, step: F) -> Result<Vec<Hypothesis>>
@@ -128,6 +154,44 @@ pub fn decode_nbest<F>(
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
+    decode_nbest_counted(n, decoding, sp, step, &mut UnkStats::default())
+}
+
+/// [`decode_nbest`], adding to `stats` how often the most probable word was `sp.unk` (before
+/// it is masked).
+pub fn decode_nbest_counted<F>(
+    n: usize,
+    decoding: &Decoding,
+    sp: Specials,
+    mut step: F,
+    stats: &mut UnkStats,
+) -> Result<Vec<Vec<Hypothesis>>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    // The one place log-probabilities come back from the model: every strategy below chooses
+    // from these rows, so masking here keeps `<unk>` out of greedy, beam and sampled captions.
+    let unk = sp.unk.map(|u| u as usize);
+    let step = |parents: &[usize], tokens: &[i64]| -> Result<Vec<f32>> {
+        let mut lp = step(parents, tokens)?;
+        let rows = tokens.len().max(1);
+        let v = lp.len() / rows;
+        if let (Some(u), true) = (unk, v > 0) {
+            // Row by row: each is one live caption (or beam) at this step.
+            for row in lp.chunks_exact_mut(v) {
+                stats.steps += 1;
+                if u < v {
+                    if argmax(row).0 == u as i64 {
+                        stats.unk_argmax += 1;
+                    }
+                    if !sp.allow_unk {
+                        row[u] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        Ok(lp)
+    };
     match *decoding {
         Decoding::Greedy { max_len } => Ok(greedy(n, max_len, sp, step)?
             .into_iter()
@@ -404,7 +468,12 @@ where
 mod tests {
     use super::*;
 
-    pub(super) const SP: Specials = Specials { start: 0, end: 1 };
+    pub(super) const SP: Specials = Specials {
+        start: 0,
+        end: 1,
+        unk: None,
+        allow_unk: false,
+    };
 
     /// A fake model whose next-token distribution depends only on the previous token:
     /// `table[prev]` = probabilities over the vocabulary.
@@ -439,6 +508,78 @@ mod tests {
             let distinct: std::collections::HashSet<_> = hs.iter().map(|h| &h.tokens).collect();
             assert_eq!(distinct.len(), hs.len(), "{hs:?}");
         }
+    }
+
+    /// Greedy, beam and top-p on a model that prefers `<unk>` (id 2 here) after `<start>`:
+    /// masked, no caption contains it and the steps where it led are counted; allowed, the
+    /// old captions come back.
+    #[test]
+    fn unk_is_never_chosen_unless_allowed() {
+        // vocab: 0 <start>, 1 <end>, 2 <unk>, 3 b; "<unk> b" is the most probable caption.
+        let table = vec![
+            vec![1e-9, 0.05, 0.6, 0.35],
+            vec![0.25, 0.25, 0.25, 0.25],
+            vec![1e-9, 0.1, 0.1, 0.8],
+            vec![1e-9, 0.7, 0.2, 0.1],
+        ];
+        let masked = Specials { unk: Some(2), ..SP };
+        let allowed = Specials {
+            allow_unk: true,
+            ..masked
+        };
+        let strategies = [
+            Decoding::Greedy { max_len: 6 },
+            Decoding::Beam {
+                width: 3,
+                max_len: 6,
+                alpha: 0.0,
+            },
+            Decoding::Sample {
+                max_len: 6,
+                top_p: 1.0,
+                temperature: 1.5,
+                samples: 8,
+                seed: 7,
+            },
+        ];
+        for d in &strategies {
+            let mut stats = UnkStats::default();
+            let out =
+                decode_nbest_counted(4, d, masked, bigram(table.clone()), &mut stats).unwrap();
+            assert!(
+                out.iter().flatten().all(|h| !h.tokens.contains(&2)),
+                "{d:?}: {out:?}"
+            );
+            assert!(out.iter().all(|hs| !hs.is_empty()), "{d:?}");
+            assert!(
+                stats.unk_argmax >= 4 && stats.unk_argmax <= stats.steps,
+                "{d:?} {stats:?}"
+            );
+            for h in out.iter().flatten() {
+                assert!(h.logp.is_finite(), "{d:?}: {h:?}");
+            }
+        }
+        // Greedy masked writes "b", allowed "<unk> b" (the old behaviour), both counted.
+        let mut stats = UnkStats::default();
+        let g = decode_nbest_counted(
+            1,
+            &strategies[0],
+            allowed,
+            bigram(table.clone()),
+            &mut stats,
+        );
+        assert_eq!(g.unwrap()[0][0].tokens, vec![2, 3]);
+        assert_eq!(
+            stats,
+            UnkStats {
+                steps: 3,
+                unk_argmax: 1
+            }
+        );
+        let g = decode_nbest(1, &strategies[0], masked, bigram(table.clone())).unwrap();
+        assert_eq!(g[0][0].tokens, vec![3]);
+        let b = decode_nbest(1, &strategies[1], allowed, bigram(table)).unwrap();
+        assert_eq!(b[0][0].tokens, vec![2, 3]);
     }
 
     #[test]

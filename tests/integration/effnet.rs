@@ -1,0 +1,116 @@
+//! `--encoder efficientnet_lite0` end to end on random weights (the real ones come from
+//! `make weights`; tests never need them): a feature cache with 1280-d pooled vectors and 7×7
+//! grids, an attention decoder trained on it, the run's preprocessing and encoder stored in the
+//! run, and `eval`/`caption` from the run alone agreeing with the cache.
+use std::fs;
+use std::path::Path;
+
+use tch::Tensor;
+
+use super::common::{ok, s, synth};
+
+fn predictions(path: &Path) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    let mut out: Vec<(String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let id = p["image_id"].as_str().unwrap().to_string();
+            (id, p["caption"].as_str().unwrap().to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn efficientnet_lite0_features_train_eval_and_caption() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, cache, run) = (
+        t.path().join("data"),
+        t.path().join("l0.safetensors"),
+        t.path().join("run"),
+    );
+    synth(&data, 10, 48, "flickr8k");
+    let weights = t.path().join("efficientnet_lite0.safetensors");
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _enc = captag::model::Encoder::new(
+        vs.root(),
+        captag::config::EncoderKind::EfficientnetLite0,
+        None,
+    );
+    captag::run::save_vars(&vs, &weights).unwrap();
+    let enc = [
+        "--encoder",
+        "efficientnet_lite0",
+        "--encoder-weights",
+        s(&weights),
+    ];
+    let mut a = vec!["features", "--data", s(&data), "--grid", "--out", s(&cache)];
+    a.extend(enc);
+    ok(&a);
+    let named: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&cache)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(named["pooled"].size(), [10, 1280]);
+    assert_eq!(named["grid"].size(), [10, 49, 1280]);
+
+    let mut a = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&run),
+        "--features",
+        s(&cache),
+    ];
+    a.extend(enc);
+    a.extend([
+        "--decoder",
+        "attention",
+        "--embed",
+        "32",
+        "--hidden",
+        "64",
+        "--epochs",
+        "3",
+        "--min-count",
+        "1",
+        "--batch-size",
+        "20",
+        "--schedule",
+        "constant",
+        "--early-stop",
+        "0",
+    ]);
+    ok(&a);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let m = &cfg["model"];
+    assert_eq!(m["encoder"], "efficientnet_lite0");
+    assert_eq!(m["preprocess"]["size"], 224);
+    assert_eq!(m["preprocess"]["norm"], "Centered127");
+    assert_eq!(m["preprocess"]["resize"]["ClipCrop"]["shortest_edge"], 256);
+    assert_eq!(m["preprocess"]["resize"]["ClipCrop"]["filter"], "bicubic");
+    fs::remove_file(&weights).unwrap(); // the run must not need the user's file
+
+    let (p_cache, p_images) = (t.path().join("c.json"), t.path().join("i.json"));
+    let base = ["eval", s(&run), "--data", s(&data), "--split", "train"];
+    ok(&[
+        &base[..],
+        &["--features", s(&cache), "--predictions", s(&p_cache)],
+    ]
+    .concat());
+    ok(&[&base[..], &["--predictions", s(&p_images)]].concat());
+    let (cached, images) = (predictions(&p_cache), predictions(&p_images));
+    assert!(!cached.is_empty());
+    assert_eq!(cached, images);
+    let (id, caption) = &images[0];
+    let out = ok(&["caption", s(&run), s(&data.join("Images").join(id))]);
+    assert!(
+        out.trim_end().ends_with(caption.as_str()),
+        "{out} vs {caption}"
+    );
+}
