@@ -52,7 +52,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         resume: false,
         batch_size: 64,
         lr: 3e-3,
-        clip: 5.0,
+        grad_clip: crate::config::defaults::GRAD_CLIP,
         schedule: ScheduleArg::Cosine,
         select: crate::config::Selection::Bleu4,
         batching: None,
@@ -98,9 +98,10 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
     let job = super::model::train_job(ctx, &args)?;
     let summary = crate::train::run(&job)?;
     outln!(
-        "   trained in {:.0}s, best dev BLEU-4 {:.2} (epoch {})",
+        "   trained in {:.0}s, best dev {} {:.2} (epoch {})",
         summary.seconds,
-        100.0 * summary.best_bleu[3],
+        summary.selected_by,
+        100.0 * summary.best_score,
         summary.best_epoch
     )?;
 

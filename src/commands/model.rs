@@ -14,7 +14,7 @@ use crate::data::features;
 use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
 use crate::model::clip::ClipImageFolder;
-use crate::model::decoding::Decoding;
+use crate::model::decoding::{cli_flag, DecodeRequest, Decoding};
 use crate::model::encoder::{self, ExtractSpec};
 use crate::model::gpt2::{Gpt2, Gpt2Config};
 use crate::model::hf::read_config;
@@ -119,17 +119,11 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         epochs: a.epochs,
         batch_size: a.batch_size,
         lr: a.lr,
-        clip: a.clip,
+        grad_clip: a.grad_clip,
         schedule: match a.schedule {
             ScheduleArg::Constant => Schedule::Constant,
-            ScheduleArg::Step => Schedule::Step {
-                every: 5,
-                gamma: 0.5,
-            },
-            ScheduleArg::Plateau => Schedule::Plateau {
-                patience: 2,
-                factor: 0.5,
-            },
+            ScheduleArg::Step => Schedule::step(),
+            ScheduleArg::Plateau => Schedule::plateau(),
             ScheduleArg::Warmup => Schedule::Warmup { warmup: a.warmup },
             ScheduleArg::Cosine => Schedule::Cosine { warmup: a.warmup },
         },
@@ -161,7 +155,7 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
                 teacher_fingerprint: crate::train::distill::teacher_fingerprint(dir)?,
                 method: a.distill.kd,
                 temperature: a.distill.temperature,
-                alpha: a.distill.alpha,
+                kd_alpha: a.distill.kd_alpha,
                 beam: a.distill.kd_beam,
                 teacher_only: a.distill.kd_teacher_only,
             }),
@@ -262,16 +256,11 @@ fn pretrained_lm(a: &TrainArgs, dir: &Path, decoder: &mut DecoderConfig) -> anyh
 pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     let job = train_job(ctx, a)?;
     let s = training::run(&job)?;
-    let only = job.model.hashtags.as_ref().is_some_and(|t| t.only);
     outln!(
         "{} epochs in {:.0}s; best dev {} {:.2} at epoch {} → {}",
         s.epochs,
         s.seconds,
-        if only {
-            "hashtag mAP"
-        } else {
-            job.train.select.name()
-        },
+        s.selected_by,
         100.0 * s.best_score,
         s.best_epoch,
         s.out.join(run::BEST).display()
@@ -279,32 +268,18 @@ pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The decoding flags, checked by the rule the web API uses too ([`DecodeRequest`]).
 pub fn decoding(d: &DecodeArgs, seed: u64) -> anyhow::Result<Decoding> {
-    if d.max_len == 0 {
-        bail!("--max-len must be ≥ 1");
-    }
-    let Some(top_p) = d.top_p else {
-        return Ok(Decoding::from_beam(d.beam, d.max_len, d.alpha));
-    };
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        bail!("--top-p must be in (0, 1], not {top_p}");
-    }
-    if !(d.temperature > 0.0 && d.temperature.is_finite()) {
-        bail!(
-            "--temperature must be a positive number, not {}",
-            d.temperature
-        );
-    }
-    if !(1..=100).contains(&d.samples) {
-        bail!("--samples must be 1 to 100, not {}", d.samples);
-    }
-    Ok(Decoding::Sample {
+    let request = DecodeRequest {
+        beam: d.beam,
+        length_alpha: d.length_alpha,
         max_len: d.max_len,
-        top_p,
+        top_p: d.top_p,
         temperature: d.temperature,
         samples: d.samples,
         seed,
-    })
+    };
+    Ok(request.validate(cli_flag)?)
 }
 
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod clip;
 pub mod decoder;
+pub mod defaults;
 pub mod gpt2;
 
 use crate::data::image::{Normalization, Preprocess, ResizeMode};
@@ -331,7 +332,36 @@ pub enum Schedule {
     },
 }
 
+/// Where the plateau schedule stands: the lowest dev loss so far and the epochs since it. Saved
+/// in `train_state.json` (flattened, under these names) so a resumed run decays on the same epoch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plateau {
+    #[serde(default)]
+    pub lowest_dev_loss: Option<f64>,
+    #[serde(default)]
+    pub loss_bad_epochs: usize,
+}
+
+/// All of the learning-rate logic: the per-step schedules (`warmup`, `cosine`) set the rate
+/// before each optimizer step ([`Schedule::step_lr`]); the per-epoch ones (`step`, `plateau`)
+/// change it after each validated epoch ([`Schedule::after_epoch`]). `constant` does neither.
 impl Schedule {
+    /// `--schedule step` with its default period and factor.
+    pub fn step() -> Self {
+        Schedule::Step {
+            every: defaults::STEP_EVERY,
+            gamma: defaults::STEP_GAMMA,
+        }
+    }
+
+    /// `--schedule plateau` (the default) with its default patience and factor.
+    pub fn plateau() -> Self {
+        Schedule::Plateau {
+            patience: defaults::PLATEAU_PATIENCE,
+            factor: defaults::PLATEAU_FACTOR,
+        }
+    }
+
     /// The learning rate at optimizer step `step` (1-based) for per-step schedules; `progress`
     /// is the share of the run's epochs done before this step, in [0, 1).
     pub fn step_lr(&self, base: f64, step: i64, progress: f64) -> Option<f64> {
@@ -348,6 +378,37 @@ impl Schedule {
             _ => None,
         }
     }
+
+    /// The learning rate after epoch `epoch` (1-based, just finished) with dev loss `dev_loss`,
+    /// for per-epoch schedules; the others return `lr` unchanged. `plateau` is the run's saved
+    /// plateau bookkeeping (updated here).
+    pub fn after_epoch(&self, lr: f64, epoch: usize, dev_loss: f64, plateau: &mut Plateau) -> f64 {
+        match *self {
+            Schedule::Constant | Schedule::Warmup { .. } | Schedule::Cosine { .. } => lr,
+            Schedule::Step { every, gamma } => {
+                if every > 0 && epoch.is_multiple_of(every) {
+                    lr * gamma
+                } else {
+                    lr
+                }
+            }
+            // On dev loss, which is far less noisy than dev BLEU on small dev sets.
+            Schedule::Plateau { patience, factor } => {
+                if plateau.lowest_dev_loss.is_none_or(|l| dev_loss < l) {
+                    plateau.lowest_dev_loss = Some(dev_loss);
+                    plateau.loss_bad_epochs = 0;
+                    lr
+                } else {
+                    plateau.loss_bad_epochs += 1;
+                    if patience > 0 && plateau.loss_bad_epochs.is_multiple_of(patience) {
+                        lr * factor
+                    } else {
+                        lr
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -355,8 +416,9 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
-    /// Global gradient-norm clip (0 = off).
-    pub clip: f64,
+    /// Global gradient-norm clip (0 = off). `clip` in config.json of older runs.
+    #[serde(alias = "clip")]
+    pub grad_clip: f64,
     pub schedule: Schedule,
     /// Stop after this many epochs without a better dev BLEU-4 (0 = never).
     pub early_stop: usize,
@@ -436,8 +498,10 @@ pub struct Distill {
     pub teacher_fingerprint: String,
     pub method: KdMethod,
     pub temperature: f64,
-    /// Weight of the soft (teacher) term; `1 − alpha` goes to cross-entropy on the data.
-    pub alpha: f64,
+    /// Weight of the soft (teacher) term; `1 − kd_alpha` goes to cross-entropy on the data.
+    /// `alpha` in config.json of older runs.
+    #[serde(alias = "alpha")]
+    pub kd_alpha: f64,
     /// Beam width of the teacher's captions (sequence level).
     pub beam: usize,
     /// Sequence level: train on the teacher's captions only, not the references as well.
@@ -450,8 +514,8 @@ impl Distill {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return bad("--temperature must be a positive number");
         }
-        if !(0.0..=1.0).contains(&self.alpha) {
-            return bad("--alpha must be between 0 and 1");
+        if !(0.0..=1.0).contains(&self.kd_alpha) {
+            return bad("--kd-alpha must be between 0 and 1");
         }
         if self.beam == 0 {
             return bad("--kd-beam must be at least 1");
@@ -482,27 +546,24 @@ impl Selection {
 }
 
 fn default_tag_min_agree() -> usize {
-    2
+    defaults::TAG_MIN_AGREE
 }
 
 fn default_tag_min_count() -> usize {
-    5
+    defaults::TAG_MIN_COUNT
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs: 10,
-            batch_size: 64,
-            lr: 2e-3,
-            clip: 5.0,
-            schedule: Schedule::Plateau {
-                patience: 2,
-                factor: 0.5,
-            },
-            early_stop: 4,
-            min_count: 5,
-            max_words: 30,
+            epochs: defaults::EPOCHS,
+            batch_size: defaults::BATCH_SIZE,
+            lr: defaults::LR,
+            grad_clip: defaults::GRAD_CLIP,
+            schedule: Schedule::plateau(),
+            early_stop: defaults::EARLY_STOP,
+            min_count: defaults::MIN_COUNT,
+            max_words: defaults::MAX_WORDS,
             seed: 0,
             tag_min_agree: default_tag_min_agree(),
             tag_min_count: default_tag_min_count(),
@@ -623,5 +684,28 @@ mod tests {
         assert!(s.step_lr(2.0, 900, 0.999).unwrap() < 1e-4);
         let mid = s.step_lr(2.0, 600, 0.25).unwrap();
         assert!(mid < 2.0 && mid > 1.0, "{mid}");
+    }
+
+    #[test]
+    fn per_epoch_schedules_decay_after_the_epoch() {
+        let mut p = Plateau::default();
+        let s = Schedule::Step {
+            every: 2,
+            gamma: 0.5,
+        };
+        assert_eq!(s.after_epoch(1.0, 1, 3.0, &mut p), 1.0);
+        assert_eq!(s.after_epoch(1.0, 2, 3.0, &mut p), 0.5);
+        let s = Schedule::Plateau {
+            patience: 2,
+            factor: 0.1,
+        };
+        assert_eq!(s.after_epoch(1.0, 1, 3.0, &mut p), 1.0);
+        assert_eq!(s.after_epoch(1.0, 2, 3.5, &mut p), 1.0);
+        assert!((s.after_epoch(1.0, 3, 3.5, &mut p) - 0.1).abs() < 1e-12);
+        assert_eq!(p.loss_bad_epochs, 2);
+        assert_eq!(s.after_epoch(1.0, 4, 2.0, &mut p), 1.0);
+        assert_eq!(p.lowest_dev_loss, Some(2.0));
+        let c = Schedule::Cosine { warmup: 1 };
+        assert_eq!(c.after_epoch(0.3, 5, 9.0, &mut p), 0.3);
     }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::config::{EncoderKind, ModelConfig, TrainConfig};
+use crate::config::{EncoderKind, ModelConfig, Plateau, TrainConfig};
 use crate::model::captioner::Captioner;
 use crate::text::taglist::TagList;
 use crate::text::tokens::{BpeTokens, Tokens};
@@ -25,8 +25,11 @@ pub const VOCAB: &str = "vocab.json";
 pub const BEST: &str = "model.safetensors";
 pub const LAST: &str = "last.safetensors";
 pub const ENCODER: &str = "encoder.safetensors";
+/// Where the loop stands after the last committed epoch ([`TrainState`]: epoch, step, learning
+/// rate, best epoch, early-stopping and plateau counters).
 pub const STATE: &str = "train_state.json";
-pub const OPTIM: &str = "train_state.safetensors";
+/// The optimizer's state beside it: Adam's moments (`train::optim::Adam::save`).
+pub const OPTIMIZER: &str = "train_state.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
 pub const HASHTAGS: &str = "hashtags.json";
 /// A pretrained GPT-2's `config.json` and tokenizer files (ClipCap with `--lm-weights`).
@@ -85,13 +88,11 @@ pub struct TrainState {
     #[serde(default)]
     pub best_dev_loss: f64,
     pub best_epoch: usize,
-    /// Epochs since the best dev BLEU-4 (early stopping).
+    /// Epochs since the best selection score (early stopping).
     pub bad_epochs: usize,
     /// Lowest dev loss so far and epochs since it (plateau schedule).
-    #[serde(default)]
-    pub lowest_dev_loss: Option<f64>,
-    #[serde(default)]
-    pub loss_bad_epochs: usize,
+    #[serde(flatten)]
+    pub plateau: Plateau,
     pub stopped_early: bool,
 }
 
@@ -216,7 +217,7 @@ fn remove_stale_temps(dir: &Path) {
         LAST,
         ENCODER,
         STATE,
-        OPTIM,
+        OPTIMIZER,
         METRICS,
         HASHTAGS,
         "teacher_captions.json",

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::upload;
 use super::worker::Options;
 use super::State;
+use crate::model::decoding::{query_field, DecodeRequest, SERVER_MAX_BEAM};
 
 const PAGE: &str = include_str!("page.html");
 
@@ -81,32 +82,29 @@ pub struct CaptionQuery {
 }
 
 impl CaptionQuery {
+    /// The query as a validated job: the decoding by the CLI's rule ([`DecodeRequest`]), with
+    /// the server's own cap on beam width; unset fields take the CLI's defaults (`beam`: the
+    /// server's `--beam`).
     fn options(&self, default_beam: usize) -> Result<Options, ApiError> {
         let beam = self.beam.unwrap_or(default_beam);
-        if !(1..=10).contains(&beam) {
+        if !(1..=SERVER_MAX_BEAM).contains(&beam) {
             return Err(ApiError::new(
                 400,
-                format!("beam must be 1 to 10, not {beam}"),
+                format!("beam must be 1 to {SERVER_MAX_BEAM}, not {beam}"),
             ));
         }
-        let bad = |m: String| Err(ApiError::new(400, m));
-        let sample = match self.top_p {
-            None => None,
-            Some(p) if !(p > 0.0 && p <= 1.0) => {
-                return bad(format!("top_p must be in (0, 1], not {p}"))
-            }
-            Some(p) => {
-                let t = self.temperature.unwrap_or(1.0);
-                if !(t > 0.0 && t.is_finite()) {
-                    return bad(format!("temperature must be a positive number, not {t}"));
-                }
-                let n = self.samples.unwrap_or(3);
-                if !(1..=10).contains(&n) {
-                    return bad(format!("samples must be 1 to 10, not {n}"));
-                }
-                Some((p, t, n, self.seed.unwrap_or(0)))
-            }
+        let d = DecodeRequest::default();
+        let request = DecodeRequest {
+            beam,
+            top_p: self.top_p,
+            temperature: self.temperature.unwrap_or(d.temperature),
+            samples: self.samples.unwrap_or(d.samples),
+            seed: self.seed.unwrap_or(d.seed),
+            ..d
         };
+        let decoding = request
+            .validate(query_field)
+            .map_err(|e| ApiError::new(400, e.to_string()))?;
         let social = match self.style.as_deref() {
             None | Some("plain") => false,
             Some("social") => true,
@@ -118,8 +116,7 @@ impl CaptionQuery {
             }
         };
         Ok(Options {
-            beam,
-            sample,
+            decoding,
             hashtags: self.hashtags.unwrap_or(5).min(30),
             emoji: self.emoji.unwrap_or(3).min(10),
             social,

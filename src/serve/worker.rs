@@ -15,10 +15,8 @@ use crate::model::text_tagger::TextTagger;
 /// What the page can ask for.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
-    /// Beam width (1 = greedy); the n-best list has up to this many captions.
-    pub beam: usize,
-    /// Nucleus sampling instead of beam search: `(top_p, temperature, samples, seed)`.
-    pub sample: Option<(f64, f64, usize, u64)>,
+    /// Beam search (the n-best list has up to its width of captions) or top-p samples.
+    pub decoding: Decoding,
     pub hashtags: usize,
     pub emoji: usize,
     pub social: bool,
@@ -55,17 +53,7 @@ pub struct Models {
 
 impl Models {
     pub fn answer(&self, img: &image::RgbImage, o: &Options) -> crate::Result<Captions> {
-        // `captag caption`'s defaults (--max-len 30, --alpha 0), so the page and the CLI agree.
-        let decoding = match o.sample {
-            Some((top_p, temperature, samples, seed)) => Decoding::Sample {
-                max_len: 30,
-                top_p,
-                temperature,
-                samples,
-                seed,
-            },
-            None => Decoding::from_beam(o.beam, 30, 0.0),
-        };
+        let decoding = o.decoding;
         let nbest = self.captioner.caption_image(img, &decoding)?;
         let best = nbest
             .first()

@@ -162,7 +162,7 @@ impl Teacher {
             &teacher,
             &s.targets,
             self.cfg.temperature,
-            self.cfg.alpha,
+            self.cfg.kd_alpha,
         );
         Ok(match s.penalty {
             Some(p) => kd + p,
@@ -269,11 +269,11 @@ pub fn add_teacher_captions(
 /// How a teacher teaches, for the log.
 pub fn describe(d: &Distill) -> String {
     let how = match d.method {
-        KdMethod::Word => format!("word-level KD (T {}, alpha {})", d.temperature, d.alpha),
+        KdMethod::Word => format!("word-level KD (T {}, alpha {})", d.temperature, d.kd_alpha),
         KdMethod::Sequence => format!("sequence-level KD (teacher beam {})", d.beam),
         KdMethod::Both => format!(
             "word- and sequence-level KD (T {}, alpha {}, teacher beam {})",
-            d.temperature, d.alpha, d.beam
+            d.temperature, d.kd_alpha, d.beam
         ),
     };
     format!("distilling from {}: {how}", d.teacher)
