@@ -200,7 +200,7 @@ async fn caption(
     Shared(s): Shared<Arc<State>>,
     Query(q): Query<CaptionQuery>,
     req: Request,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::infer::CaptionResult>, ApiError> {
     let options = q.options(s.config.beam)?;
     let bytes = image_bytes(req, &s).await?;
     let max_pixels = s.config.max_pixels;
@@ -241,16 +241,16 @@ async fn caption(
         Ok(Ok(Err(e))) => return Err(ApiError::new(500, e.to_string())),
         Ok(Ok(Ok(c))) => c,
     };
-    let mut v = serde_json::to_value(&captions).map_err(|e| ApiError::new(500, e.to_string()))?;
-    v["image_sha256"] = up.sha256.into();
-    v["run_id"] = s.config.run_id.clone().into();
-    v["style"] = if options.social { "social" } else { "plain" }.into();
-    if options.social {
-        v["text"] = v["social"].clone();
+    let mut r = captions;
+    r.image_sha256 = Some(up.sha256);
+    r.run_id = Some(s.config.run_id.clone());
+    r.style = Some(if options.social { "social" } else { "plain" });
+    r.text = if options.social {
+        r.social.clone()
     } else {
-        v["text"] = v["caption"].clone();
-    }
-    Ok(Json(v))
+        r.caption.clone()
+    };
+    Ok(Json(r))
 }
 
 async fn rate(
