@@ -470,3 +470,6 @@ pub struct PlotArgs {
     #[arg(long, default_value = "curves")]
     pub out: PathBuf,
 }
+
+#[cfg(test)]
+mod tests;

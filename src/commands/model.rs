@@ -7,8 +7,8 @@ use anyhow::bail;
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
 use crate::config::{
-    Batching, DecoderConfig, Distill, EncoderKind, Gpt2Sizes, ModelConfig, PretrainedLm, Schedule,
-    TagsConfig, TrainConfig,
+    Batching, DecoderConfig, DecoderOverrides, Distill, EncoderKind, Gpt2Sizes, ModelConfig,
+    PretrainedLm, Schedule, TagsConfig, TrainConfig,
 };
 use crate::data::features;
 use crate::eval::runner::EvalSpec;
@@ -73,32 +73,13 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
+/// The architecture `train` asks for: the preset of `--decoder` for `--encoder`, the user's
+/// overrides applied by the config ([`DecoderConfig::apply`]), ClipCap's pretrained LM and CLIP's
+/// folder read, the hashtag model added.
+fn model_config(a: &TrainArgs) -> anyhow::Result<ModelConfig> {
     let frozen = a.encoder_weights.is_some();
     let mut model = ModelConfig::preset(a.encoder, frozen, a.decoder, 0);
-    model
-        .decoder
-        .override_sizes(a.embed, a.hidden, a.layers, a.dropout);
-    match &mut model.decoder {
-        DecoderConfig::ShowTell(c) => c.feed = a.feed.unwrap_or(c.feed),
-        DecoderConfig::Attention(c) => {
-            c.attention_dim = a.attention_dim.unwrap_or(c.attention_dim);
-            c.alpha_c = a.alpha_c.unwrap_or(c.alpha_c);
-        }
-        DecoderConfig::Transformer(c) => {
-            c.heads = a.heads.unwrap_or(c.heads);
-            c.ff_dim = a.ff_dim.unwrap_or(c.ff_dim);
-            c.positions = a.positions.unwrap_or(c.positions);
-        }
-        DecoderConfig::ClipCap(c) => {
-            c.gpt2.n_head = a.heads.unwrap_or(c.gpt2.n_head);
-            c.mapper = a.mapper.unwrap_or(c.mapper);
-            c.prefix_len = a.prefix_len.unwrap_or(c.prefix_len);
-            c.clip_len = a.clip_len.unwrap_or(c.clip_len);
-            c.mapper_layers = a.mapper_layers.unwrap_or(c.mapper_layers);
-            c.lm = a.lm.unwrap_or(c.lm);
-        }
-    }
+    model.decoder.apply(&decoder_overrides(a));
     if let Some(dir) = &a.lm_weights {
         pretrained_lm(a, dir, &mut model.decoder)?;
     }
@@ -116,7 +97,34 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
             only: a.hashtags_only,
         });
     }
-    let train = TrainConfig {
+    Ok(model)
+}
+
+/// `train`'s decoder flags as overrides (`None`: the preset's).
+fn decoder_overrides(a: &TrainArgs) -> DecoderOverrides {
+    DecoderOverrides {
+        embed: a.embed,
+        hidden: a.hidden,
+        layers: a.layers,
+        dropout: a.dropout,
+        feed: a.feed,
+        attention_dim: a.attention_dim,
+        alpha_c: a.alpha_c,
+        heads: a.heads,
+        ff_dim: a.ff_dim,
+        positions: a.positions,
+        mapper: a.mapper,
+        prefix_len: a.prefix_len,
+        clip_len: a.clip_len,
+        mapper_layers: a.mapper_layers,
+        lm: a.lm,
+    }
+}
+
+/// The training settings `train` asks for; resuming without `--batching` or
+/// `--captions-per-image` keeps the run's.
+fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    Ok(TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
         lr: a.lr,
@@ -162,7 +170,12 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
             }),
             None => None,
         },
-    };
+    })
+}
+
+pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
+    let model = model_config(a)?;
+    let train = train_config(ctx, a)?;
     train.validate()?;
     if let Some(t) = &a.distill.teacher {
         crate::fsio::refuse_overwriting_inputs("--out", &a.out, &[t, &a.data])?;

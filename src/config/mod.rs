@@ -12,8 +12,9 @@ use crate::data::image::{Normalization, Preprocess, ResizeMode};
 use crate::{Error, Result};
 pub use clip::ClipImageConfig;
 pub use decoder::{
-    AttentionConfig, CellKind, ClipCapConfig, DecoderConfig, DecoderPreset, Gpt2Sizes, ImageFeed,
-    LmMode, MapperKind, Positions, PretrainedLm, ShowTellConfig, TransformerConfig,
+    AttentionConfig, CellKind, ClipCapConfig, DecoderConfig, DecoderOverrides, DecoderPreset,
+    Gpt2Sizes, ImageFeed, LmMode, MapperKind, Positions, PretrainedLm, ShowTellConfig,
+    TransformerConfig,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -420,7 +421,8 @@ pub struct TrainConfig {
     #[serde(alias = "clip")]
     pub grad_clip: f64,
     pub schedule: Schedule,
-    /// Stop after this many epochs without a better dev BLEU-4 (0 = never).
+    /// Stop after this many epochs without a better selection score (`select`; dev mAP for
+    /// hashtag-only runs) (0 = never).
     pub early_stop: usize,
     /// Words seen fewer times in the training captions become `<unk>`.
     pub min_count: usize,

@@ -24,7 +24,8 @@ use crate::text::tokens::Tokens;
 use crate::text::vocab::{END, START};
 use crate::Result;
 
-/// A checkpoint ready to caption.
+/// A checkpoint ready to caption: the run's `run::Contents` with its model and the inference
+/// options.
 #[derive(Debug)]
 pub struct Loaded {
     pub dir: PathBuf,
@@ -48,13 +49,13 @@ pub const SPECIALS: Specials = Specials {
 /// Open `dir` (a run directory) and load its best weights (`model.safetensors`), or
 /// `last.safetensors` with `last = true`.
 pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded> {
-    let o = crate::run::open(dir, device, last)?;
+    let (c, model) = crate::run::open(dir, device, last)?;
     Ok(Loaded {
-        dir: o.dir,
-        run: o.run,
-        vocab: o.vocab,
-        model: o.model,
-        tags: o.tags,
+        dir: dir.to_path_buf(),
+        run: c.run,
+        vocab: c.vocab,
+        model,
+        tags: c.tags,
         tag_threshold: 0.5,
         with_attention: false,
     })

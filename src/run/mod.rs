@@ -80,7 +80,7 @@ pub struct TrainState {
     /// Optimizer updates so far.
     pub step: i64,
     pub lr: f64,
-    /// Best dev value of the selection metric (`--select`: BLEU-4 by default, CIDEr-D; dev mAP
+    /// Best dev value of the selection score (`train::SelectionScore`: `--select` BLEU-4 by default or CIDEr-D; dev mAP
     /// for hashtag-only runs).
     #[serde(alias = "best_bleu4")]
     pub best_score: f64,
@@ -362,7 +362,9 @@ fn read_tokens(dir: &Path, model: &ModelConfig) -> Result<Tokens> {
     }
 }
 
-/// A run's config with its vocabulary and hashtag list, checked against each other.
+/// A run's config with its vocabulary and hashtag list, checked against each other: the one
+/// "run + vocabulary + tags" bundle. Training starts from it (`train::Prepared` adds the
+/// encoded data), inference adds the model (`infer::Loaded`).
 pub struct Contents {
     pub run: RunConfig,
     pub vocab: Tokens,
@@ -473,20 +475,12 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
     Ok(f.hex())
 }
 
-/// A run loaded for evaluation or inference.
-#[derive(Debug)]
-pub struct Opened {
-    pub dir: std::path::PathBuf,
-    pub run: RunConfig,
-    pub vocab: Tokens,
-    pub tags: Option<TagList>,
-    pub model: Captioner,
-}
-
-/// Open `dir` with its best weights (`model.safetensors`), or `last.safetensors` with `last`.
-pub fn open(dir: &Path, device: tch::Device, last: bool) -> Result<Opened> {
-    let Contents { run, vocab, tags } = read(dir)?;
-    let mut model = Captioner::new(&run.model, device, true);
+/// Open `dir` for evaluation or inference: its [`Contents`] and its model with the best weights
+/// (`model.safetensors`), or `last.safetensors` with `last`. `infer::Loaded` is the run made
+/// ready to caption from these; a distillation teacher uses them as they are.
+pub fn open(dir: &Path, device: tch::Device, last: bool) -> Result<(Contents, Captioner)> {
+    let contents = read(dir)?;
+    let mut model = Captioner::new(&contents.run.model, device, true);
     // A run killed after committing an epoch but before moving its files: the commit is what
     // counts (docs/ARCHITECTURE.md, "Run directory").
     load_vars(
@@ -496,11 +490,5 @@ pub fn open(dir: &Path, device: tch::Device, last: bool) -> Result<Opened> {
     if let Some(fvs) = model.frozen_vs.as_mut() {
         load_vars(fvs, &dir.join(ENCODER))?;
     }
-    Ok(Opened {
-        dir: dir.to_path_buf(),
-        run,
-        vocab,
-        tags,
-        model,
-    })
+    Ok((contents, model))
 }

@@ -74,7 +74,7 @@ impl Teacher {
     ) -> Result<Teacher> {
         let dir = Path::new(&d.teacher);
         let what = |m: String| Error::invalid(format!("--teacher {}: {m}", dir.display()));
-        let o = run::open(dir, device, false).map_err(|e| what(e.to_string()))?;
+        let (o, model) = run::open(dir, device, false).map_err(|e| what(e.to_string()))?;
         let (Some(tv), Some(sv)) = (o.vocab.words(), prep.vocab.words()) else {
             return Err(what(
                 "distillation needs word vocabularies; a ClipCap run on a pretrained GPT-2 \
@@ -124,7 +124,7 @@ impl Teacher {
                 )));
             }
         }
-        let mut model = o.model;
+        let mut model = model;
         model.vs.freeze();
         Ok(Teacher {
             model,
