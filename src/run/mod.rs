@@ -80,8 +80,8 @@ pub struct TrainState {
     /// Optimizer updates so far.
     pub step: i64,
     pub lr: f64,
-    /// Best dev value of the selection score (`train::SelectionScore`: `--select` BLEU-4 by default or CIDEr-D; dev mAP
-    /// for hashtag-only runs).
+    /// Best dev value of the selection score (`train::SelectionScore`: `--select`, BLEU-4 by
+    /// default or CIDEr-D; dev mAP for hashtag-only runs).
     #[serde(alias = "best_bleu4")]
     pub best_score: f64,
     /// Dev loss of the best epoch (breaks ties, e.g. BLEU-4 0 = 0 early on).
