@@ -6,10 +6,11 @@
 //! - [`text`]: caption normalization, hashtag extraction, vocabulary;
 //! - [`model`]: encoders (VGG19, SqueezeNet 1.1, a small CNN), the image features they produce,
 //!   and the caption decoders (Show-and-Tell LSTM/GRU, soft attention, transformer) behind one
-//!   interface;
+//!   interface; decoding strategies over a `step` closure and the one validated decoding
+//!   request (`model::decoding`);
 //! - [`run`]: the run directory (create, reopen, open; config, vocabulary, tags, weights);
-//! - [`train`]: the training loop and optimizer state;
-//! - [`infer`]: decoding strategies over a `step` closure, the caption runner;
+//! - [`train`]: the training loop in phases, its optimizer state and the epoch commit;
+//! - [`infer`]: the caption runner and its one JSON result type (`caption --json`, the web API);
 //! - [`eval`]: metrics in pure Rust (BLEU exactly as pycocoevalcap and NLTK compute it),
 //!   baselines and the evaluation runner;
 //! - [`restore`]: damaged-photo restoration (damage masks, partial-convolution inpainting);

@@ -358,10 +358,10 @@ pub struct CaptionArgs {
 #[derive(Debug, Clone, Args)]
 pub struct TagOutArgs {
     /// How many hashtags to print per image (0 = none).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults::HASHTAGS_SHOWN)]
     pub hashtags: usize,
     /// The hashtag head prints tags scoring at least this (sigmoid) probability.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = defaults::TAG_THRESHOLD)]
     pub tag_threshold: f64,
     /// A caption-text hashtag model (`captag tags train`): adds Instagram-style tags suggested
     /// from the generated caption.

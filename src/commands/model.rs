@@ -469,7 +469,7 @@ fn print_caption(
         text_tags: job.text_tags.as_ref(),
         emoji: job.emoji.as_ref(),
         hashtags: a.tags.hashtags,
-        emoji_count: a.tags.hashtags.max(3),
+        emoji_count: a.tags.hashtags.max(crate::config::defaults::EMOJI_SHOWN),
     };
     let mut r = CaptionResult::new(c, job.tags_only, &extras);
     r.moods = job

@@ -50,3 +50,10 @@ pub const MAX_LEN: usize = 30;
 pub const SAMPLE_TEMPERATURE: f64 = 1.0;
 /// `--samples` of top-p sampling.
 pub const SAMPLES: usize = 1;
+
+/// `caption --hashtags` and the web API's `hashtags`: tags shown per image.
+pub const HASHTAGS_SHOWN: usize = 5;
+/// Emoji shown per image (`caption` shows at least this many with `--emoji`; the API's `emoji`).
+pub const EMOJI_SHOWN: usize = 3;
+/// `caption --tag-threshold`: the hashtag head emits tags scoring at least this probability.
+pub const TAG_THRESHOLD: f64 = 0.5;

@@ -56,7 +56,7 @@ pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded>
         vocab: c.vocab,
         model,
         tags: c.tags,
-        tag_threshold: 0.5,
+        tag_threshold: crate::config::defaults::TAG_THRESHOLD,
         with_attention: false,
     })
 }

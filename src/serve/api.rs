@@ -17,6 +17,7 @@ use serde_json::json;
 use super::upload;
 use super::worker::Options;
 use super::State;
+use crate::config::defaults;
 use crate::model::decoding::{query_field, DecodeRequest, SERVER_MAX_BEAM};
 
 const PAGE: &str = include_str!("page.html");
@@ -117,8 +118,9 @@ impl CaptionQuery {
         };
         Ok(Options {
             decoding,
-            hashtags: self.hashtags.unwrap_or(5).min(30),
-            emoji: self.emoji.unwrap_or(3).min(10),
+            // Server-side caps on what one answer lists.
+            hashtags: self.hashtags.unwrap_or(defaults::HASHTAGS_SHOWN).min(30),
+            emoji: self.emoji.unwrap_or(defaults::EMOJI_SHOWN).min(10),
             social,
         })
     }
