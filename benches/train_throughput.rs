@@ -23,9 +23,10 @@ use captag::data::features::FeatureCache;
 use captag::data::{LoadOptions, Split};
 use captag::model::captioner::Captioner;
 use captag::model::ImageFeatures;
+use captag::text::tokens::encode_words;
 use captag::text::{tokenize, Vocab};
 use captag::train::optim::Adam;
-use captag::train::{pad_batch, prepare::encode_caption};
+use captag::train::pad_batch;
 use tch::{Device, Tensor};
 
 fn main() -> anyhow::Result<()> {
@@ -83,11 +84,7 @@ fn main() -> anyhow::Result<()> {
     let mut items: Vec<(i64, Vec<i64>)> = vec![];
     for s in &train {
         if let Some(&r) = index.get(s.id.as_str()) {
-            items.extend(
-                s.captions
-                    .iter()
-                    .map(|c| (r, encode_caption(&vocab, c, 30))),
-            );
+            items.extend(s.captions.iter().map(|c| (r, encode_words(&vocab, c, 30))));
         }
     }
     use rand::seq::SliceRandom;

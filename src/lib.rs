@@ -3,16 +3,16 @@
 //! The crate is laid out along the pipeline a caption goes through:
 //! - [`data`]: dataset layouts (Flickr8k, Karpathy, Instagram, synthetic) into one representation,
 //!   image decoding, batching and the feature cache;
-//! - [`text`]: caption normalization, hashtag extraction, vocabulary, GPT-2/CLIP BPE tokens;
-//! - [`model`]: encoders (VGG19, SqueezeNet 1.1, a small CNN, CLIP's image tower), the image
-//!   features they produce, the caption decoders (Show-and-Tell LSTM/GRU, soft attention,
-//!   transformer, ClipCap) behind one interface, decoding strategies over a `step` closure
-//!   (`model::decoding`: greedy, beam search, nucleus sampling), and Hugging Face CLIP/GPT-2;
-//! - [`run`]: the run directory (create, lock, reopen, open, epoch commit; config, vocabulary,
-//!   tags, weights);
-//! - [`train`]: the training loop, optimizer state, distillation;
-//! - [`infer`]: the caption runner over image files and feature caches, hashtags, emoji, moods,
-//!   attention maps;
+//! - [`text`]: caption normalization, hashtag extraction, vocabulary, Hugging Face tokenizers;
+//! - [`model`]: encoders (VGG19, SqueezeNet 1.1, EfficientNet-Lite, a small CNN, CLIP's image
+//!   tower), the image features they produce, the caption decoders (Show-and-Tell LSTM/GRU, soft
+//!   attention, transformer, ClipCap) behind one interface; decoding strategies over a `step`
+//!   closure and the one validated decoding request (`model::decoding`); the shared transformer
+//!   blocks (`model::blocks`) and the Hugging Face families on them (CLIP, GPT-2, Llama/Qwen2);
+//! - [`run`]: the run directory (create, lock, reopen, open; config, vocabulary, tags, weights);
+//! - [`train`]: the training loop in phases, its optimizer state and the epoch commit;
+//! - [`infer`]: the caption runner and its one JSON result type (`caption --json`, the web API),
+//!   hashtags, emoji, moods, attention maps;
 //! - [`eval`]: metrics in pure Rust (BLEU exactly as pycocoevalcap and NLTK compute it, CIDEr-D,
 //!   ROUGE-L), baselines and the evaluation runner;
 //! - [`experiments`]: `captag compare` and `captag plot`;

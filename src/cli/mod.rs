@@ -10,7 +10,7 @@ pub use train::{DistillArgs, ScheduleArg, TrainArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{DecoderPreset, EncoderKind};
+use crate::config::{defaults, DecoderPreset, EncoderKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -259,13 +259,14 @@ pub struct FeaturesArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DecodeArgs {
     /// Beam width (1 = greedy).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults::BEAM)]
     pub beam: usize,
-    /// Length normalisation exponent for beam search (score = logp / len^alpha).
-    #[arg(long, default_value_t = 0.0)]
-    pub alpha: f64,
+    /// Length normalisation exponent for beam search (score = logp / len^alpha). `--alpha` is
+    /// its old spelling.
+    #[arg(long, default_value_t = defaults::LENGTH_ALPHA, alias = "alpha")]
+    pub length_alpha: f64,
     /// Maximum caption length in words.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = defaults::MAX_LEN)]
     pub max_len: usize,
     /// Sample instead of searching: nucleus (top-p) sampling keeps, at each word, the most
     /// probable words whose probability reaches P (0 < P ≤ 1); seeded by --seed.
@@ -273,11 +274,11 @@ pub struct DecodeArgs {
     pub top_p: Option<f64>,
     /// With --top-p: divide log-probabilities by T before sampling (below 1 sharper, above 1
     /// more varied).
-    #[arg(long, default_value_t = 1.0, requires = "top_p")]
+    #[arg(long, default_value_t = defaults::SAMPLE_TEMPERATURE, requires = "top_p")]
     pub temperature: f64,
     /// With --top-p: captions drawn per image (`caption` prints the distinct ones, most
-    /// probable first; `eval` scores the most probable).
-    #[arg(long, default_value_t = 1, requires = "top_p")]
+    /// probable first; `eval` scores the most probable). At most 100.
+    #[arg(long, default_value_t = defaults::SAMPLES, requires = "top_p")]
     pub samples: usize,
     /// Let captions contain `<unk>` (by default the unknown word is never chosen, whatever the
     /// decoding).
@@ -361,10 +362,10 @@ pub struct CaptionArgs {
 #[derive(Debug, Clone, Args)]
 pub struct TagOutArgs {
     /// How many hashtags to print per image (0 = none).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults::HASHTAGS_SHOWN)]
     pub hashtags: usize,
     /// The hashtag head prints tags scoring at least this (sigmoid) probability.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = defaults::TAG_THRESHOLD)]
     pub tag_threshold: f64,
     /// A caption-text hashtag model (`captag tags train`): adds Instagram-style tags suggested
     /// from the generated caption.
@@ -473,3 +474,6 @@ pub struct PlotArgs {
     #[arg(long, default_value = "curves")]
     pub out: PathBuf,
 }
+
+#[cfg(test)]
+mod tests;

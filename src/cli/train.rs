@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 
 use super::DataArgs;
 use crate::config::{
-    DecoderPreset, EncoderKind, ImageFeed, LmMode, MapperKind, Positions, TagModelKind,
+    defaults, DecoderPreset, EncoderKind, ImageFeed, LmMode, MapperKind, Positions, TagModelKind,
 };
 
 #[derive(Debug, Args)]
@@ -32,7 +32,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub features: Option<PathBuf>,
     /// Total number of epochs (with --resume: the new total).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::EPOCHS)]
     pub epochs: usize,
     /// Run directory.
     #[arg(long)]
@@ -40,13 +40,13 @@ pub struct TrainArgs {
     /// Continue the run in --out exactly where it stopped.
     #[arg(long)]
     pub resume: bool,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::BATCH_SIZE)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = defaults::LR)]
     pub lr: f64,
-    /// Gradient-norm clip (0 = off).
-    #[arg(long, default_value_t = 5.0)]
-    pub clip: f64,
+    /// Global gradient-norm clip (0 = off). `--clip` is its old spelling.
+    #[arg(long, default_value_t = defaults::GRAD_CLIP, alias = "clip")]
+    pub grad_clip: f64,
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value = "plateau")]
     pub schedule: ScheduleArg,
@@ -64,13 +64,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub captions_per_image: Option<usize>,
     /// Early stopping patience in epochs on the --select metric (0 = off).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = defaults::EARLY_STOP)]
     pub early_stop: usize,
     /// Minimum count for a word to enter the vocabulary.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults::MIN_COUNT)]
     pub min_count: usize,
     /// Captions are cut to this many words.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = defaults::MAX_WORDS)]
     pub max_words: usize,
     /// Word embedding size (transformer: model width; default: the preset's).
     #[arg(long)]
@@ -119,7 +119,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub lm: Option<LmMode>,
     /// Steps of linear warm-up for `--schedule warmup`.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = defaults::WARMUP)]
     pub warmup: usize,
     /// Image side in pixels (default: the encoder's preset).
     #[arg(long)]
@@ -134,13 +134,13 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "head")]
     pub hashtag_model: TagModelKind,
     /// Hidden size of the hashtag model.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = defaults::TAG_HIDDEN)]
     pub tag_hidden: i64,
     /// Caption-only data: a word becomes a tag when this many of an image's captions use it.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults::TAG_MIN_AGREE)]
     pub tag_min_agree: usize,
     /// Tags on fewer training images stay out of the label list.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults::TAG_MIN_COUNT)]
     pub tag_min_count: usize,
     #[command(flatten)]
     pub distill: DistillArgs,
@@ -159,13 +159,14 @@ pub struct DistillArgs {
     #[arg(long, value_enum, default_value = "word", requires = "teacher")]
     pub kd: crate::config::KdMethod,
     /// Softmax temperature of the word-level loss.
-    #[arg(long, default_value_t = 2.0, requires = "teacher")]
+    #[arg(long, default_value_t = defaults::KD_TEMPERATURE, requires = "teacher")]
     pub temperature: f64,
-    /// Weight of the teacher term (1 − alpha goes to cross-entropy on the data).
-    #[arg(long, default_value_t = 0.5, requires = "teacher")]
-    pub alpha: f64,
+    /// Weight of the teacher term (1 − kd-alpha goes to cross-entropy on the data). `--alpha`
+    /// is its old spelling.
+    #[arg(long, default_value_t = defaults::KD_ALPHA, requires = "teacher", alias = "alpha")]
+    pub kd_alpha: f64,
     /// Beam width of the teacher's captions (sequence level).
-    #[arg(long, default_value_t = 3, requires = "teacher")]
+    #[arg(long, default_value_t = defaults::KD_BEAM, requires = "teacher")]
     pub kd_beam: usize,
     /// Sequence level: train on the teacher's captions only, without the references.
     #[arg(long, requires = "teacher")]
@@ -177,9 +178,9 @@ impl Default for DistillArgs {
         DistillArgs {
             teacher: None,
             kd: crate::config::KdMethod::Word,
-            temperature: 2.0,
-            alpha: 0.5,
-            kd_beam: 3,
+            temperature: defaults::KD_TEMPERATURE,
+            kd_alpha: defaults::KD_ALPHA,
+            kd_beam: defaults::KD_BEAM,
             kd_teacher_only: false,
         }
     }
@@ -188,9 +189,9 @@ impl Default for DistillArgs {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ScheduleArg {
     Constant,
-    /// Halve every 5 epochs.
+    /// Halve every 5 epochs (`config::defaults::STEP_EVERY`, `STEP_GAMMA`).
     Step,
-    /// Halve after 2 epochs without a lower dev loss.
+    /// Halve after 2 epochs without a lower dev loss (`PLATEAU_PATIENCE`, `PLATEAU_FACTOR`).
     Plateau,
     /// Linear warm-up over --warmup steps, then inverse square-root decay (per step).
     Warmup,

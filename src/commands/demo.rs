@@ -12,12 +12,14 @@ use super::{bleu_table, Ctx};
 use crate::cli::{DataArgs, DemoArgs, ScheduleArg, TrainArgs};
 use crate::config::{DecoderPreset, EncoderKind, TagModelKind};
 use crate::data::synth::{generate, SynthConfig, SynthLayout};
-use crate::data::Split;
+use crate::data::{LoadOptions, Sample, Split};
 use crate::eval::baselines;
 use crate::eval::bleu::BleuMode;
 use crate::eval::runner::EvalSpec;
+use crate::infer::Loaded;
 use crate::model::decoding::Decoding;
 use crate::text::tokenize;
+use std::path::Path;
 
 pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
     let data = a.out.join("data");
@@ -40,19 +42,72 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&run)
             .with_context(|| format!("removing the previous demo run {}", run.display()))?;
     }
-    let args = TrainArgs {
-        data: data.clone(),
+    let args = train_args(a, &data, &run);
+    outln!(
+        "2. training small-cnn + {} for {} epochs into {}",
+        decoder_name(a.decoder),
+        a.epochs,
+        run.display()
+    )?;
+    let job = super::model::train_job(ctx, &args)?;
+    let summary = crate::train::run(&job)?;
+    outln!(
+        "   trained in {:.0}s, best dev {} {:.2} (epoch {})",
+        summary.seconds,
+        summary.selected_by,
+        100.0 * summary.best_score,
+        summary.best_epoch
+    )?;
+
+    let loaded = crate::infer::load_checkpoint(&run, ctx.device, false)?;
+    let test = evaluate_test_split(&loaded, &data, &job.load, a.decoder)?;
+    show_captions(&loaded, &test.samples)?;
+    let verdict = if test.model_bleu4 > test.prior_bleu4 {
+        "beats"
+    } else {
+        "does NOT beat"
+    };
+    outln!(
+        "The trained model {verdict} the caption prior on BLEU-4. Try: captag caption {} {}",
+        run.display(),
+        test.samples
+            .first()
+            .map(|s| s.path.display().to_string())
+            .unwrap_or_default()
+    )?;
+    Ok(())
+}
+
+fn decoder_name(p: DecoderPreset) -> &'static str {
+    match p {
+        DecoderPreset::Lstm => "LSTM",
+        DecoderPreset::Gru => "GRU",
+        DecoderPreset::Attention => "soft attention",
+        DecoderPreset::Transformer => "transformer",
+        DecoderPreset::LstmSmall => "small LSTM",
+        DecoderPreset::GruSmall => "small GRU",
+        DecoderPreset::AttentionSmall => "small soft attention",
+        DecoderPreset::TransformerSmall => "small transformer",
+        DecoderPreset::Clipcap => "ClipCap prefix LM (word-level GPT-2 architecture)",
+    }
+}
+
+/// The demo's training run: small-cnn end to end with `--decoder`, a hashtag head, the cosine
+/// schedule and one caption per image per epoch (the choices the module doc explains).
+fn train_args(a: &DemoArgs, data: &Path, run: &Path) -> TrainArgs {
+    TrainArgs {
+        data: data.to_path_buf(),
         encoder: EncoderKind::SmallCnn,
         decoder: a.decoder,
         encoder_weights: None,
         lm_weights: None,
         features: None,
         epochs: a.epochs,
-        out: run.clone(),
+        out: run.to_path_buf(),
         resume: false,
         batch_size: 64,
         lr: 3e-3,
-        clip: 5.0,
+        grad_clip: crate::config::defaults::GRAD_CLIP,
         schedule: ScheduleArg::Cosine,
         select: crate::config::Selection::Bleu4,
         batching: None,
@@ -88,31 +143,31 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
             format: None,
             ratios: [0.8, 0.1, 0.1],
         },
-    };
-    outln!(
-        "2. training small-cnn + {} for {} epochs into {}",
-        decoder_name(a.decoder),
-        a.epochs,
-        run.display()
-    )?;
-    let job = super::model::train_job(ctx, &args)?;
-    let summary = crate::train::run(&job)?;
-    outln!(
-        "   trained in {:.0}s, best dev BLEU-4 {:.2} (epoch {})",
-        summary.seconds,
-        100.0 * summary.best_bleu[3],
-        summary.best_epoch
-    )?;
+    }
+}
 
-    let loaded = crate::infer::load_checkpoint(&run, ctx.device, false)?;
-    let opts = job.load.clone();
+/// What step 3 leaves for the rest of the demo.
+struct TestSplit {
+    samples: Vec<Sample>,
+    model_bleu4: f64,
+    prior_bleu4: f64,
+}
+
+/// Step 3: greedy and beam-3 captions of the test split against the caption-prior baseline
+/// and the human ceiling, grounded truth, and the hashtag table.
+fn evaluate_test_split(
+    loaded: &Loaded,
+    data: &Path,
+    opts: &LoadOptions,
+    decoder: DecoderPreset,
+) -> anyhow::Result<TestSplit> {
     let spec = EvalSpec {
         split: Split::Test,
         decoding: Decoding::Greedy { max_len: 20 },
         mode: BleuMode::Coco,
         tag_k: 5,
     };
-    let greedy = crate::eval::runner::evaluate(&loaded, &data, &opts, &spec, None)?;
+    let greedy = crate::eval::runner::evaluate(&loaded, data, opts, &spec, None)?;
     let beam_spec = EvalSpec {
         decoding: Decoding::Beam {
             width: 3,
@@ -121,8 +176,8 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         },
         ..spec
     };
-    let beam = crate::eval::runner::evaluate(&loaded, &data, &opts, &beam_spec, None)?;
-    let ds = crate::data::load(&data, &opts)?;
+    let beam = crate::eval::runner::evaluate(&loaded, data, opts, &beam_spec, None)?;
+    let ds = crate::data::load(data, opts)?;
     let train_caps: Vec<Vec<String>> = ds
         .samples
         .iter()
@@ -141,7 +196,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
     let prior = baselines::prior_caption(&train_caps);
     let prior_bleu = baselines::constant_bleu(&prior, &refs, BleuMode::Coco)?;
     let ceiling = baselines::human_ceiling(&refs, BleuMode::Coco)?;
-    let name = decoder_name(a.decoder);
+    let name = decoder_name(decoder);
     outln!("3. test split, {} images (coco BLEU ×100):", greedy.images)?;
     outln!(
         "{}",
@@ -168,6 +223,15 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         outln!("   hashtags from the image (tags derived from the reference captions):")?;
         outln!("{}", super::tags::tag_table(t.k, &t.rows))?;
     }
+    Ok(TestSplit {
+        samples: test.into_iter().cloned().collect(),
+        model_bleu4: greedy.bleu.bleu[3],
+        prior_bleu4: prior_bleu.bleu[3],
+    })
+}
+
+/// Step 4: the captions and hashtags of the first five test images beside a reference.
+fn show_captions(loaded: &Loaded, test: &[Sample]) -> anyhow::Result<()> {
     outln!("4. captions and hashtags for a few test images:")?;
     let shown: Vec<_> = test.iter().take(5).collect();
     let paths: Vec<std::path::PathBuf> = shown.iter().map(|s| s.path.clone()).collect();
@@ -191,31 +255,5 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
             s.captions[0]
         )?;
     }
-    let verdict = if greedy.bleu.bleu[3] > prior_bleu.bleu[3] {
-        "beats"
-    } else {
-        "does NOT beat"
-    };
-    outln!(
-        "The trained model {verdict} the caption prior on BLEU-4. Try: captag caption {} {}",
-        run.display(),
-        test.first()
-            .map(|s| s.path.display().to_string())
-            .unwrap_or_default()
-    )?;
     Ok(())
-}
-
-fn decoder_name(p: DecoderPreset) -> &'static str {
-    match p {
-        DecoderPreset::Lstm => "LSTM",
-        DecoderPreset::Gru => "GRU",
-        DecoderPreset::Attention => "soft attention",
-        DecoderPreset::Transformer => "transformer",
-        DecoderPreset::LstmSmall => "small LSTM",
-        DecoderPreset::GruSmall => "small GRU",
-        DecoderPreset::AttentionSmall => "small soft attention",
-        DecoderPreset::TransformerSmall => "small transformer",
-        DecoderPreset::Clipcap => "ClipCap prefix LM (word-level GPT-2 architecture)",
-    }
 }

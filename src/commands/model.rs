@@ -7,14 +7,15 @@ use anyhow::bail;
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
 use crate::config::{
-    Batching, DecoderConfig, Distill, EncoderKind, Gpt2Sizes, ModelConfig, PretrainedLm, Schedule,
-    TagsConfig, TrainConfig,
+    Batching, DecoderConfig, DecoderOverrides, Distill, EncoderKind, Gpt2Sizes, ModelConfig,
+    PretrainedLm, Schedule, TagsConfig, TrainConfig,
 };
 use crate::data::features;
 use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
+use crate::infer::{CaptionResult, Extras};
 use crate::model::clip::ClipImageFolder;
-use crate::model::decoding::Decoding;
+use crate::model::decoding::{cli_flag, DecodeRequest, Decoding};
 use crate::model::encoder::{self, ExtractSpec};
 use crate::model::gpt2::{Gpt2, Gpt2Config};
 use crate::model::hf::read_config;
@@ -72,32 +73,13 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
+/// The architecture `train` asks for: the preset of `--decoder` for `--encoder`, the user's
+/// overrides applied by the config ([`DecoderConfig::apply`]), ClipCap's pretrained LM and CLIP's
+/// folder read, the hashtag model added.
+fn model_config(a: &TrainArgs) -> anyhow::Result<ModelConfig> {
     let frozen = a.encoder_weights.is_some();
     let mut model = ModelConfig::preset(a.encoder, frozen, a.decoder, 0);
-    model
-        .decoder
-        .override_sizes(a.embed, a.hidden, a.layers, a.dropout);
-    match &mut model.decoder {
-        DecoderConfig::ShowTell(c) => c.feed = a.feed.unwrap_or(c.feed),
-        DecoderConfig::Attention(c) => {
-            c.attention_dim = a.attention_dim.unwrap_or(c.attention_dim);
-            c.alpha_c = a.alpha_c.unwrap_or(c.alpha_c);
-        }
-        DecoderConfig::Transformer(c) => {
-            c.heads = a.heads.unwrap_or(c.heads);
-            c.ff_dim = a.ff_dim.unwrap_or(c.ff_dim);
-            c.positions = a.positions.unwrap_or(c.positions);
-        }
-        DecoderConfig::ClipCap(c) => {
-            c.gpt2.n_head = a.heads.unwrap_or(c.gpt2.n_head);
-            c.mapper = a.mapper.unwrap_or(c.mapper);
-            c.prefix_len = a.prefix_len.unwrap_or(c.prefix_len);
-            c.clip_len = a.clip_len.unwrap_or(c.clip_len);
-            c.mapper_layers = a.mapper_layers.unwrap_or(c.mapper_layers);
-            c.lm = a.lm.unwrap_or(c.lm);
-        }
-    }
+    model.decoder.apply(&decoder_overrides(a));
     if let Some(dir) = &a.lm_weights {
         pretrained_lm(a, dir, &mut model.decoder)?;
     }
@@ -115,21 +97,42 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
             only: a.hashtags_only,
         });
     }
-    let train = TrainConfig {
+    Ok(model)
+}
+
+/// `train`'s decoder flags as overrides (`None`: the preset's).
+fn decoder_overrides(a: &TrainArgs) -> DecoderOverrides {
+    DecoderOverrides {
+        embed: a.embed,
+        hidden: a.hidden,
+        layers: a.layers,
+        dropout: a.dropout,
+        feed: a.feed,
+        attention_dim: a.attention_dim,
+        alpha_c: a.alpha_c,
+        heads: a.heads,
+        ff_dim: a.ff_dim,
+        positions: a.positions,
+        mapper: a.mapper,
+        prefix_len: a.prefix_len,
+        clip_len: a.clip_len,
+        mapper_layers: a.mapper_layers,
+        lm: a.lm,
+    }
+}
+
+/// The training settings `train` asks for; resuming without `--batching` or
+/// `--captions-per-image` keeps the run's.
+fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    Ok(TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
         lr: a.lr,
-        clip: a.clip,
+        grad_clip: a.grad_clip,
         schedule: match a.schedule {
             ScheduleArg::Constant => Schedule::Constant,
-            ScheduleArg::Step => Schedule::Step {
-                every: 5,
-                gamma: 0.5,
-            },
-            ScheduleArg::Plateau => Schedule::Plateau {
-                patience: 2,
-                factor: 0.5,
-            },
+            ScheduleArg::Step => Schedule::step(),
+            ScheduleArg::Plateau => Schedule::plateau(),
             ScheduleArg::Warmup => Schedule::Warmup { warmup: a.warmup },
             ScheduleArg::Cosine => Schedule::Cosine { warmup: a.warmup },
         },
@@ -161,13 +164,18 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
                 teacher_fingerprint: crate::train::distill::teacher_fingerprint(dir)?,
                 method: a.distill.kd,
                 temperature: a.distill.temperature,
-                alpha: a.distill.alpha,
+                kd_alpha: a.distill.kd_alpha,
                 beam: a.distill.kd_beam,
                 teacher_only: a.distill.kd_teacher_only,
             }),
             None => None,
         },
-    };
+    })
+}
+
+pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
+    let model = model_config(a)?;
+    let train = train_config(ctx, a)?;
     train.validate()?;
     if let Some(t) = &a.distill.teacher {
         crate::fsio::refuse_overwriting_inputs("--out", &a.out, &[t, &a.data])?;
@@ -262,16 +270,11 @@ fn pretrained_lm(a: &TrainArgs, dir: &Path, decoder: &mut DecoderConfig) -> anyh
 pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     let job = train_job(ctx, a)?;
     let s = training::run(&job)?;
-    let only = job.model.hashtags.as_ref().is_some_and(|t| t.only);
     outln!(
         "{} epochs in {:.0}s; best dev {} {:.2} at epoch {} → {}",
         s.epochs,
         s.seconds,
-        if only {
-            "hashtag mAP"
-        } else {
-            job.train.select.name()
-        },
+        s.selected_by,
         100.0 * s.best_score,
         s.best_epoch,
         s.out.join(run::BEST).display()
@@ -279,32 +282,18 @@ pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The decoding flags, checked by the rule the web API uses too ([`DecodeRequest`]).
 pub fn decoding(d: &DecodeArgs, seed: u64) -> anyhow::Result<Decoding> {
-    if d.max_len == 0 {
-        bail!("--max-len must be ≥ 1");
-    }
-    let Some(top_p) = d.top_p else {
-        return Ok(Decoding::from_beam(d.beam, d.max_len, d.alpha));
-    };
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        bail!("--top-p must be in (0, 1], not {top_p}");
-    }
-    if !(d.temperature > 0.0 && d.temperature.is_finite()) {
-        bail!(
-            "--temperature must be a positive number, not {}",
-            d.temperature
-        );
-    }
-    if !(1..=100).contains(&d.samples) {
-        bail!("--samples must be 1 to 100, not {}", d.samples);
-    }
-    Ok(Decoding::Sample {
+    let request = DecodeRequest {
+        beam: d.beam,
+        length_alpha: d.length_alpha,
         max_len: d.max_len,
-        top_p,
+        top_p: d.top_p,
         temperature: d.temperature,
         samples: d.samples,
         seed,
-    })
+    };
+    Ok(request.validate(cli_flag)?)
 }
 
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
@@ -377,150 +366,21 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `captag caption`: every image's caption (and hashtags, emoji, moods), one line each or one
+/// [`CaptionResult`] JSON object each.
 pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
-    let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
-    loaded.tag_threshold = a.tags.tag_threshold;
-    loaded.with_attention = a.json || a.attention.is_some();
-    loaded.allow_unk = a.decode.allow_unk;
-    let text_model = a
-        .tags
-        .text_tags
-        .as_deref()
-        .map(TextTagger::load)
-        .transpose()?;
-    let emoji_model = a
-        .tags
-        .emoji
-        .as_deref()
-        .map(TextTagger::load_emoji)
-        .transpose()?;
-    let social = a.tags.style == crate::cli::StyleArg::Social;
-    let only = loaded.run.model.hashtags.as_ref().is_some_and(|t| t.only);
-    if a.attention.is_some() && !loaded.run.model.decoder.has_attention_maps() {
-        bail!(
-            "--attention: the {} decoder has no attention weights over the image (train --decoder attention)",
-            loaded.run.model.decoder.name()
-        );
-    }
-    let moods = mood_ranker(ctx, a)?;
+    let job = CaptionJob::open(ctx, a)?;
     let files = collect_images(&a.inputs)?;
-    let dec = decoding(&a.decode, ctx.seed)?;
-    // Text output lists alternatives only when the user asked for several samples.
-    let sampled = matches!(dec, Decoding::Sample { samples, .. } if samples > 1);
-    let mut failed = 0;
-    let mut results = loaded.caption_files(&files, &dec)?;
+    let mut results = job.loaded.caption_files(&files, &job.decoding)?;
     // `--restore`: the restored picture's caption replaces the photo's, which is kept to print.
-    let mut unrestored: Vec<Option<String>> = vec![None; results.len()];
-    if let Some(dir) = &a.restore {
-        let m = crate::restore::train::open(dir, ctx.device, false)?;
-        for (r, before) in results.iter_mut().zip(&mut unrestored) {
-            let Ok(c) = &r.caption else { continue };
-            let img = crate::data::image::decode_rgb(&r.path)?;
-            let fixed = crate::restore::apply::restore_image(&m, &img, None)?;
-            let mut nbest = loaded.caption_image(&fixed.image, &dec)?.into_iter();
-            if let Some(mut best) = nbest.next() {
-                best.alternatives = nbest
-                    .map(|h| crate::infer::Alternative {
-                        text: h.text(),
-                        logp: h.logp,
-                    })
-                    .collect();
-                *before = Some(c.text());
-                r.caption = Ok(best);
-            }
-        }
-    }
+    let unrestored = match &a.restore {
+        Some(dir) => restore_captions(ctx, &job, dir, &mut results)?,
+        None => vec![None; results.len()],
+    };
+    let mut failed = 0;
     for (r, before) in results.into_iter().zip(unrestored) {
-        match r.caption {
-            Ok(c) => {
-                if let (Some(dir), Some(w)) = (&a.attention, &c.attention) {
-                    let png = crate::infer::attention_map::write(dir, &r.path, &c.words, w)?;
-                    if ctx.verbose {
-                        eprintln!("wrote {}", png.display());
-                    }
-                }
-                let tags = crate::infer::tags::shown(
-                    c.tags.as_ref(),
-                    text_model.as_ref(),
-                    &c.text(),
-                    a.tags.hashtags,
-                );
-                let caption = if only { String::new() } else { c.text() };
-                let emoji: Vec<String> = emoji_model
-                    .as_ref()
-                    .map(|m| {
-                        let n = a.tags.hashtags.max(3);
-                        m.suggest(&caption, n).into_iter().map(|(e, _)| e).collect()
-                    })
-                    .unwrap_or_default();
-                let names: Vec<&str> = tags.iter().map(|t| t.tag.as_str()).collect();
-                let post = crate::infer::social::compose(&caption, &emoji, &names);
-                let mood = moods
-                    .as_ref()
-                    .map(|m| m.rank(&r.path, a.top_moods))
-                    .transpose()?;
-                if a.json {
-                    let mut o = serde_json::json!({"image": r.path.display().to_string(), "hashtags": tags});
-                    if !only {
-                        o["caption"] = caption.into();
-                        o["logp"] = c.logp.into();
-                        if !c.alternatives.is_empty() {
-                            o["alternatives"] = serde_json::to_value(&c.alternatives)?;
-                        }
-                        if let Some(b) = &before {
-                            o["unrestored_caption"] = b.as_str().into();
-                        }
-                        if let Some(w) = &c.attention {
-                            o["attention"] = serde_json::to_value(w)?;
-                        }
-                    }
-                    if emoji_model.is_some() {
-                        o["emoji"] = emoji.into();
-                    }
-                    if social {
-                        o["social"] = post.into();
-                    }
-                    if let Some(m) = &mood {
-                        o["moods"] = serde_json::to_value(m)?;
-                    }
-                    outln!("{o}")?;
-                } else if social {
-                    // One line per image: the post's line breaks become " / ".
-                    let flat: Vec<&str> = post.lines().filter(|l| !l.trim().is_empty()).collect();
-                    outln!("{}\t{}", r.path.display(), flat.join(" / "))?;
-                } else {
-                    let line: Vec<String> = std::iter::once(caption)
-                        .chain(emoji)
-                        .chain(tags.iter().map(|t| format!("#{}", t.tag)))
-                        .filter(|w| !w.is_empty())
-                        .collect();
-                    let mood: String = mood
-                        .iter()
-                        .flatten()
-                        .map(|m| format!("{} ({:.3})", m.label, m.score))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    if mood.is_empty() {
-                        outln!("{}\t{}", r.path.display(), line.join(" "))?;
-                    } else {
-                        outln!("{}\t{}\tmoods: {mood}", r.path.display(), line.join(" "))?;
-                    }
-                }
-                if let (false, Some(b)) = (a.json, &before) {
-                    outln!("{}\tbefore restoration: {b}", r.path.display())?;
-                }
-                if !a.json && sampled {
-                    for (k, alt) in c.alternatives.iter().enumerate() {
-                        outln!(
-                            "{}\talternative {}: {} (logp {:.2})",
-                            r.path.display(),
-                            k + 2,
-                            alt.text,
-                            alt.logp
-                        )?;
-                    }
-                }
-            }
+        match &r.caption {
+            Ok(c) => print_caption(ctx, a, &job, &r.path, c, before)?,
             Err(why) => {
                 failed += 1;
                 eprintln!("error: {}: {why}", r.path.display());
@@ -537,6 +397,149 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
             files.len() - failed
         ))
         .into());
+    }
+    Ok(())
+}
+
+/// `caption`'s flags turned into loaded models and a checked decoding.
+struct CaptionJob {
+    loaded: crate::infer::Loaded,
+    text_tags: Option<TextTagger>,
+    emoji: Option<TextTagger>,
+    moods: Option<crate::infer::moods::MoodRanker>,
+    decoding: Decoding,
+    /// A hashtag-only run: its captions are not shown.
+    tags_only: bool,
+}
+
+impl CaptionJob {
+    fn open(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<Self> {
+        let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
+        loaded.tag_threshold = a.tags.tag_threshold;
+        loaded.with_attention = a.json || a.attention.is_some();
+        loaded.allow_unk = a.decode.allow_unk;
+        let text_tags = a.tags.text_tags.as_deref().map(TextTagger::load);
+        let emoji = a.tags.emoji.as_deref().map(TextTagger::load_emoji);
+        let model = &loaded.run.model;
+        if a.attention.is_some() && !model.decoder.has_attention_maps() {
+            bail!(
+                "--attention: the {} decoder has no attention weights over the image (train --decoder attention)",
+                model.decoder.name()
+            );
+        }
+        Ok(CaptionJob {
+            tags_only: model.hashtags.as_ref().is_some_and(|t| t.only),
+            text_tags: text_tags.transpose()?,
+            emoji: emoji.transpose()?,
+            moods: mood_ranker(ctx, a)?,
+            decoding: decoding(&a.decode, ctx.seed)?,
+            loaded,
+        })
+    }
+}
+
+/// `caption --restore RUN`: caption the restored picture of every readable image instead;
+/// returns the photos' own captions, to print beside.
+fn restore_captions(
+    ctx: &Ctx,
+    job: &CaptionJob,
+    dir: &Path,
+    results: &mut [crate::infer::Captioned],
+) -> anyhow::Result<Vec<Option<String>>> {
+    let m = crate::restore::train::open(dir, ctx.device, false)?;
+    let mut before = vec![None; results.len()];
+    for (r, before) in results.iter_mut().zip(&mut before) {
+        let Ok(c) = &r.caption else { continue };
+        let img = crate::data::image::decode_rgb(&r.path)?;
+        let fixed = crate::restore::apply::restore_image(&m, &img, None)?;
+        let restored = job.loaded.caption_image(&fixed.image, &job.decoding)?;
+        *before = Some(c.text());
+        r.caption = Ok(restored);
+    }
+    Ok(before)
+}
+
+/// One image's output: a JSON object, a social post line, or the plain line (with its
+/// alternatives when sampling several), and the attention map when asked.
+fn print_caption(
+    ctx: &Ctx,
+    a: &CaptionArgs,
+    job: &CaptionJob,
+    path: &Path,
+    c: &crate::infer::Caption,
+    before: Option<String>,
+) -> anyhow::Result<()> {
+    if let (Some(dir), Some(w)) = (&a.attention, &c.attention) {
+        let png = crate::infer::attention_map::write(dir, path, &c.words, w)?;
+        if ctx.verbose {
+            eprintln!("wrote {}", png.display());
+        }
+    }
+    let extras = Extras {
+        text_tags: job.text_tags.as_ref(),
+        emoji: job.emoji.as_ref(),
+        hashtags: a.tags.hashtags,
+        emoji_count: a.tags.hashtags.max(crate::config::defaults::EMOJI_SHOWN),
+    };
+    let mut r = CaptionResult::new(c, job.tags_only, &extras);
+    r.moods = job
+        .moods
+        .as_ref()
+        .map(|m| m.rank(path, a.top_moods))
+        .transpose()?;
+    let social = a.tags.style == crate::cli::StyleArg::Social;
+    if a.json {
+        r.image = Some(path.display().to_string());
+        r.unrestored_caption = before.filter(|_| !job.tags_only);
+        if !social {
+            r.social = None;
+        }
+        return Ok(outln!("{}", serde_json::to_string(&r)?)?);
+    }
+    if social {
+        // One line per image: the post's line breaks become " / ".
+        let post = r.social.as_deref().unwrap_or("");
+        let flat: Vec<&str> = post.lines().filter(|l| !l.trim().is_empty()).collect();
+        outln!("{}\t{}", path.display(), flat.join(" / "))?;
+    } else {
+        print_plain(path, &r)?;
+    }
+    if let Some(b) = &before {
+        outln!("{}\tbefore restoration: {b}", path.display())?;
+    }
+    if matches!(job.decoding, Decoding::Sample { samples, .. } if samples > 1) {
+        // Text output lists alternatives only when the user asked for several samples.
+        for (k, alt) in c.alternatives.iter().enumerate() {
+            outln!(
+                "{}\talternative {}: {} (logp {:.2})",
+                path.display(),
+                k + 2,
+                alt.text,
+                alt.logp
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `PATH<TAB>caption emoji #tags`, then `<TAB>moods: ...` when ranked.
+fn print_plain(path: &Path, r: &CaptionResult) -> anyhow::Result<()> {
+    let line: Vec<String> = std::iter::once(r.caption_text().to_string())
+        .chain(r.emoji.iter().flatten().cloned())
+        .chain(r.hashtags.iter().map(|t| format!("#{}", t.tag)))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mood: String = r
+        .moods
+        .iter()
+        .flatten()
+        .map(|m| format!("{} ({:.3})", m.label, m.score))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if mood.is_empty() {
+        outln!("{}\t{}", path.display(), line.join(" "))?;
+    } else {
+        outln!("{}\t{}\tmoods: {mood}", path.display(), line.join(" "))?;
     }
     Ok(())
 }

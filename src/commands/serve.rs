@@ -18,8 +18,9 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     if a.queue == 0 || a.max_upload_mb == 0 || a.max_megapixels == 0 || a.timeout_s == 0 {
         bail!("--queue, --max-upload-mb, --max-megapixels and --timeout-s must be ≥ 1");
     }
-    if !(1..=10).contains(&a.beam) {
-        bail!("--beam must be 1 to 10");
+    let cap = crate::model::decoding::SERVER_MAX_BEAM;
+    if !(1..=cap).contains(&a.beam) {
+        bail!("--beam must be 1 to {cap}");
     }
     // Checked here, before the port opens, so a typo is one error line.
     crate::run::read(&a.checkpoint)?;

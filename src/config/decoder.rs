@@ -49,6 +49,27 @@ pub enum DecoderPreset {
     Clipcap,
 }
 
+/// The architecture settings a user may override (`train --embed`, `--heads`, ...): `None`
+/// keeps the preset's. [`DecoderConfig::apply`] puts each where its architecture has it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecoderOverrides {
+    pub embed: Option<i64>,
+    pub hidden: Option<i64>,
+    pub layers: Option<i64>,
+    pub dropout: Option<f64>,
+    pub feed: Option<ImageFeed>,
+    pub attention_dim: Option<i64>,
+    pub alpha_c: Option<f64>,
+    pub heads: Option<i64>,
+    pub ff_dim: Option<i64>,
+    pub positions: Option<Positions>,
+    pub mapper: Option<MapperKind>,
+    pub prefix_len: Option<i64>,
+    pub clip_len: Option<i64>,
+    pub mapper_layers: Option<i64>,
+    pub lm: Option<LmMode>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShowTellConfig {
     pub cell: CellKind,
@@ -263,9 +284,15 @@ impl DecoderConfig {
         }
     }
 
-    /// Whether the decoder reads the feature grid (a feature cache must then hold grids).
+    /// Whether the decoder reads the feature grid `(B, N, C)` (a feature cache must then hold
+    /// grids). Each architecture says so itself: a new variant does not compile until it does.
     pub fn needs_grid(&self) -> bool {
-        !matches!(self, DecoderConfig::ShowTell(_) | DecoderConfig::ClipCap(_))
+        match self {
+            // The pooled image vector `(B, D)` only.
+            DecoderConfig::ShowTell(_) | DecoderConfig::ClipCap(_) => false,
+            // Attention over the grid cells.
+            DecoderConfig::Attention(_) | DecoderConfig::Transformer(_) => true,
+        }
     }
 
     /// Whether decoding yields per-word attention weights over the grid (`caption --attention`).
@@ -295,9 +322,35 @@ impl DecoderConfig {
         }
     }
 
-    /// Apply the generic size flags (`--embed`, `--hidden`, `--layers`, `--dropout`) where the
+    /// Apply the user's overrides (`train` flags) where the architecture has such a setting;
+    /// the others are ignored, as the flags' help says.
+    pub fn apply(&mut self, o: &DecoderOverrides) {
+        self.override_sizes(o.embed, o.hidden, o.layers, o.dropout);
+        match self {
+            DecoderConfig::ShowTell(c) => c.feed = o.feed.unwrap_or(c.feed),
+            DecoderConfig::Attention(c) => {
+                c.attention_dim = o.attention_dim.unwrap_or(c.attention_dim);
+                c.alpha_c = o.alpha_c.unwrap_or(c.alpha_c);
+            }
+            DecoderConfig::Transformer(c) => {
+                c.heads = o.heads.unwrap_or(c.heads);
+                c.ff_dim = o.ff_dim.unwrap_or(c.ff_dim);
+                c.positions = o.positions.unwrap_or(c.positions);
+            }
+            DecoderConfig::ClipCap(c) => {
+                c.gpt2.n_head = o.heads.unwrap_or(c.gpt2.n_head);
+                c.mapper = o.mapper.unwrap_or(c.mapper);
+                c.prefix_len = o.prefix_len.unwrap_or(c.prefix_len);
+                c.clip_len = o.clip_len.unwrap_or(c.clip_len);
+                c.mapper_layers = o.mapper_layers.unwrap_or(c.mapper_layers);
+                c.lm = o.lm.unwrap_or(c.lm);
+            }
+        }
+    }
+
+    /// The generic size flags (`--embed`, `--hidden`, `--layers`, `--dropout`) where the
     /// architecture has such a size.
-    pub fn override_sizes(
+    fn override_sizes(
         &mut self,
         embed: Option<i64>,
         hidden: Option<i64>,

@@ -5,16 +5,20 @@ use serde::{Deserialize, Serialize};
 
 pub mod clip;
 pub mod decoder;
+pub mod defaults;
 pub mod gpt2;
 pub mod llama;
+mod schedule;
 
 use crate::data::image::{Normalization, Preprocess, ResizeMode};
 use crate::{Error, Result};
 pub use clip::ClipImageConfig;
 pub use decoder::{
-    AttentionConfig, CellKind, ClipCapConfig, DecoderConfig, DecoderPreset, Gpt2Sizes, ImageFeed,
-    LmMode, MapperKind, Positions, PretrainedLm, ShowTellConfig, TransformerConfig,
+    AttentionConfig, CellKind, ClipCapConfig, DecoderConfig, DecoderOverrides, DecoderPreset,
+    Gpt2Sizes, ImageFeed, LmMode, MapperKind, Positions, PretrainedLm, ShowTellConfig,
+    TransformerConfig,
 };
+pub use schedule::{Plateau, Schedule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum EncoderKind {
@@ -337,63 +341,17 @@ impl ModelConfig {
     }
 }
 
-/// Learning-rate schedule.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Schedule {
-    Constant,
-    /// Multiply by `gamma` every `every` epochs.
-    Step {
-        every: usize,
-        gamma: f64,
-    },
-    /// Multiply by `factor` after `patience` epochs without a lower dev loss.
-    Plateau {
-        patience: usize,
-        factor: f64,
-    },
-    /// Per step: linear warm-up over `warmup` steps, then inverse square-root decay
-    /// (`lr · min(s/w, sqrt(w/s))`, Vaswani et al. 2017) — the transformer's schedule.
-    Warmup {
-        warmup: usize,
-    },
-    /// Per step: linear warm-up over `warmup` steps, then a cosine from `lr` down to zero at
-    /// the end of the last epoch (Loshchilov & Hutter 2017, one cycle). The position in the run
-    /// is `(epoch + batch / batches) / epochs`, so a resumed run continues the same curve.
-    Cosine {
-        warmup: usize,
-    },
-}
-
-impl Schedule {
-    /// The learning rate at optimizer step `step` (1-based) for per-step schedules; `progress`
-    /// is the share of the run's epochs done before this step, in [0, 1).
-    pub fn step_lr(&self, base: f64, step: i64, progress: f64) -> Option<f64> {
-        match *self {
-            Schedule::Warmup { warmup } => {
-                let (s, w) = (step.max(1) as f64, warmup.max(1) as f64);
-                Some(base * (s / w).min((w / s).sqrt()))
-            }
-            Schedule::Cosine { warmup } => {
-                let ramp = (step.max(1) as f64 / warmup.max(1) as f64).min(1.0);
-                let decay = 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos());
-                Some(base * ramp * decay)
-            }
-            _ => None,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
-    /// Global gradient-norm clip (0 = off).
-    pub clip: f64,
+    /// Global gradient-norm clip (0 = off). `clip` in config.json of older runs.
+    #[serde(alias = "clip")]
+    pub grad_clip: f64,
     pub schedule: Schedule,
-    /// Stop after this many epochs without a better dev score of the selection metric
-    /// (`select`: BLEU-4 or CIDEr-D; mAP for hashtag-only runs) (0 = never).
+    /// Stop after this many epochs without a better selection score (`select`; dev mAP for
+    /// hashtag-only runs) (0 = never).
     pub early_stop: usize,
     /// Words seen fewer times in the training captions become `<unk>`.
     pub min_count: usize,
@@ -471,8 +429,10 @@ pub struct Distill {
     pub teacher_fingerprint: String,
     pub method: KdMethod,
     pub temperature: f64,
-    /// Weight of the soft (teacher) term; `1 − alpha` goes to cross-entropy on the data.
-    pub alpha: f64,
+    /// Weight of the soft (teacher) term; `1 − kd_alpha` goes to cross-entropy on the data.
+    /// `alpha` in config.json of older runs.
+    #[serde(alias = "alpha")]
+    pub kd_alpha: f64,
     /// Beam width of the teacher's captions (sequence level).
     pub beam: usize,
     /// Sequence level: train on the teacher's captions only, not the references as well.
@@ -485,8 +445,8 @@ impl Distill {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return bad("--temperature must be a positive number");
         }
-        if !(0.0..=1.0).contains(&self.alpha) {
-            return bad("--alpha must be between 0 and 1");
+        if !(0.0..=1.0).contains(&self.kd_alpha) {
+            return bad("--kd-alpha must be between 0 and 1");
         }
         if self.beam == 0 {
             return bad("--kd-beam must be at least 1");
@@ -517,27 +477,24 @@ impl Selection {
 }
 
 fn default_tag_min_agree() -> usize {
-    2
+    defaults::TAG_MIN_AGREE
 }
 
 fn default_tag_min_count() -> usize {
-    5
+    defaults::TAG_MIN_COUNT
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            epochs: 10,
-            batch_size: 64,
-            lr: 2e-3,
-            clip: 5.0,
-            schedule: Schedule::Plateau {
-                patience: 2,
-                factor: 0.5,
-            },
-            early_stop: 4,
-            min_count: 5,
-            max_words: 30,
+            epochs: defaults::EPOCHS,
+            batch_size: defaults::BATCH_SIZE,
+            lr: defaults::LR,
+            grad_clip: defaults::GRAD_CLIP,
+            schedule: Schedule::plateau(),
+            early_stop: defaults::EARLY_STOP,
+            min_count: defaults::MIN_COUNT,
+            max_words: defaults::MAX_WORDS,
             seed: 0,
             tag_min_agree: default_tag_min_agree(),
             tag_min_count: default_tag_min_count(),
@@ -638,25 +595,5 @@ mod tests {
         let mut cnn = ModelConfig::preset(EncoderKind::Vgg19, true, DecoderPreset::Lstm, 30);
         cnn.clip = m.clip.clone();
         assert!(err(&cnn).contains("encoder vgg19"), "{}", err(&cnn));
-    }
-
-    #[test]
-    fn warmup_rises_then_decays() {
-        let s = Schedule::Warmup { warmup: 100 };
-        assert!((s.step_lr(1.0, 50, 0.0).unwrap() - 0.5).abs() < 1e-12);
-        assert!((s.step_lr(1.0, 100, 0.0).unwrap() - 1.0).abs() < 1e-12);
-        assert!((s.step_lr(1.0, 400, 0.9).unwrap() - 0.5).abs() < 1e-12);
-        assert_eq!(Schedule::Constant.step_lr(1.0, 5, 0.0), None);
-    }
-
-    #[test]
-    fn cosine_ramps_up_then_falls_to_zero_at_the_end_of_the_run() {
-        let s = Schedule::Cosine { warmup: 10 };
-        assert!((s.step_lr(2.0, 5, 0.0).unwrap() - 1.0).abs() < 1e-12);
-        assert!((s.step_lr(2.0, 10, 0.0).unwrap() - 2.0).abs() < 1e-12);
-        assert!((s.step_lr(2.0, 500, 0.5).unwrap() - 1.0).abs() < 1e-12);
-        assert!(s.step_lr(2.0, 900, 0.999).unwrap() < 1e-4);
-        let mid = s.step_lr(2.0, 600, 0.25).unwrap();
-        assert!(mid < 2.0 && mid > 1.0, "{mid}");
     }
 }

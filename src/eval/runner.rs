@@ -9,8 +9,8 @@ use super::bleu::{corpus_bleu, BleuMode, BleuScores};
 use super::tag_metrics::{self, TagScores};
 use crate::data::features::FeatureCache;
 use crate::data::synth::truth::{judge, Grounded, Scenes};
-use crate::data::{LoadOptions, Split};
-use crate::infer::Loaded;
+use crate::data::{LoadOptions, Sample, Split};
+use crate::infer::{Captioned, Loaded};
 use crate::model::decoding::{Decoding, UnkStats};
 use crate::text::taglist::{content_words, TagList};
 use crate::text::tokenize;
@@ -114,6 +114,7 @@ pub fn tag_baselines(list: &TagList, captions: &[Vec<String>]) -> (Vec<String>, 
     (frequent, from_caption)
 }
 
+/// Caption the split (from `features` when given), score it and keep the predictions.
 pub fn evaluate(
     loaded: &Loaded,
     data: &Path,
@@ -124,125 +125,37 @@ pub fn evaluate(
     let EvalSpec {
         split, mode, tag_k, ..
     } = *spec;
-    let decoding = &spec.decoding;
     let t0 = std::time::Instant::now();
     let ds = crate::data::load(data, load)?;
-    let samples: Vec<_> = ds.samples.iter().filter(|s| s.split == split).collect();
+    let samples: Vec<&Sample> = ds.samples.iter().filter(|s| s.split == split).collect();
     if samples.is_empty() {
         return Err(Error::invalid(format!(
             "{}: no images in the {split} split",
             data.display()
         )));
     }
-    let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
     let t_caption = std::time::Instant::now();
     let unk_before = loaded.model.unk_stats.get();
-    let results = match features {
-        Some(cache) => {
-            // The cache must hold exactly this checkpoint's encoder over this dataset.
-            let ids: Vec<String> = ds.image_list().into_iter().map(|(id, _)| id).collect();
-            let m = &loaded.run.model;
-            let want = crate::data::features::fingerprint(
-                m.encoder.as_str(),
-                loaded
-                    .run
-                    .encoder_fingerprint
-                    .as_deref()
-                    .unwrap_or_default(),
-                &m.preprocess,
-                &ids,
-            );
-            if !m.frozen_encoder || cache.fingerprint != want {
-                return Err(Error::invalid(
-                    "--features: the cache was not computed by this checkpoint's encoder on this dataset",
-                ));
-            }
-            if m.decoder.needs_grid() && cache.grid.is_none() {
-                return Err(Error::invalid(format!(
-                    "--features: the {} decoder reads feature grids but this cache holds pooled \
-                     vectors only; rerun `captag features --grid`",
-                    m.decoder.name()
-                )));
-            }
-            loaded.caption_cached(
-                cache,
-                &samples.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
-                decoding,
-            )?
-        }
-        None => loaded.caption_files(&paths, decoding)?,
-    };
+    let results = caption_split(loaded, &ds, &samples, &spec.decoding, features)?;
     let caption_seconds = t_caption.elapsed().as_secs_f64();
     let unk_after = loaded.model.unk_stats.get();
     let unk = UnkStats {
         steps: unk_after.steps - unk_before.steps,
         unk_argmax: unk_after.unk_argmax - unk_before.unk_argmax,
     };
-    let scenes = Scenes::open(data)?;
-    let mut grounded = scenes.as_ref().map(|_| Grounded::default());
-    let (mut hyps, mut refs, mut predictions, mut unreadable) = (vec![], vec![], vec![], 0);
-    let (mut rankings, mut truths) = (vec![], vec![]);
-    for (s, r) in samples.iter().zip(results) {
-        match r.caption {
-            Ok(c) => {
-                let mut truth = None;
-                if let (Some(g), Some(scene)) = (
-                    grounded.as_mut(),
-                    scenes.as_ref().and_then(|sc| sc.scene(&s.id)),
-                ) {
-                    let v = judge(&scene, &c.text());
-                    g.add(&v);
-                    truth = Some(Truth {
-                        claims: v.claims,
-                        held: v.held,
-                        false_claims: v.false_claims,
-                    });
-                }
-                predictions.push(Prediction {
-                    image_id: s.id.clone(),
-                    caption: c.text(),
-                    truth,
-                });
-                if let (Some(ranked), Some(list)) = (&c.tags, &loaded.tags) {
-                    rankings.push(ranked.names());
-                    truths.push(list.rule.truth(s));
-                }
-                hyps.push(c.words);
-                refs.push(s.captions.iter().map(|c| tokenize(c)).collect::<Vec<_>>());
-            }
-            Err(_) => unreadable += 1,
-        }
-    }
-    let hashtags = loaded.tags.as_ref().map(|list| {
-        let (frequent, from_caption) = tag_baselines(list, &hyps);
-        let only = loaded.run.model.hashtags.as_ref().is_some_and(|t| t.only);
-        let model = loaded
-            .run
-            .model
-            .hashtags
-            .as_ref()
-            .map_or("head", |t| match t.model {
-                crate::config::TagModelKind::Head => "hashtag head",
-                crate::config::TagModelKind::Gru => "GRU tag generator",
-            });
-        let mut rows = vec![
-            (
-                model.to_string(),
-                tag_metrics::score(&rankings, &truths, tag_k),
-            ),
-            (
-                "baseline: most frequent training tags".to_string(),
-                tag_metrics::score(&vec![frequent; truths.len()], &truths, tag_k),
-            ),
-        ];
-        if !only {
-            rows.push((
-                "baseline: generated caption's content words".to_string(),
-                tag_metrics::score(&from_caption, &truths, tag_k),
-            ));
-        }
-        TagEval { k: tag_k, rows }
-    });
+    let scored = collect(loaded, data, &samples, results)?;
+    let hashtags = loaded
+        .tags
+        .as_ref()
+        .map(|list| tag_eval(loaded, list, &scored, tag_k));
+    let Scored {
+        hyps,
+        refs,
+        predictions,
+        unreadable,
+        grounded,
+        ..
+    } = scored;
     if hyps.is_empty() {
         return Err(Error::invalid(format!(
             "no image of the {split} split could be decoded"
@@ -282,17 +195,150 @@ pub fn evaluate(
         unk,
         seconds: t0.elapsed().as_secs_f64(),
         caption_seconds,
-        parameters: loaded
-            .model
-            .vs
-            .trainable_variables()
-            .iter()
-            .filter(|v| v.requires_grad())
-            .map(|v| v.numel())
-            .sum(),
+        parameters: trained_parameters(loaded),
         hashtags,
         grounded: grounded.filter(|g| g.captions > 0),
         predictions,
         per_image,
     })
+}
+
+/// Captions of the split's images: from the feature cache when given (refused unless this
+/// checkpoint's encoder computed it on this dataset, with grids when the decoder reads them),
+/// else from the image files.
+fn caption_split(
+    loaded: &Loaded,
+    ds: &crate::data::Dataset,
+    samples: &[&Sample],
+    decoding: &Decoding,
+    features: Option<&FeatureCache>,
+) -> Result<Vec<Captioned>> {
+    let Some(cache) = features else {
+        let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
+        return loaded.caption_files(&paths, decoding);
+    };
+    let ids: Vec<String> = ds.image_list().into_iter().map(|(id, _)| id).collect();
+    let m = &loaded.run.model;
+    let encoder_fp = loaded
+        .run
+        .encoder_fingerprint
+        .as_deref()
+        .unwrap_or_default();
+    let want =
+        crate::data::features::fingerprint(m.encoder.as_str(), encoder_fp, &m.preprocess, &ids);
+    if !m.frozen_encoder || cache.fingerprint != want {
+        return Err(Error::invalid(
+            "--features: the cache was not computed by this checkpoint's encoder on this dataset",
+        ));
+    }
+    if m.decoder.needs_grid() && cache.grid.is_none() {
+        return Err(Error::invalid(format!(
+            "--features: the {} decoder reads feature grids but this cache holds pooled \
+             vectors only; rerun `captag features --grid`",
+            m.decoder.name()
+        )));
+    }
+    let ids: Vec<String> = samples.iter().map(|s| s.id.clone()).collect();
+    loaded.caption_cached(cache, &ids, decoding)
+}
+
+/// The captions of the readable images with their references, predictions (judged against
+/// the scene on synthetic data) and hashtag rankings.
+struct Scored {
+    hyps: Vec<Vec<String>>,
+    refs: Vec<Vec<Vec<String>>>,
+    predictions: Vec<Prediction>,
+    unreadable: usize,
+    grounded: Option<Grounded>,
+    rankings: Vec<Vec<String>>,
+    truths: Vec<Vec<String>>,
+}
+
+fn collect(
+    loaded: &Loaded,
+    data: &Path,
+    samples: &[&Sample],
+    results: Vec<Captioned>,
+) -> Result<Scored> {
+    let scenes = Scenes::open(data)?;
+    let mut out = Scored {
+        hyps: vec![],
+        refs: vec![],
+        predictions: vec![],
+        unreadable: 0,
+        grounded: scenes.as_ref().map(|_| Grounded::default()),
+        rankings: vec![],
+        truths: vec![],
+    };
+    for (s, r) in samples.iter().zip(results) {
+        let Ok(c) = r.caption else {
+            out.unreadable += 1;
+            continue;
+        };
+        let mut truth = None;
+        if let (Some(g), Some(scene)) = (
+            out.grounded.as_mut(),
+            scenes.as_ref().and_then(|sc| sc.scene(&s.id)),
+        ) {
+            let v = judge(&scene, &c.text());
+            g.add(&v);
+            truth = Some(Truth {
+                claims: v.claims,
+                held: v.held,
+                false_claims: v.false_claims,
+            });
+        }
+        out.predictions.push(Prediction {
+            image_id: s.id.clone(),
+            caption: c.text(),
+            truth,
+        });
+        if let (Some(ranked), Some(list)) = (&c.tags, &loaded.tags) {
+            out.rankings.push(ranked.names());
+            out.truths.push(list.rule.truth(s));
+        }
+        out.hyps.push(c.words);
+        out.refs
+            .push(s.captions.iter().map(|c| tokenize(c)).collect::<Vec<_>>());
+    }
+    Ok(out)
+}
+
+/// The run's hashtag model against the most-frequent-tags baseline and (captioning runs) the
+/// generated caption's content words.
+fn tag_eval(loaded: &Loaded, list: &TagList, scored: &Scored, k: usize) -> TagEval {
+    let (rankings, truths) = (&scored.rankings, &scored.truths);
+    let (frequent, from_caption) = tag_baselines(list, &scored.hyps);
+    let cfg = loaded.run.model.hashtags.as_ref();
+    let only = cfg.is_some_and(|t| t.only);
+    let model = cfg.map_or("head", |t| match t.model {
+        crate::config::TagModelKind::Head => "hashtag head",
+        crate::config::TagModelKind::Gru => "GRU tag generator",
+    });
+    let mut rows = vec![
+        (model.to_string(), tag_metrics::score(rankings, truths, k)),
+        (
+            "baseline: most frequent training tags".to_string(),
+            tag_metrics::score(&vec![frequent; truths.len()], truths, k),
+        ),
+    ];
+    if !only {
+        rows.push((
+            "baseline: generated caption's content words".to_string(),
+            tag_metrics::score(&from_caption, truths, k),
+        ));
+    }
+    TagEval { k, rows }
+}
+
+/// Trained parameters of the run (decoder, hashtag model, end-to-end encoder).
+fn trained_parameters(loaded: &Loaded) -> usize {
+    loaded
+        .model
+        .vs
+        .trainable_variables()
+        .iter()
+        .filter(|v| v.requires_grad())
+        .map(|v| v.numel())
+        .sum()
 }

@@ -3,8 +3,11 @@
 //! decoder) or images of a feature cache.
 pub mod attention_map;
 pub mod moods;
+mod result;
 pub mod social;
 pub mod tags;
+
+pub use result::{CaptionResult, Extras};
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +24,8 @@ use crate::text::tokens::Tokens;
 use crate::text::vocab::{END, START, UNK};
 use crate::Result;
 
-/// A checkpoint ready to caption.
+/// A checkpoint ready to caption: the run's `run::Contents` with its model and the inference
+/// options.
 #[derive(Debug)]
 pub struct Loaded {
     pub dir: PathBuf,
@@ -51,14 +55,14 @@ pub const SPECIALS: Specials = Specials {
 /// Open `dir` (a run directory) and load its best weights (`model.safetensors`), or
 /// `last.safetensors` with `last = true`.
 pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded> {
-    let o = crate::run::open(dir, device, last)?;
+    let (c, model) = crate::run::open(dir, device, last)?;
     Ok(Loaded {
-        dir: o.dir,
-        run: o.run,
-        vocab: o.vocab,
-        model: o.model,
-        tags: o.tags,
-        tag_threshold: 0.5,
+        dir: dir.to_path_buf(),
+        run: c.run,
+        vocab: c.vocab,
+        model,
+        tags: c.tags,
+        tag_threshold: crate::config::defaults::TAG_THRESHOLD,
         with_attention: false,
         allow_unk: false,
     })
@@ -214,14 +218,10 @@ impl Loaded {
         Ok(out)
     }
 
-    /// One decoded image (the web server's uploads): its n-best captions, best first; the best
-    /// carries the hashtag ranking. With `decoding` greedy that is the one caption `caption`
-    /// prints; with beam `K`, up to `K` alternatives led by `caption --beam K`'s caption.
-    pub fn caption_image(
-        &self,
-        img: &image::RgbImage,
-        decoding: &Decoding,
-    ) -> Result<Vec<Caption>> {
+    /// One decoded image (the web server's uploads, `caption --restore`'s restored pictures):
+    /// the caption `caption` prints for it, with the hashtag ranking and the rest of the n-best
+    /// list (beam `K`: up to `K − 1` alternatives; top-p: the other samples).
+    pub fn caption_image(&self, img: &image::RgbImage, decoding: &Decoding) -> Result<Caption> {
         let pre = self.run.model.preprocess;
         let chw = crate::data::image::preprocess_rgb(img, &pre);
         let side = pre.size as i64;
@@ -236,20 +236,22 @@ impl Loaded {
                 .next(),
             None => None,
         };
-        Ok(nbest
-            .into_iter()
+        let mut hyps = nbest.into_iter().next().unwrap_or_default().into_iter();
+        let best = hyps
             .next()
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(i, h)| Caption {
-                words: self.vocab.decode(&h.tokens),
-                logp: h.logp,
-                tags: if i == 0 { ranked.clone() } else { None },
-                attention: None,
-                alternatives: vec![],
-            })
-            .collect())
+            .ok_or_else(|| crate::Error::invalid("the model produced no caption for this image"))?;
+        Ok(Caption {
+            words: self.vocab.decode(&best.tokens),
+            logp: best.logp,
+            tags: ranked,
+            attention: None,
+            alternatives: hyps
+                .map(|h| Alternative {
+                    text: self.vocab.decode(&h.tokens).join(" "),
+                    logp: h.logp,
+                })
+                .collect(),
+        })
     }
 
     /// Captions (hashtag rankings, attention weights) for the features of `N` images.

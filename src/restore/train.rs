@@ -24,6 +24,7 @@ use super::{images_tensor, masks_tensor, tensor_image, tensor_mask, Restorer};
 use crate::data::image::ResizeMode;
 use crate::data::{Dataset, LoadOptions, Split};
 use crate::run::{self, TrainState};
+use crate::train::commit::{EpochLog, Unit};
 use crate::train::optim::Adam;
 use crate::{Error, Result};
 
@@ -224,14 +225,10 @@ fn fingerprint(train: &[(String, RgbImage)], dev: &[(String, RgbImage)]) -> Stri
     f.hex()
 }
 
+/// `captag restore train`, in the phases of captioning training (`train::run`): open or
+/// resume, then per epoch train, validate, select, commit and log.
 pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
-    job.net.validate()?;
-    job.damage.validate()?;
-    if job.train.batch_size == 0 || job.train.epochs == 0 || !(job.train.lr > 0.0) {
-        return Err(Error::invalid(
-            "restore train: --batch-size, --epochs and --lr must be positive",
-        ));
-    }
+    check_job(job)?;
     let started = Instant::now();
     let dir = &job.out;
     if job.resume && !dir.join(run::CONFIG).is_file() {
@@ -242,6 +239,64 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
     }
     let _lock = run::lock(dir)?;
     run::recover(dir)?;
+    let data = load_images(job)?;
+    let cfg = create_or_reopen(job, &data)?;
+    let perc = match (&job.encoder_weights, cfg.train.perceptual) {
+        (Some(w), true) => Some(Perceptual::new(w, job.device)?),
+        _ => None,
+    };
+    let tc = &cfg.train;
+    let mut t = open_or_resume(job, &cfg)?;
+    let dev_damage: Vec<Damaged> = data
+        .dev
+        .iter()
+        .map(|(id, img)| damage::damage(img, &cfg.damage, damage::seed_for(tc.seed ^ DEV_SALT, id)))
+        .collect();
+    while t.state.epoch < tc.epochs {
+        let trained = train_epoch(job, &cfg, &data.train, perc.as_ref(), &mut t)?;
+        let dev = if data.dev.is_empty() {
+            None
+        } else {
+            let (model, batch) = (&t.model, tc.batch_size);
+            Some(dev_scores(
+                model,
+                &data.dev,
+                &dev_damage,
+                batch,
+                perc.as_ref(),
+            )?)
+        };
+        let improved = select(&mut t, dev.as_ref().map_or(trained.loss(), |d| d.loss));
+        let log = epoch_log(&trained, dev.as_ref());
+        let (state, vs) = (&t.state, &t.model.vs);
+        crate::train::commit::commit_and_log(dir, state, vs, &t.adam, improved, &log, job.quiet)?;
+    }
+    Ok(RestoreSummary {
+        epochs: t.state.epoch,
+        best_epoch: t.state.best_epoch,
+        best_dev_loss: t.state.best_dev_loss,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn check_job(job: &RestoreJob) -> Result<()> {
+    job.net.validate()?;
+    job.damage.validate()?;
+    if job.train.batch_size == 0 || job.train.epochs == 0 || !(job.train.lr > 0.0) {
+        return Err(Error::invalid(
+            "restore train: --batch-size, --epochs and --lr must be positive",
+        ));
+    }
+    Ok(())
+}
+
+/// The training and dev images, decoded and squashed to the network's size.
+struct Images {
+    train: Vec<(String, RgbImage)>,
+    dev: Vec<(String, RgbImage)>,
+}
+
+fn load_images(job: &RestoreJob) -> Result<Images> {
     let ds = crate::data::load(&job.data, &job.load)?;
     let size = job.net.size;
     let (train, bad_t) = split_images(&ds, Split::Train, size, job.train.limit);
@@ -259,7 +314,13 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
             job.data.display()
         )));
     }
-    let data_fp = fingerprint(&train, &dev);
+    Ok(Images { train, dev })
+}
+
+/// The run's `config.json`: written for a new run; for `--resume` the saved one, refused when
+/// anything but `--epochs` changed, with the new epoch total recorded.
+fn create_or_reopen(job: &RestoreJob, data: &Images) -> Result<RestoreRun> {
+    let dir = &job.out;
     let encoder_fp = match (&job.encoder_weights, job.train.perceptual) {
         (Some(w), true) => Some(crate::fsio::Fingerprint::of_file(w)?),
         _ => None,
@@ -271,41 +332,47 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
         damage: job.damage.clone(),
         train: job.train.clone(),
         data_path: job.data.display().to_string(),
-        data_fingerprint: data_fp,
+        data_fingerprint: fingerprint(&data.train, &data.dev),
         encoder_fingerprint: encoder_fp,
     };
-    let cfg = if job.resume {
-        let mut saved = RestoreRun::read(dir)?;
-        let mut same = asked.clone();
-        same.train.epochs = saved.train.epochs;
-        same.captag_version = saved.captag_version.clone();
-        same.data_path = saved.data_path.clone();
-        if same != saved {
-            let diff = difference(
-                &serde_json::to_value(&same).unwrap_or_default(),
-                &serde_json::to_value(&saved).unwrap_or_default(),
-                "",
-            )
-            .unwrap_or_default();
-            return Err(Error::invalid(format!(
-                "--resume: {} was trained with other settings or data ({diff}); only --epochs \
-                 can change when resuming",
-                dir.display()
-            )));
-        }
-        saved.train.epochs = job.train.epochs;
-        run::write_json(&saved, &dir.join(run::CONFIG))?;
-        saved
-    } else {
+    if !job.resume {
         run::ensure_new(dir)?;
         run::write_json(&asked, &dir.join(run::CONFIG))?;
-        asked
-    };
-    let perc = match (&job.encoder_weights, cfg.train.perceptual) {
-        (Some(w), true) => Some(Perceptual::new(w, job.device)?),
-        _ => None,
-    };
-    let tc = &cfg.train;
+        return Ok(asked);
+    }
+    let mut saved = RestoreRun::read(dir)?;
+    let mut same = asked.clone();
+    same.train.epochs = saved.train.epochs;
+    same.captag_version = saved.captag_version.clone();
+    same.data_path = saved.data_path.clone();
+    if same != saved {
+        let diff = difference(
+            &serde_json::to_value(&same).unwrap_or_default(),
+            &serde_json::to_value(&saved).unwrap_or_default(),
+            "",
+        )
+        .unwrap_or_default();
+        return Err(Error::invalid(format!(
+            "--resume: {} was trained with other settings or data ({diff}); only --epochs \
+             can change when resuming",
+            dir.display()
+        )));
+    }
+    saved.train.epochs = job.train.epochs;
+    run::write_json(&saved, &dir.join(run::CONFIG))?;
+    Ok(saved)
+}
+
+/// What the loop carries from epoch to epoch.
+struct Training {
+    model: Restorer,
+    adam: Adam,
+    state: TrainState,
+}
+
+/// Fresh networks, or with `--resume` the last epoch's weights, optimizer moments and state.
+fn open_or_resume(job: &RestoreJob, cfg: &RestoreRun) -> Result<Training> {
+    let (tc, dir) = (&cfg.train, &job.out);
     tch::manual_seed(tc.seed as i64);
     let mut model = Restorer::new(&cfg.net, job.device);
     let mut adam = Adam::new(&model.vs, tc.lr, 0.0);
@@ -316,137 +383,145 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
     if job.resume && dir.join(run::STATE).is_file() {
         state = run::read_json(&dir.join(run::STATE))?;
         run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
-        adam.load(&dir.join(run::OPTIM), state.step, state.lr)?;
+        adam.load(&dir.join(run::OPTIMIZER), state.step, state.lr)?;
         if !job.quiet {
             eprintln!("resuming {} after epoch {}", dir.display(), state.epoch);
         }
     }
-    let dev_damage: Vec<Damaged> = dev
-        .iter()
-        .map(|(id, img)| damage::damage(img, &cfg.damage, damage::seed_for(tc.seed ^ DEV_SALT, id)))
-        .collect();
-    while state.epoch < tc.epochs {
-        let e = state.epoch;
-        let t0 = Instant::now();
-        let eseed = mix(tc.seed, e as u64 + 1);
-        tch::manual_seed(eseed as i64);
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(eseed));
-        let bar = crate::train::progress(
-            job.quiet,
-            order.len().div_ceil(tc.batch_size) as u64,
-            &format!("epoch {}/{}", e + 1, tc.epochs),
-        );
-        let (mut sum_m, mut sum_i, mut n) = (0.0, 0.0, 0usize);
-        for (bi, chunk) in order.chunks(tc.batch_size).enumerate() {
-            let dmg: Vec<Damaged> = chunk
-                .iter()
-                .map(|&i| {
-                    let (id, img) = &train[i];
-                    let s = if tc.fixed_damage {
-                        damage::seed_for(tc.seed ^ damage::EVAL_SALT, id)
-                    } else {
-                        mix(eseed, i as u64)
-                    };
-                    damage::damage(img, &cfg.damage, s)
-                })
-                .collect();
-            let clean: Vec<&RgbImage> = chunk.iter().map(|&i| &train[i].1).collect();
-            let b = batch(&clean, &dmg.iter().collect::<Vec<_>>(), job.device);
-            let (lm, li) = losses(&model, &b, perc.as_ref(), true);
-            let loss = &lm + &li;
-            adam.zero_grad();
-            loss.backward();
-            adam.step(0.0);
-            crate::fsio::fault_point();
-            let (m, i) = (lm.double_value(&[]), li.double_value(&[]));
-            if !(m + i).is_finite() {
-                return Err(Error::invalid(format!(
-                    "training diverged (loss {}) at epoch {}: lower --lr",
-                    m + i,
-                    e + 1
-                )));
-            }
-            sum_m += m * chunk.len() as f64;
-            sum_i += i * chunk.len() as f64;
-            n += chunk.len();
-            bar.set_position(bi as u64 + 1);
-            bar.set_message(format!(
-                "loss {:.4} · {:.1} images/s",
-                (sum_m + sum_i) / n as f64,
-                n as f64 / t0.elapsed().as_secs_f64().max(1e-9)
-            ));
-        }
-        bar.finish_and_clear();
-        let secs = t0.elapsed().as_secs_f64();
-        let d = if dev.is_empty() {
-            None
-        } else {
-            Some(dev_scores(
-                &model,
-                &dev,
-                &dev_damage,
-                tc.batch_size,
-                perc.as_ref(),
-            )?)
-        };
-        let train_loss = (sum_m + sum_i) / n.max(1) as f64;
-        let score_loss = d.as_ref().map_or(train_loss, |d| d.loss);
-        state.epoch += 1;
-        state.step = adam.step;
-        state.lr = adam.lr;
-        let improved = state.epoch == 1 || score_loss < state.best_dev_loss;
-        if improved {
-            state.best_dev_loss = score_loss;
-            state.best_score = -score_loss;
-            state.best_epoch = state.epoch;
-        }
-        let mut line = serde_json::json!({
-            "epoch": state.epoch, "step": state.step, "lr": state.lr,
-            "train_loss": train_loss, "train_mask_loss": sum_m / n.max(1) as f64,
-            "train_inpaint_loss": sum_i / n.max(1) as f64,
-            "seconds": secs, "images_per_s": n as f64 / secs.max(1e-9),
-        });
-        if let Some(d) = &d {
-            line["dev_loss"] = d.loss.into();
-            line["dev_mask_iou"] = d.iou.into();
-            line["dev_mask_f1"] = d.f1.into();
-            line["dev_psnr_true_mask"] = d.psnr.into();
-        }
-        run::commit_epoch(
-            dir,
-            run::Epoch {
-                state: &state,
-                weights: &model.vs,
-                best: improved,
-                optimizer: &|p| adam.save(p),
-                metrics: &line,
-            },
-        )?;
-        if !job.quiet {
-            let mut msg = format!(
-                "epoch {:>3}  loss {:.4} (mask {:.4}, inpaint {:.4})",
-                state.epoch,
-                train_loss,
-                sum_m / n.max(1) as f64,
-                sum_i / n.max(1) as f64
-            );
-            if let Some(d) = &d {
-                msg += &format!(
-                    "  dev loss {:.4}  mask IoU {:.3}  PSNR {:.2} dB",
-                    d.loss, d.iou, d.psnr
-                );
-            }
-            let best = if improved { "  *best" } else { "" };
-            eprintln!("{msg}  {:.1} images/s{best}", n as f64 / secs.max(1e-9));
-        }
+    Ok(Training { model, adam, state })
+}
+
+/// The training half of one epoch: summed mask and inpainting losses over the images seen.
+struct Trained {
+    mask: f64,
+    inpaint: f64,
+    seen: usize,
+    seconds: f64,
+}
+
+impl Trained {
+    fn loss(&self) -> f64 {
+        (self.mask + self.inpaint) / self.seen.max(1) as f64
     }
-    Ok(RestoreSummary {
-        epochs: state.epoch,
-        best_epoch: state.best_epoch,
-        best_dev_loss: state.best_dev_loss,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+}
+
+/// Train epoch `t.state.epoch` (0-based): the images in the order `mix(seed, epoch)` fixes,
+/// each damaged afresh (or with its fixed damage, `fixed_damage`), one Adam step per batch.
+fn train_epoch(
+    job: &RestoreJob,
+    cfg: &RestoreRun,
+    train: &[(String, RgbImage)],
+    perc: Option<&Perceptual>,
+    t: &mut Training,
+) -> Result<Trained> {
+    let tc = &cfg.train;
+    let e = t.state.epoch;
+    let t0 = Instant::now();
+    let eseed = mix(tc.seed, e as u64 + 1);
+    tch::manual_seed(eseed as i64);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(eseed));
+    let bar = crate::train::progress(
+        job.quiet,
+        order.len().div_ceil(tc.batch_size) as u64,
+        &format!("epoch {}/{}", e + 1, tc.epochs),
+    );
+    let mut done = Trained {
+        mask: 0.0,
+        inpaint: 0.0,
+        seen: 0,
+        seconds: 0.0,
+    };
+    for (bi, chunk) in order.chunks(tc.batch_size).enumerate() {
+        let dmg: Vec<Damaged> = chunk
+            .iter()
+            .map(|&i| {
+                let (id, img) = &train[i];
+                let s = if tc.fixed_damage {
+                    damage::seed_for(tc.seed ^ damage::EVAL_SALT, id)
+                } else {
+                    mix(eseed, i as u64)
+                };
+                damage::damage(img, &cfg.damage, s)
+            })
+            .collect();
+        let clean: Vec<&RgbImage> = chunk.iter().map(|&i| &train[i].1).collect();
+        let b = batch(&clean, &dmg.iter().collect::<Vec<_>>(), job.device);
+        let (lm, li) = losses(&t.model, &b, perc, true);
+        let loss = &lm + &li;
+        t.adam.zero_grad();
+        loss.backward();
+        t.adam.step(0.0);
+        crate::fsio::fault_point();
+        let (m, i) = (lm.double_value(&[]), li.double_value(&[]));
+        if !(m + i).is_finite() {
+            return Err(Error::invalid(format!(
+                "training diverged (loss {}) at epoch {}: lower --lr",
+                m + i,
+                e + 1
+            )));
+        }
+        done.mask += m * chunk.len() as f64;
+        done.inpaint += i * chunk.len() as f64;
+        done.seen += chunk.len();
+        bar.set_position(bi as u64 + 1);
+        bar.set_message(format!(
+            "loss {:.4} · {:.1} images/s",
+            done.loss(),
+            done.seen as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+        ));
+    }
+    bar.finish_and_clear();
+    done.seconds = t0.elapsed().as_secs_f64();
+    Ok(done)
+}
+
+/// Close the epoch in `t.state`; the best epoch has the lowest dev loss (the training loss
+/// without dev images). Returns whether it is the best.
+fn select(t: &mut Training, loss: f64) -> bool {
+    let s = &mut t.state;
+    s.epoch += 1;
+    s.step = t.adam.step;
+    s.lr = t.adam.lr;
+    let improved = s.epoch == 1 || loss < s.best_dev_loss;
+    if improved {
+        s.best_dev_loss = loss;
+        s.best_score = -loss;
+        s.best_epoch = s.epoch;
+    }
+    improved
+}
+
+/// The epoch's `metrics.jsonl` fields and console line.
+fn epoch_log(trained: &Trained, dev: Option<&Dev>) -> EpochLog {
+    let n = trained.seen.max(1) as f64;
+    let (mask, inpaint) = (trained.mask / n, trained.inpaint / n);
+    let mut metrics: Vec<(&'static str, serde_json::Value)> = vec![
+        ("train_mask_loss", mask.into()),
+        ("train_inpaint_loss", inpaint.into()),
+    ];
+    let mut console = format!(
+        "loss {:.4} (mask {mask:.4}, inpaint {inpaint:.4})",
+        trained.loss()
+    );
+    if let Some(d) = dev {
+        metrics.push(("dev_loss", d.loss.into()));
+        metrics.push(("dev_mask_iou", d.iou.into()));
+        metrics.push(("dev_mask_f1", d.f1.into()));
+        metrics.push(("dev_psnr_true_mask", d.psnr.into()));
+        console += &format!(
+            "  dev loss {:.4}  mask IoU {:.3}  PSNR {:.2} dB",
+            d.loss, d.iou, d.psnr
+        );
+    }
+    EpochLog {
+        train_loss: trained.loss(),
+        seen: trained.seen,
+        seconds: trained.seconds,
+        unit: Unit::Images,
+        metrics,
+        console,
+    }
 }
 
 /// The first setting where `asked` differs from `saved`, as `path asked vs saved`.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use tch::nn::VarStore;
 
-use super::{read_json, save_vars, write_json, TrainState, BEST, LAST, METRICS, OPTIM, STATE};
+use super::{read_json, save_vars, write_json, TrainState, BEST, LAST, METRICS, OPTIMIZER, STATE};
 use crate::fsio::{fault_point, sync_dir, write_atomic};
 use crate::{Error, Result};
 
@@ -53,7 +53,7 @@ pub fn commit_epoch(dir: &Path, epoch: Epoch) -> Result<()> {
         }
         fault_point();
     }
-    (epoch.optimizer)(&pending.join(OPTIM))?;
+    (epoch.optimizer)(&pending.join(OPTIMIZER))?;
     let line = serde_json::to_vec(epoch.metrics).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomic(&pending.join(LINE), &line, true)?;
     write_json(epoch.state, &pending.join(STATE))?;
@@ -78,7 +78,7 @@ fn apply(dir: &Path) -> Result<()> {
     }
     // train_state.json last: until it moves, the other files' old versions are never read
     // without the journal being finished first.
-    for name in [LAST, BEST, OPTIM, STATE] {
+    for name in [LAST, BEST, OPTIMIZER, STATE] {
         let src = journal.join(name);
         if src.exists() {
             let dst = dir.join(name);

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::config::{EncoderKind, ModelConfig, TrainConfig};
+use crate::config::{EncoderKind, ModelConfig, Plateau, TrainConfig};
 use crate::model::captioner::Captioner;
 use crate::text::taglist::TagList;
 use crate::text::tokens::{BpeTokens, Tokens};
@@ -25,8 +25,11 @@ pub const VOCAB: &str = "vocab.json";
 pub const BEST: &str = "model.safetensors";
 pub const LAST: &str = "last.safetensors";
 pub const ENCODER: &str = "encoder.safetensors";
+/// Where the loop stands after the last committed epoch ([`TrainState`]: epoch, step, learning
+/// rate, best epoch, early-stopping and plateau counters).
 pub const STATE: &str = "train_state.json";
-pub const OPTIM: &str = "train_state.safetensors";
+/// The optimizer's state beside it: Adam's moments (`train::optim::Adam::save`).
+pub const OPTIMIZER: &str = "train_state.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
 pub const HASHTAGS: &str = "hashtags.json";
 /// A pretrained GPT-2's `config.json` and tokenizer files (ClipCap with `--lm-weights`).
@@ -77,21 +80,19 @@ pub struct TrainState {
     /// Optimizer updates so far.
     pub step: i64,
     pub lr: f64,
-    /// Best dev value of the selection metric (`--select`: BLEU-4 by default, CIDEr-D; dev mAP
-    /// for hashtag-only runs).
+    /// Best dev value of the selection score (`train::SelectionScore`: `--select`, BLEU-4 by
+    /// default or CIDEr-D; dev mAP for hashtag-only runs).
     #[serde(alias = "best_bleu4")]
     pub best_score: f64,
     /// Dev loss of the best epoch (breaks ties, e.g. BLEU-4 0 = 0 early on).
     #[serde(default)]
     pub best_dev_loss: f64,
     pub best_epoch: usize,
-    /// Epochs since the best dev score of the selection metric (early stopping).
+    /// Epochs since the best selection score (early stopping).
     pub bad_epochs: usize,
     /// Lowest dev loss so far and epochs since it (plateau schedule).
-    #[serde(default)]
-    pub lowest_dev_loss: Option<f64>,
-    #[serde(default)]
-    pub loss_bad_epochs: usize,
+    #[serde(flatten)]
+    pub plateau: Plateau,
     pub stopped_early: bool,
 }
 
@@ -216,7 +217,7 @@ fn remove_stale_temps(dir: &Path) {
         LAST,
         ENCODER,
         STATE,
-        OPTIM,
+        OPTIMIZER,
         METRICS,
         HASHTAGS,
         "teacher_captions.json",
@@ -361,7 +362,9 @@ fn read_tokens(dir: &Path, model: &ModelConfig) -> Result<Tokens> {
     }
 }
 
-/// A run's config with its vocabulary and hashtag list, checked against each other.
+/// A run's config with its vocabulary and hashtag list, checked against each other: the one
+/// "run + vocabulary + tags" bundle. Training starts from it (`train::Prepared` adds the
+/// encoded data), inference adds the model (`infer::Loaded`).
 pub struct Contents {
     pub run: RunConfig,
     pub vocab: Tokens,
@@ -472,20 +475,12 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
     Ok(f.hex())
 }
 
-/// A run loaded for evaluation or inference.
-#[derive(Debug)]
-pub struct Opened {
-    pub dir: std::path::PathBuf,
-    pub run: RunConfig,
-    pub vocab: Tokens,
-    pub tags: Option<TagList>,
-    pub model: Captioner,
-}
-
-/// Open `dir` with its best weights (`model.safetensors`), or `last.safetensors` with `last`.
-pub fn open(dir: &Path, device: tch::Device, last: bool) -> Result<Opened> {
-    let Contents { run, vocab, tags } = read(dir)?;
-    let mut model = Captioner::new(&run.model, device, true);
+/// Open `dir` for evaluation or inference: its [`Contents`] and its model with the best weights
+/// (`model.safetensors`), or `last.safetensors` with `last`. `infer::Loaded` is the run made
+/// ready to caption from these; a distillation teacher uses them as they are.
+pub fn open(dir: &Path, device: tch::Device, last: bool) -> Result<(Contents, Captioner)> {
+    let contents = read(dir)?;
+    let mut model = Captioner::new(&contents.run.model, device, true);
     // A run killed after committing an epoch but before moving its files: the commit is what
     // counts (docs/ARCHITECTURE.md, "Run directory").
     load_vars(
@@ -495,11 +490,5 @@ pub fn open(dir: &Path, device: tch::Device, last: bool) -> Result<Opened> {
     if let Some(fvs) = model.frozen_vs.as_mut() {
         load_vars(fvs, &dir.join(ENCODER))?;
     }
-    Ok(Opened {
-        dir: dir.to_path_buf(),
-        run,
-        vocab,
-        tags,
-        model,
-    })
+    Ok((contents, model))
 }

@@ -17,6 +17,8 @@ use serde_json::json;
 use super::upload;
 use super::worker::Options;
 use super::State;
+use crate::config::defaults;
+use crate::model::decoding::{query_field, DecodeRequest, SERVER_MAX_BEAM};
 
 const PAGE: &str = include_str!("page.html");
 
@@ -81,32 +83,29 @@ pub struct CaptionQuery {
 }
 
 impl CaptionQuery {
+    /// The query as a validated job: the decoding by the CLI's rule ([`DecodeRequest`]), with
+    /// the server's own cap on beam width; unset fields take the CLI's defaults (`beam`: the
+    /// server's `--beam`).
     fn options(&self, default_beam: usize) -> Result<Options, ApiError> {
         let beam = self.beam.unwrap_or(default_beam);
-        if !(1..=10).contains(&beam) {
+        if !(1..=SERVER_MAX_BEAM).contains(&beam) {
             return Err(ApiError::new(
                 400,
-                format!("beam must be 1 to 10, not {beam}"),
+                format!("beam must be 1 to {SERVER_MAX_BEAM}, not {beam}"),
             ));
         }
-        let bad = |m: String| Err(ApiError::new(400, m));
-        let sample = match self.top_p {
-            None => None,
-            Some(p) if !(p > 0.0 && p <= 1.0) => {
-                return bad(format!("top_p must be in (0, 1], not {p}"))
-            }
-            Some(p) => {
-                let t = self.temperature.unwrap_or(1.0);
-                if !(t > 0.0 && t.is_finite()) {
-                    return bad(format!("temperature must be a positive number, not {t}"));
-                }
-                let n = self.samples.unwrap_or(3);
-                if !(1..=10).contains(&n) {
-                    return bad(format!("samples must be 1 to 10, not {n}"));
-                }
-                Some((p, t, n, self.seed.unwrap_or(0)))
-            }
+        let d = DecodeRequest::default();
+        let request = DecodeRequest {
+            beam,
+            top_p: self.top_p,
+            temperature: self.temperature.unwrap_or(d.temperature),
+            samples: self.samples.unwrap_or(d.samples),
+            seed: self.seed.unwrap_or(d.seed),
+            ..d
         };
+        let decoding = request
+            .validate(query_field)
+            .map_err(|e| ApiError::new(400, e.to_string()))?;
         let social = match self.style.as_deref() {
             None | Some("plain") => false,
             Some("social") => true,
@@ -118,10 +117,10 @@ impl CaptionQuery {
             }
         };
         Ok(Options {
-            beam,
-            sample,
-            hashtags: self.hashtags.unwrap_or(5).min(30),
-            emoji: self.emoji.unwrap_or(3).min(10),
+            decoding,
+            // Server-side caps on what one answer lists.
+            hashtags: self.hashtags.unwrap_or(defaults::HASHTAGS_SHOWN).min(30),
+            emoji: self.emoji.unwrap_or(defaults::EMOJI_SHOWN).min(10),
             social,
         })
     }
@@ -203,7 +202,7 @@ async fn caption(
     Shared(s): Shared<Arc<State>>,
     Query(q): Query<CaptionQuery>,
     req: Request,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::infer::CaptionResult>, ApiError> {
     let options = q.options(s.config.beam)?;
     let bytes = image_bytes(req, &s).await?;
     let max_pixels = s.config.max_pixels;
@@ -244,16 +243,16 @@ async fn caption(
         Ok(Ok(Err(e))) => return Err(ApiError::new(500, e.to_string())),
         Ok(Ok(Ok(c))) => c,
     };
-    let mut v = serde_json::to_value(&captions).map_err(|e| ApiError::new(500, e.to_string()))?;
-    v["image_sha256"] = up.sha256.into();
-    v["run_id"] = s.config.run_id.clone().into();
-    v["style"] = if options.social { "social" } else { "plain" }.into();
-    if options.social {
-        v["text"] = v["social"].clone();
+    let mut r = captions;
+    r.image_sha256 = Some(up.sha256);
+    r.run_id = Some(s.config.run_id.clone());
+    r.style = Some(if options.social { "social" } else { "plain" });
+    r.text = if options.social {
+        r.social.clone()
     } else {
-        v["text"] = v["caption"].clone();
-    }
-    Ok(Json(v))
+        r.caption.clone()
+    };
+    Ok(Json(r))
 }
 
 async fn rate(

@@ -4,46 +4,20 @@
 //! skipped when its job comes up.
 use std::sync::mpsc;
 
-use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::infer::tags::TagScore;
-use crate::infer::Loaded;
+use crate::infer::{CaptionResult, Extras, Loaded};
 use crate::model::decoding::Decoding;
 use crate::model::text_tagger::TextTagger;
 
 /// What the page can ask for.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
-    /// Beam width (1 = greedy); the n-best list has up to this many captions.
-    pub beam: usize,
-    /// Nucleus sampling instead of beam search: `(top_p, temperature, samples, seed)`.
-    pub sample: Option<(f64, f64, usize, u64)>,
+    /// Beam search (the n-best list has up to its width of captions) or top-p samples.
+    pub decoding: Decoding,
     pub hashtags: usize,
     pub emoji: usize,
     pub social: bool,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Alternative {
-    pub text: String,
-    pub logp: f64,
-}
-
-/// The answer for one image.
-#[derive(Clone, Debug, Serialize)]
-pub struct Captions {
-    pub caption: String,
-    pub logp: f64,
-    /// The n-best list, best first (the first is `caption`).
-    pub alternatives: Vec<Alternative>,
-    /// Image-model tags first, then caption-text tags (`model` says which).
-    pub hashtags: Vec<TagScore>,
-    pub emoji: Vec<String>,
-    /// The description, emoji and hashtags as one post text.
-    pub social: String,
-    /// `greedy`, `beam K` or `top-p P T t ×N` ([`Decoding::name`]).
-    pub decoding: String,
 }
 
 /// The models the thread owns.
@@ -54,61 +28,24 @@ pub struct Models {
 }
 
 impl Models {
-    pub fn answer(&self, img: &image::RgbImage, o: &Options) -> crate::Result<Captions> {
-        // `captag caption`'s defaults (--max-len 30, --alpha 0), so the page and the CLI agree.
-        let decoding = match o.sample {
-            Some((top_p, temperature, samples, seed)) => Decoding::Sample {
-                max_len: 30,
-                top_p,
-                temperature,
-                samples,
-                seed,
-            },
-            None => Decoding::from_beam(o.beam, 30, 0.0),
+    /// The answer for one image: `caption --json`'s result ([`CaptionResult`]) with the
+    /// decoding's name, emoji always listed and the post text always made.
+    pub fn answer(&self, img: &image::RgbImage, o: &Options) -> crate::Result<CaptionResult> {
+        let best = self.captioner.caption_image(img, &o.decoding)?;
+        let extras = Extras {
+            text_tags: self.text_tags.as_ref(),
+            emoji: self.emoji.as_ref(),
+            hashtags: o.hashtags,
+            emoji_count: o.emoji,
         };
-        let nbest = self.captioner.caption_image(img, &decoding)?;
-        let best = nbest
-            .first()
-            .cloned()
-            .ok_or_else(|| crate::Error::invalid("the model produced no caption for this image"))?;
-        let text = best.text();
-        let hashtags = crate::infer::tags::shown(
-            best.tags.as_ref(),
-            self.text_tags.as_ref(),
-            &text,
-            o.hashtags,
-        );
-        let emoji: Vec<String> = self
-            .emoji
-            .as_ref()
-            .map(|m| {
-                m.suggest(&text, o.emoji)
-                    .into_iter()
-                    .map(|(e, _)| e)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let names: Vec<String> = hashtags.iter().map(|t| t.tag.clone()).collect();
-        let social = crate::infer::social::compose(&text, &emoji, &names);
-        Ok(Captions {
-            caption: text,
-            logp: best.logp,
-            alternatives: nbest
-                .iter()
-                .map(|c| Alternative {
-                    text: c.text(),
-                    logp: c.logp,
-                })
-                .collect(),
-            hashtags,
-            emoji,
-            social,
-            decoding: decoding.name(),
-        })
+        let mut r = CaptionResult::new(&best, false, &extras);
+        r.emoji.get_or_insert_with(Vec::new);
+        r.decoding = Some(o.decoding.name());
+        Ok(r)
     }
 }
 
-pub type Reply = crate::Result<Captions>;
+pub type Reply = crate::Result<CaptionResult>;
 
 struct Job {
     image: image::RgbImage,

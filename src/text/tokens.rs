@@ -153,10 +153,7 @@ impl Tokens {
 pub fn encode_words(vocab: &Vocab, caption: &str, max_words: usize) -> Vec<i64> {
     let mut words = tokenize(caption);
     words.truncate(max_words);
-    let mut ids = vec![START];
-    ids.extend(vocab.encode(&words));
-    ids.push(END);
-    ids
+    vocab.encode_sequence(&words)
 }
 
 /// The LM side of the BPE id layout for an LM with `lm_vocab` rows and `<|endoftext|>` at

@@ -122,8 +122,9 @@ impl Vocab {
             .collect()
     }
 
-    /// `<start> ids... <end>`: the sequence a caption decoder is trained on.
-    pub fn encode_caption<S: AsRef<str>>(&self, tokens: &[S]) -> Vec<i64> {
+    /// `<start> ids... <end>` of already tokenized words: the sequence a caption decoder is
+    /// trained on (`Tokens::encode_caption` tokenizes and cuts a caption first).
+    pub fn encode_sequence<S: AsRef<str>>(&self, tokens: &[S]) -> Vec<i64> {
         let mut ids = Vec::with_capacity(tokens.len() + 2);
         ids.push(START);
         ids.extend(self.encode(tokens));
@@ -245,7 +246,7 @@ mod tests {
     fn encode_decode() {
         let v = Vocab::build(lists(), 2);
         assert_eq!(v.encode(&["a", "zebra", "dog"]), vec![4, UNK, 5]);
-        assert_eq!(v.encode_caption(&["the"]), vec![START, 6, END]);
+        assert_eq!(v.encode_sequence(&["the"]), vec![START, 6, END]);
         assert_eq!(
             v.decode(&[START, 4, UNK, 5, END, 6, PAD]),
             ["a", "<unk>", "dog"]

@@ -74,7 +74,7 @@ impl Teacher {
     ) -> Result<Teacher> {
         let dir = Path::new(&d.teacher);
         let what = |m: String| Error::invalid(format!("--teacher {}: {m}", dir.display()));
-        let o = run::open(dir, device, false).map_err(|e| what(e.to_string()))?;
+        let (o, model) = run::open(dir, device, false).map_err(|e| what(e.to_string()))?;
         let (Some(tv), Some(sv)) = (o.vocab.words(), prep.vocab.words()) else {
             return Err(what(
                 "distillation needs word vocabularies; a ClipCap run on a pretrained GPT-2 \
@@ -124,7 +124,7 @@ impl Teacher {
                 )));
             }
         }
-        let mut model = o.model;
+        let mut model = model;
         model.vs.freeze();
         Ok(Teacher {
             model,
@@ -162,7 +162,7 @@ impl Teacher {
             &teacher,
             &s.targets,
             self.cfg.temperature,
-            self.cfg.alpha,
+            self.cfg.kd_alpha,
         );
         Ok(match s.penalty {
             Some(p) => kd + p,
@@ -269,11 +269,11 @@ pub fn add_teacher_captions(
 /// How a teacher teaches, for the log.
 pub fn describe(d: &Distill) -> String {
     let how = match d.method {
-        KdMethod::Word => format!("word-level KD (T {}, alpha {})", d.temperature, d.alpha),
+        KdMethod::Word => format!("word-level KD (T {}, alpha {})", d.temperature, d.kd_alpha),
         KdMethod::Sequence => format!("sequence-level KD (teacher beam {})", d.beam),
         KdMethod::Both => format!(
             "word- and sequence-level KD (T {}, alpha {}, teacher beam {})",
-            d.temperature, d.alpha, d.beam
+            d.temperature, d.kd_alpha, d.beam
         ),
     };
     format!("distilling from {}: {how}", d.teacher)

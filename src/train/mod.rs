@@ -1,12 +1,17 @@
 //! The training loop: teacher-forced cross-entropy with Adam, gradient clipping, a learning-rate
-//! schedule, dev loss + greedy dev BLEU-1..4, CIDEr-D and ROUGE-L every epoch, the best epoch
-//! and early stopping on the `--select` metric (dev BLEU-4 by default, or CIDEr-D; dev mAP for
-//! hashtag-only runs), and a run directory written atomically after every epoch.
+//! schedule (`config::Schedule`), dev loss + greedy dev BLEU-1..4 / CIDEr-D every epoch, the best
+//! epoch and early stopping on the selection score (`--select`; dev mAP for hashtag-only runs),
+//! and a run directory written atomically after every epoch (`commit.rs`, shared with
+//! restoration training).
+//!
+//! [`run`] reads top to bottom in phases, as nanoGPT's loop does: open or resume, then per epoch
+//! train, validate, select and schedule, commit and log.
 //!
 //! Exact resume: all randomness of epoch `e` (shuffle order, dropout) is derived from
 //! `(seed, e)`, and the optimizer moments and counters are saved by captag, so training N
 //! epochs equals training k, stopping and resuming to N.
 mod batches;
+pub mod commit;
 pub mod distill;
 pub mod optim;
 pub mod prepare;
@@ -21,9 +26,10 @@ use std::time::Instant;
 
 use tch::{Device, Tensor};
 
-use crate::config::{ModelConfig, Schedule, Selection, TrainConfig};
+use crate::config::{ModelConfig, Selection, TrainConfig};
 use crate::data::LoadOptions;
 use crate::eval::bleu::{corpus_bleu, BleuMode};
+use crate::eval::tag_metrics::TagScores;
 use crate::model::captioner::Captioner;
 use crate::model::decoding::Decoding;
 use crate::model::tagger::Tagger;
@@ -59,8 +65,12 @@ pub struct TrainSummary {
     pub out: PathBuf,
     pub epochs: usize,
     pub best_epoch: usize,
-    pub best_bleu: [f64; 4],
-    /// The best epoch's value of the `--select` metric (dev mAP for hashtag-only runs).
+    /// Dev BLEU-1..4 of the best epoch, when that epoch ran in this process (None for
+    /// hashtag-only runs, and for a resumed run whose best epoch is an earlier one).
+    pub best_bleu: Option<[f64; 4]>,
+    /// What picked the best epoch ([`SelectionScore::name`]: `BLEU-4`, `CIDEr-D`, `hashtag mAP`).
+    pub selected_by: &'static str,
+    /// The best epoch's value of that score.
     pub best_score: f64,
     pub seconds: f64,
     pub stopped_early: bool,
@@ -81,7 +91,59 @@ pub fn pad_batch(seqs: &[&[i64]]) -> Tensor {
     Tensor::from_slice(&flat).view([seqs.len() as i64, len as i64])
 }
 
+/// `captag train`, top to bottom: open or resume the run, then per epoch train, validate,
+/// select and schedule, commit and log.
 pub fn run(job: &TrainJob) -> Result<TrainSummary> {
+    check_job(job)?;
+    let started = Instant::now();
+    // Held until training returns: one process per run directory.
+    let _lock = run::lock(&job.out)?;
+    // A run killed at any instant is brought back to its last committed epoch first.
+    say_recovered(job, &run::recover(&job.out)?);
+    let (prep, teacher) = prepare_with_teacher(job)?;
+    let tc = &prep.run.train;
+    let selection = SelectionScore::of(&prep.run);
+    let mut t = open_or_resume(job, &prep)?;
+    let mut best_bleu = None;
+    while t.state.epoch < tc.epochs && !t.state.stopped_early {
+        let trained = train_epoch(job, &prep, teacher.as_ref(), &mut t)?;
+        let dev = validate(&prep, &t.model)?;
+        let improved = select_and_schedule(&mut t, tc, selection.score(&dev), dev.loss);
+        if improved {
+            best_bleu = dev.captions.as_ref().map(|d| d.bleu);
+        }
+        let log = epoch_log(&trained, &dev);
+        commit::commit_and_log(
+            &job.out,
+            &t.state,
+            &t.model.vs,
+            &t.adam,
+            improved,
+            &log,
+            job.quiet,
+        )?;
+    }
+    if t.state.stopped_early && !job.quiet {
+        eprintln!(
+            "stopped early: no better dev {} for {} epochs",
+            selection.name(),
+            tc.early_stop
+        );
+    }
+    Ok(TrainSummary {
+        out: job.out.clone(),
+        epochs: t.state.epoch,
+        best_epoch: t.state.best_epoch,
+        best_bleu,
+        selected_by: selection.name(),
+        best_score: t.state.best_score,
+        seconds: started.elapsed().as_secs_f64(),
+        stopped_early: t.state.stopped_early,
+    })
+}
+
+/// Settings that only make sense together, checked before the run directory is touched.
+fn check_job(job: &TrainJob) -> Result<()> {
     job.train.validate()?;
     if let Some(max_len) = job.model.decoder.max_len() {
         if job.train.max_words as i64 + 2 > max_len {
@@ -93,73 +155,85 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             )));
         }
     }
-    let started = Instant::now();
-    // Held until training returns: one process per run directory.
-    let _lock = run::lock(&job.out)?;
-    // A run killed at any instant is brought back to its last committed epoch first.
-    let rec = run::recover(&job.out)?;
-    if !job.quiet {
-        for (done, what) in [
-            (
-                rec.rolled_back,
-                "removed an epoch that was being saved when training stopped",
-            ),
-            (rec.rolled_forward, "finished saving the last epoch"),
-            (
-                rec.metrics_repaired,
-                "repaired metrics.jsonl (one line per saved epoch)",
-            ),
-        ] {
-            if done {
-                eprintln!("{}: {what}", job.out.display());
-            }
+    Ok(())
+}
+
+/// Tell the user what [`run::recover`] had to do.
+fn say_recovered(job: &TrainJob, rec: &run::Recovered) {
+    if job.quiet {
+        return;
+    }
+    for (done, what) in [
+        (
+            rec.rolled_back,
+            "removed an epoch that was being saved when training stopped",
+        ),
+        (rec.rolled_forward, "finished saving the last epoch"),
+        (
+            rec.metrics_repaired,
+            "repaired metrics.jsonl (one line per saved epoch)",
+        ),
+    ] {
+        if done {
+            eprintln!("{}: {what}", job.out.display());
         }
     }
+}
+
+/// The data and run directory ([`prepare::prepare`]), and the distillation teacher when the run
+/// has one (sequence level: its captions join the training captions here).
+fn prepare_with_teacher(job: &TrainJob) -> Result<(Prepared, Option<distill::Teacher>)> {
     let mut prep = prepare::prepare(job)?;
-    let teacher = match prep.run.train.distill.clone() {
-        Some(d) => {
-            let t = distill::Teacher::open(&d, &prep.run, &prep, job.device)?;
-            if !job.quiet {
-                eprintln!("{}", distill::describe(&d));
-            }
-            if d.method.sequence_level() {
-                let max_words = prep.run.train.max_words;
-                let n =
-                    distill::add_teacher_captions(&t, &mut prep, &job.out, max_words, job.quiet)?;
-                if !job.quiet {
-                    eprintln!(
-                        "training on {n} teacher captions{} ({})",
-                        if d.teacher_only {
-                            " only"
-                        } else {
-                            " and the references"
-                        },
-                        distill::TEACHER_CAPTIONS
-                    );
-                }
-            }
-            Some(t)
-        }
-        None => None,
+    let Some(d) = prep.run.train.distill.clone() else {
+        return Ok((prep, None));
     };
-    let prep = prep;
-    let cfg = &prep.run.model;
-    let tc = &prep.run.train;
+    let t = distill::Teacher::open(&d, &prep.run, &prep, job.device)?;
+    if !job.quiet {
+        eprintln!("{}", distill::describe(&d));
+    }
+    if d.method.sequence_level() {
+        let max_words = prep.run.train.max_words;
+        let n = distill::add_teacher_captions(&t, &mut prep, &job.out, max_words, job.quiet)?;
+        if !job.quiet {
+            let with = if d.teacher_only {
+                " only"
+            } else {
+                " and the references"
+            };
+            eprintln!(
+                "training on {n} teacher captions{with} ({})",
+                distill::TEACHER_CAPTIONS
+            );
+        }
+    }
+    Ok((prep, Some(t)))
+}
+
+/// What the loop carries from epoch to epoch: the model, its optimizer and `train_state.json`.
+struct Training {
+    model: Captioner,
+    adam: optim::Adam,
+    state: TrainState,
+}
+
+/// A fresh model (ClipCap's pretrained LM loaded when asked), or with `--resume` the run's last
+/// epoch: its weights, optimizer moments and state.
+fn open_or_resume(job: &TrainJob, prep: &Prepared) -> Result<Training> {
+    let (cfg, tc, dir) = (&prep.run.model, &prep.run.train, &job.out);
     let mut model = Captioner::new(cfg, job.device, false);
     if let (Some(Tagger::Head(head)), Some(td)) = (model.tagger.as_mut(), &prep.tags) {
         head.set_pos_weight(&td.pos_weight);
     }
     let mut adam = optim::Adam::new(&model.vs, tc.lr, 0.0);
-    let mut state = TrainState {
+    let state = TrainState {
         lr: tc.lr,
         ..Default::default()
     };
-    let dir = &job.out;
-    let from_epoch_0 = !(job.resume && dir.join(run::STATE).is_file());
-    if let (Some(lm), true) = (&job.lm_weights, from_epoch_0) {
+    let saved = dir.join(run::STATE).is_file();
+    if let (Some(lm), false) = (&job.lm_weights, job.resume && saved) {
         crate::model::decoder::clipcap::load_pretrained_lm(&mut model.vs, lm)?;
     }
-    if job.resume && !dir.join(run::STATE).is_file() {
+    if job.resume && !saved {
         // Stopped during its first epoch (killed, diverged, disk full): no epoch was saved, so
         // there is nothing to continue; the run starts over under its saved config.
         if !job.quiet {
@@ -168,253 +242,284 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
                 dir.display()
             );
         }
-    } else if job.resume {
-        state = run::read_json(&dir.join(run::STATE))?;
-        // The best epoch's weights are what the run's score stands for: check they load before
-        // training on (a damaged file would otherwise surface only at eval time).
-        let mut best = Captioner::new(cfg, job.device, false);
-        run::load_vars(&mut best.vs, &dir.join(run::BEST)).map_err(|e| {
-            Error::invalid(format!(
-                "--resume: the best epoch's weights cannot be read ({e}); restore {}, or copy {} \
-                 over it to make the last epoch the best",
-                run::BEST,
-                run::LAST
-            ))
-        })?;
-        run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
-        adam.load(&dir.join(run::OPTIM), state.step, state.lr)?;
-        if !job.quiet {
-            eprintln!(
-                "resuming {} after epoch {} (step {})",
-                dir.display(),
-                state.epoch,
-                state.step
-            );
-        }
     }
-    let sp = crate::infer::SPECIALS;
-    let tags_only = cfg.hashtags.as_ref().is_some_and(|t| t.only);
-    let mut best_bleu = [0.0; 4];
-    let plain_log = !job.quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    while state.epoch < tc.epochs && !state.stopped_early {
-        let e = state.epoch;
-        let t0 = Instant::now();
-        tch::manual_seed(epoch_seed(tc.seed, e) as i64);
-        let batches = epoch_batches(
-            &prep,
-            tc.batch_size,
-            epoch_seed(tc.seed, e),
-            tags_only,
-            tc.batching,
-            tc.captions_per_image.map(|k| (k, e)),
-        );
-        let steps = batches.len();
-        let bar = progress(
-            job.quiet,
-            steps as u64,
-            &format!("epoch {}/{}", e + 1, tc.epochs),
-        );
-        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
-        for (b, chunk) in batches.iter().enumerate() {
-            let rows: Vec<i64> = chunk.iter().map(|&i| prep.train[i].0).collect();
-            let seqs: Vec<&[i64]> = chunk.iter().map(|&i| prep.train[i].1.as_slice()).collect();
-            let tokens = pad_batch(&seqs).to_device(job.device); // (B, L)
-            let feats = prep.images.features(&model, &rows, true)?; // (B, ..)
-            let caption_loss = || match &teacher {
-                Some(t) => t.loss(&model, &prep, &feats, &rows, &tokens),
-                None => Ok(model.loss(&feats, &tokens, true)),
-            };
-            let loss = match (&model.tagger, &prep.tags) {
-                (Some(tagger), Some(td)) => {
-                    let targets = td
-                        .batch(&rows, tagger.generator().is_some())
-                        .to_device(job.device);
-                    let tag_loss = tagger.loss(&feats.rows_pooled(), &targets, true);
-                    if tags_only {
-                        tag_loss
-                    } else {
-                        caption_loss()? + tag_loss
-                    }
-                }
-                _ => caption_loss()?,
-            };
-            let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
-            if let Some(lr) = tc.schedule.step_lr(tc.lr, adam.step + 1, progress) {
-                adam.lr = lr;
-            }
-            adam.zero_grad();
-            loss.backward();
-            adam.step(tc.clip);
-            crate::fsio::fault_point();
-            let l = loss.double_value(&[]);
-            if !l.is_finite() {
-                return Err(Error::invalid(format!(
-                    "training diverged (loss {l}) at epoch {}: lower --lr",
-                    e + 1
-                )));
-            }
-            loss_sum += l * chunk.len() as f64;
-            loss_n += chunk.len();
-            bar.set_position(b as u64 + 1);
-            let rate = loss_n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-            // Logs and CI see no progress bar: a line every tenth of an epoch instead.
-            if plain_log && (b + 1) % steps.div_ceil(10).max(1) == 0 && b + 1 < steps {
-                eprintln!(
-                    "epoch {}/{}: step {}/{steps}  loss {:.3}  {rate:.0} captions/s",
-                    e + 1,
-                    tc.epochs,
-                    b + 1,
-                    loss_sum / loss_n as f64
-                );
-            }
-            bar.set_message(format!(
-                "loss {:.3} · {rate:.0} captions/s",
-                loss_sum / loss_n as f64
-            ));
-        }
-        bar.finish_and_clear();
-        let train_secs = t0.elapsed().as_secs_f64();
-        // Validation: teacher-forced loss and greedy BLEU on the dev images.
-        // Hashtags-only runs: dev loss is the tag loss, and the "BLEU-4" slot of the best-epoch
-        // bookkeeping holds dev mAP.
-        let tag_scores = prep.dev_tag_scores(&model)?;
-        let (dev_loss, bleu, others) = if tags_only {
-            let s = tag_scores.unwrap_or_default();
-            (
-                prep.dev_tag_loss(&model, tc.batch_size)?,
-                [0.0, 0.0, 0.0, s.map],
-                None,
-            )
-        } else {
-            let dev_loss = prep.dev_loss(&model, tc.batch_size)?;
-            let d = prep.dev_scores(
-                &model,
-                &Decoding::Greedy {
-                    max_len: tc.max_words,
-                },
-                sp,
-            )?;
-            (dev_loss, d.bleu, Some(d))
-        };
-        state.epoch += 1;
-        state.step = adam.step;
-        let score = match (tc.select, &others) {
-            (Selection::Cider, Some(d)) => d.cider,
-            _ => bleu[3],
-        };
-        let improved = state.epoch == 1
-            || score > state.best_score
-            || (score == state.best_score && dev_loss < state.best_dev_loss);
-        if improved {
-            state.best_score = score;
-            state.best_dev_loss = dev_loss;
-            state.best_epoch = state.epoch;
-            state.bad_epochs = 0;
-            best_bleu = bleu;
-        } else {
-            state.bad_epochs += 1;
-        }
-        match tc.schedule {
-            Schedule::Constant | Schedule::Warmup { .. } | Schedule::Cosine { .. } => {}
-            Schedule::Step { every, gamma } => {
-                if every > 0 && state.epoch.is_multiple_of(every) {
-                    adam.lr *= gamma;
-                }
-            }
-            // On dev loss, which is far less noisy than dev BLEU on small dev sets.
-            Schedule::Plateau { patience, factor } => {
-                if state.lowest_dev_loss.is_none_or(|l| dev_loss < l) {
-                    state.lowest_dev_loss = Some(dev_loss);
-                    state.loss_bad_epochs = 0;
-                } else {
-                    state.loss_bad_epochs += 1;
-                    if patience > 0 && state.loss_bad_epochs.is_multiple_of(patience) {
-                        adam.lr *= factor;
-                    }
-                }
-            }
-        }
-        state.lr = adam.lr;
-        state.stopped_early = tc.early_stop > 0 && state.bad_epochs >= tc.early_stop;
-        let mut line = serde_json::json!({
-            "epoch": state.epoch, "step": state.step, "lr": state.lr,
-            "train_loss": loss_sum / loss_n.max(1) as f64, "dev_loss": dev_loss,
-            "seconds": train_secs, "captions_per_s": loss_n as f64 / train_secs.max(1e-9),
-        });
-        if !tags_only {
-            line["bleu1"] = bleu[0].into();
-            line["bleu2"] = bleu[1].into();
-            line["bleu3"] = bleu[2].into();
-            line["bleu4"] = bleu[3].into();
-        }
-        if let Some(d) = &others {
-            line["cider"] = d.cider.into();
-            line["rouge_l"] = d.rouge_l.into();
-            line["distinct"] = d.distinct.into();
-        }
-        if let Some(t) = &tag_scores {
-            line["tag_p5"] = t.precision.into();
-            line["tag_r5"] = t.recall.into();
-            line["tag_f1_5"] = t.f1.into();
-            line["tag_map"] = t.map.into();
-        }
-        // The epoch's one commit point: weights, optimizer, state and metrics line together.
-        run::commit_epoch(
-            dir,
-            run::Epoch {
-                state: &state,
-                weights: &model.vs,
-                best: improved,
-                optimizer: &|p| adam.save(p),
-                metrics: &line,
-            },
-        )?;
-        if !job.quiet {
-            let mut msg = format!(
-                "epoch {:>3}  loss {:.3}  dev loss {:.3}",
-                state.epoch,
-                loss_sum / loss_n.max(1) as f64,
-                dev_loss
-            );
-            if !tags_only {
-                msg += &format!(
-                    "  BLEU-1..4 {:.3} {:.3} {:.3} {:.3}",
-                    bleu[0], bleu[1], bleu[2], bleu[3]
-                );
-            }
-            if let Some(d) = &others {
-                msg += &format!("  CIDEr-D {:.3}  distinct {}", d.cider, d.distinct);
-            }
-            if let Some(t) = &tag_scores {
-                msg += &format!(
-                    "  tags P@5 {:.3} R@5 {:.3} mAP {:.3}",
-                    t.precision, t.recall, t.map
-                );
-            }
-            let rate = loss_n as f64 / train_secs.max(1e-9);
-            let best = if improved { "  *best" } else { "" };
-            eprintln!("{msg}  {rate:.0} captions/s{best}");
-        }
+    if !(job.resume && saved) {
+        return Ok(Training { model, adam, state });
     }
-    if state.stopped_early && !job.quiet {
+    let state: TrainState = run::read_json(&dir.join(run::STATE))?;
+    // The best epoch's weights are what the run's score stands for: check they load before
+    // training on (a damaged file would otherwise surface only at eval time).
+    let mut best = Captioner::new(cfg, job.device, false);
+    run::load_vars(&mut best.vs, &dir.join(run::BEST)).map_err(|e| {
+        Error::invalid(format!(
+            "--resume: the best epoch's weights cannot be read ({e}); restore {}, or copy {} \
+             over it to make the last epoch the best",
+            run::BEST,
+            run::LAST
+        ))
+    })?;
+    run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
+    adam.load(&dir.join(run::OPTIMIZER), state.step, state.lr)?;
+    if !job.quiet {
         eprintln!(
-            "stopped early: no better dev {} for {} epochs",
-            tc.select.name(),
-            tc.early_stop
+            "resuming {} after epoch {} (step {})",
+            dir.display(),
+            state.epoch,
+            state.step
         );
     }
-    if best_bleu == [0.0; 4] && tags_only {
-        best_bleu[3] = state.best_score;
+    Ok(Training { model, adam, state })
+}
+
+/// The training half of one epoch.
+struct Trained {
+    /// Sum of the per-caption losses, and the captions seen.
+    loss_sum: f64,
+    seen: usize,
+    seconds: f64,
+}
+
+impl Trained {
+    fn loss(&self) -> f64 {
+        self.loss_sum / self.seen.max(1) as f64
     }
-    Ok(TrainSummary {
-        out: dir.clone(),
-        epochs: state.epoch,
-        best_epoch: state.best_epoch,
-        best_bleu,
-        best_score: state.best_score,
-        seconds: started.elapsed().as_secs_f64(),
-        stopped_early: state.stopped_early,
+}
+
+/// Train epoch `t.state.epoch` (0-based): its batches in the order `(seed, epoch)` fixes, one
+/// optimizer step each, with the per-step learning rate of the schedule.
+fn train_epoch(
+    job: &TrainJob,
+    prep: &Prepared,
+    teacher: Option<&distill::Teacher>,
+    t: &mut Training,
+) -> Result<Trained> {
+    let tc = &prep.run.train;
+    let e = t.state.epoch;
+    let t0 = Instant::now();
+    tch::manual_seed(epoch_seed(tc.seed, e) as i64);
+    let batches = epoch_batches(
+        prep,
+        tc.batch_size,
+        epoch_seed(tc.seed, e),
+        tags_only(prep),
+        tc.batching,
+        tc.captions_per_image.map(|k| (k, e)),
+    );
+    let steps = batches.len();
+    let bar = progress(
+        job.quiet,
+        steps as u64,
+        &format!("epoch {}/{}", e + 1, tc.epochs),
+    );
+    let plain_log = !job.quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut done = Trained {
+        loss_sum: 0.0,
+        seen: 0,
+        seconds: 0.0,
+    };
+    for (b, chunk) in batches.iter().enumerate() {
+        let loss = batch_loss(job, prep, teacher, &t.model, chunk)?;
+        let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
+        if let Some(lr) = tc.schedule.step_lr(tc.lr, t.adam.step + 1, progress) {
+            t.adam.lr = lr;
+        }
+        t.adam.zero_grad();
+        loss.backward();
+        t.adam.step(tc.grad_clip);
+        crate::fsio::fault_point();
+        let l = loss.double_value(&[]);
+        if !l.is_finite() {
+            return Err(Error::invalid(format!(
+                "training diverged (loss {l}) at epoch {}: lower --lr",
+                e + 1
+            )));
+        }
+        done.loss_sum += l * chunk.len() as f64;
+        done.seen += chunk.len();
+        bar.set_position(b as u64 + 1);
+        let rate = done.seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        // Logs and CI see no progress bar: a line every tenth of an epoch instead.
+        if plain_log && (b + 1) % steps.div_ceil(10).max(1) == 0 && b + 1 < steps {
+            eprintln!(
+                "epoch {}/{}: step {}/{steps}  loss {:.3}  {rate:.0} captions/s",
+                e + 1,
+                tc.epochs,
+                b + 1,
+                done.loss()
+            );
+        }
+        bar.set_message(format!("loss {:.3} · {rate:.0} captions/s", done.loss()));
+    }
+    bar.finish_and_clear();
+    done.seconds = t0.elapsed().as_secs_f64();
+    Ok(done)
+}
+
+/// The loss of one batch of training captions (indices into `prep.train`): caption loss (with
+/// the teacher's word-level term when distilling), plus the hashtag loss when the run has a
+/// hashtag model; the hashtag loss alone for hashtag-only runs.
+fn batch_loss(
+    job: &TrainJob,
+    prep: &Prepared,
+    teacher: Option<&distill::Teacher>,
+    model: &Captioner,
+    chunk: &[usize],
+) -> Result<Tensor> {
+    let rows: Vec<i64> = chunk.iter().map(|&i| prep.train[i].0).collect();
+    let seqs: Vec<&[i64]> = chunk.iter().map(|&i| prep.train[i].1.as_slice()).collect();
+    let tokens = pad_batch(&seqs).to_device(job.device); // (B, L)
+    let feats = prep.images.features(model, &rows, true)?; // (B, ..)
+    let caption_loss = || match teacher {
+        Some(t) => t.loss(model, prep, &feats, &rows, &tokens),
+        None => Ok(model.loss(&feats, &tokens, true)),
+    };
+    let (Some(tagger), Some(td)) = (&model.tagger, &prep.tags) else {
+        return caption_loss();
+    };
+    let targets = td
+        .batch(&rows, tagger.generator().is_some())
+        .to_device(job.device);
+    let tag_loss = tagger.loss(&feats.rows_pooled(), &targets, true);
+    if tags_only(prep) {
+        Ok(tag_loss)
+    } else {
+        Ok(caption_loss()? + tag_loss)
+    }
+}
+
+/// Whether the run trains its hashtag model alone.
+fn tags_only(prep: &Prepared) -> bool {
+    prep.run.model.hashtags.as_ref().is_some_and(|t| t.only)
+}
+
+/// One epoch's validation on the dev images.
+struct Dev {
+    /// Teacher-forced caption loss; the hashtag loss for hashtag-only runs.
+    loss: f64,
+    /// Greedy caption scores (None for hashtag-only runs).
+    captions: Option<DevScores>,
+    /// Hashtag P@5 / R@5 / mAP (runs with a hashtag model).
+    tags: Option<TagScores>,
+}
+
+/// Dev loss, greedy dev caption scores and dev hashtag scores of the model after an epoch.
+fn validate(prep: &Prepared, model: &Captioner) -> Result<Dev> {
+    let batch = prep.run.train.batch_size;
+    let tags = prep.dev_tag_scores(model)?;
+    if tags_only(prep) {
+        return Ok(Dev {
+            loss: prep.dev_tag_loss(model, batch)?,
+            captions: None,
+            tags,
+        });
+    }
+    let loss = prep.dev_loss(model, batch)?;
+    let greedy = Decoding::Greedy {
+        max_len: prep.run.train.max_words,
+    };
+    let captions = Some(prep.dev_scores(model, &greedy, crate::infer::SPECIALS)?);
+    Ok(Dev {
+        loss,
+        captions,
+        tags,
     })
+}
+
+/// The dev score that picks the best epoch (`model.safetensors`) and drives early stopping:
+/// `--select` (BLEU-4 or CIDEr-D of greedy captions) for captioning runs, dev hashtag mAP for
+/// hashtag-only runs. Saved in `train_state.json` as `best_score`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectionScore {
+    Captions(Selection),
+    TagMap,
+}
+
+impl SelectionScore {
+    pub fn of(run: &run::RunConfig) -> Self {
+        if run.model.hashtags.as_ref().is_some_and(|t| t.only) {
+            SelectionScore::TagMap
+        } else {
+            SelectionScore::Captions(run.train.select)
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SelectionScore::Captions(s) => s.name(),
+            SelectionScore::TagMap => "hashtag mAP",
+        }
+    }
+
+    fn score(self, dev: &Dev) -> f64 {
+        match (self, &dev.captions) {
+            (SelectionScore::TagMap, _) => dev.tags.as_ref().map_or(0.0, |t| t.map),
+            (SelectionScore::Captions(Selection::Cider), Some(d)) => d.cider,
+            (SelectionScore::Captions(Selection::Bleu4), Some(d)) => d.bleu[3],
+            (SelectionScore::Captions(_), None) => 0.0,
+        }
+    }
+}
+
+/// Close the epoch in `t.state`: is it the best so far (higher `score`, ties to the lower dev
+/// loss), the schedule's per-epoch learning rate, early stopping. Returns whether it is the best.
+fn select_and_schedule(t: &mut Training, tc: &TrainConfig, score: f64, dev_loss: f64) -> bool {
+    let s = &mut t.state;
+    s.epoch += 1;
+    s.step = t.adam.step;
+    let improved = s.epoch == 1
+        || score > s.best_score
+        || (score == s.best_score && dev_loss < s.best_dev_loss);
+    if improved {
+        s.best_score = score;
+        s.best_dev_loss = dev_loss;
+        s.best_epoch = s.epoch;
+        s.bad_epochs = 0;
+    } else {
+        s.bad_epochs += 1;
+    }
+    t.adam.lr = tc
+        .schedule
+        .after_epoch(t.adam.lr, s.epoch, dev_loss, &mut s.plateau);
+    s.lr = t.adam.lr;
+    s.stopped_early = tc.early_stop > 0 && s.bad_epochs >= tc.early_stop;
+    improved
+}
+
+/// The epoch's `metrics.jsonl` fields and console line (captioning runs).
+fn epoch_log(trained: &Trained, dev: &Dev) -> commit::EpochLog {
+    let mut metrics: Vec<(&'static str, serde_json::Value)> = vec![("dev_loss", dev.loss.into())];
+    let mut console = format!("loss {:.3}  dev loss {:.3}", trained.loss(), dev.loss);
+    if let Some(d) = &dev.captions {
+        let b = d.bleu;
+        for (k, v) in ["bleu1", "bleu2", "bleu3", "bleu4"].into_iter().zip(b) {
+            metrics.push((k, v.into()));
+        }
+        metrics.push(("cider", d.cider.into()));
+        metrics.push(("rouge_l", d.rouge_l.into()));
+        metrics.push(("distinct", d.distinct.into()));
+        console += &format!(
+            "  BLEU-1..4 {:.3} {:.3} {:.3} {:.3}  CIDEr-D {:.3}  distinct {}",
+            b[0], b[1], b[2], b[3], d.cider, d.distinct
+        );
+    }
+    if let Some(t) = &dev.tags {
+        metrics.push(("tag_p5", t.precision.into()));
+        metrics.push(("tag_r5", t.recall.into()));
+        metrics.push(("tag_f1_5", t.f1.into()));
+        metrics.push(("tag_map", t.map.into()));
+        console += &format!(
+            "  tags P@5 {:.3} R@5 {:.3} mAP {:.3}",
+            t.precision, t.recall, t.map
+        );
+    }
+    commit::EpochLog {
+        train_loss: trained.loss(),
+        seen: trained.seen,
+        seconds: trained.seconds,
+        unit: commit::Unit::Captions,
+        metrics,
+        console,
+    }
 }
 
 pub fn progress(quiet: bool, len: u64, prefix: &str) -> indicatif::ProgressBar {

@@ -21,7 +21,6 @@ use crate::model::ImageFeatures;
 use crate::run::{self, RunConfig};
 use crate::text::taglist::{TagList, TagRule};
 use crate::text::tokenize;
-pub use crate::text::tokens::encode_words as encode_caption;
 use crate::text::tokens::{BpeTokens, Tokens};
 use crate::text::vocab::Vocab;
 use crate::{Error, Result};

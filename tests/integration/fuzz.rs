@@ -465,7 +465,7 @@ proptest! {
         if let Some(v) = check(Vocab::load(&p)) {
             let ids: Vec<i64> = (-2..v.len() as i64 + 2).collect();
             let _ = v.decode(&ids);
-            let _ = v.encode_caption(&["a", "red", "circle"]);
+            let _ = v.encode_sequence(&["a", "red", "circle"]);
         }
         std::fs::write(&p, &tags).unwrap();
         if let Some(t) = check(TagList::load(&p)) {

@@ -246,10 +246,14 @@ fn caption_round_trip_equals_the_cli_and_ratings_survive_a_restart() {
         "--json",
     ]);
     let cli: serde_json::Value = serde_json::from_str(cli.trim()).unwrap();
-    let mut want = vec![cli["caption"].clone()];
-    if let Some(alts) = cli["alternatives"].as_array() {
-        want.extend(alts.iter().map(|a| a["text"].clone()));
-    }
+    // One result type for both: `alternatives` is the whole list, led by `caption`.
+    assert_eq!(cli["alternatives"][0]["text"], cli["caption"], "{cli}");
+    let want: Vec<serde_json::Value> = cli["alternatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["text"].clone())
+        .collect();
     let got: Vec<serde_json::Value> = p["alternatives"]
         .as_array()
         .unwrap()

@@ -145,17 +145,8 @@ impl Verdict {
     }
 }
 
-/// Reads `caption` into claims and checks each against `scene`.
-pub fn judge(scene: &Scene, caption: &str) -> Verdict {
-    let mut v = Verdict::default();
-    let t: Vec<&str> = caption
-        .split_whitespace()
-        .map(|w| w.trim_end_matches(','))
-        .collect();
-    let nps = noun_phrases(&t);
-    if nps.is_empty() {
-        v.claim(false, || "names no shape".into());
-    }
+/// The claims single words make — "X background", "two/three shapes" — and article grammar.
+fn word_claims(scene: &Scene, t: &[&str], v: &mut Verdict) {
     for (i, w) in t.iter().enumerate() {
         let next_vowel = t
             .get(i + 1)
@@ -185,6 +176,20 @@ pub fn judge(scene: &Scene, caption: &str) -> Verdict {
             });
         }
     }
+}
+
+/// Reads `caption` into claims and checks each against `scene`.
+pub fn judge(scene: &Scene, caption: &str) -> Verdict {
+    let mut v = Verdict::default();
+    let t: Vec<&str> = caption
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(','))
+        .collect();
+    let nps = noun_phrases(&t);
+    if nps.is_empty() {
+        v.claim(false, || "names no shape".into());
+    }
+    word_claims(scene, &t, &mut v);
     let phrase = |np: &Np| t[np.start..np.end].join(" ");
     for np in &nps {
         let m = matching(scene, np);

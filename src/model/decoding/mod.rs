@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
+mod request;
 mod sample;
+pub use request::{cli_flag, query_field, DecodeRequest, MAX_SAMPLES, SERVER_MAX_BEAM};
 pub use sample::nucleus;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
