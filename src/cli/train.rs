@@ -63,6 +63,11 @@ pub struct TrainArgs {
     /// more pictures per step, and an epoch is a fifth as long.
     #[arg(long)]
     pub captions_per_image: Option<usize>,
+    /// Numeric precision: fp32 (default; the only one on CPU), or bf16/fp16 autocast on CUDA
+    /// with float32 master weights (fp16 adds a dynamic loss scale). --resume without it keeps
+    /// the run's.
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::config::precision::Precision>,
     /// Early stopping patience in epochs on the --select metric (0 = off).
     #[arg(long, default_value_t = defaults::EARLY_STOP)]
     pub early_stop: usize,

@@ -158,6 +158,13 @@ fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
                 .and_then(|c| c.train.captions_per_image),
             (k, _) => k,
         },
+        precision: match (a.precision, a.resume) {
+            (Some(p), _) => p,
+            (None, true) => run::read_config(&a.out.join(run::CONFIG))
+                .map(|c| c.train.precision)
+                .unwrap_or_default(),
+            (None, false) => Default::default(),
+        },
         distill: match &a.distill.teacher {
             Some(dir) => Some(Distill {
                 teacher: dir.display().to_string(),

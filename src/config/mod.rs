@@ -8,6 +8,7 @@ pub mod decoder;
 pub mod defaults;
 pub mod gpt2;
 pub mod llama;
+pub mod precision;
 mod schedule;
 
 use crate::data::image::{Normalization, Preprocess, ResizeMode};
@@ -380,6 +381,9 @@ pub struct TrainConfig {
     /// an end-to-end encoder learns from 5× more pictures per step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captions_per_image: Option<usize>,
+    /// `--precision`: fp32, or bf16/fp16 autocast on CUDA (runs before this field: fp32).
+    #[serde(default, skip_serializing_if = "precision::Precision::is_fp32")]
+    pub precision: precision::Precision,
 }
 
 /// `--batching`: the order of an epoch's captions (feature-cache training; with an
@@ -502,6 +506,7 @@ impl Default for TrainConfig {
             distill: None,
             batching: Batching::Shuffle,
             captions_per_image: None,
+            precision: Default::default(),
         }
     }
 }

@@ -8,22 +8,11 @@
 //! so bf16 needs `at::autocast::set_autocast_dtype`, which libtorch exports but `tch` does not
 //! bind. The four functions below are called by their C++ symbol names; they take and return
 //! one-byte enums and a bool, which the x86-64 and AArch64 C ABIs pass exactly as C++ does.
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
 use crate::{Error, Result};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// Float32 everywhere (the only choice on CPU).
-    #[default]
-    Fp32,
-    /// bfloat16 autocast: float32's range, no loss scaling needed.
-    Bf16,
-    /// float16 autocast with a dynamic loss scale.
-    Fp16,
-}
+pub use crate::config::precision::Precision;
 
 mod ffi {
     extern "C" {
@@ -44,15 +33,8 @@ const CUDA: i8 = 1;
 const HALF: i8 = 5;
 const BFLOAT16: i8 = 15;
 
+// Running in a precision is the model layer's business; the enum is a config value.
 impl Precision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-            Precision::Fp16 => "fp16",
-        }
-    }
-
     /// The 16-bit type autocast computes in (`None` for fp32).
     pub fn half_kind(self) -> Option<Kind> {
         match self {
@@ -72,11 +54,6 @@ impl Precision {
             )));
         }
         Ok(())
-    }
-
-    /// Whether training needs a loss scale (fp16's narrow range underflows small gradients).
-    pub fn scales_loss(self) -> bool {
-        self == Precision::Fp16
     }
 
     /// Runs `f` with autocast on `device` in this precision (fp32: `f` as it is). Nesting and

@@ -94,6 +94,9 @@ pub struct TrainState {
     #[serde(flatten)]
     pub plateau: Plateau,
     pub stopped_early: bool,
+    /// fp16 runs: the loss scale (`train::scaler`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<crate::config::precision::ScalerState>,
 }
 
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -34,6 +34,7 @@ use crate::model::captioner::Captioner;
 use crate::model::decoding::Decoding;
 use crate::model::tagger::Tagger;
 use crate::run::{self, TrainState};
+use scaler::LossScaler;
 use crate::text::vocab::PAD;
 use crate::{Error, Result};
 pub use prepare::{Images, Prepared};
@@ -145,6 +146,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
 /// Settings that only make sense together, checked before the run directory is touched.
 fn check_job(job: &TrainJob) -> Result<()> {
     job.train.validate()?;
+    job.train.precision.check(job.device)?;
     if let Some(max_len) = job.model.decoder.max_len() {
         if job.train.max_words as i64 + 2 > max_len {
             return Err(Error::invalid(format!(
@@ -214,6 +216,8 @@ struct Training {
     model: Captioner,
     adam: optim::Adam,
     state: TrainState,
+    /// fp16 runs: the dynamic loss scale.
+    scaler: Option<LossScaler>,
 }
 
 /// A fresh model (ClipCap's pretrained LM loaded when asked), or with `--resume` the run's last
@@ -244,7 +248,13 @@ fn open_or_resume(job: &TrainJob, prep: &Prepared) -> Result<Training> {
         }
     }
     if !(job.resume && saved) {
-        return Ok(Training { model, adam, state });
+        let scaler = loss_scaler(tc, &state, job.device);
+        return Ok(Training {
+            model,
+            adam,
+            state,
+            scaler,
+        });
     }
     let state: TrainState = run::read_json(&dir.join(run::STATE))?;
     // The best epoch's weights are what the run's score stands for: check they load before
@@ -268,7 +278,20 @@ fn open_or_resume(job: &TrainJob, prep: &Prepared) -> Result<Training> {
             state.step
         );
     }
-    Ok(Training { model, adam, state })
+    let scaler = loss_scaler(tc, &state, job.device);
+    Ok(Training {
+        model,
+        adam,
+        state,
+        scaler,
+    })
+}
+
+/// fp16 runs: the loss scale where the run left it (or GradScaler's start).
+fn loss_scaler(tc: &TrainConfig, state: &TrainState, device: Device) -> Option<LossScaler> {
+    tc.precision
+        .scales_loss()
+        .then(|| LossScaler::new(state.loss_scale.unwrap_or_default(), device))
 }
 
 /// The training half of one epoch.
@@ -318,14 +341,38 @@ fn train_epoch(
         seconds: 0.0,
     };
     for (b, chunk) in batches.iter().enumerate() {
-        let loss = batch_loss(job, prep, teacher, &t.model, chunk)?;
+        // bf16/fp16: the forward pass under autocast; weights and moments stay float32.
+        let loss = tc
+            .precision
+            .autocast(job.device, || batch_loss(job, prep, teacher, &t.model, chunk))?;
         let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
         if let Some(lr) = tc.schedule.step_lr(tc.lr, t.adam.step + 1, progress) {
             t.adam.lr = lr;
         }
         t.adam.zero_grad();
-        loss.backward();
-        t.adam.step(tc.grad_clip);
+        match t.scaler.as_mut() {
+            None => {
+                loss.backward();
+                t.adam.step(tc.grad_clip);
+            }
+            Some(scaler) => {
+                // GradScaler: scaled backward, unscaled gradients, the step skipped on inf/NaN.
+                scaler.scale_loss(&loss).backward();
+                let mut grads: Vec<Tensor> = t
+                    .model
+                    .vs
+                    .trainable_variables()
+                    .iter()
+                    .map(Tensor::grad)
+                    .collect();
+                let (found_inf, overflow) = scaler.unscale(&mut grads);
+                if !overflow {
+                    t.adam.step(tc.grad_clip);
+                }
+                scaler.update(&found_inf);
+                t.state.loss_scale = Some(scaler.state());
+            }
+        }
         crate::fsio::fault_point();
         let l = loss.double_value(&[]);
         if !l.is_finite() {

@@ -4,24 +4,9 @@
 //! skipped and the scale halved; after 2,000 good steps in a row it doubles. The update of the
 //! scale is libtorch's own kernel (`_amp_update_scale_`), so the numbers are GradScaler's. The
 //! scale and the count of good steps are saved with the run for exact resume.
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-/// What a run saves: the current scale and the good steps since it last changed.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ScalerState {
-    pub scale: f64,
-    pub growth_tracker: i64,
-}
-
-impl Default for ScalerState {
-    fn default() -> Self {
-        ScalerState {
-            scale: 65536.0,
-            growth_tracker: 0,
-        }
-    }
-}
+pub use crate::config::precision::ScalerState;
 
 #[derive(Debug)]
 pub struct LossScaler {

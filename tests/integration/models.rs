@@ -610,3 +610,22 @@ fn the_default_demo_model_writes_mostly_true_captions() {
         "fewer than 80% fully true captions: {line}"
     );
 }
+
+/// 16-bit precision is for CUDA: on the CPU it is one error line and no run folder; fp32 is
+/// stored in no config (runs written before `--precision` are fp32) and resumes as fp32.
+#[test]
+fn sixteen_bit_precision_is_refused_on_the_cpu_before_the_run_exists() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    synth(&data, 8, 32, "flickr8k");
+    let out = t.path().join("run");
+    let mut args = tiny_train_args(&data, &out, 1, "gru", "16");
+    args.extend(["--precision".to_string(), "bf16".to_string()]);
+    let argv: Vec<&str> = std::iter::once("--device")
+        .chain(std::iter::once("cpu"))
+        .chain(args.iter().map(String::as_str))
+        .collect();
+    let e = bad_input(&argv);
+    assert!(e.contains("--precision bf16 needs a CUDA device"), "{e}");
+    assert!(!out.exists(), "a refused run left {}", out.display());
+}
