@@ -226,6 +226,7 @@ fn fingerprint(train: &[(String, RgbImage)], dev: &[(String, RgbImage)]) -> Stri
 
 pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
     job.net.validate()?;
+    job.net.check_memory(job.train.batch_size, true)?;
     job.damage.validate()?;
     if job.train.batch_size == 0 || job.train.epochs == 0 || !(job.train.lr > 0.0) {
         return Err(Error::invalid(
@@ -247,7 +248,7 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
     let (train, bad_t) = split_images(&ds, Split::Train, size, job.train.limit);
     let (dev, bad_d) = split_images(&ds, Split::Dev, size, Some(job.train.dev_limit));
     if !job.quiet && !(bad_t.is_empty() && bad_d.is_empty()) {
-        eprintln!(
+        crate::commands::out::errln!(
             "skipped {} unreadable image(s) (first: {})",
             bad_t.len() + bad_d.len(),
             bad_t.iter().chain(&bad_d).next().map_or("", |s| s.as_str())
@@ -318,7 +319,7 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
         run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
         adam.load(&dir.join(run::OPTIM), state.step, state.lr)?;
         if !job.quiet {
-            eprintln!("resuming {} after epoch {}", dir.display(), state.epoch);
+            crate::commands::out::errln!("resuming {} after epoch {}", dir.display(), state.epoch);
         }
     }
     let dev_damage: Vec<Damaged> = dev
@@ -438,7 +439,7 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
                 );
             }
             let best = if improved { "  *best" } else { "" };
-            eprintln!("{msg}  {:.1} images/s{best}", n as f64 / secs.max(1e-9));
+            crate::commands::out::errln!("{msg}  {:.1} images/s{best}", n as f64 / secs.max(1e-9));
         }
     }
     Ok(RestoreSummary {

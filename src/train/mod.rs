@@ -81,6 +81,9 @@ pub fn pad_batch(seqs: &[&[i64]]) -> Tensor {
 
 pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     job.train.validate()?;
+    // Before the run directory is created or locked: a size the machine cannot hold is one
+    // error line, and no dead-end run folder is left behind (config::budget).
+    job.model.check_memory(job.train.batch_size, true)?;
     if let Some(max_len) = job.model.decoder.max_len() {
         if job.train.max_words as i64 + 2 > max_len {
             return Err(Error::invalid(format!(
@@ -109,7 +112,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             ),
         ] {
             if done {
-                eprintln!("{}: {what}", job.out.display());
+                crate::commands::out::errln!("{}: {what}", job.out.display());
             }
         }
     }
@@ -118,14 +121,14 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         Some(d) => {
             let t = distill::Teacher::open(&d, &prep.run, &prep, job.device)?;
             if !job.quiet {
-                eprintln!("{}", distill::describe(&d));
+                crate::commands::out::errln!("{}", distill::describe(&d));
             }
             if d.method.sequence_level() {
                 let max_words = prep.run.train.max_words;
                 let n =
                     distill::add_teacher_captions(&t, &mut prep, &job.out, max_words, job.quiet)?;
                 if !job.quiet {
-                    eprintln!(
+                    crate::commands::out::errln!(
                         "training on {n} teacher captions{} ({})",
                         if d.teacher_only {
                             " only"
@@ -161,7 +164,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         // Stopped during its first epoch (killed, diverged, disk full): no epoch was saved, so
         // there is nothing to continue; the run starts over under its saved config.
         if !job.quiet {
-            eprintln!(
+            crate::commands::out::errln!(
                 "{}: no epoch was saved yet; training from the first epoch",
                 dir.display()
             );
@@ -182,7 +185,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
         adam.load(&dir.join(run::OPTIM), state.step, state.lr)?;
         if !job.quiet {
-            eprintln!(
+            crate::commands::out::errln!(
                 "resuming {} after epoch {} (step {})",
                 dir.display(),
                 state.epoch,
@@ -257,7 +260,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             let rate = loss_n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             // Logs and CI see no progress bar: a line every tenth of an epoch instead.
             if plain_log && (b + 1) % steps.div_ceil(10).max(1) == 0 && b + 1 < steps {
-                eprintln!(
+                crate::commands::out::errln!(
                     "epoch {}/{}: step {}/{steps}  loss {:.3}  {rate:.0} captions/s",
                     e + 1,
                     tc.epochs,
@@ -391,11 +394,11 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             }
             let rate = loss_n as f64 / train_secs.max(1e-9);
             let best = if improved { "  *best" } else { "" };
-            eprintln!("{msg}  {rate:.0} captions/s{best}");
+            crate::commands::out::errln!("{msg}  {rate:.0} captions/s{best}");
         }
     }
     if state.stopped_early && !job.quiet {
-        eprintln!(
+        crate::commands::out::errln!(
             "stopped early: no better dev {} for {} epochs",
             tc.select.name(),
             tc.early_stop
