@@ -42,8 +42,9 @@ pub struct TrainArgs {
     pub resume: bool,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 2e-3)]
-    pub lr: f64,
+    /// Learning rate (default 2e-3; with --resume, the run's own).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Gradient-norm clip (0 = off).
     #[arg(long, default_value_t = 5.0)]
     pub clip: f64,

@@ -51,7 +51,7 @@ pub fn demo(ctx: &Ctx, a: &DemoArgs) -> anyhow::Result<()> {
         out: run.clone(),
         resume: false,
         batch_size: 64,
-        lr: 3e-3,
+        lr: Some(3e-3),
         clip: 5.0,
         schedule: ScheduleArg::Cosine,
         select: crate::config::Selection::Bleu4,

@@ -24,20 +24,12 @@ use crate::text::hf_tokenizer::HfTokenizer;
 use crate::train::{self as training, TrainJob};
 
 pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
-    // A CLIP folder's files are inputs too.
-    let folder: Vec<std::path::PathBuf> = ["config.json", "model.safetensors"]
-        .iter()
-        .map(|f| a.encoder_weights.join(f))
-        .collect();
-    let mut inputs = vec![a.data.as_path(), a.encoder_weights.as_path()];
-    inputs.extend(folder.iter().map(|p| p.as_path()));
-    crate::fsio::refuse_overwriting_inputs("--out", &a.out, &inputs)?;
+    // `--out` was checked against the data and weights by `commands::guard`.
     let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
     // A CLIP folder's weights and preprocessing, or a CNN's weights file.
     let pre = encoder::pretrained(a.encoder, &a.encoder_weights, ctx.device)?;
     let (enc, preprocess, weights_fp) = (pre.encoder, pre.preprocess, pre.fingerprint);
     let list = ds.image_list();
-    let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
     let bar = training::progress(ctx.quiet, list.len() as u64, "features");
     let t0 = std::time::Instant::now();
     let spec = ExtractSpec {
@@ -51,11 +43,11 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     let mut ex = encoder::extract(&enc, &spec, &list, &bar)?;
     bar.finish_and_clear();
     ex.cache.fingerprint =
-        features::fingerprint(a.encoder.as_str(), &weights_fp, &preprocess, &ids);
+        features::fingerprint(a.encoder.as_str(), &weights_fp, &preprocess, &list);
     for (_, why) in &ex.failed {
         if ctx.verbose {
             // `why` names the file already.
-            eprintln!("  skipped {why}");
+            crate::commands::out::errln!("  skipped {why}");
         }
     }
     ex.cache.save(&a.out)?;
@@ -118,7 +110,14 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
     let train = TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
-        lr: a.lr,
+        // Resuming without --lr continues with the run's rate (a changed one is refused).
+        lr: match (a.lr, a.resume) {
+            (Some(lr), _) => lr,
+            (None, true) => run::read_config(&a.out.join(run::CONFIG))
+                .map(|c| c.train.lr)
+                .unwrap_or(2e-3),
+            (None, false) => 2e-3,
+        },
         clip: a.clip,
         schedule: match a.schedule {
             ScheduleArg::Constant => Schedule::Constant,
@@ -169,9 +168,6 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         },
     };
     train.validate()?;
-    if let Some(t) = &a.distill.teacher {
-        crate::fsio::refuse_overwriting_inputs("--out", &a.out, &[t, &a.data])?;
-    }
     if let Some(w) = &a.encoder_weights {
         if !w.is_file() && a.encoder != EncoderKind::Clip {
             bail!("--encoder-weights {}: no such file", w.display());
@@ -283,6 +279,14 @@ pub fn decoding(d: &DecodeArgs, seed: u64) -> anyhow::Result<Decoding> {
     if d.max_len == 0 {
         bail!("--max-len must be ≥ 1");
     }
+    // Refused, not reinterpreted: `--beam 0` used to decode greedily, `--alpha NaN` to rank
+    // every beam as NaN.
+    if !(1..=100).contains(&d.beam) {
+        bail!("--beam must be 1 (greedy) to 100, not {}", d.beam);
+    }
+    if !d.alpha.is_finite() {
+        bail!("--alpha must be a finite number, not {}", d.alpha);
+    }
     let Some(top_p) = d.top_p else {
         return Ok(Decoding::from_beam(d.beam, d.max_len, d.alpha));
     };
@@ -308,8 +312,9 @@ pub fn decoding(d: &DecodeArgs, seed: u64) -> anyhow::Result<Decoding> {
 }
 
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
-    let loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
+    // Flags first: a bad one is refused before the run is loaded.
     let dec = decoding(&a.decode, ctx.seed)?;
+    let loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
     let split = a.split.into();
     let cache = a
         .features
@@ -369,6 +374,7 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
 }
 
 pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
+    let dec = decoding(&a.decode, ctx.seed)?;
     let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
     loaded.tag_threshold = a.tags.tag_threshold;
     loaded.with_attention = a.json || a.attention.is_some();
@@ -394,7 +400,6 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
     }
     let moods = mood_ranker(ctx, a)?;
     let files = collect_images(&a.inputs)?;
-    let dec = decoding(&a.decode, ctx.seed)?;
     // Text output lists alternatives only when the user asked for several samples.
     let sampled = matches!(dec, Decoding::Sample { samples, .. } if samples > 1);
     let mut failed = 0;
@@ -426,7 +431,7 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                 if let (Some(dir), Some(w)) = (&a.attention, &c.attention) {
                     let png = crate::infer::attention_map::write(dir, &r.path, &c.words, w)?;
                     if ctx.verbose {
-                        eprintln!("wrote {}", png.display());
+                        crate::commands::out::errln!("wrote {}", png.display());
                     }
                 }
                 let tags = crate::infer::tags::shown(
@@ -513,7 +518,13 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
             }
             Err(why) => {
                 failed += 1;
-                eprintln!("error: {}: {why}", r.path.display());
+                // One line per image, naming it once (decode errors start with the path).
+                let name = r.path.display().to_string();
+                if why.starts_with(&name) {
+                    crate::commands::out::errln!("error: {why}");
+                } else {
+                    crate::commands::out::errln!("error: {name}: {why}");
+                }
             }
         }
     }

@@ -134,7 +134,7 @@ pub fn evaluate(
     let results = match features {
         Some(cache) => {
             // The cache must hold exactly this checkpoint's encoder over this dataset.
-            let ids: Vec<String> = ds.image_list().into_iter().map(|(id, _)| id).collect();
+            let images = ds.image_list();
             let m = &loaded.run.model;
             let want = crate::data::features::fingerprint(
                 m.encoder.as_str(),
@@ -144,7 +144,7 @@ pub fn evaluate(
                     .as_deref()
                     .unwrap_or_default(),
                 &m.preprocess,
-                &ids,
+                &images,
             );
             if !m.frozen_encoder || cache.fingerprint != want {
                 return Err(Error::invalid(
