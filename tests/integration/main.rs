@@ -11,6 +11,7 @@ mod distill;
 mod emoji;
 mod faults;
 mod fuzz;
+mod guarantees;
 mod hashtags;
 mod models;
 mod outputs;
