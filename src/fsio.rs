@@ -142,8 +142,8 @@ pub fn refuse_overwriting_inputs(flag: &str, out: &Path, inputs: &[Input]) -> Re
                 if let (Ok(f), Ok(c)) = (folder.canonicalize(), out.canonicalize()) {
                     if c.starts_with(&f) && (!own || c == f) {
                         return Err(Error::invalid(format!(
-                            "{flag} {}: lies inside {}, which this command reads; choose an \
-                             output outside it",
+                            "{flag} {}: is also an input of this command (it lies inside {}, \
+                             which the command reads); choose an output outside it",
                             out.display(),
                             folder.display()
                         )));

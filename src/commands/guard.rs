@@ -62,8 +62,9 @@ impl<'a> Io<'a> {
         self.outputs.push((flag, p.to_path_buf(), false));
         self
     }
-    /// An output folder (a run directory, `--out DIR`): it may not be an input. (A run
-    /// directory kept inside the dataset folder is the user's choice; `--resume` reopens it.)
+    /// An output folder (a run directory, `--out DIR`) or a file the command extends rather
+    /// than replaces (`serve --db`): it may not be an input. (A run directory kept inside the
+    /// dataset folder is the user's choice; `--resume` reopens it.)
     fn out_dir(&mut self, flag: &'static str, p: &Path) -> &mut Self {
         self.outputs.push((flag, p.to_path_buf(), true));
         self
@@ -133,7 +134,9 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
             io.folder(&a.checkpoint)
                 .opt_file(&a.text_tags)
                 .opt_file(&a.emoji)
-                .out("--db", &a.db);
+                // The ratings database is read and extended across restarts (kept in the run
+                // directory by some); SQLite refuses a file that is not a database.
+                .out_dir("--db", &a.db);
             if let Some(k) = &a.keep_images {
                 io.out_dir("--keep-images", k);
             }
@@ -146,14 +149,9 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
         Command::Compare(a) => {
             io.file(&a.spec).out_dir("--out", &a.out);
         }
-        Command::Plot(a) => {
-            for r in &a.runs {
-                io.folder(r);
-            }
-            let stem = a.out.as_os_str().to_string_lossy();
-            io.out("--out", Path::new(&format!("{stem}.svg")))
-                .out("--out", Path::new(&format!("{stem}.png")));
-        }
+        // `plot` reads only RUN/metrics.jsonl and writes OUT.svg and OUT.png, which can never
+        // be that file; a plot kept inside a run directory may be redrawn.
+        Command::Plot(_) => {}
         Command::Damage(a) => {
             io.folder(&a.data).out_dir("--out", &a.out);
         }

@@ -29,6 +29,13 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     // A CLIP folder's weights and preprocessing, or a CNN's weights file.
     let pre = encoder::pretrained(a.encoder, &a.encoder_weights, ctx.device)?;
     let (enc, preprocess, weights_fp) = (pre.encoder, pre.preprocess, pre.fingerprint);
+    {
+        // One batch of pixels and its copy on the way to the encoder (config::budget).
+        use crate::config::budget;
+        let per_image = preprocess.output_len() as i64;
+        let need = budget::f32s(budget::product(&[a.batch_size as i64, per_image, 2]));
+        budget::check(need, || format!("features --batch-size {}", a.batch_size))?;
+    }
     let list = ds.image_list();
     let bar = training::progress(ctx.quiet, list.len() as u64, "features");
     let t0 = std::time::Instant::now();

@@ -88,7 +88,8 @@ pub fn gpt2_params(n_embd: i64, n_layer: i64, vocab: i64, positions: i64, inner:
     let per_layer = product(&[4, n_embd, n_embd]).saturating_add(product(&[2, n_embd, inner]));
     product(&[vocab, n_embd])
         .saturating_add(product(&[positions, n_embd]))
-        .saturating_add(per_layer.saturating_mul(n_layer.max(0) as u128))
+        // At least one layer: a width alone is a model (fewer layers are refused elsewhere).
+        .saturating_add(per_layer.saturating_mul(n_layer.max(1) as u128))
 }
 
 /// Parameters of a CLIP vision tower (patch embedding, positions, layers, projection).
@@ -97,7 +98,7 @@ pub fn clip_vision_params(c: &super::clip::ClipVisionConfig, projection_dim: i64
     let per_layer = product(&[4, h, h]).saturating_add(product(&[2, h, c.intermediate_size]));
     product(&[c.num_channels, c.patch_size, c.patch_size, h])
         .saturating_add(product(&[c.patches().saturating_add(1), h]))
-        .saturating_add(per_layer.saturating_mul(c.num_hidden_layers.max(0) as u128))
+        .saturating_add(per_layer.saturating_mul(c.num_hidden_layers.max(1) as u128))
         .saturating_add(product(&[h, projection_dim]))
 }
 

@@ -77,6 +77,7 @@ fn check_sizes(v: &serde_json::Value, path: &Path) -> Result<()> {
         if !s.is_object() {
             continue;
         }
+        let before = named.len();
         let mut get = |keys: &[&str]| {
             keys.iter().find_map(|k| {
                 let x = s.get(*k)?.as_i64()?;
@@ -89,14 +90,18 @@ fn check_sizes(v: &serde_json::Value, path: &Path) -> Result<()> {
                 Some(x)
             })
         };
-        let Some(h) = get(&["hidden_size", "n_embd", "d_model"]) else {
-            continue;
-        };
+        // A missing width is at least 1: the other fields still bound the model from below
+        // (an `intermediate_size` of 10¹² alone is refused).
+        let h = get(&["hidden_size", "n_embd", "d_model"]).unwrap_or(1);
         let layers = get(&["num_hidden_layers", "n_layer"]).unwrap_or(1);
         let inner = get(&["intermediate_size", "n_inner"]).unwrap_or(h.saturating_mul(4));
+
         let vocab = get(&["vocab_size"]).unwrap_or(0);
         let positions = get(&["max_position_embeddings", "n_positions"]).unwrap_or(0);
         let projection = get(&["projection_dim"]).unwrap_or(0);
+        if named.len() == before {
+            continue;
+        }
         total = total
             .saturating_add(budget::gpt2_params(h, layers, vocab, positions, inner))
             .saturating_add(budget::product(&[h, projection]));
