@@ -438,6 +438,9 @@ fn every_decode_checks_the_header_pixel_limit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("megapixels"), "{err}");
+    // One line per unreadable image, naming it once.
+    let line = err.lines().find(|l| l.contains("megapixels")).unwrap();
+    assert_eq!(line.matches(first).count(), 1, "{line}");
     let out = bounded(&[
         "-v",
         "damage",
@@ -568,4 +571,31 @@ fn unknown_paths_methods_and_bad_queries_are_json_errors() {
     );
     assert_eq!(st, 400);
     assert!(v["error"].as_str().unwrap().contains("query"), "{v}");
+}
+
+#[test]
+fn resume_without_lr_continues_with_the_runs_rate() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    synth(&data, 6, 32, "flickr8k");
+    let run = d.path().join("run");
+    // tiny_train_args trains with --lr 5e-3, not the default 2e-3.
+    let args = crate::common::tiny_train_args(&data, &run, 1, "lstm", "32");
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut resume: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--lr" => {
+                it.next();
+            }
+            "--epochs" => {
+                it.next();
+                resume.extend(["--epochs".to_string(), "2".to_string()]);
+            }
+            _ => resume.push(a.clone()),
+        }
+    }
+    resume.push("--resume".into());
+    ok(&resume.iter().map(String::as_str).collect::<Vec<_>>());
 }
