@@ -416,7 +416,8 @@ mod tests {
                 captions: 2,
                 images: 2,
                 below_threshold: 1,
-                no_image: 1
+                no_image: 1,
+                bad_rows: 0
             }
         );
         let csv = std::fs::read_to_string(out.join("captions.txt")).unwrap();
