@@ -599,3 +599,85 @@ fn resume_without_lr_continues_with_the_runs_rate() {
     resume.push("--resume".into());
     ok(&resume.iter().map(String::as_str).collect::<Vec<_>>());
 }
+
+// ---------------------------------------------------------- 7. silent wrong results
+
+#[test]
+fn structure_that_is_not_what_the_loader_expects_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    // A Kaggle row whose quote does not close would swallow the rest of the file.
+    let data = d.path().join("data");
+    synth(&data, 4, 32, "flickr8k");
+    let caps = fs::read_to_string(data.join("captions.txt")).unwrap();
+    let mut lines: Vec<String> = caps.lines().map(String::from).collect();
+    lines[2] = lines[2].replacen(',', ",\"", 1);
+    fs::write(data.join("captions.txt"), lines.join("\n") + "\n").unwrap();
+    let e = bad_input(&["data", "stats", s(&data)]);
+    assert!(e.contains("does not close"), "{e}");
+
+    // NaN weights are refused where they are loaded.
+    let w = d.path().join("w.safetensors");
+    let t = tch::Tensor::from_slice(&[1.0f32, f32::NAN]);
+    tch::Tensor::write_safetensors(&[("x", &t)], &w).unwrap();
+    let e = captag::model::weights::read_tensors(&w)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("NaN or infinite"), "{e}");
+
+    // A CLIP preprocessor with image_std 0.
+    let clip = d.path().join("clip");
+    fs::create_dir(&clip).unwrap();
+    fs::write(
+        clip.join("preprocessor_config.json"),
+        r#"{"crop_size": 224, "size": {"shortest_edge": 224}, "image_std": [0, 0, 0]}"#,
+    )
+    .unwrap();
+    let e = captag::data::image::clip::ClipPreprocess::read(&clip, 224)
+        .err()
+        .expect("image_std 0 was accepted")
+        .to_string();
+    assert!(e.contains("image_std"), "{e}");
+
+    // A feature cache's fingerprint covers the pictures, not only their names.
+    let other = d.path().join("other");
+    synth(&other, 4, 32, "flickr8k");
+    let list = |dir: &Path| -> Vec<(String, std::path::PathBuf)> {
+        let mut v: Vec<_> = fs::read_dir(dir.join("Images"))
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                (p.file_name().unwrap().to_string_lossy().into_owned(), p)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (a, mut b) = (list(&data), list(&other));
+    let pre = captag::data::image::Preprocess::clip_default();
+    let fp = |l: &[(String, std::path::PathBuf)]| {
+        captag::data::features::fingerprint("clip", "w", &pre, l)
+    };
+    assert_eq!(fp(&a), fp(&a));
+    // Same names, other pictures (one rewritten with other bytes).
+    fs::write(&b[0].1, b"other bytes, other size").unwrap();
+    b.iter_mut().zip(&a).for_each(|(x, y)| x.0 = y.0.clone());
+    assert_ne!(fp(&a), fp(&b));
+
+    // compare: two runs in one directory with different args.
+    let spec = d.path().join("spec.json");
+    fs::write(
+        &spec,
+        format!(
+            r#"{{"data": "{}", "runs": [
+                {{"name": "a", "dir": "runs/x", "args": ["--decoder", "lstm"]}},
+                {{"name": "b", "dir": "runs/x", "args": ["--decoder", "gru"]}}]}}"#,
+            s(&data)
+        ),
+    )
+    .unwrap();
+    let e = captag::experiments::compare::Spec::load(&spec)
+        .err()
+        .expect("two runs in one dir with other args")
+        .to_string();
+    assert!(e.contains("share the directory"), "{e}");
+}
