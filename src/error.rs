@@ -23,8 +23,8 @@ pub enum Error {
     /// own line, while the others succeeded: `main` exits with code 3.
     #[error("{0}")]
     Partial(String),
-    /// A failure inside libtorch.
-    #[error("libtorch: {0}")]
+    /// A failure inside libtorch (its first line: libtorch appends a C++ backtrace).
+    #[error("libtorch: {}", human_text(&.0.to_string()))]
     Torch(#[from] tch::TchError),
 }
 
@@ -52,9 +52,36 @@ pub fn human_io(e: &std::io::Error) -> String {
     }
 }
 
+/// A library's error text as one human line: an OS error code buried in it (`Os { code: 28,
+/// ... }` from a Debug dump, or `(os error 28)`) becomes its sentence ("No space left on
+/// device"); otherwise the first line, without the backtrace libtorch appends.
+pub fn human_text(s: &str) -> String {
+    let code = ["code: ", "os error "].iter().find_map(|k| {
+        let i = s.find(k)? + k.len();
+        let digits: String = s[i..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<i32>().ok()
+    });
+    if let Some(c) = code {
+        return human_io(&std::io::Error::from_raw_os_error(c));
+    }
+    crate::input::printable(s.lines().next().unwrap_or("").trim(), 300)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn library_errors_become_one_human_line() {
+        let dump =
+            r#"IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })"#;
+        assert_eq!(human_text(dump), "No space left on device");
+        assert_eq!(human_text("boom (os error 28)"), "No space left on device");
+        assert_eq!(
+            human_text("shape mismatch\nException raised from foo at bar.cpp:12"),
+            "shape mismatch"
+        );
+    }
 
     #[test]
     fn io_errors_read_like_sentences() {

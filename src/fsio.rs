@@ -79,22 +79,76 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     commit(&tmp, path, durable)
 }
 
+/// Something a command reads, as the output guard sees it (docs/ARCHITECTURE.md, "Input and
+/// output rules").
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// A file (or a folder read as one thing, such as a CLIP download): an output may not be
+    /// it, compared by device and inode so hard links, `./` spellings and symlinks count.
+    File(&'a Path),
+    /// A dataset folder, a run directory, a folder of images: an output may not be the folder
+    /// nor any file already inside it (symlinks resolved). A dataset given as its captions
+    /// file protects the file's folder, where its images and split lists live. Files named
+    /// `predictions*` inside a folder are what `eval` writes into a run directory itself, and
+    /// may be replaced.
+    Folder(&'a Path),
+}
+
+impl<'a> Input<'a> {
+    pub fn path(&self) -> &'a Path {
+        match self {
+            Input::File(p) | Input::Folder(p) => p,
+        }
+    }
+}
+
 /// No command overwrites one of its own inputs (docs/ARCHITECTURE.md, "Input and output
-/// rules"): refuses `out` when it is (the same file or directory as) one of `inputs`, before
-/// anything is written. Paths that do not exist yet cannot be inputs.
-pub fn refuse_overwriting_inputs(flag: &str, out: &Path, inputs: &[&Path]) -> Result<()> {
+/// rules"): refuses `out` when it is (the same file or directory as) one of `inputs`, or an
+/// existing file inside an input folder, before anything is written. Paths that do not exist
+/// yet cannot be inputs. `flag` names the output in the message.
+///
+/// The one check every command runs (`commands::guard` lists each command's inputs and
+/// outputs); a comparison of paths as strings would miss `a/../a`, hard links and symlinks.
+pub fn refuse_overwriting_inputs(flag: &str, out: &Path, inputs: &[Input]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let Ok(o) = std::fs::metadata(out) else {
         return Ok(());
     };
+    let refuse = |input: &Path| {
+        Err(Error::invalid(format!(
+            "{flag} {}: is also an input of this command ({}); choose another output path",
+            out.display(),
+            input.display()
+        )))
+    };
     for input in inputs {
-        if let Ok(i) = std::fs::metadata(input) {
+        let path = input.path();
+        if let Ok(i) = std::fs::metadata(path) {
             if (i.dev(), i.ino()) == (o.dev(), o.ino()) {
-                return Err(Error::invalid(format!(
-                    "{flag} {}: is also an input of this command ({}); choose another output path",
-                    out.display(),
-                    input.display()
-                )));
+                return refuse(path);
+            }
+            if let Input::Folder(_) = input {
+                let folder = if i.is_dir() {
+                    path.to_path_buf()
+                } else {
+                    match path.parent() {
+                        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                        _ => PathBuf::from("."),
+                    }
+                };
+                let own = out
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("predictions"));
+                if let (Ok(f), Ok(c)) = (folder.canonicalize(), out.canonicalize()) {
+                    if c.starts_with(&f) && (!own || c == f) {
+                        return Err(Error::invalid(format!(
+                            "{flag} {}: is also an input of this command (it lies inside {}, \
+                             which the command reads); choose an output outside it",
+                            out.display(),
+                            folder.display()
+                        )));
+                    }
+                }
             }
         }
     }
@@ -156,15 +210,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.json"));
         std::fs::write(&a, "x").unwrap();
-        assert!(refuse_overwriting_inputs("--out", &b, &[&a]).is_ok());
+        let f = |p| Input::File(p);
+        assert!(refuse_overwriting_inputs("--out", &b, &[f(&a)]).is_ok());
         std::fs::write(&b, "y").unwrap();
-        assert!(refuse_overwriting_inputs("--out", &b, &[&a]).is_ok());
+        assert!(refuse_overwriting_inputs("--out", &b, &[f(&a)]).is_ok());
         // The same file under another name (a hard link or a ./ path) is still the input.
         std::fs::hard_link(&a, dir.path().join("c")).unwrap();
-        let e = refuse_overwriting_inputs("--out", &dir.path().join("c"), &[&a]).unwrap_err();
+        let e = refuse_overwriting_inputs("--out", &dir.path().join("c"), &[f(&a)]).unwrap_err();
         assert!(e.to_string().contains("is also an input"), "{e}");
         let same = dir.path().join(".").join("a.csv");
-        assert!(refuse_overwriting_inputs("--out", &same, &[&b, &a]).is_err());
+        assert!(refuse_overwriting_inputs("--out", &same, &[f(&b), f(&a)]).is_err());
+    }
+
+    #[test]
+    fn nothing_inside_an_input_folder_is_an_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("Images")).unwrap();
+        std::fs::write(data.join("captions.txt"), "x").unwrap();
+        std::fs::write(data.join("Images/a.jpg"), "x").unwrap();
+        std::fs::write(data.join("predictions_dev.json"), "[]").unwrap();
+        let folder = [Input::Folder(&data)];
+        for inside in ["captions.txt", "Images/a.jpg", "Images/../captions.txt"] {
+            let e = refuse_overwriting_inputs("--out", &data.join(inside), &folder).unwrap_err();
+            assert!(e.to_string().contains("lies inside"), "{e}");
+        }
+        // Through a symlink from elsewhere too.
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink(data.join("captions.txt"), &link).unwrap();
+        assert!(refuse_overwriting_inputs("--out", &link, &folder).is_err());
+        // The folder given as its captions file protects the folder.
+        let file = data.join("captions.txt");
+        let e =
+            refuse_overwriting_inputs("--out", &data.join("Images/a.jpg"), &[Input::Folder(&file)]);
+        assert!(e.is_err());
+        // New files, files elsewhere and eval's own predictions are fine.
+        assert!(refuse_overwriting_inputs("--out", &data.join("new.json"), &folder).is_ok());
+        assert!(refuse_overwriting_inputs("--out", &dir.path().join("x"), &folder).is_ok());
+        assert!(
+            refuse_overwriting_inputs("--out", &data.join("predictions_dev.json"), &folder).is_ok()
+        );
     }
 
     #[test]
@@ -175,3 +260,32 @@ mod tests {
         assert_eq!(a, Fingerprint::default().update(b"ab").update(b"c").hex());
     }
 }
+
+static STDERR_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Write one already formatted chunk to file descriptor 2, unbuffered. Standard error is
+/// treated like standard output: `eprintln!` panics when the write fails (`2>/dev/full`), which
+/// made `data stats` and `train` exit with 101; here a failed write is remembered instead (the
+/// progress line is lost, nothing else can be done with it) and `main` exits with code 2 at the
+/// end, as a failed stdout does. Every diagnostic line goes through [`errln!`].
+pub fn write_err(text: &str) {
+    // SAFETY: fd 2 is borrowed, never closed: ManuallyDrop keeps the File from closing it.
+    let mut fd = std::mem::ManuallyDrop::new(unsafe {
+        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(2)
+    });
+    if fd.write_all(text.as_bytes()).is_err() {
+        STDERR_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether a write to standard error failed (see [`write_err`]).
+pub fn stderr_failed() -> bool {
+    STDERR_FAILED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `eprintln!` that does not panic when standard error cannot be written: `errln!("{x}")`.
+macro_rules! errln {
+    () => { $crate::fsio::write_err("\n") };
+    ($($arg:tt)*) => { $crate::fsio::write_err(&format!("{}\n", format_args!($($arg)*))) };
+}
+pub(crate) use errln;

@@ -19,13 +19,18 @@ fn main() {
     keep_freed_memory();
     let cli = captag::cli::Cli::parse();
     if let Err(e) = captag::commands::run(cli) {
-        eprintln!("error: {e:#}");
+        // Not `eprintln!`, which panics (exit 101) when stderr is full or closed.
+        captag::commands::out::write_err(&format!("error: {e:#}\n"));
         let code = match e.downcast_ref::<captag::Error>() {
             Some(captag::Error::Torch(_)) => 1,
             Some(captag::Error::Partial(_)) => 3,
             _ => 2,
         };
         std::process::exit(code);
+    }
+    // Standard error is an output like standard output: a lost diagnostic is a failure.
+    if captag::commands::out::stderr_failed() {
+        std::process::exit(2);
     }
 }
 

@@ -35,6 +35,11 @@ pub struct Cli {
     /// captag starts; oversubscribed threads spin and can make training 3× slower).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// Largest image any command decodes (megapixels: width × height / 10⁶), checked from the
+    /// file's header before decoding, so a small file that unpacks to gigabytes is refused (a
+    /// dataset image over it is skipped and counted; `serve` answers 413).
+    #[arg(long, global = true, default_value_t = crate::data::image::DEFAULT_MAX_MEGAPIXELS)]
+    pub max_megapixels: u64,
     #[command(subcommand)]
     pub command: Command,
 }

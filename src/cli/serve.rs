@@ -25,9 +25,6 @@ pub struct ServeArgs {
     /// Largest upload accepted (MiB); larger bodies get 413.
     #[arg(long, default_value_t = 16)]
     pub max_upload_mb: usize,
-    /// Largest decoded image accepted (megapixels), checked from the header before decoding.
-    #[arg(long, default_value_t = 40)]
-    pub max_megapixels: u64,
     /// Requests waiting for the model beyond this get 503.
     #[arg(long, default_value_t = 16)]
     pub queue: usize,

@@ -42,8 +42,9 @@ pub struct TrainArgs {
     pub resume: bool,
     #[arg(long, default_value_t = defaults::BATCH_SIZE)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = defaults::LR)]
-    pub lr: f64,
+    /// Learning rate (default 2e-3; with --resume, the run's own).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Global gradient-norm clip (0 = off). `--clip` is its old spelling.
     #[arg(long, default_value_t = defaults::GRAD_CLIP, alias = "clip")]
     pub grad_clip: f64,

@@ -72,7 +72,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
         match (finished(&dir)?, &r.args) {
             (Some(true), _) => {
                 if !ctx.quiet {
-                    eprintln!("{}: trained ({})", r.name, dir.display());
+                    crate::fsio::errln!("{}: trained ({})", r.name, dir.display());
                 }
             }
             (None, None) => bail!(
@@ -83,7 +83,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
             (state, Some(args)) => {
                 let resume = state.is_some();
                 if !ctx.quiet {
-                    eprintln!(
+                    crate::fsio::errln!(
                         "{}: {} {}",
                         r.name,
                         if resume { "resuming" } else { "training" },
@@ -94,7 +94,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
             }
             (Some(false), None) => {
                 if !ctx.quiet {
-                    eprintln!(
+                    crate::fsio::errln!(
                         "{}: unfinished run without args, evaluated as it is",
                         r.name
                     );
@@ -131,7 +131,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
         let m = &loaded.run.model;
         let arch = format!("{} + {}", m.encoder.as_str(), m.decoder.name());
         if !ctx.quiet {
-            eprintln!(
+            crate::fsio::errln!(
                 "{}: BLEU-4 {:.2}  CIDEr-D {:.2}",
                 r.name,
                 100.0 * report.bleu.bleu[3],

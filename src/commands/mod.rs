@@ -2,6 +2,7 @@
 //! the results. Progress and diagnostics go to stderr, results to stdout.
 mod compare;
 mod demo;
+mod guard;
 mod model;
 pub mod out;
 mod restore;
@@ -52,6 +53,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         quiet: cli.quiet,
         verbose: cli.verbose,
     };
+    if cli.max_megapixels == 0 {
+        bail!("--max-megapixels must be ≥ 1");
+    }
+    crate::data::image::set_max_pixels(cli.max_megapixels.saturating_mul(1_000_000));
     tch::manual_seed(cli.seed as i64);
     let threads = match cli.threads {
         Some(0) => anyhow::bail!("--threads must be ≥ 1"),
@@ -60,7 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     };
     tch::set_num_threads(threads as i32);
     if ctx.verbose {
-        eprintln!(
+        crate::fsio::errln!(
             "using {threads} CPU thread(s){}",
             if cli.threads.is_none() {
                 " (cores not busy at start; --threads overrides)"
@@ -69,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
         );
     }
+    guard::check(&cli.command)?;
     match cli.command {
         Command::Synth(a) => synth(&ctx, &a),
         Command::Data(DataCommand::Stats {
@@ -213,7 +219,6 @@ fn vocab_build(
     split: SplitArg,
     data: &DataArgs,
 ) -> anyhow::Result<()> {
-    crate::fsio::refuse_overwriting_inputs("--out", out, &[dir])?;
     let mut opts = load_options(ctx, data);
     opts.keep_missing = true;
     let ds = load_dataset(ctx, dir, &opts)?;

@@ -25,20 +25,19 @@ use crate::text::hf_tokenizer::HfTokenizer;
 use crate::train::{self as training, TrainJob};
 
 pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
-    // A CLIP folder's files are inputs too.
-    let folder: Vec<std::path::PathBuf> = ["config.json", "model.safetensors"]
-        .iter()
-        .map(|f| a.encoder_weights.join(f))
-        .collect();
-    let mut inputs = vec![a.data.as_path(), a.encoder_weights.as_path()];
-    inputs.extend(folder.iter().map(|p| p.as_path()));
-    crate::fsio::refuse_overwriting_inputs("--out", &a.out, &inputs)?;
+    // `--out` was checked against the data and weights by `commands::guard`.
     let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
     // A CLIP folder's weights and preprocessing, or a CNN's weights file.
     let pre = encoder::pretrained(a.encoder, &a.encoder_weights, ctx.device)?;
     let (enc, preprocess, weights_fp) = (pre.encoder, pre.preprocess, pre.fingerprint);
+    {
+        // One batch of pixels and its copy on the way to the encoder (config::budget).
+        use crate::config::budget;
+        let per_image = preprocess.output_len() as i64;
+        let need = budget::f32s(budget::product(&[a.batch_size as i64, per_image, 2]));
+        budget::check(need, || format!("features --batch-size {}", a.batch_size))?;
+    }
     let list = ds.image_list();
-    let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
     let bar = training::progress(ctx.quiet, list.len() as u64, "features");
     let t0 = std::time::Instant::now();
     let spec = ExtractSpec {
@@ -52,11 +51,11 @@ pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     let mut ex = encoder::extract(&enc, &spec, &list, &bar)?;
     bar.finish_and_clear();
     ex.cache.fingerprint =
-        features::fingerprint(a.encoder.as_str(), &weights_fp, &preprocess, &ids);
+        features::fingerprint(a.encoder.as_str(), &weights_fp, &preprocess, &list);
     for (_, why) in &ex.failed {
         if ctx.verbose {
             // `why` names the file already.
-            eprintln!("  skipped {why}");
+            crate::fsio::errln!("  skipped {why}");
         }
     }
     ex.cache.save(&a.out)?;
@@ -127,7 +126,14 @@ fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     Ok(TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
-        lr: a.lr,
+        // Resuming without --lr continues with the run's rate (a changed one is refused).
+        lr: match (a.lr, a.resume) {
+            (Some(lr), _) => lr,
+            (None, true) => run::read_config(&a.out.join(run::CONFIG))
+                .map(|c| c.train.lr)
+                .unwrap_or(crate::config::defaults::LR),
+            (None, false) => crate::config::defaults::LR,
+        },
         grad_clip: a.grad_clip,
         schedule: match a.schedule {
             ScheduleArg::Constant => Schedule::Constant,
@@ -184,9 +190,6 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
     let model = model_config(a)?;
     let train = train_config(ctx, a)?;
     train.validate()?;
-    if let Some(t) = &a.distill.teacher {
-        crate::fsio::refuse_overwriting_inputs("--out", &a.out, &[t, &a.data])?;
-    }
     if let Some(w) = &a.encoder_weights {
         if !w.is_file() && a.encoder != EncoderKind::Clip {
             bail!("--encoder-weights {}: no such file", w.display());
@@ -304,9 +307,10 @@ pub fn decoding(d: &DecodeArgs, seed: u64) -> anyhow::Result<Decoding> {
 }
 
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
+    // Flags first: a bad one is refused before the run is loaded.
+    let dec = decoding(&a.decode, ctx.seed)?;
     let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
     loaded.allow_unk = a.decode.allow_unk;
-    let dec = decoding(&a.decode, ctx.seed)?;
     let split = a.split.into();
     let cache = a
         .features
@@ -390,7 +394,13 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
             Ok(c) => print_caption(ctx, a, &job, &r.path, c, before)?,
             Err(why) => {
                 failed += 1;
-                eprintln!("error: {}: {why}", r.path.display());
+                // One line per image, naming it once (decode errors start with the path).
+                let name = r.path.display().to_string();
+                if why.starts_with(&name) {
+                    crate::fsio::errln!("error: {why}");
+                } else {
+                    crate::fsio::errln!("error: {name}: {why}");
+                }
             }
         }
     }
@@ -421,6 +431,8 @@ struct CaptionJob {
 
 impl CaptionJob {
     fn open(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<Self> {
+        // Flags first: a bad one is refused before the run is loaded.
+        let decoding = decoding(&a.decode, ctx.seed)?;
         let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
         loaded.tag_threshold = a.tags.tag_threshold;
         loaded.with_attention = a.json || a.attention.is_some();
@@ -439,7 +451,7 @@ impl CaptionJob {
             text_tags: text_tags.transpose()?,
             emoji: emoji.transpose()?,
             moods: mood_ranker(ctx, a)?,
-            decoding: decoding(&a.decode, ctx.seed)?,
+            decoding,
             loaded,
         })
     }
@@ -479,7 +491,7 @@ fn print_caption(
     if let (Some(dir), Some(w)) = (&a.attention, &c.attention) {
         let png = crate::infer::attention_map::write(dir, path, &c.words, w)?;
         if ctx.verbose {
-            eprintln!("wrote {}", png.display());
+            crate::fsio::errln!("wrote {}", png.display());
         }
     }
     let extras = Extras {

@@ -49,3 +49,7 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::commands::out::write(&format!("{}\n", format_args!($($arg)*))) };
 }
 pub(crate) use outln;
+
+// Standard error lives at the bottom layer (`fsio`), so every layer can report without
+// importing `commands`; re-exported here beside `outln!`.
+pub use crate::fsio::{stderr_failed, write_err};

@@ -20,7 +20,6 @@ fn damage_config(f: &DamageFlags) -> DamageConfig {
 }
 
 pub fn damage(ctx: &Ctx, a: &DamageArgs) -> anyhow::Result<()> {
-    crate::fsio::refuse_overwriting_inputs("--out", &a.out, &[&a.data])?;
     let cfg = damage_config(&a.damage);
     cfg.validate()?;
     let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
@@ -29,7 +28,7 @@ pub fn damage(ctx: &Ctx, a: &DamageArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     for why in &s.skipped {
         if ctx.verbose {
-            eprintln!("  skipped {why}");
+            crate::fsio::errln!("  skipped {why}");
         }
     }
     outln!(
@@ -58,14 +57,11 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> anyhow::Result<()> {
 }
 
 fn train(ctx: &Ctx, a: &RestoreTrainArgs) -> anyhow::Result<()> {
-    let mut inputs = vec![a.data.as_path()];
     if let Some(w) = &a.encoder_weights {
-        inputs.push(w.as_path());
         if !w.is_file() {
             bail!("--encoder-weights {}: no such file", w.display());
         }
     }
-    crate::fsio::refuse_overwriting_inputs("--out", &a.out, &inputs)?;
     let job = RestoreJob {
         data: a.data.clone(),
         load: load_options(ctx, &a.dataset),
@@ -224,9 +220,11 @@ fn apply_files(ctx: &Ctx, a: &RestoreApplyArgs) -> anyhow::Result<()> {
         bail!("usage: captag restore RUN IMAGE|DIR... --out DIR");
     };
     let files = collect_images(&a.inputs)?;
-    let mut ins: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    let mut ins: Vec<crate::fsio::Input> =
+        files.iter().map(|p| crate::fsio::Input::File(p)).collect();
+    ins.push(crate::fsio::Input::Folder(run));
     if let Some(m) = &a.mask {
-        ins.push(m);
+        ins.push(crate::fsio::Input::File(m));
     }
     let known = match &a.mask {
         Some(_) if files.len() != 1 => bail!("--mask needs exactly one input image"),
@@ -262,7 +260,7 @@ fn apply_files(ctx: &Ctx, a: &RestoreApplyArgs) -> anyhow::Result<()> {
                 rp.display()
             )?,
             Err(e) if files.len() > 1 => {
-                eprintln!("error: {e}");
+                crate::fsio::errln!("error: {e}");
                 failed += 1;
             }
             Err(e) => return Err(e.into()),

@@ -15,8 +15,8 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
         .addr
         .parse()
         .with_context(|| format!("--addr {}: expected IP:PORT, e.g. 127.0.0.1:8080", a.addr))?;
-    if a.queue == 0 || a.max_upload_mb == 0 || a.max_megapixels == 0 || a.timeout_s == 0 {
-        bail!("--queue, --max-upload-mb, --max-megapixels and --timeout-s must be ≥ 1");
+    if a.queue == 0 || a.max_upload_mb == 0 || a.timeout_s == 0 {
+        bail!("--queue, --max-upload-mb and --timeout-s must be ≥ 1");
     }
     let cap = crate::model::decoding::SERVER_MAX_BEAM;
     if !(1..=cap).contains(&a.beam) {
@@ -35,7 +35,8 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
         db: a.db.clone(),
         keep_images: a.keep_images.clone(),
         max_upload_bytes: a.max_upload_mb << 20,
-        max_pixels: a.max_megapixels * 1_000_000,
+        // The global --max-megapixels (checked ≥ 1 in `commands::run`).
+        max_pixels: crate::data::image::max_pixels(),
         queue: a.queue,
         timeout: Duration::from_secs(a.timeout_s),
         beam: a.beam,
@@ -75,12 +76,13 @@ pub fn ratings(_ctx: &Ctx, c: &RatingsCommand) -> anyhow::Result<()> {
             let done = db::export(&ratings, images, out, *min_rating)?;
             outln!(
                 "wrote {} captions of {} images to {} ({} ratings below {min_rating} without an \
-                 edit, {} without a kept image skipped)",
+                 edit, {} without a kept image, {} with a malformed image hash skipped)",
                 done.captions,
                 done.images,
                 out.display(),
                 done.below_threshold,
-                done.no_image
+                done.no_image,
+                done.bad_rows
             )?;
             Ok(())
         }

@@ -145,7 +145,6 @@ fn train(
     out: &Path,
     opts: &crate::data::LoadOptions,
 ) -> anyhow::Result<()> {
-    crate::fsio::refuse_overwriting_inputs("--out", out, &[data])?;
     let samples = load_posts(ctx, kind, data, opts)?;
     let train = labelled_posts(&samples, Split::Train, kind);
     let dev = labelled_posts(&samples, Split::Dev, kind);

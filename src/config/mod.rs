@@ -3,6 +3,7 @@
 //! a run compares configs and refuses an architecture mismatch with a clear message.
 use serde::{Deserialize, Serialize};
 
+pub mod budget;
 pub mod clip;
 pub mod decoder;
 pub mod defaults;
@@ -285,6 +286,7 @@ impl ModelConfig {
         if let Err(m) = self.preprocess.check() {
             return bad(&m);
         }
+        self.check_memory(1, false)?;
         if let DecoderConfig::ClipCap(c) = &self.decoder {
             if c.feature_dim != self.pooled_dim() {
                 return bad(&format!(
@@ -304,6 +306,178 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// The sizes that set the model's memory, named by flag and field for the error line.
+    fn size_names(&self) -> Vec<(&'static str, i64)> {
+        let mut v = match &self.decoder {
+            DecoderConfig::ShowTell(c) => vec![
+                ("--embed (embed_dim)", c.embed_dim),
+                ("--hidden (hidden_dim)", c.hidden_dim),
+                ("--layers (layers)", c.layers),
+            ],
+            DecoderConfig::Attention(c) => vec![
+                ("--embed (embed_dim)", c.embed_dim),
+                ("--hidden (hidden_dim)", c.hidden_dim),
+                ("--attention-dim (attention_dim)", c.attention_dim),
+            ],
+            DecoderConfig::Transformer(c) => vec![
+                ("--embed/--hidden (d_model)", c.d_model),
+                ("--layers (layers)", c.layers),
+                ("--ff-dim (ff_dim)", c.ff_dim),
+            ],
+            DecoderConfig::ClipCap(c) => vec![
+                ("--embed/--hidden (n_embd)", c.gpt2.n_embd),
+                ("--layers (n_layer)", c.gpt2.n_layer),
+                ("--prefix-len (prefix_len)", c.prefix_len),
+                ("--clip-len (clip_len)", c.clip_len),
+                ("--mapper-layers (mapper_layers)", c.mapper_layers),
+            ],
+        };
+        if !self.frozen_encoder {
+            v.push((
+                "--image-size (preprocess.size)",
+                self.preprocess.size as i64,
+            ));
+        }
+        if let Some(t) = &self.hashtags {
+            v.push(("--tag-hidden (hashtags.hidden_dim)", t.hidden_dim));
+        }
+        v
+    }
+
+    /// Parameters of the model (a lower bound; see `config::budget`).
+    pub fn param_estimate(&self) -> u128 {
+        use budget::product as p;
+        let vocab = self.vocab_size.max(5);
+        let (pooled, grid) = (self.pooled_dim(), self.grid_dim());
+        let decoder = match &self.decoder {
+            DecoderConfig::ShowTell(c) => {
+                let (e, h) = (c.embed_dim, c.hidden_dim);
+                p(&[vocab, e.saturating_add(h)])
+                    .saturating_add(p(&[4, c.layers, h, e.max(h).saturating_add(h)]))
+                    .saturating_add(p(&[pooled, e]))
+            }
+            DecoderConfig::Attention(c) => {
+                let (e, h) = (c.embed_dim, c.hidden_dim);
+                p(&[vocab, e.saturating_add(h)])
+                    .saturating_add(p(&[4, h, e.saturating_add(grid).saturating_add(h)]))
+                    .saturating_add(p(&[c.attention_dim, grid.saturating_add(h)]))
+            }
+            DecoderConfig::Transformer(c) => {
+                let d = c.d_model;
+                p(&[2, vocab, d])
+                    .saturating_add(p(&[
+                        c.layers,
+                        d,
+                        d.saturating_mul(8)
+                            .saturating_add(c.ff_dim.saturating_mul(2)),
+                    ]))
+                    .saturating_add(p(&[c.max_len, d]))
+                    .saturating_add(p(&[grid, d]))
+            }
+            DecoderConfig::ClipCap(c) => {
+                let lm = match &c.pretrained {
+                    Some(pre) => {
+                        let g = &pre.config;
+                        budget::gpt2_params(
+                            g.n_embd,
+                            g.n_layer,
+                            g.vocab_size,
+                            g.n_positions,
+                            g.inner(),
+                        )
+                    }
+                    None => {
+                        let e = c.gpt2.n_embd;
+                        let positions = c.prefix_len.saturating_add(c.max_len);
+                        budget::gpt2_params(
+                            e,
+                            c.gpt2.n_layer,
+                            vocab,
+                            positions,
+                            e.saturating_mul(4),
+                        )
+                    }
+                };
+                let e = match &c.pretrained {
+                    Some(pre) => pre.config.n_embd,
+                    None => c.gpt2.n_embd,
+                };
+                let out = c.prefix_len.saturating_mul(e);
+                let mapper = match c.mapper {
+                    // Linear(feature → out/2) → Linear(out/2 → out).
+                    MapperKind::Mlp => {
+                        p(&[c.feature_dim, out / 2]).saturating_add(p(&[out / 2, out]))
+                    }
+                    MapperKind::Transformer => p(&[c.feature_dim, c.clip_len, e])
+                        .saturating_add(p(&[12, c.mapper_layers, e, e]))
+                        .saturating_add(p(&[c.prefix_len, e])),
+                };
+                lm.saturating_add(mapper)
+            }
+        };
+        let tags = match &self.hashtags {
+            Some(t) => p(&[t.hidden_dim, pooled.saturating_add(t.num_tags.max(1))]),
+            None => 0,
+        };
+        let clip = match &self.clip {
+            Some(c) => budget::clip_vision_params(&c.vision, c.projection_dim),
+            None => 0,
+        };
+        decoder.saturating_add(tags).saturating_add(clip)
+    }
+
+    /// Bytes a batch of `batch` images needs: the weights (×4 when `training`: gradients and
+    /// Adam's two moments), the decoder's activations for a caption of its longest length,
+    /// and, when the encoder runs on pixels, the image and a CNN's activations (about 16
+    /// floats a pixel per image, a lower bound for the encoders captag has).
+    pub fn memory_estimate(&self, batch: usize, training: bool) -> u128 {
+        use budget::product as p;
+        let weights =
+            budget::f32s(self.param_estimate()).saturating_mul(if training { 4 } else { 1 });
+        let b = batch.max(1) as i64;
+        let widest = self.size_names().iter().map(|(_, x)| *x).max().unwrap_or(1);
+        let len = self.decoder.max_len().unwrap_or(32).max(32);
+        let prefix = match &self.decoder {
+            DecoderConfig::ClipCap(c) => c.prefix_len,
+            _ => 0,
+        };
+        let layers = match &self.decoder {
+            DecoderConfig::ShowTell(c) => c.layers,
+            DecoderConfig::Attention(_) => 1,
+            DecoderConfig::Transformer(c) => c.layers,
+            DecoderConfig::ClipCap(c) => c.gpt2.n_layer,
+        };
+        let decoder = budget::f32s(p(&[b, len.saturating_add(prefix), widest, layers.max(1)]));
+        let image = if self.frozen_encoder && self.clip.is_none() {
+            0
+        } else {
+            let s = self.preprocess.size as i64;
+            budget::f32s(p(&[b, s, s, 16]))
+        };
+        weights.saturating_add(decoder).saturating_add(image)
+    }
+
+    /// Refuses a model (or a training batch of it) that cannot fit in this machine's memory,
+    /// naming the flags and fields that set its size (`config::budget`).
+    pub fn check_memory(&self, batch: usize, training: bool) -> Result<()> {
+        budget::check(self.memory_estimate(batch, training), || {
+            let sizes: Vec<String> = self
+                .size_names()
+                .iter()
+                .map(|(n, x)| format!("{n} {x}"))
+                .collect();
+            let what = if training {
+                format!(
+                    "training the {} model with --batch-size {batch}",
+                    self.decoder.name()
+                )
+            } else {
+                format!("the {} model", self.decoder.name())
+            };
+            format!("{what} ({})", sizes.join(", "))
+        })
     }
 
     /// A `clip` encoder is frozen, has its tower's sizes, and takes images of the tower's size.

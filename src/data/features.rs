@@ -27,15 +27,30 @@ pub struct FeatureCache {
     pub grid: Option<Tensor>,
 }
 
-/// What a cache must have been computed from.
-pub fn fingerprint(encoder: &str, weights_fp: &str, pre: &Preprocess, ids: &[String]) -> String {
+/// What a cache must have been computed from: the encoder, its weights, the preprocessing,
+/// and every image by id *and* file identity (size and modification time), so a cache built
+/// from other pictures under the same names (another copy of a dataset, a re-synthesized
+/// folder) is refused instead of silently training on the wrong features. Size and mtime
+/// survive `cp -a` and `rsync -a` of the same files; a file that cannot be read counts as
+/// absent.
+pub fn fingerprint(
+    encoder: &str,
+    weights_fp: &str,
+    pre: &Preprocess,
+    images: &[(String, std::path::PathBuf)],
+) -> String {
+    use std::os::unix::fs::MetadataExt;
     let mut f = Fingerprint::default();
     f.update(encoder.as_bytes()).update(weights_fp.as_bytes());
     f.update(serde_json::to_string(pre).unwrap_or_default().as_bytes());
-    let mut sorted: Vec<&String> = ids.iter().collect();
+    let mut sorted: Vec<&(String, std::path::PathBuf)> = images.iter().collect();
     sorted.sort();
-    for id in sorted {
+    for (id, path) in sorted {
         f.update(id.as_bytes());
+        let identity = std::fs::metadata(path)
+            .map(|m| format!("{}:{}.{}", m.size(), m.mtime(), m.mtime_nsec()))
+            .unwrap_or_default();
+        f.update(identity.as_bytes());
     }
     f.hex()
 }
@@ -114,8 +129,13 @@ impl FeatureCache {
             };
             let shape = crate::input::shape_i64(v.shape())
                 .ok_or_else(|| bad(&format!("`{name}` has an impossible shape")))?;
-            Tensor::f_from_data_size(v.data(), &shape, kind)
-                .map_err(|e| bad(&crate::input::one_line(e)))
+            let t = Tensor::f_from_data_size(v.data(), &shape, kind)
+                .map_err(|e| bad(&crate::input::one_line(e)))?;
+            // NaN/inf features would train and caption silently wrong: refused here.
+            if t.numel() > 0 && t.isfinite().all().int64_value(&[]) == 0 {
+                return Err(bad(&format!("`{name}` holds NaN or infinite values")));
+            }
+            Ok(t)
         };
         let pooled = tensor("pooled")?;
         if pooled.size().first().copied() != Some(ids.len() as i64) {

@@ -90,6 +90,14 @@ pub(crate) fn parse_kaggle(file: &Path) -> Result<Parsed> {
             file.display(),
             rec.position().map(|p| p.line()).unwrap_or(0)
         );
+        // A Flickr8k caption is one line: a field spanning lines is a quote that does not
+        // close, and the reader would take every following row as part of this caption.
+        if rec.iter().any(|f| f.contains(['\n', '\r'])) {
+            return Err(Error::invalid(format!(
+                "{at}: a quote opened on this row does not close on it (the rest of the file \
+                 would be read as one caption)"
+            )));
+        }
         let id = rec.get(0).unwrap_or("").trim();
         if rec.len() < 2 || !is_image_name(id) {
             skipped.push(SkipReason::MalformedRow, at);
@@ -101,7 +109,13 @@ pub(crate) fn parse_kaggle(file: &Path) -> Result<Parsed> {
             skipped.push(SkipReason::EmptyCaption, at);
             continue;
         }
-        g.add(id, || images.join(id), Some(caption.to_string()), &[]);
+        // The one resolver for paths found in data: `..`, absolute names and symlinks that
+        // leave the image folder are skipped and counted.
+        let Some(path) = super::resolve_inside(&images, id) else {
+            skipped.push(SkipReason::OutsideDataset, format!("{at}: {id}"));
+            continue;
+        };
+        g.add(id, || path, Some(caption.to_string()), &[]);
     }
     finish_flickr(&dir, g, skipped)
 }
@@ -138,7 +152,11 @@ pub(crate) fn parse_uiuc(file: &Path) -> Result<Parsed> {
             skipped.push(SkipReason::EmptyCaption, at);
             continue;
         }
-        g.add(name, || images.join(name), Some(caption.to_string()), &[]);
+        let Some(path) = super::resolve_inside(&images, name) else {
+            skipped.push(SkipReason::OutsideDataset, format!("{at}: {name}"));
+            continue;
+        };
+        g.add(name, || path, Some(caption.to_string()), &[]);
     }
     if g.entries.is_empty()
         && skipped

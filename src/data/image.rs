@@ -94,6 +94,23 @@ impl Preprocess {
     }
 }
 
+/// `--max-megapixels`' default: the largest picture any command decodes. A 50-megapixel phone
+/// photo is the biggest a user is likely to caption; 40 keeps one decode under 120 MB of RGB.
+pub const DEFAULT_MAX_MEGAPIXELS: u64 = 40;
+
+static MAX_PIXELS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_MAX_MEGAPIXELS * 1_000_000);
+
+/// Sets the pixel limit of every decode in this process (the global `--max-megapixels`).
+pub fn set_max_pixels(pixels: u64) {
+    MAX_PIXELS.store(pixels, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The pixel limit of every decode (width × height).
+pub fn max_pixels() -> u64 {
+    MAX_PIXELS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Decodes `path` and preprocesses it: `3 * size * size` floats, channel-major (CHW).
 pub fn load_chw(path: &Path, p: &Preprocess) -> Result<Vec<f32>> {
     let img = decode_rgb(path)?;
@@ -116,6 +133,11 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
 }
 
 /// [`decode_rgb`] of bytes already read; `path` only names the image in errors.
+///
+/// This is the one decode every command goes through (datasets, `caption`, `restore`,
+/// `damage`, the server), so the decompression-bomb check lives here: the size in the header
+/// is checked against [`max_pixels`] before a pixel is decoded (a 109 KB PNG can declare
+/// 30000×30000, 2.7 GB of RGB).
 pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     let bad = |reason: String| Error::Image {
         path: path.to_path_buf(),
@@ -134,6 +156,19 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         }
         Some(image::ImageFormat::Png) => {}
         _ => return Err(bad("not a JPEG or PNG file".into())),
+    }
+    let (w, h) = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(crate::input::one_line(e)))?
+        .into_dimensions()
+        .map_err(|e| bad(crate::input::one_line(e)))?;
+    let (pixels, limit) = (w as u64 * h as u64, max_pixels());
+    if pixels > limit {
+        return Err(bad(format!(
+            "{w}×{h} is {:.1} megapixels, over the --max-megapixels limit of {}",
+            pixels as f64 / 1e6,
+            limit as f64 / 1e6
+        )));
     }
     let mut decoder = reader
         .into_decoder()

@@ -120,7 +120,13 @@ pub(crate) fn parse(file: &Path) -> Result<Parsed> {
         if captions.is_empty() {
             continue;
         }
-        let path = image_path(&dir, &flickr_images, img.filepath.as_deref(), &id);
+        let Some(path) = image_path(&dir, &flickr_images, img.filepath.as_deref(), &id) else {
+            skipped.push(
+                SkipReason::OutsideDataset,
+                format!("{at}: {}", crate::input::printable(&id, 100)),
+            );
+            continue;
+        };
         entries.push(Entry {
             id,
             path,
@@ -136,14 +142,22 @@ pub(crate) fn parse(file: &Path) -> Result<Parsed> {
     })
 }
 
-fn image_path(dir: &Path, flickr_images: &Path, filepath: Option<&str>, name: &str) -> PathBuf {
+/// Where an entry's image is, through the one resolver for paths found in data
+/// (`super::resolve_inside`): `None` when `filepath/filename` or `filename` leaves the dataset
+/// (`..`, an absolute path, a symlink to elsewhere).
+fn image_path(
+    dir: &Path,
+    flickr_images: &Path,
+    filepath: Option<&str>,
+    name: &str,
+) -> Option<PathBuf> {
     if let Some(fp) = filepath.filter(|f| !f.is_empty()) {
-        let p = dir.join(fp).join(name);
+        let p = super::resolve_inside(dir, &format!("{fp}/{name}"))?;
         if p.is_file() {
-            return p;
+            return Some(p);
         }
     }
-    flickr_images.join(name)
+    super::resolve_inside(flickr_images, name)
 }
 
 #[cfg(test)]

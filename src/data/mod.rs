@@ -257,7 +257,7 @@ impl Dataset {
     /// One stderr line on what was loaded and skipped (unless `quiet`); every skip with `verbose`.
     pub fn report(&self, path: &Path, quiet: bool, verbose: bool) {
         if !quiet {
-            eprintln!(
+            crate::fsio::errln!(
                 "{}: {} images, {}",
                 path.display(),
                 self.samples.len(),
@@ -266,7 +266,7 @@ impl Dataset {
         }
         if verbose {
             for (r, d) in &self.skipped.items {
-                eprintln!("  skipped ({}): {d}", r.as_str());
+                crate::fsio::errln!("  skipped ({}): {d}", r.as_str());
             }
         }
     }
@@ -441,10 +441,8 @@ fn finish(format: Format, root: PathBuf, parsed: Parsed, opts: &LoadOptions) -> 
         let mut bad = vec![false; samples.len()];
         for (&i, err) in to_check.iter().zip(errors) {
             if let Some(reason) = err {
-                skipped.push(
-                    SkipReason::UnreadableImage,
-                    format!("{}: {reason}", samples[i].path.display()),
-                );
+                // The reason names the file already (the path once per line).
+                skipped.push(SkipReason::UnreadableImage, reason);
                 bad[i] = true;
             }
         }
@@ -511,7 +509,7 @@ fn decode_error(p: &Path) -> Option<String> {
     match std::panic::catch_unwind(|| crate::data::image::decode_rgb(p)) {
         Ok(Ok(_)) => None,
         Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("decoder panicked".to_string()),
+        Err(_) => Some(format!("{}: image decoder panicked", p.display())),
     }
 }
 

@@ -302,7 +302,7 @@ mod tests {
     fn stats_of_real_data() {
         use crate::data::{load, LoadOptions};
         let Ok(path) = std::env::var("CAPTAG_STATS_PATH") else {
-            eprintln!("CAPTAG_STATS_PATH not set; nothing to do");
+            crate::fsio::errln!("CAPTAG_STATS_PATH not set; nothing to do");
             return;
         };
         let opts = LoadOptions {
@@ -317,7 +317,7 @@ mod tests {
         let ds = load(std::path::Path::new(&path), &opts).unwrap();
         let loaded = t.elapsed();
         let st = compute(&ds);
-        eprintln!(
+        crate::fsio::errln!(
             "{st}\nload {:.3}s, stats {:.3}s",
             loaded.as_secs_f64(),
             (t.elapsed() - loaded).as_secs_f64()

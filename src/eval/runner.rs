@@ -217,7 +217,7 @@ fn caption_split(
         let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
         return loaded.caption_files(&paths, decoding);
     };
-    let ids: Vec<String> = ds.image_list().into_iter().map(|(id, _)| id).collect();
+    let images = ds.image_list();
     let m = &loaded.run.model;
     let encoder_fp = loaded
         .run
@@ -225,7 +225,7 @@ fn caption_split(
         .as_deref()
         .unwrap_or_default();
     let want =
-        crate::data::features::fingerprint(m.encoder.as_str(), encoder_fp, &m.preprocess, &ids);
+        crate::data::features::fingerprint(m.encoder.as_str(), encoder_fp, &m.preprocess, &images);
     if !m.frozen_encoder || cache.fingerprint != want {
         return Err(Error::invalid(
             "--features: the cache was not computed by this checkpoint's encoder on this dataset",

@@ -48,6 +48,29 @@ impl Spec {
             return Err(Error::invalid(format!("{}: no runs", path.display())));
         }
         let mut names = std::collections::HashSet::new();
+        // Two runs in one directory are one run: with different `args` the second would
+        // silently be the first's model under another name.
+        let mut dirs: std::collections::HashMap<PathBuf, &RunSpec> = Default::default();
+        for r in &spec.runs {
+            if let Some(d) = &r.dir {
+                let key = d
+                    .canonicalize()
+                    .unwrap_or_else(|_| d.components().collect::<PathBuf>());
+                if let Some(first) = dirs.get(&key) {
+                    if first.args != r.args {
+                        return Err(Error::invalid(format!(
+                            "{}: runs {:?} and {:?} share the directory {} with different \
+                             `args`; give each its own `dir`",
+                            path.display(),
+                            first.name,
+                            r.name,
+                            d.display()
+                        )));
+                    }
+                }
+                dirs.insert(key, r);
+            }
+        }
         for r in &spec.runs {
             let ok_name = !r.name.is_empty()
                 && r.name

@@ -217,11 +217,17 @@ pub fn extract(
             "no image could be decoded: nothing to extract features from",
         ));
     }
+    let decoded: std::collections::HashSet<&String> = ids.iter().collect();
+    let kept: Vec<(String, PathBuf)> = images
+        .iter()
+        .filter(|(id, _)| decoded.contains(id))
+        .cloned()
+        .collect();
     let fingerprint = crate::data::features::fingerprint(
         spec.kind.as_str(),
         spec.weights_fp,
         &spec.preprocess,
-        &ids,
+        &kept,
     );
     let all = ImageFeatures::cat(&parts);
     let cache = FeatureCache {

@@ -32,6 +32,7 @@ pub fn read_config<T: DeserializeOwned>(dir: &Path, what: &str) -> Result<(T, se
     let text = crate::input::read_text(&path, crate::input::TEXT, "a model config")?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::invalid(format!("{}: not valid JSON ({e})", path.display())))?;
+    check_sizes(&value, &path)?;
     let cfg = serde_json::from_value(value.clone()).map_err(|e| {
         Error::invalid(format!(
             "{}: not a {what} config ({})",
@@ -40,6 +41,63 @@ pub fn read_config<T: DeserializeOwned>(dir: &Path, what: &str) -> Result<(T, se
         ))
     })?;
     Ok((cfg, value))
+}
+
+/// The dimension fields of a Hugging Face config (top level and the `text_config` /
+/// `vision_config` sections of CLIP, under either naming: BERT/CLIP's `hidden_size`, GPT-2's
+/// `n_embd`), estimated as transformer weights before any model code sees them
+/// (`config::budget`): a `hidden_size` of 10⁹ is one error line naming the fields, not an
+/// abort inside libtorch. Every model read from a folder (CLIP's towers, GPT-2) comes here.
+fn check_sizes(v: &serde_json::Value, path: &Path) -> Result<()> {
+    use crate::config::budget;
+    let mut total: u128 = 0;
+    let mut named: Vec<(String, i64)> = Vec::new();
+    let sections = [
+        "",
+        "text_config",
+        "vision_config",
+        "text_config_dict",
+        "vision_config_dict",
+    ];
+    for name in sections {
+        let s = if name.is_empty() { v } else { &v[name] };
+        if !s.is_object() {
+            continue;
+        }
+        let before = named.len();
+        let mut get = |keys: &[&str]| {
+            keys.iter().find_map(|k| {
+                let x = s.get(*k)?.as_i64()?;
+                let field = if name.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{name}.{k}")
+                };
+                named.push((field, x));
+                Some(x)
+            })
+        };
+        // A missing width is at least 1: the other fields still bound the model from below
+        // (an `intermediate_size` of 10¹² alone is refused).
+        let h = get(&["hidden_size", "n_embd", "d_model"]).unwrap_or(1);
+        let layers = get(&["num_hidden_layers", "n_layer"]).unwrap_or(1);
+        let inner = get(&["intermediate_size", "n_inner"]).unwrap_or(h.saturating_mul(4));
+
+        let vocab = get(&["vocab_size"]).unwrap_or(0);
+        let positions = get(&["max_position_embeddings", "n_positions"]).unwrap_or(0);
+        let projection = get(&["projection_dim"]).unwrap_or(0);
+        if named.len() == before {
+            continue;
+        }
+        total = total
+            .saturating_add(budget::gpt2_params(h, layers, vocab, positions, inner))
+            .saturating_add(budget::product(&[h, projection]));
+    }
+    // The file's tensors and the model's variables are both in memory while loading.
+    budget::check(budget::f32s(total).saturating_mul(2), || {
+        let fields: Vec<(&str, i64)> = named.iter().map(|(n, x)| (n.as_str(), *x)).collect();
+        format!("{}: a model of {}", path.display(), budget::fields(&fields))
+    })
 }
 
 /// Every tensor of a folder's weights, by state-dict name.

@@ -10,8 +10,15 @@ use crate::{Error, Result};
 
 pub fn write_tensors(named: &[(String, Tensor)], path: &Path) -> Result<()> {
     let tmp = crate::fsio::tmp_path(path);
-    Tensor::write_safetensors(named, &tmp)
-        .map_err(|e| Error::invalid(format!("{}: cannot write tensors: {e}", tmp.display())))?;
+    // One human line for a full disk, not tch's Debug dump of the I/O error.
+    Tensor::write_safetensors(named, &tmp).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::invalid(format!(
+            "{}: cannot write tensors: {}",
+            path.display(),
+            crate::error::human_text(&e.to_string())
+        ))
+    })?;
     crate::fsio::commit(&tmp, path, true)
 }
 
@@ -66,6 +73,22 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
             .ok_or_else(|| bad(&format!("`{name}` has an impossible shape")))?;
         let t = Tensor::f_from_data_size(view.data(), &shape, kind)
             .map_err(|_| bad(&format!("`{name}` cannot be loaded")))?;
+        // Refused where loaded: a NaN or infinite weight would make every caption empty and
+        // every score 0.00 instead of an error (checkpoints, encoder weights, HF folders all
+        // come through here).
+        if matches!(
+            kind,
+            Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
+        ) && t.numel() > 0
+        {
+            let finite = t.isfinite().all().int64_value(&[]) != 0;
+            if !finite {
+                return Err(Error::invalid(format!(
+                    "{}: tensor `{name}` holds NaN or infinite values; refusing the weights",
+                    path.display()
+                )));
+            }
+        }
         out.push((name, t));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

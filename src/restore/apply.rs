@@ -240,6 +240,12 @@ pub fn write_damaged(
     if size == Some(0) {
         return Err(Error::invalid("--size must be positive"));
     }
+    if let Some(s) = size {
+        // The resized image, its damaged copy and mask, and the drawing's float buffers.
+        use crate::config::budget;
+        let need = budget::product(&[s as i64, s as i64, 3, 4, 4]);
+        budget::check(need, || format!("damage --size {s}"))?;
+    }
     if out.exists() {
         let empty = std::fs::read_dir(out)
             .map_err(|e| Error::io(out, e))?

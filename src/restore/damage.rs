@@ -74,8 +74,19 @@ impl Default for DamageConfig {
     }
 }
 
+/// The most damage operations one image may get (`--max-ops`).
+pub const MAX_OPS: usize = 100;
+
 impl DamageConfig {
     pub fn validate(&self) -> crate::Result<()> {
+        // Each operation is a drawing pass over the image: the count is bounded so a typo
+        // (`--min-ops 1000000`) is an error, not hours of drawing.
+        if self.max_ops > MAX_OPS {
+            return Err(crate::Error::invalid(format!(
+                "damage: --max-ops/--min-ops must be at most {MAX_OPS} (got {}..={})",
+                self.min_ops, self.max_ops
+            )));
+        }
         if self.min_ops == 0 || self.min_ops > self.max_ops || self.kinds.is_empty() {
             return Err(crate::Error::invalid(format!(
                 "damage: need 1 ≤ min_ops ≤ max_ops and at least one kind (got {}..={}, {} kinds)",

@@ -281,6 +281,7 @@ pub fn run(job: &RestoreJob) -> Result<RestoreSummary> {
 
 fn check_job(job: &RestoreJob) -> Result<()> {
     job.net.validate()?;
+    job.net.check_memory(job.train.batch_size, true)?;
     job.damage.validate()?;
     if job.train.batch_size == 0 || job.train.epochs == 0 || !(job.train.lr > 0.0) {
         return Err(Error::invalid(
@@ -302,7 +303,7 @@ fn load_images(job: &RestoreJob) -> Result<Images> {
     let (train, bad_t) = split_images(&ds, Split::Train, size, job.train.limit);
     let (dev, bad_d) = split_images(&ds, Split::Dev, size, Some(job.train.dev_limit));
     if !job.quiet && !(bad_t.is_empty() && bad_d.is_empty()) {
-        eprintln!(
+        crate::fsio::errln!(
             "skipped {} unreadable image(s) (first: {})",
             bad_t.len() + bad_d.len(),
             bad_t.iter().chain(&bad_d).next().map_or("", |s| s.as_str())
@@ -385,7 +386,7 @@ fn open_or_resume(job: &RestoreJob, cfg: &RestoreRun) -> Result<Training> {
         run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
         adam.load(&dir.join(run::OPTIMIZER), state.step, state.lr)?;
         if !job.quiet {
-            eprintln!("resuming {} after epoch {}", dir.display(), state.epoch);
+            crate::fsio::errln!("resuming {} after epoch {}", dir.display(), state.epoch);
         }
     }
     Ok(Training { model, adam, state })

@@ -43,7 +43,11 @@ impl Default for NetConfig {
 impl NetConfig {
     pub fn validate(&self) -> crate::Result<()> {
         let need = 1u32 << self.mask_depth.max(self.inpaint_depth).min(16);
-        if self.mask_depth == 0 || self.inpaint_depth == 0 || self.inpaint_depth > 8 {
+        if self.mask_depth == 0
+            || self.inpaint_depth == 0
+            || self.mask_depth > 8
+            || self.inpaint_depth > 8
+        {
             return Err(crate::Error::invalid(format!(
                 "restore: network depths must be 1..=8 (got mask {}, inpaint {})",
                 self.mask_depth, self.inpaint_depth
@@ -58,7 +62,38 @@ impl NetConfig {
         if self.mask_channels < 1 || self.inpaint_channels < 1 {
             return Err(crate::Error::invalid("restore: channel counts must be ≥ 1"));
         }
-        Ok(())
+        self.check_memory(1, false)
+    }
+
+    /// Refuses networks (and a training batch of them) that cannot fit in this machine's
+    /// memory, naming the flags (`config::budget`). Both U-Nets have up to 8× their base
+    /// channels per level and 3×3 kernels (the inpainter's first two are larger); a level's
+    /// activations hold its channels at its resolution, forward and backward.
+    pub fn check_memory(&self, batch: usize, training: bool) -> crate::Result<()> {
+        use crate::config::budget::{self, product as p};
+        let s = self.size as i64;
+        let net = |c: i64, depth: usize| {
+            let widest = c.saturating_mul(8);
+            let params = p(&[2, depth as i64 + 1, 49, widest, widest]);
+            let acts = p(&[batch.max(1) as i64, widest, s, s, 4]);
+            (params, acts)
+        };
+        let (pm, am) = net(self.mask_channels, self.mask_depth);
+        let (pi, ai) = net(self.inpaint_channels, self.inpaint_depth);
+        let weights =
+            budget::f32s(pm.saturating_add(pi)).saturating_mul(if training { 4 } else { 1 });
+        let need = weights.saturating_add(budget::f32s(am.saturating_add(ai)));
+        budget::check(need, || {
+            let batch = if training {
+                format!(", --batch-size {batch}")
+            } else {
+                String::new()
+            };
+            format!(
+                "restoring at --size {} with --mask-channels {} and --inpaint-channels {}{batch}",
+                self.size, self.mask_channels, self.inpaint_channels
+            )
+        })
     }
 }
 

@@ -29,9 +29,23 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/caption", post(caption))
         .route("/api/ratings", post(rate))
         .route("/api/ratings/export", get(export))
+        // Unknown paths and methods answer in JSON like every other error.
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         // Bodies are bounded by hand in `read_body` (so the 413 is JSON too).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(404, format!("no such endpoint: {}", req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        405,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
 }
 
 /// A JSON error response.
@@ -200,9 +214,12 @@ async fn image_bytes(req: Request, s: &State) -> Result<Bytes, ApiError> {
 
 async fn caption(
     Shared(s): Shared<Arc<State>>,
-    Query(q): Query<CaptionQuery>,
+    q: Result<Query<CaptionQuery>, axum::extract::rejection::QueryRejection>,
     req: Request,
 ) -> Result<Json<crate::infer::CaptionResult>, ApiError> {
+    // A bad query string is a JSON 400 like every other error (axum's own is plain text).
+    let Query(q) =
+        q.map_err(|e| ApiError::new(400, format!("bad query string: {}", e.body_text())))?;
     let options = q.options(s.config.beam)?;
     let bytes = image_bytes(req, &s).await?;
     let max_pixels = s.config.max_pixels;

@@ -116,6 +116,10 @@ impl Ratings {
     }
 
     /// Open an existing database read-only (export).
+    ///
+    /// Opened read-only and never changed: `ratings export` reads it, and a database another
+    /// program wrote (a foreign SQLite file given as `--db`) must not get captag's tables.
+    /// A file without captag's schema marker is refused.
     pub fn open_existing(path: &Path) -> Result<Self> {
         if !path.is_file() {
             return Err(Error::invalid(format!(
@@ -123,9 +127,33 @@ impl Ratings {
                 path.display()
             )));
         }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| db_err(path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| db_err(path, e))?;
-        Self::init(conn, path)
+        let v: std::result::Result<String, _> = conn.query_row(
+            "SELECT value FROM captag_meta WHERE key = 'schema'",
+            [],
+            |r| r.get(0),
+        );
+        match v {
+            Ok(v) if v == VERSION => Ok(Ratings {
+                conn,
+                path: path.to_path_buf(),
+            }),
+            Ok(other) => Err(Error::invalid(format!(
+                "{}: ratings database has schema {other}; this captag reads {VERSION}",
+                path.display()
+            ))),
+            Err(_) => Err(Error::invalid(format!(
+                "--db {}: not a captag ratings database (no captag_meta schema; the file \
+                 `captag serve --db` writes)",
+                path.display()
+            ))),
+        }
     }
 
     fn init(conn: Connection, path: &Path) -> Result<Self> {
@@ -236,6 +264,9 @@ pub struct Exported {
     pub below_threshold: usize,
     /// Ratings whose image was not kept (`serve` ran without `--keep-images`).
     pub no_image: usize,
+    /// Rows whose `image_sha256` is not 64 hex digits (a hand-edited database): the name
+    /// would be a path, so the row is skipped and counted instead.
+    pub bad_rows: usize,
 }
 
 /// The caption a rating contributes to the dataset: the edit if any, else the shown caption
@@ -281,9 +312,15 @@ pub fn export(db: &Ratings, images: &Path, out: &Path, min_rating: u8) -> Result
             continue;
         };
         let sha = r.image_sha256.to_ascii_lowercase();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            done.bad_rows += 1;
+            continue;
+        }
+        // Through the one resolver for paths found in data: a kept image that is a symlink
+        // to a file outside --images is not copied.
         let Some(src) = ["jpg", "png"]
             .iter()
-            .map(|ext| images.join(format!("{sha}.{ext}")))
+            .filter_map(|ext| crate::data::resolve_inside(images, &format!("{sha}.{ext}")))
             .find(|p| p.is_file())
         else {
             done.no_image += 1;
@@ -379,7 +416,8 @@ mod tests {
                 captions: 2,
                 images: 2,
                 below_threshold: 1,
-                no_image: 1
+                no_image: 1,
+                bad_rows: 0
             }
         );
         let csv = std::fs::read_to_string(out.join("captions.txt")).unwrap();

@@ -85,7 +85,7 @@ pub fn commit_and_log(
     )?;
     if !quiet {
         let star = if best { "  *best" } else { "" };
-        eprintln!(
+        crate::fsio::errln!(
             "epoch {:>3}  {}  {}{star}",
             state.epoch,
             log.console,

@@ -34,10 +34,10 @@ use crate::model::captioner::Captioner;
 use crate::model::decoding::Decoding;
 use crate::model::tagger::Tagger;
 use crate::run::{self, TrainState};
-use scaler::LossScaler;
 use crate::text::vocab::PAD;
 use crate::{Error, Result};
 pub use prepare::{Images, Prepared};
+use scaler::LossScaler;
 
 /// Everything `captag train` was asked, validated.
 #[derive(Clone, Debug)]
@@ -125,7 +125,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
         )?;
     }
     if t.state.stopped_early && !job.quiet {
-        eprintln!(
+        crate::fsio::errln!(
             "stopped early: no better dev {} for {} epochs",
             selection.name(),
             tc.early_stop
@@ -147,6 +147,9 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
 fn check_job(job: &TrainJob) -> Result<()> {
     job.train.validate()?;
     job.train.precision.check(job.device)?;
+    // Before the run directory is created or locked: a size the machine cannot hold is one
+    // error line, and no dead-end run folder is left behind (config::budget).
+    job.model.check_memory(job.train.batch_size, true)?;
     if let Some(max_len) = job.model.decoder.max_len() {
         if job.train.max_words as i64 + 2 > max_len {
             return Err(Error::invalid(format!(
@@ -177,7 +180,7 @@ fn say_recovered(job: &TrainJob, rec: &run::Recovered) {
         ),
     ] {
         if done {
-            eprintln!("{}: {what}", job.out.display());
+            crate::fsio::errln!("{}: {what}", job.out.display());
         }
     }
 }
@@ -191,7 +194,7 @@ fn prepare_with_teacher(job: &TrainJob) -> Result<(Prepared, Option<distill::Tea
     };
     let t = distill::Teacher::open(&d, &prep.run, &prep, job.device)?;
     if !job.quiet {
-        eprintln!("{}", distill::describe(&d));
+        crate::fsio::errln!("{}", distill::describe(&d));
     }
     if d.method.sequence_level() {
         let max_words = prep.run.train.max_words;
@@ -202,7 +205,7 @@ fn prepare_with_teacher(job: &TrainJob) -> Result<(Prepared, Option<distill::Tea
             } else {
                 " and the references"
             };
-            eprintln!(
+            crate::fsio::errln!(
                 "training on {n} teacher captions{with} ({})",
                 distill::TEACHER_CAPTIONS
             );
@@ -241,7 +244,7 @@ fn open_or_resume(job: &TrainJob, prep: &Prepared) -> Result<Training> {
         // Stopped during its first epoch (killed, diverged, disk full): no epoch was saved, so
         // there is nothing to continue; the run starts over under its saved config.
         if !job.quiet {
-            eprintln!(
+            crate::fsio::errln!(
                 "{}: no epoch was saved yet; training from the first epoch",
                 dir.display()
             );
@@ -271,7 +274,7 @@ fn open_or_resume(job: &TrainJob, prep: &Prepared) -> Result<Training> {
     run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
     adam.load(&dir.join(run::OPTIMIZER), state.step, state.lr)?;
     if !job.quiet {
-        eprintln!(
+        crate::fsio::errln!(
             "resuming {} after epoch {} (step {})",
             dir.display(),
             state.epoch,
@@ -342,9 +345,9 @@ fn train_epoch(
     };
     for (b, chunk) in batches.iter().enumerate() {
         // bf16/fp16: the forward pass under autocast; weights and moments stay float32.
-        let loss = tc
-            .precision
-            .autocast(job.device, || batch_loss(job, prep, teacher, &t.model, chunk))?;
+        let loss = tc.precision.autocast(job.device, || {
+            batch_loss(job, prep, teacher, &t.model, chunk)
+        })?;
         let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
         if let Some(lr) = tc.schedule.step_lr(tc.lr, t.adam.step + 1, progress) {
             t.adam.lr = lr;
@@ -387,7 +390,7 @@ fn train_epoch(
         let rate = done.seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         // Logs and CI see no progress bar: a line every tenth of an epoch instead.
         if plain_log && (b + 1) % steps.div_ceil(10).max(1) == 0 && b + 1 < steps {
-            eprintln!(
+            crate::fsio::errln!(
                 "epoch {}/{}: step {}/{steps}  loss {:.3}  {rate:.0} captions/s",
                 e + 1,
                 tc.epochs,

@@ -171,7 +171,7 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
     let train_caps = encode(&train);
     let dev_caps = encode(&dev);
     if missing > 0 && !job.quiet {
-        eprintln!("skipped {missing} images without features (undecodable)");
+        crate::fsio::errln!("skipped {missing} images without features (undecodable)");
     }
     let (mut dev_images, mut dev_refs) = (vec![], vec![]);
     for s in &dev {
@@ -273,12 +273,11 @@ fn cached_images(
     let weights = job.out.join(run::ENCODER);
     let weights_fp = run.encoder_fingerprint.clone().unwrap_or_default();
     let list = ds.image_list();
-    let ids: Vec<String> = list.iter().map(|(id, _)| id.clone()).collect();
     let want = features::fingerprint(
         run.model.encoder.as_str(),
         &weights_fp,
         &run.model.preprocess,
-        &ids,
+        &list,
     );
     let path = job
         .features
@@ -311,7 +310,7 @@ fn cached_images(
             )));
         }
         if !job.quiet {
-            eprintln!("reusing feature cache {}", path.display());
+            crate::fsio::errln!("reusing feature cache {}", path.display());
         }
         c
     } else {
@@ -334,11 +333,11 @@ fn cached_images(
         bar.finish_and_clear();
         ex.cache.fingerprint = want;
         if !ex.failed.is_empty() && !job.quiet {
-            eprintln!("features: skipped {} unreadable images", ex.failed.len());
+            crate::fsio::errln!("features: skipped {} unreadable images", ex.failed.len());
         }
         ex.cache.save(&path)?;
         if !job.quiet {
-            eprintln!("wrote feature cache {}", path.display());
+            crate::fsio::errln!("wrote feature cache {}", path.display());
         }
         ex.cache
     };
@@ -370,7 +369,7 @@ fn pixel_images(
         if job.verbose {
             // `why` names the file already.
             for (_, why) in &batch.failed {
-                eprintln!("  skipped {why}");
+                crate::fsio::errln!("  skipped {why}");
             }
         }
         if batch.indices.is_empty() {

@@ -13,6 +13,7 @@ mod effnet;
 mod emoji;
 mod faults;
 mod fuzz;
+mod guarantees;
 mod hashtags;
 mod models;
 mod outputs;

@@ -136,6 +136,13 @@ impl ClipPreprocess {
                 "the crop must be at least 1 and at most the resized shorter side",
             ));
         }
+        // Refused where read: a std of 0 (or a NaN) makes every pixel infinite, and every
+        // caption empty with no error.
+        if p.mean.iter().chain(&p.std).any(|x| !x.is_finite()) || p.std.contains(&0.0) {
+            return Err(bad(
+                "image_mean and image_std must be finite, image_std non-zero",
+            ));
+        }
         Ok(p)
     }
 

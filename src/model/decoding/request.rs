@@ -7,6 +7,8 @@ use crate::{Error, Result};
 
 /// The most captions one request may sample per image (CLI and web API alike).
 pub const MAX_SAMPLES: usize = 100;
+/// The widest beam a request may ask for (the web server caps it lower, `SERVER_MAX_BEAM`).
+pub const MAX_BEAM: usize = 100;
 /// The web server's cap on `beam`: a server-side limit on work per request, not a rule of
 /// decoding (the CLI takes any width).
 pub const SERVER_MAX_BEAM: usize = 10;
@@ -47,6 +49,22 @@ impl DecodeRequest {
         let bad = |m: String| Err(Error::invalid(m));
         if self.max_len == 0 {
             return bad(format!("{} must be ≥ 1", flag("max-len")));
+        }
+        // Refused, not reinterpreted: a beam of 0 used to decode greedily, a NaN length
+        // exponent to rank every beam as NaN.
+        if !(1..=MAX_BEAM).contains(&self.beam) {
+            return bad(format!(
+                "{} must be 1 (greedy) to {MAX_BEAM}, not {}",
+                flag("beam"),
+                self.beam
+            ));
+        }
+        if !self.length_alpha.is_finite() {
+            return bad(format!(
+                "{} must be a finite number, not {}",
+                flag("length-alpha"),
+                self.length_alpha
+            ));
         }
         let Some(top_p) = self.top_p else {
             return Ok(Decoding::from_beam(
