@@ -634,7 +634,12 @@ proptest! {
         batch in prop_oneof![Just(1usize), Just(64usize), Just(1usize << 40)],
     ) {
         let mut m = ModelConfig::preset(EncoderKind::SmallCnn, false, preset, 100);
-        m.decoder.override_sizes(Some(embed), Some(hidden), Some(layers), None);
+        m.decoder.apply(&captag::config::decoder::DecoderOverrides {
+            embed: Some(embed),
+            hidden: Some(hidden),
+            layers: Some(layers),
+            ..Default::default()
+        });
         m.preprocess.size = image;
         let t = std::time::Instant::now();
         check(m.validate());
