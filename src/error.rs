@@ -64,7 +64,26 @@ pub fn human_text(s: &str) -> String {
     if let Some(c) = code {
         return human_io(&std::io::Error::from_raw_os_error(c));
     }
-    crate::input::printable(s.lines().next().unwrap_or("").trim(), 300)
+    printable(s.lines().next().unwrap_or("").trim(), 300)
+}
+
+/// Text from a file quoted in an error message: at most `max_chars` characters (then `…`),
+/// with control characters escaped (`\n`, `\r`, `\u{1b}`), so the message stays one line and
+/// cannot move the terminal's cursor.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max_chars {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

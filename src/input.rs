@@ -172,24 +172,8 @@ pub fn shape_i64(shape: &[usize]) -> Option<Vec<i64>> {
     shape.iter().map(|&d| i64::try_from(d).ok()).collect()
 }
 
-/// Text from a file quoted in an error message: at most `max_chars` characters (then `…`),
-/// with control characters escaped (`\n`, `\r`, `\u{1b}`), so the message stays one line and
-/// cannot move the terminal's cursor.
-pub fn printable(text: &str, max_chars: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max_chars {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+// Lives with the error type (the bottom layer), which quotes text the same way.
+pub use crate::error::printable;
 
 /// A parser's error (serde, csv, image) for a message: [`printable`], up to 300 characters.
 /// Parsers quote the input (serde's ``unknown variant `…` ``), which may hold any character.
