@@ -185,6 +185,35 @@ impl Fingerprint {
     }
 }
 
+static STDERR_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Write one already formatted chunk to file descriptor 2, unbuffered. Standard error is
+/// treated like standard output: `eprintln!` panics when the write fails (`2>/dev/full`), which
+/// made `data stats` and `train` exit with 101; here a failed write is remembered instead (the
+/// progress line is lost, nothing else can be done with it) and `main` exits with code 2 at the
+/// end, as a failed stdout does. Every diagnostic line goes through [`errln!`].
+pub fn write_err(text: &str) {
+    // SAFETY: fd 2 is borrowed, never closed: ManuallyDrop keeps the File from closing it.
+    let mut fd = std::mem::ManuallyDrop::new(unsafe {
+        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(2)
+    });
+    if fd.write_all(text.as_bytes()).is_err() {
+        STDERR_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether a write to standard error failed (see [`write_err`]).
+pub fn stderr_failed() -> bool {
+    STDERR_FAILED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `eprintln!` that does not panic when standard error cannot be written: `errln!("{x}")`.
+macro_rules! errln {
+    () => { $crate::fsio::write_err("\n") };
+    ($($arg:tt)*) => { $crate::fsio::write_err(&format!("{}\n", format_args!($($arg)*))) };
+}
+pub(crate) use errln;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,32 +289,3 @@ mod tests {
         assert_eq!(a, Fingerprint::default().update(b"ab").update(b"c").hex());
     }
 }
-
-static STDERR_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Write one already formatted chunk to file descriptor 2, unbuffered. Standard error is
-/// treated like standard output: `eprintln!` panics when the write fails (`2>/dev/full`), which
-/// made `data stats` and `train` exit with 101; here a failed write is remembered instead (the
-/// progress line is lost, nothing else can be done with it) and `main` exits with code 2 at the
-/// end, as a failed stdout does. Every diagnostic line goes through [`errln!`].
-pub fn write_err(text: &str) {
-    // SAFETY: fd 2 is borrowed, never closed: ManuallyDrop keeps the File from closing it.
-    let mut fd = std::mem::ManuallyDrop::new(unsafe {
-        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(2)
-    });
-    if fd.write_all(text.as_bytes()).is_err() {
-        STDERR_FAILED.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Whether a write to standard error failed (see [`write_err`]).
-pub fn stderr_failed() -> bool {
-    STDERR_FAILED.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// `eprintln!` that does not panic when standard error cannot be written: `errln!("{x}")`.
-macro_rules! errln {
-    () => { $crate::fsio::write_err("\n") };
-    ($($arg:tt)*) => { $crate::fsio::write_err(&format!("{}\n", format_args!($($arg)*))) };
-}
-pub(crate) use errln;

@@ -48,7 +48,7 @@ pub fn human_size(bytes: u64) -> String {
     let units = [(GIB, "GiB"), (MIB, "MiB"), (1 << 10, "KiB")];
     for (unit, name) in units {
         if bytes >= unit {
-            return if bytes % unit == 0 {
+            return if bytes.is_multiple_of(unit) {
                 format!("{} {name}", bytes / unit)
             } else {
                 format!("{:.1} {name}", bytes as f64 / unit as f64)

@@ -168,7 +168,7 @@ fn evaluate_test_split(
         mode: BleuMode::Coco,
         tag_k: 5,
     };
-    let greedy = crate::eval::runner::evaluate(&loaded, data, opts, &spec, None)?;
+    let greedy = crate::eval::runner::evaluate(loaded, data, opts, &spec, None)?;
     let beam_spec = EvalSpec {
         decoding: Decoding::Beam {
             width: 3,
@@ -177,7 +177,7 @@ fn evaluate_test_split(
         },
         ..spec
     };
-    let beam = crate::eval::runner::evaluate(&loaded, data, opts, &beam_spec, None)?;
+    let beam = crate::eval::runner::evaluate(loaded, data, opts, &beam_spec, None)?;
     let ds = crate::data::load(data, opts)?;
     let train_caps: Vec<Vec<String>> = ds
         .samples

@@ -126,11 +126,9 @@ pub fn holes(mask: &GrayImage) -> Vec<bool> {
 }
 
 /// PNG bytes of an 8-bit image buffer.
-pub fn encode_png<P: image::PixelWithColorType>(
-    img: &image::ImageBuffer<P, Vec<u8>>,
-) -> Result<Vec<u8>>
+pub fn encode_png<P>(img: &image::ImageBuffer<P, Vec<u8>>) -> Result<Vec<u8>>
 where
-    P: image::Pixel<Subpixel = u8>,
+    P: image::PixelWithColorType + image::Pixel<Subpixel = u8>,
 {
     let mut buf = Vec::new();
     image::ImageEncoder::write_image(

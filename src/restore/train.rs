@@ -283,7 +283,9 @@ fn check_job(job: &RestoreJob) -> Result<()> {
     job.net.validate()?;
     job.net.check_memory(job.train.batch_size, true)?;
     job.damage.validate()?;
-    if job.train.batch_size == 0 || job.train.epochs == 0 || !(job.train.lr > 0.0) {
+    // `partial_cmp`: a NaN rate is refused too.
+    let lr_positive = job.train.lr.partial_cmp(&0.0) == Some(std::cmp::Ordering::Greater);
+    if job.train.batch_size == 0 || job.train.epochs == 0 || !lr_positive {
         return Err(Error::invalid(
             "restore train: --batch-size, --epochs and --lr must be positive",
         ));
@@ -302,7 +304,7 @@ fn load_images(job: &RestoreJob) -> Result<Images> {
     let size = job.net.size;
     let (train, bad_t) = split_images(&ds, Split::Train, size, job.train.limit);
     let (dev, bad_d) = split_images(&ds, Split::Dev, size, Some(job.train.dev_limit));
-    if !job.quiet && !(bad_t.is_empty() && bad_d.is_empty()) {
+    if !job.quiet && (!bad_t.is_empty() || !bad_d.is_empty()) {
         crate::fsio::errln!(
             "skipped {} unreadable image(s) (first: {})",
             bad_t.len() + bad_d.len(),

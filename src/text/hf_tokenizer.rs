@@ -217,7 +217,7 @@ fn tokenizer_json(dir: &Path, family: Family) -> Result<Value> {
         let text = crate::input::read_text(&path, crate::input::TEXT, "a vocabulary")?;
         let lower = special_tokens(dir)
             .get("do_lower_case")
-            .map_or(true, |v| v != "false");
+            .is_none_or(|v| v != "false");
         return Ok(bert_json(&text, lower));
     }
     Err(Error::invalid(format!(

@@ -633,8 +633,7 @@ fn structure_that_is_not_what_the_loader_expects_is_refused() {
     )
     .unwrap();
     let e = captag::data::image::clip::ClipPreprocess::read(&clip, 224)
-        .err()
-        .expect("image_std 0 was accepted")
+        .expect_err("image_std 0 was accepted")
         .to_string();
     assert!(e.contains("image_std"), "{e}");
 
@@ -676,8 +675,7 @@ fn structure_that_is_not_what_the_loader_expects_is_refused() {
     )
     .unwrap();
     let e = captag::experiments::compare::Spec::load(&spec)
-        .err()
-        .expect("two runs in one dir with other args")
+        .expect_err("two runs in one dir with other args")
         .to_string();
     assert!(e.contains("share the directory"), "{e}");
 }

@@ -206,12 +206,8 @@ impl Gpt2Model {
         let mut keep = Vec::with_capacity(ids.capacity());
         for p in prompts {
             let pads = longest as usize - p.len();
-            ids.extend(std::iter::repeat(0).take(pads).chain(p.iter().copied()));
-            keep.extend(
-                std::iter::repeat(false)
-                    .take(pads)
-                    .chain(p.iter().map(|_| true)),
-            );
+            ids.extend(std::iter::repeat_n(0, pads).chain(p.iter().copied()));
+            keep.extend(std::iter::repeat_n(false, pads).chain(p.iter().map(|_| true)));
         }
         let b = prompts.len() as i64;
         let ids = Tensor::from_slice(&ids).view([b, longest]).to_device(dev); // (B, T)

@@ -97,6 +97,8 @@ impl LlamaModel {
     /// `embeds (B, T, D)` after `past` ⇒ the final hidden states `(B, T, D)` (after `model.norm`)
     /// and the cache extended by these `T` positions. `pad (B, past + T)`: true at real tokens;
     /// with it, positions count real tokens only (left padding).
+    // `x = x + ..`: the in-place add would overwrite a tensor autograd may still need.
+    #[allow(clippy::assign_op_pattern)]
     pub fn hidden_t(
         &self,
         embeds: &Tensor,
@@ -195,12 +197,8 @@ impl LlamaModel {
         let (mut ids, mut keep) = (Vec::new(), Vec::new());
         for p in prompts {
             let pads = longest - p.len();
-            ids.extend(std::iter::repeat(0).take(pads).chain(p.iter().copied()));
-            keep.extend(
-                std::iter::repeat(false)
-                    .take(pads)
-                    .chain(p.iter().map(|_| true)),
-            );
+            ids.extend(std::iter::repeat_n(0, pads).chain(p.iter().copied()));
+            keep.extend(std::iter::repeat_n(false, pads).chain(p.iter().map(|_| true)));
         }
         let b = prompts.len() as i64;
         let ids = Tensor::from_slice(&ids).view([b, -1]).to_device(dev); // (B, T)
