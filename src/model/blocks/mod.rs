@@ -8,6 +8,7 @@
 //! ([`positions`]). Each is built as `new(p, cfg)` under the names the folders store, so a
 //! family's module is wiring, not arithmetic.
 pub mod attention;
+pub mod generate;
 pub mod linear;
 pub mod mlp;
 pub mod norm;

@@ -18,7 +18,9 @@ use tch::{nn, Device, Kind, Tensor};
 
 pub use crate::config::gpt2::Gpt2Config;
 pub use crate::model::blocks::KvCache;
-use crate::model::blocks::{layer_norm, Attention, AttentionConfig, Layout, Mlp, MlpConfig};
+use crate::model::blocks::{
+    generate, layer_norm, Attention, AttentionConfig, Layout, Mlp, MlpConfig,
+};
 use crate::model::hf::{read_config, HfWeights};
 use crate::{Error, Result};
 
@@ -194,44 +196,11 @@ impl Gpt2Model {
     /// (`generate(do_sample=False)` with `padding_side="left"`). Returns each prompt's `steps`
     /// new ids.
     pub fn greedy_batch(&self, prompts: &[Vec<i64>], steps: i64) -> Result<Vec<Vec<i64>>> {
-        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0) as i64;
-        if prompts.is_empty() || steps <= 0 {
-            return Ok(vec![vec![]; prompts.len()]);
-        }
-        if prompts.iter().any(Vec::is_empty) {
-            return Err(Error::invalid("GPT-2 prompts must hold at least one id"));
-        }
-        let dev = self.wte.ws.device();
-        let mut ids = Vec::with_capacity(prompts.len() * longest as usize);
-        let mut keep = Vec::with_capacity(ids.capacity());
-        for p in prompts {
-            let pads = longest as usize - p.len();
-            ids.extend(std::iter::repeat_n(0, pads).chain(p.iter().copied()));
-            keep.extend(std::iter::repeat_n(false, pads).chain(p.iter().map(|_| true)));
-        }
-        let b = prompts.len() as i64;
-        let ids = Tensor::from_slice(&ids).view([b, longest]).to_device(dev); // (B, T)
-        self.check_ids(&ids)?;
-        let mut pad = Tensor::from_slice(&keep).view([b, longest]).to_device(dev); // (B, T)
-        let ones = Tensor::ones([b, 1], (Kind::Bool, dev));
-        let mut out = Vec::with_capacity(steps as usize);
-        let (mut h, mut cache) =
-            tch::no_grad(|| self.hidden_padded_t(&self.embed(&ids), None, Some(&pad), false))?;
-        for i in 0..steps {
-            let next = self.lm_head(&h.select(1, -1)).argmax(-1, true); // (B, 1)
-            out.push(next.shallow_clone());
-            if i + 1 == steps {
-                break;
-            }
-            pad = Tensor::cat(&[&pad, &ones], 1); // (B, S + 1)
-            let x = self.embed(&next);
-            (h, cache) =
-                tch::no_grad(|| self.hidden_padded_t(&x, Some(&cache), Some(&pad), false))?;
-        }
-        let new = Tensor::cat(&out, 1).to_device(tch::Device::Cpu); // (B, steps)
-        Ok((0..b)
-            .map(|r| Vec::<i64>::try_from(new.get(r)).unwrap_or_default())
-            .collect())
+        let (v, dev) = (self.config.vocab_size, self.wte.ws.device());
+        generate::greedy_left_padded(prompts, steps, v, "GPT-2", dev, |ids, past, pad| {
+            let (h, cache) = self.hidden_padded_t(&self.embed(ids), past, Some(pad), false)?;
+            Ok((self.lm_head(&h.select(1, -1)), cache))
+        })
     }
 
     /// Hidden states `(…, D)` ⇒ logits `(…, V)` through the tied (or separate) head.
@@ -268,20 +237,7 @@ impl Gpt2Model {
     }
 
     fn check_ids(&self, ids: &Tensor) -> Result<()> {
-        let v = self.config.vocab_size;
-        if ids.dim() != 2 || ids.numel() == 0 {
-            return Err(Error::invalid(format!(
-                "GPT-2 ids must be [B, T], got {:?}",
-                ids.size()
-            )));
-        }
-        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
-        if lo < 0 || hi >= v {
-            return Err(Error::invalid(format!(
-                "GPT-2 ids must be in 0..{v}, got {lo}..={hi}"
-            )));
-        }
-        Ok(())
+        generate::check_ids(ids, self.config.vocab_size, "GPT-2")
     }
 
     /// Greedy continuation of `embeds (B, T, D)` (a prefix, tokens, or both) by `steps` tokens,

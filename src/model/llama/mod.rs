@@ -14,7 +14,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 pub use crate::config::llama::LlamaConfig;
 use crate::model::blocks::{
-    attention::Layout, Attention, AttentionConfig, KvCache, RmsNorm, Rotary, SwiGlu,
+    attention::Layout, generate, Attention, AttentionConfig, KvCache, RmsNorm, Rotary, SwiGlu,
 };
 use crate::model::hf::{read_config, HfWeights};
 use crate::{Error, Result};
@@ -155,20 +155,7 @@ impl LlamaModel {
     }
 
     fn check_ids(&self, ids: &Tensor) -> Result<()> {
-        let v = self.config.vocab_size;
-        if ids.dim() != 2 || ids.numel() == 0 {
-            return Err(Error::invalid(format!(
-                "Llama ids must be [B, T], got {:?}",
-                ids.size()
-            )));
-        }
-        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
-        if lo < 0 || hi >= v {
-            return Err(Error::invalid(format!(
-                "Llama ids must be in 0..{v}, got {lo}..={hi}"
-            )));
-        }
-        Ok(())
+        generate::check_ids(ids, self.config.vocab_size, "Llama")
     }
 
     /// `ids (B, T)` ⇒ logits `(B, T, V)` and the extended cache.
@@ -186,43 +173,11 @@ impl LlamaModel {
     /// Greedy continuation of prompts of different lengths in one left-padded batch
     /// (`generate(do_sample=False)` with `padding_side="left"`): each prompt's `steps` new ids.
     pub fn greedy_batch(&self, prompts: &[Vec<i64>], steps: i64) -> Result<Vec<Vec<i64>>> {
-        if prompts.is_empty() || steps <= 0 {
-            return Ok(vec![vec![]; prompts.len()]);
-        }
-        if prompts.iter().any(Vec::is_empty) {
-            return Err(Error::invalid("Llama prompts must hold at least one id"));
-        }
-        let dev = self.embed_tokens.ws.device();
-        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let (mut ids, mut keep) = (Vec::new(), Vec::new());
-        for p in prompts {
-            let pads = longest - p.len();
-            ids.extend(std::iter::repeat_n(0, pads).chain(p.iter().copied()));
-            keep.extend(std::iter::repeat_n(false, pads).chain(p.iter().map(|_| true)));
-        }
-        let b = prompts.len() as i64;
-        let ids = Tensor::from_slice(&ids).view([b, -1]).to_device(dev); // (B, T)
-        self.check_ids(&ids)?;
-        let mut pad = Tensor::from_slice(&keep).view([b, -1]).to_device(dev); // (B, T)
-        let ones = Tensor::ones([b, 1], (Kind::Bool, dev));
-        let (mut h, mut cache) =
-            tch::no_grad(|| self.hidden_t(&self.embed(&ids), None, Some(&pad), false))?;
-        let mut out = Vec::with_capacity(steps as usize);
-        for i in 0..steps {
-            let next = self.lm_head(&h.select(1, -1)).argmax(-1, true); // (B, 1)
-            out.push(next.shallow_clone());
-            if i + 1 == steps {
-                break;
-            }
-            pad = Tensor::cat(&[&pad, &ones], 1); // (B, S + 1)
-            (h, cache) = tch::no_grad(|| {
-                self.hidden_t(&self.embed(&next), Some(&cache), Some(&pad), false)
-            })?;
-        }
-        let new = Tensor::cat(&out, 1).to_device(Device::Cpu); // (B, steps)
-        Ok((0..b)
-            .map(|r| Vec::<i64>::try_from(new.get(r)).unwrap_or_default())
-            .collect())
+        let (v, dev) = (self.config.vocab_size, self.embed_tokens.ws.device());
+        generate::greedy_left_padded(prompts, steps, v, "Llama", dev, |ids, past, pad| {
+            let (h, cache) = self.hidden_t(&self.embed(ids), past, Some(pad), false)?;
+            Ok((self.lm_head(&h.select(1, -1)), cache))
+        })
     }
 }
 
