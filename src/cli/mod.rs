@@ -313,6 +313,10 @@ pub struct EvalArgs {
     /// Use the last epoch's weights instead of the best.
     #[arg(long)]
     pub last: bool,
+    /// Numeric precision of decoding: fp32 (default; the only one on CPU), or bf16/fp16
+    /// weights under autocast on CUDA (half the weights' memory).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: crate::config::precision::Precision,
     /// Hashtag metrics cut-off (P@k, R@k, F1@k).
     #[arg(long, default_value_t = 5)]
     pub k: usize,
@@ -338,6 +342,10 @@ pub struct CaptionArgs {
     /// Use the last epoch's weights instead of the best.
     #[arg(long)]
     pub last: bool,
+    /// Numeric precision of decoding: fp32 (default; the only one on CPU), or bf16/fp16
+    /// weights under autocast on CUDA (half the weights' memory).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: crate::config::precision::Precision,
     /// Attention decoders: write one PNG per caption into DIR showing each word's attention
     /// over the picture.
     #[arg(long, value_name = "DIR")]

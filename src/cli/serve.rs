@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// Use the last epoch's weights instead of the best.
     #[arg(long)]
     pub last: bool,
+    /// Numeric precision of decoding: fp32 (default; the only one on CPU), or bf16/fp16
+    /// weights under autocast on CUDA (half the weights' memory).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: crate::config::precision::Precision,
 }
 
 #[derive(Debug, Subcommand)]

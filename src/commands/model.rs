@@ -309,7 +309,8 @@ pub fn decoding(d: &DecodeArgs, seed: u64) -> anyhow::Result<Decoding> {
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     // Flags first: a bad one is refused before the run is loaded.
     let dec = decoding(&a.decode, ctx.seed)?;
-    let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
+    let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?
+        .in_precision(a.precision)?;
     loaded.allow_unk = a.decode.allow_unk;
     let split = a.split.into();
     let cache = a
@@ -433,7 +434,8 @@ impl CaptionJob {
     fn open(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<Self> {
         // Flags first: a bad one is refused before the run is loaded.
         let decoding = decoding(&a.decode, ctx.seed)?;
-        let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?;
+        let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?
+            .in_precision(a.precision)?;
         loaded.tag_threshold = a.tags.tag_threshold;
         loaded.with_attention = a.json || a.attention.is_some();
         loaded.allow_unk = a.decode.allow_unk;

@@ -42,13 +42,16 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
         beam: a.beam,
         run_id,
     };
+    // A 16-bit precision on the CPU is refused here, before the server binds.
+    a.precision.check(ctx.device)?;
     let (dir, device, last, allow_unk) = (a.checkpoint.clone(), ctx.device, a.last, a.allow_unk);
+    let precision = a.precision;
     let (text_tags, emoji) = (a.text_tags.clone(), a.emoji.clone());
     let load = move || -> crate::Result<worker::Models> {
         Ok(worker::Models {
             captioner: crate::infer::Loaded {
                 allow_unk,
-                ..crate::infer::load_checkpoint(&dir, device, last)?
+                ..crate::infer::load_checkpoint(&dir, device, last)?.in_precision(precision)?
             },
             text_tags: text_tags.as_deref().map(TextTagger::load).transpose()?,
             emoji: emoji.as_deref().map(TextTagger::load_emoji).transpose()?,

@@ -68,6 +68,16 @@ pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded>
     })
 }
 
+impl Loaded {
+    /// Decode in `p` (`--precision` of `caption`, `eval`, `serve`): bf16/fp16 weights under
+    /// autocast, on CUDA only ([`crate::model::precision::Precision::check`]).
+    pub fn in_precision(mut self, p: crate::model::precision::Precision) -> Result<Self> {
+        p.check(self.model.device())?;
+        self.model.set_precision(p);
+        Ok(self)
+    }
+}
+
 /// The result for one input file: its caption, or why it could not be read.
 #[derive(Debug, Clone)]
 pub struct Captioned {

@@ -77,8 +77,8 @@ pub fn rank(
         return Ok(vec![]);
     }
     let feats = ImageFeatures::new(feats.rows_pooled().to_device(model.device()), None);
-    let scores = tagger
-        .scores(&feats.pooled)
+    let scores = model
+        .in_precision(|| tagger.scores(&feats.pooled))
         .to_kind(Kind::Double)
         .to_device(Device::Cpu); // (N, T)
     let t = scores.size()[1] as usize;

@@ -13,6 +13,7 @@ use super::tagger::Tagger;
 use super::Encoder;
 use crate::config::ModelConfig;
 use crate::model::decoding::{decode_nbest_counted, Decoding, Hypothesis, Specials, UnkStats};
+use crate::model::precision::Precision;
 use crate::text::vocab::PAD;
 use crate::{Error, Result};
 
@@ -30,6 +31,9 @@ pub struct Captioner {
     /// Every decoding step since the model was built: how often `<unk>` was the most probable
     /// word (`eval` reports it; the word itself is masked unless `--allow-unk`).
     pub unk_stats: std::cell::Cell<UnkStats>,
+    /// Inference precision (`--precision`): fp32, or the weights in bf16/fp16 and every
+    /// forward pass under autocast (docs/ARCHITECTURE.md, "Mixed precision").
+    pub precision: Precision,
 }
 
 impl Captioner {
@@ -75,7 +79,27 @@ impl Captioner {
             encoder,
             frozen_vs,
             unk_stats: Default::default(),
+            precision: Precision::Fp32,
         }
+    }
+
+    /// Decode in `p` from now on: the weights (trainable and frozen) are cast to its 16-bit
+    /// type, halving their memory, and [`Captioner::in_precision`] runs every forward pass
+    /// under autocast so float32 inputs, states and masks meet them in one type. For inference
+    /// only (training keeps float32 master weights; see `train --precision`). The CUDA-only
+    /// rule is the caller's ([`Precision::check`]); CPU works, which is how it is tested.
+    pub fn set_precision(&mut self, p: Precision) {
+        let kind = p.half_kind().unwrap_or(Kind::Float);
+        self.vs.set_kind(kind);
+        if let Some(fvs) = &mut self.frozen_vs {
+            fvs.set_kind(kind);
+        }
+        self.precision = p;
+    }
+
+    /// `f` under this captioner's inference precision (as it is in fp32).
+    pub fn in_precision<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.precision.autocast(self.device(), f)
     }
 
     pub fn device(&self) -> Device {
@@ -99,11 +123,13 @@ impl Captioner {
             .as_ref()
             .ok_or_else(|| Error::invalid("this model was built without its image encoder"))?;
         let images = images.to_device(self.device());
-        let f = if self.cfg.frozen_encoder {
-            tch::no_grad(|| enc.forward_t(&images, false))
-        } else {
-            enc.forward_t(&images, train)
-        };
+        let f = self.in_precision(|| {
+            if self.cfg.frozen_encoder {
+                tch::no_grad(|| enc.forward_t(&images, false))
+            } else {
+                enc.forward_t(&images, train)
+            }
+        });
         Ok(self.trim(f))
     }
 
@@ -189,19 +215,21 @@ impl Captioner {
             let len = (chunk.max(1) as i64).min(n - first);
             let feats = f.narrow(first, len).to_device(self.device());
             let mut stats = self.unk_stats.get();
-            let hyps = tch::no_grad(|| -> Result<Vec<Vec<Hypothesis>>> {
-                let mut state = start(&feats);
-                let decoding = decoding.from_image(first as usize);
-                let step = |parents: &[usize], tokens: &[i64]| {
-                    let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
-                    let rows = Tensor::from_slice(&rows).to_device(self.device());
-                    let toks = Tensor::from_slice(tokens).to_device(self.device());
-                    let (lp, next) = step(&toks, &select(&state, &rows)); // (R, V)
-                    state = next;
-                    let lp = lp.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]);
-                    Vec::<f32>::try_from(&lp).map_err(Error::Torch)
-                };
-                decode_nbest_counted(len as usize, &decoding, sp, step, &mut stats)
+            let hyps = self.in_precision(|| {
+                tch::no_grad(|| -> Result<Vec<Vec<Hypothesis>>> {
+                    let mut state = start(&feats);
+                    let decoding = decoding.from_image(first as usize);
+                    let step = |parents: &[usize], tokens: &[i64]| {
+                        let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
+                        let rows = Tensor::from_slice(&rows).to_device(self.device());
+                        let toks = Tensor::from_slice(tokens).to_device(self.device());
+                        let (lp, next) = step(&toks, &select(&state, &rows)); // (R, V)
+                        state = next;
+                        let lp = lp.to_kind(Kind::Float).to_device(Device::Cpu).view([-1]);
+                        Vec::<f32>::try_from(&lp).map_err(Error::Torch)
+                    };
+                    decode_nbest_counted(len as usize, &decoding, sp, step, &mut stats)
+                })
             })?;
             self.unk_stats.set(stats);
             out.extend(hyps);
@@ -235,7 +263,8 @@ impl Captioner {
             .view([hyps.len() as i64, len as i64])
             .to_device(self.device());
         let feats = f.to_device(self.device());
-        let out = tch::no_grad(|| self.decoder.forward_t(&feats, &tokens, false));
+        let out =
+            self.in_precision(|| tch::no_grad(|| self.decoder.forward_t(&feats, &tokens, false)));
         let Some(a) = out.attention else {
             return Ok(None);
         };
@@ -298,6 +327,69 @@ mod tests {
             load_vars(&mut b.vs, &path).unwrap();
             let feats_b = b.encode(&images, false).unwrap();
             assert_eq!(before, b.generate(&feats_b, &dec, sp, 2).unwrap(), "{p:?}");
+        }
+    }
+
+    /// bf16 inference (`--precision bf16`) on every decoder: weights stored in bf16, forward
+    /// passes under autocast. Run on the CPU here (the command line allows it on CUDA only):
+    /// the teacher-forced loss stays within bf16's rounding of float32's and decoding runs.
+    #[test]
+    fn bf16_inference_matches_float32_within_rounding() {
+        for p in [
+            DecoderPreset::Lstm,
+            DecoderPreset::Gru,
+            DecoderPreset::Attention,
+            DecoderPreset::Transformer,
+            DecoderPreset::Clipcap,
+        ] {
+            let cfg = ModelConfig::preset(EncoderKind::SmallCnn, false, p, 20);
+            tch::manual_seed(3);
+            let mut m = Captioner::new(&cfg, Device::Cpu, true);
+            let images = Tensor::rand([3, 3, 64, 64], (Kind::Float, Device::Cpu));
+            let tokens =
+                Tensor::from_slice(&[1i64, 5, 6, 7, 2, 1, 8, 9, 2, 0, 1, 4, 2, 0, 0]).view([3, 5]);
+            let loss = |m: &Captioner| {
+                let f = m.encode(&images, false).unwrap();
+                let l = m.in_precision(|| tch::no_grad(|| m.loss(&f, &tokens, false)));
+                l.to_kind(Kind::Float).double_value(&[])
+            };
+            let fp32 = loss(&m);
+            m.set_precision(Precision::Bf16);
+            for (name, t) in m.vs.variables() {
+                assert_eq!(t.kind(), Kind::BFloat16, "{p:?}: {name}");
+            }
+            let bf16 = loss(&m);
+            assert!(
+                (bf16 - fp32).abs() <= 0.02 * fp32.abs(),
+                "{p:?}: loss fp32 {fp32} vs bf16 {bf16}"
+            );
+            let feats = m.encode(&images, false).unwrap();
+            let sp = Specials {
+                start: 1,
+                end: 2,
+                unk: Some(3),
+                allow_unk: false,
+            };
+            for dec in [
+                Decoding::Greedy { max_len: 6 },
+                Decoding::Beam {
+                    width: 3,
+                    max_len: 6,
+                    alpha: 0.0,
+                },
+            ] {
+                let hyps = m.generate(&feats, &dec, sp, 2).unwrap();
+                assert_eq!(hyps.len(), 3, "{p:?}");
+                for h in hyps {
+                    assert!(h.logp.is_finite() && h.logp <= 0.0, "{p:?}: {h:?}");
+                    assert!(h.tokens.iter().all(|&t| (0..20).contains(&t) && t != 3));
+                }
+            }
+            m.set_precision(Precision::Fp32);
+            assert!(
+                (loss(&m) - fp32).abs() <= 0.02 * fp32.abs(),
+                "{p:?}: back to fp32"
+            );
         }
     }
 }

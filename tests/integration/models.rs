@@ -626,4 +626,23 @@ fn sixteen_bit_precision_is_refused_on_the_cpu_before_the_run_exists() {
     let e = bad_input(&argv);
     assert!(e.contains("--precision bf16 needs a CUDA device"), "{e}");
     assert!(!out.exists(), "a refused run left {}", out.display());
+    // Decoding too: caption, eval and serve refuse 16-bit weights on the CPU in one line, and
+    // `--precision fp32` is today's decoding.
+    let args = tiny_train_args(&data, &out, 1, "gru", "16");
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&argv);
+    let image = data.join("Images/synth_00001.jpg");
+    let (run, img, d) = (s(&out), s(&image), s(&data));
+    for (argv, p) in [
+        (vec!["caption", run, img, "--precision", "fp16"], "fp16"),
+        (vec!["eval", run, "--data", d, "--precision", "bf16"], "bf16"),
+        (vec!["serve", run, "--addr", "127.0.0.1:0", "--precision", "bf16"], "bf16"),
+    ] {
+        let e = bad_input(&argv);
+        assert!(e.contains(&format!("--precision {p} needs a CUDA device")), "{argv:?}: {e}");
+    }
+    assert_eq!(
+        ok(&["caption", run, img, "--precision", "fp32"]),
+        ok(&["caption", run, img])
+    );
 }

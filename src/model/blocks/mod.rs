@@ -17,7 +17,7 @@ pub mod positions;
 pub use attention::{Attention, AttentionConfig, KvCache, Layout};
 pub use linear::Proj;
 pub use mlp::{Mlp, MlpConfig, SwiGlu};
-pub use norm::{layer_norm, RmsNorm};
+pub use norm::{layer_norm, LayerNorm, RmsNorm};
 pub use positions::{sinusoidal, RopeAt, Rotary};
 
 use tch::nn;

@@ -3,12 +3,37 @@
 use tch::{nn, Kind, Tensor};
 
 /// `nn.LayerNorm(d, eps)` under `p` (`weight`, `bias`).
-pub fn layer_norm(p: nn::Path, d: i64, eps: f64) -> nn::LayerNorm {
-    let c = nn::LayerNormConfig {
+pub fn layer_norm(p: nn::Path, d: i64, eps: f64) -> LayerNorm {
+    LayerNorm {
+        weight: p.var("weight", &[d], nn::Init::Const(1.0)),
+        bias: p.var("bias", &[d], nn::Init::Const(0.0)),
+        d,
         eps,
-        ..Default::default()
-    };
-    nn::layer_norm(p, vec![d], c)
+    }
+}
+
+/// PyTorch's LayerNorm, computed in float32 whenever the input or the weights are 16-bit (as
+/// CUDA's autocast does for `layer_norm`; CPU autocast would refuse the mixed types), so a
+/// model whose weights were cast for `--precision bf16` normalises exactly as in training.
+#[derive(Debug)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    d: i64,
+    eps: f64,
+}
+
+impl nn::Module for LayerNorm {
+    /// `x (…, d)` ⇒ `(…, d)`: `x`'s dtype in float32, float32 otherwise.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let (w, b) = (&self.weight, &self.bias);
+        if x.kind() == Kind::Float && w.kind() == Kind::Float {
+            x.layer_norm([self.d], Some(w), Some(b), self.eps, true)
+        } else {
+            let f = |t: &Tensor| t.to_kind(Kind::Float);
+            f(x).layer_norm([self.d], Some(f(w)), Some(f(b)), self.eps, true)
+        }
+    }
 }
 
 /// `LlamaRMSNorm` / `Qwen2RMSNorm` under `p` (`weight`, initialised to 1).

@@ -6,14 +6,14 @@
 use tch::{nn, Kind, Tensor};
 
 use super::{Activation, ClipTextConfig, ClipVisionConfig};
-use crate::model::blocks::{layer_norm, Attention, AttentionConfig, Mlp, MlpConfig};
+use crate::model::blocks::{layer_norm, Attention, AttentionConfig, LayerNorm, Mlp, MlpConfig};
 
 /// One pre-LN encoder layer: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
 #[derive(Debug)]
 struct EncoderLayer {
     self_attn: Attention,
-    layer_norm1: nn::LayerNorm,
-    layer_norm2: nn::LayerNorm,
+    layer_norm1: LayerNorm,
+    layer_norm2: LayerNorm,
     mlp: Mlp,
 }
 
@@ -77,9 +77,9 @@ pub struct VisionTower {
     class_embedding: Tensor,
     patch_embedding: nn::Conv2D,
     position_embedding: nn::Embedding,
-    pre_layrnorm: nn::LayerNorm,
+    pre_layrnorm: LayerNorm,
     encoder: Encoder,
-    post_layernorm: nn::LayerNorm,
+    post_layernorm: LayerNorm,
     pub image_size: i64,
     pub patch_size: i64,
 }
@@ -155,7 +155,7 @@ pub struct TextTower {
     token_embedding: nn::Embedding,
     position_embedding: nn::Embedding,
     encoder: Encoder,
-    final_layer_norm: nn::LayerNorm,
+    final_layer_norm: LayerNorm,
     pub max_positions: i64,
     /// `None`: the legacy pooling (`eos_token_id == 2` in the config: the position of the
     /// largest id, which is `<|endoftext|>` in CLIP's vocabulary); `Some(id)`: the first

@@ -9,13 +9,14 @@ use tch::{nn, Kind, Tensor};
 
 use super::Forward;
 use crate::config::AttentionConfig;
+use crate::model::blocks::{layer_norm, LayerNorm};
 use crate::model::features::ImageFeatures;
 use crate::text::vocab::PAD;
 
 #[derive(Debug)]
 pub struct Attention {
     embed: nn::Embedding,
-    grid_norm: nn::LayerNorm,
+    grid_norm: LayerNorm,
     encoder_att: nn::Linear,
     decoder_att: nn::Linear,
     full_att: nn::Linear,
@@ -65,7 +66,7 @@ impl Attention {
         let cp = &p / "lstm";
         Attention {
             embed: nn::embedding(&p / "embed", vocab, e, Default::default()),
-            grid_norm: nn::layer_norm(&p / "grid_norm", vec![c], Default::default()),
+            grid_norm: layer_norm(&p / "grid_norm", c, 1e-5),
             encoder_att: lin("encoder_att", c, a),
             decoder_att: lin("decoder_att", h, a),
             full_att: lin("full_att", a, 1),

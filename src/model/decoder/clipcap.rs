@@ -28,7 +28,9 @@ use tch::{nn, Kind, Tensor};
 use super::Forward;
 use crate::config::clip::Activation;
 use crate::config::{ClipCapConfig, MapperKind};
-use crate::model::blocks::{Attention, AttentionConfig, KvCache, Mlp, MlpConfig};
+use crate::model::blocks::{
+    layer_norm, Attention, AttentionConfig, KvCache, LayerNorm, Mlp, MlpConfig,
+};
 use crate::model::features::ImageFeatures;
 use crate::model::gpt2::{Gpt2Config, Gpt2Model};
 use crate::model::hf::HfWeights;
@@ -38,9 +40,9 @@ use crate::Result;
 
 #[derive(Debug)]
 struct MapperLayer {
-    ln1: nn::LayerNorm,
+    ln1: LayerNorm,
     attn: Attention,
-    ln2: nn::LayerNorm,
+    ln2: LayerNorm,
     ff: Mlp,
 }
 
@@ -64,7 +66,7 @@ pub struct ClipCap {
     /// LayerNorm over the image vector: encoders' pooled vectors differ widely in scale and
     /// share large common components (SqueezeNet's: mean 2.0, std 2.7 per dimension), which
     /// would saturate the MLP's tanh. Not in the paper (CLIP embeddings have a fixed scale).
-    in_norm: nn::LayerNorm,
+    in_norm: LayerNorm,
     mapper: Mapper,
     lm: Gpt2Model,
     /// A pretrained LM's view of the run's BPE ids.
@@ -139,7 +141,7 @@ impl ClipCap {
                 }
             }
             MapperKind::Transformer => {
-                let ln = |p: nn::Path| nn::layer_norm(p, vec![d], Default::default());
+                let ln = |p: nn::Path| layer_norm(p, d, 1e-5);
                 let attn = AttentionConfig::new(d, lm_cfg.n_head).dropout(cfg.gpt2.dropout);
                 let ff = MlpConfig::new(d, 2 * d, Activation::Gelu).dropout(cfg.gpt2.dropout);
                 Mapper::Transformer {
@@ -173,7 +175,7 @@ impl ClipCap {
             }
         };
         ClipCap {
-            in_norm: nn::layer_norm(&m / "in_norm", vec![cfg.feature_dim], Default::default()),
+            in_norm: layer_norm(&m / "in_norm", cfg.feature_dim, 1e-5),
             mapper,
             lm: Gpt2Model::new(&p / "lm", &lm_cfg),
             bpe,

@@ -10,16 +10,18 @@ use tch::{nn, Kind, Tensor};
 use super::Forward;
 use crate::config::clip::Activation;
 use crate::config::{Positions, TransformerConfig};
-use crate::model::blocks::{sinusoidal, Attention, AttentionConfig, KvCache, Mlp, MlpConfig};
+use crate::model::blocks::{
+    layer_norm, sinusoidal, Attention, AttentionConfig, KvCache, LayerNorm, Mlp, MlpConfig,
+};
 use crate::model::features::ImageFeatures;
 
 #[derive(Debug)]
 struct Layer {
-    ln1: nn::LayerNorm,
+    ln1: LayerNorm,
     self_attn: Attention,
-    ln2: nn::LayerNorm,
+    ln2: LayerNorm,
     cross_attn: Attention,
-    ln3: nn::LayerNorm,
+    ln3: LayerNorm,
     ff: Mlp,
 }
 
@@ -30,9 +32,9 @@ pub struct Transformer {
     pos: Tensor,
     mem_pooled: nn::Linear,
     mem_grid: nn::Linear,
-    mem_norm: nn::LayerNorm,
+    mem_norm: LayerNorm,
     layers: Vec<Layer>,
-    ln_f: nn::LayerNorm,
+    ln_f: LayerNorm,
     out: nn::Linear,
     dropout: f64,
     max_len: i64,
@@ -66,7 +68,7 @@ impl Transformer {
         grid_dim: i64,
     ) -> Self {
         let d = cfg.d_model;
-        let ln = |p: nn::Path| nn::layer_norm(p, vec![d], Default::default());
+        let ln = |p: nn::Path| layer_norm(p, d, 1e-5);
         let pos = match cfg.positions {
             Positions::Learned => p.var(
                 "pos",

@@ -19,16 +19,16 @@ use tch::{nn, Device, Kind, Tensor};
 pub use crate::config::gpt2::Gpt2Config;
 pub use crate::model::blocks::KvCache;
 use crate::model::blocks::{
-    generate, layer_norm, Attention, AttentionConfig, Layout, Mlp, MlpConfig,
+    generate, layer_norm, Attention, AttentionConfig, LayerNorm, Layout, Mlp, MlpConfig,
 };
 use crate::model::hf::{read_config, HfWeights};
 use crate::{Error, Result};
 
 #[derive(Debug)]
 struct Block {
-    ln_1: nn::LayerNorm,
+    ln_1: LayerNorm,
     attn: Attention,
-    ln_2: nn::LayerNorm,
+    ln_2: LayerNorm,
     mlp: Mlp,
 }
 
@@ -83,7 +83,7 @@ pub struct Gpt2Model {
     wte: nn::Embedding,
     wpe: nn::Embedding,
     h: Vec<Block>,
-    ln_f: nn::LayerNorm,
+    ln_f: LayerNorm,
     lm_head: Option<Tensor>,
 }
 
