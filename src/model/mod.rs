@@ -17,6 +17,7 @@ pub mod hf;
 pub mod llama;
 pub mod precision;
 pub mod rnn;
+pub mod seq2seq;
 pub mod tagger;
 pub mod text_tagger;
 pub mod weights;

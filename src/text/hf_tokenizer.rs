@@ -150,6 +150,11 @@ impl HfTokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The token of an id, added tokens included.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     /// What `tokenizer(text)["input_ids"]` gives: the folder's post-processor adds its start/end
     /// tokens (CLIP's, BERT's; none for GPT-2).
     pub fn encode(&self, text: &str) -> Vec<u32> {

@@ -5,6 +5,8 @@
 pub mod emoji;
 pub mod hashtag;
 pub mod hf_tokenizer;
+pub mod mt_tokenizer;
+pub mod spm;
 pub mod taglist;
 pub mod tokenize;
 pub mod tokens;

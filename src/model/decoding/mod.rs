@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
+pub mod hf;
 mod request;
 mod sample;
 pub use request::{cli_flag, query_field, DecodeRequest, MAX_SAMPLES, SERVER_MAX_BEAM};

@@ -1,0 +1,370 @@
+//! `transformers`' `generate` for encoder–decoder models, as data ([`Generate`], read from a
+//! folder's `generation_config.json`) over the same `step` closure as the other strategies, so
+//! a translation model's greedy and beam outputs are `generate`'s ids exactly
+//! (docs/translation.md). It differs from captag's own [`super::beam`] where `generate` does:
+//! the decoder-start token counts in the sequence length; `forced_bos_token_id` (the target
+//! language of M2M100/NLLB), `forced_eos_token_id` at the last position, `bad_words_ids`,
+//! `min_length` and `no_repeat_ngram_size` reshape each row of log-probabilities (and
+//! `renormalize_logits` renormalises it); beam search keeps `num_beams` running beams (the
+//! first `num_beams` of the `2·num_beams` best continuations that do not end), finishes a
+//! hypothesis only when it is among the best `num_beams`, scores it `logp / len^length_penalty`
+//! (`len` = generated tokens, `</s>` included), and stops by `early_stopping` (`true`: once
+//! `num_beams` are finished; `false`: once the best running beam, scored at its current length,
+//! cannot beat the worst finished one; `"never"`: at the length it could reach). Scores are
+//! float32 sums, as in `transformers`.
+use serde::Deserialize;
+
+use crate::Result;
+
+/// `early_stopping` of a generation config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EarlyStopping {
+    #[default]
+    Heuristic,
+    True,
+    Never,
+}
+
+/// What `generate` does for one folder (its `generation_config.json` with the caller's
+/// overrides).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generate {
+    /// 1: greedy.
+    pub beams: usize,
+    /// The longest decoder sequence, the start token included (`max_length`).
+    pub max_length: usize,
+    pub min_length: usize,
+    pub length_penalty: f64,
+    pub early_stopping: EarlyStopping,
+    pub no_repeat_ngram: usize,
+    pub start: i64,
+    pub eos: i64,
+    pub pad: i64,
+    pub forced_bos: Option<i64>,
+    pub forced_eos: Option<i64>,
+    /// Single-token `bad_words_ids` (Marian bans `<pad>`).
+    pub bad_words: Vec<i64>,
+    pub renormalize: bool,
+}
+
+/// The fields of `generation_config.json` (or `config.json`) [`Generate`] reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct GenerationConfig {
+    pub num_beams: Option<usize>,
+    pub max_length: Option<usize>,
+    pub min_length: Option<usize>,
+    pub length_penalty: Option<f64>,
+    pub early_stopping: Option<serde_json::Value>,
+    pub no_repeat_ngram_size: Option<usize>,
+    pub decoder_start_token_id: Option<i64>,
+    pub eos_token_id: Option<serde_json::Value>,
+    pub pad_token_id: Option<i64>,
+    pub forced_bos_token_id: Option<i64>,
+    pub forced_eos_token_id: Option<serde_json::Value>,
+    pub bad_words_ids: Option<Vec<Vec<i64>>>,
+    pub renormalize_logits: Option<bool>,
+}
+
+/// The first id of a field that may be one id or a list of them.
+fn first_id(v: &Option<serde_json::Value>) -> Option<i64> {
+    match v.as_ref()? {
+        serde_json::Value::Array(a) => a.first()?.as_i64(),
+        x => x.as_i64(),
+    }
+}
+
+impl GenerationConfig {
+    /// Overlays `self` (generation_config.json) on `base` (config.json's generation fields).
+    pub fn or(self, base: GenerationConfig) -> GenerationConfig {
+        GenerationConfig {
+            num_beams: self.num_beams.or(base.num_beams),
+            max_length: self.max_length.or(base.max_length),
+            min_length: self.min_length.or(base.min_length),
+            length_penalty: self.length_penalty.or(base.length_penalty),
+            early_stopping: self.early_stopping.or(base.early_stopping),
+            no_repeat_ngram_size: self.no_repeat_ngram_size.or(base.no_repeat_ngram_size),
+            decoder_start_token_id: self.decoder_start_token_id.or(base.decoder_start_token_id),
+            eos_token_id: self.eos_token_id.or(base.eos_token_id),
+            pad_token_id: self.pad_token_id.or(base.pad_token_id),
+            forced_bos_token_id: self.forced_bos_token_id.or(base.forced_bos_token_id),
+            forced_eos_token_id: self.forced_eos_token_id.or(base.forced_eos_token_id),
+            bad_words_ids: self.bad_words_ids.or(base.bad_words_ids),
+            renormalize_logits: self.renormalize_logits.or(base.renormalize_logits),
+        }
+    }
+
+    /// `generate`'s defaults where a field is absent (`max_length` 20, `length_penalty` 1,
+    /// one beam); `start`/`eos`/`pad` from the model config when the file lacks them.
+    pub fn resolve(&self, start: i64, eos: i64, pad: i64) -> Generate {
+        let early_stopping = match &self.early_stopping {
+            Some(serde_json::Value::Bool(true)) => EarlyStopping::True,
+            Some(serde_json::Value::String(s)) if s == "never" => EarlyStopping::Never,
+            _ => EarlyStopping::Heuristic,
+        };
+        let eos = first_id(&self.eos_token_id).unwrap_or(eos);
+        Generate {
+            beams: self.num_beams.unwrap_or(1).max(1),
+            max_length: self.max_length.unwrap_or(20).max(2),
+            min_length: self.min_length.unwrap_or(0),
+            length_penalty: self.length_penalty.unwrap_or(1.0),
+            early_stopping,
+            no_repeat_ngram: self.no_repeat_ngram_size.unwrap_or(0),
+            start: self.decoder_start_token_id.unwrap_or(start),
+            eos,
+            pad: self.pad_token_id.unwrap_or(pad),
+            forced_bos: self.forced_bos_token_id,
+            forced_eos: first_id(&self.forced_eos_token_id),
+            bad_words: self
+                .bad_words_ids
+                .iter()
+                .flatten()
+                .filter(|w| w.len() == 1)
+                .map(|w| w[0])
+                .collect(),
+            renormalize: self.renormalize_logits.unwrap_or(false),
+        }
+    }
+}
+
+impl Generate {
+    /// The logits processors of `generate`, in its order, on one row of log-probabilities for
+    /// the sequence `seq` (start token included).
+    fn process(&self, row: &mut [f32], seq: &[i64]) {
+        let v = row.len();
+        let ban = |row: &mut [f32], t: i64| {
+            if (0..v as i64).contains(&t) {
+                row[t as usize] = f32::NEG_INFINITY;
+            }
+        };
+        let n = self.no_repeat_ngram;
+        if n > 0 && seq.len() + 1 >= n {
+            let prefix = &seq[seq.len() + 1 - n..];
+            for w in seq.windows(n) {
+                if &w[..n - 1] == prefix {
+                    ban(row, w[n - 1]);
+                }
+            }
+        }
+        for &b in &self.bad_words {
+            ban(row, b);
+        }
+        if seq.len() < self.min_length {
+            ban(row, self.eos);
+        }
+        let force = |row: &mut [f32], t: i64| {
+            if (0..v as i64).contains(&t) {
+                row.fill(f32::NEG_INFINITY);
+                row[t as usize] = 0.0;
+            }
+        };
+        if let (Some(b), 1) = (self.forced_bos, seq.len()) {
+            force(row, b);
+        }
+        if let Some(e) = self.forced_eos {
+            if seq.len() + 1 == self.max_length {
+                force(row, e);
+            }
+        }
+        if self.renormalize {
+            let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            if m.is_finite() {
+                let z: f32 = row.iter().map(|&x| (x - m).exp()).sum::<f32>().ln() + m;
+                row.iter_mut().for_each(|x| *x -= z);
+            }
+        }
+    }
+}
+
+/// Generated ids of `n` inputs (after the start token; `</s>` included when the sequence ended
+/// with it). `step(parents, tokens)` is the contract of [`super::decode`]: reorder the state to
+/// rows `parents`, feed `tokens`, return the rows' log-probabilities `(R × V)`.
+pub fn generate<F>(n: usize, g: &Generate, step: F) -> Result<Vec<Vec<i64>>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    if g.beams <= 1 {
+        greedy(n, g, step)
+    } else {
+        beam(n, g, step)
+    }
+}
+
+fn argmax(row: &[f32]) -> i64 {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &x) in row.iter().enumerate() {
+        if x > best.1 {
+            best = (i as i64, x);
+        }
+    }
+    best.0
+}
+
+fn greedy<F>(n: usize, g: &Generate, mut step: F) -> Result<Vec<Vec<i64>>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    let mut seqs: Vec<Vec<i64>> = vec![vec![g.start]; n];
+    let mut live: Vec<usize> = (0..n).collect();
+    let mut parents: Vec<usize> = (0..n).collect();
+    let mut tokens = vec![g.start; n];
+    while !live.is_empty() && seqs[live[0]].len() < g.max_length {
+        let mut lp = step(&parents, &tokens)?;
+        let v = lp.len() / live.len();
+        let (mut next_live, mut next_parents, mut next_tokens) = (vec![], vec![], vec![]);
+        for (row, &i) in live.iter().enumerate() {
+            let r = &mut lp[row * v..(row + 1) * v];
+            g.process(r, &seqs[i]);
+            let w = argmax(r);
+            seqs[i].push(w);
+            if w != g.eos && seqs[i].len() < g.max_length {
+                next_live.push(i);
+                next_parents.push(row);
+                next_tokens.push(w);
+            }
+        }
+        (live, parents, tokens) = (next_live, next_parents, next_tokens);
+    }
+    Ok(seqs.into_iter().map(|s| s[1..].to_vec()).collect())
+}
+
+/// One input's beam state: `beams` running sequences and `beams` finished slots, as
+/// `transformers` keeps them (placeholders score −1e9).
+struct Item {
+    running: Vec<(Vec<i64>, f32)>,
+    finished: Vec<(Vec<i64>, f32, bool)>,
+    unsatisfied: bool,
+}
+
+const NEG: f32 = -1.0e9;
+
+fn beam<F>(n: usize, g: &Generate, mut step: F) -> Result<Vec<Vec<i64>>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    let nb = g.beams;
+    let k = 2 * nb;
+    let lp_pow = |len: usize| (len as f64).powf(g.length_penalty) as f32;
+    let mut items: Vec<Item> = (0..n)
+        .map(|_| Item {
+            running: (0..nb)
+                .map(|b| (vec![g.start], if b == 0 { 0.0 } else { NEG }))
+                .collect(),
+            finished: (0..nb).map(|_| (vec![g.start], NEG, false)).collect(),
+            unsatisfied: true,
+        })
+        .collect();
+    // Every input starts from its own state row, repeated for its beams.
+    let mut live: Vec<usize> = (0..n).collect();
+    let mut parents: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, nb)).collect();
+    let mut tokens = vec![g.start; n * nb];
+    let mut cur_len = 1;
+    while !live.is_empty() {
+        let mut lp = step(&parents, &tokens)?;
+        let v = lp.len() / (live.len() * nb);
+        let (mut next_live, mut next_parents, mut next_tokens) = (vec![], vec![], vec![]);
+        let mut all_hit = true;
+        for (slot, &i) in live.iter().enumerate() {
+            let it = &mut items[i];
+            let base = slot * nb;
+            // Accumulated scores of every (beam, token), float32 as in `transformers`.
+            let mut acc: Vec<(f32, usize)> = Vec::with_capacity(nb * v);
+            for (b, (seq, score)) in it.running.iter().enumerate() {
+                let r = &mut lp[(base + b) * v..(base + b + 1) * v];
+                g.process(r, seq);
+                acc.extend(r.iter().enumerate().map(|(t, &x)| (score + x, b * v + t)));
+            }
+            let by_score = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            if acc.len() > k {
+                acc.select_nth_unstable_by(k - 1, by_score);
+                acc.truncate(k);
+            }
+            acc.sort_by(by_score);
+            let at_max = cur_len + 1 >= g.max_length;
+            let cands: Vec<(f32, usize, i64, bool)> = acc
+                .iter()
+                .map(|&(s, idx)| {
+                    let t = (idx % v) as i64;
+                    (s, idx / v, t, t == g.eos || at_max)
+                })
+                .collect();
+            all_hit &= cands.iter().all(|c| c.3);
+            let extend = |b: usize, t: i64| {
+                let mut s = it.running[b].0.clone();
+                s.push(t);
+                s
+            };
+            // The next running beams: the best that did not just end.
+            let mut run: Vec<(f32, usize)> = cands
+                .iter()
+                .enumerate()
+                .map(|(j, c)| (c.0 + if c.3 { NEG } else { 0.0 }, j))
+                .collect();
+            run.sort_by(by_score);
+            let new_running: Vec<(Vec<i64>, f32)> = run[..nb]
+                .iter()
+                .map(|&(s, j)| (extend(cands[j].1, cands[j].2), s))
+                .collect();
+            // Finished hypotheses: the ending ones among the best `nb`, length-penalised.
+            let denom = lp_pow(cur_len);
+            let full = it.finished.iter().all(|f| f.2) && g.early_stopping == EarlyStopping::True;
+            let mut merged: Vec<(f32, Vec<i64>, bool)> = it
+                .finished
+                .drain(..)
+                .map(|(s, sc, fin)| (sc, s, fin))
+                .collect();
+            for (j, c) in cands.iter().enumerate() {
+                let done = j < nb && c.3;
+                let mut s = c.0 / denom;
+                if full {
+                    s += NEG;
+                }
+                if !it.unsatisfied {
+                    s += NEG;
+                }
+                if !done {
+                    s += NEG;
+                }
+                merged.push((s, extend(c.1, c.2), done));
+            }
+            let mut order: Vec<(f32, usize)> = merged.iter().enumerate().map(|(j, m)| (m.0, j)).collect();
+            order.sort_by(by_score);
+            it.finished = order[..nb]
+                .iter()
+                .map(|&(_, j)| (merged[j].1.clone(), merged[j].0, merged[j].2))
+                .collect();
+            it.running = new_running;
+            // Can a running beam still beat the worst finished one?
+            let best_len = match g.early_stopping {
+                EarlyStopping::Never if g.length_penalty > 0.0 => g.max_length - 1,
+                _ => cur_len,
+            };
+            let best = it.running[0].1 / lp_pow(best_len);
+            let worst = it.finished.iter().map(|f| f.1).fold(f32::INFINITY, f32::min);
+            it.unsatisfied &= it.finished.iter().any(|f| best > if f.2 { worst } else { NEG });
+            let closed = it.finished.iter().all(|f| f.2) && g.early_stopping == EarlyStopping::True;
+            if it.unsatisfied && !closed {
+                next_live.push(i);
+                for (b, (seq, _)) in it.running.iter().enumerate() {
+                    next_parents.push(base + cands[run[b].1].1);
+                    next_tokens.push(*seq.last().unwrap_or(&g.start));
+                }
+            }
+        }
+        cur_len += 1;
+        if all_hit || cur_len >= g.max_length {
+            break;
+        }
+        (live, parents, tokens) = (next_live, next_parents, next_tokens);
+    }
+    Ok(items
+        .into_iter()
+        .map(|it| {
+            let best = it.finished.into_iter().next().map(|f| f.0).unwrap_or_default();
+            best[1.min(best.len())..].to_vec()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+#[path = "hf_tests.rs"]
+mod tests;

@@ -1,0 +1,126 @@
+//! `generate`'s processors and beam rules on fake bigram models; parity with `transformers`
+//! itself is in src/model/seq2seq/tests.rs.
+use super::*;
+
+/// `table[prev]` = probabilities of the next token; vocab 0 start/pad, 1 eos, 2 a, 3 b.
+fn bigram(table: Vec<Vec<f32>>) -> impl FnMut(&[usize], &[i64]) -> Result<Vec<f32>> {
+    move |parents, tokens| {
+        assert_eq!(parents.len(), tokens.len());
+        Ok(tokens
+            .iter()
+            .flat_map(|&t| table[t as usize].iter().map(|p| p.ln()))
+            .collect())
+    }
+}
+
+fn config(beams: usize) -> Generate {
+    GenerationConfig::default().resolve(0, 1, 0).with_beams(beams)
+}
+
+impl Generate {
+    fn with_beams(self, beams: usize) -> Self {
+        Generate { beams, ..self }
+    }
+}
+
+fn loops() -> Vec<Vec<f32>> {
+    vec![
+        vec![1e-9, 0.1, 0.5, 0.4],
+        vec![0.25, 0.25, 0.25, 0.25],
+        vec![1e-9, 0.1, 0.2, 0.7],
+        vec![1e-9, 0.1, 0.7, 0.2],
+    ]
+}
+
+#[test]
+fn greedy_runs_to_max_length_and_forces_the_first_and_last_tokens() {
+    let g = Generate {
+        max_length: 6,
+        ..config(1)
+    };
+    let out = generate(2, &g, bigram(loops())).unwrap();
+    assert_eq!(out, vec![vec![2, 3, 2, 3, 2]; 2]);
+    let g = Generate {
+        forced_bos: Some(3),
+        forced_eos: Some(1),
+        ..g
+    };
+    let out = generate(1, &g, bigram(loops())).unwrap();
+    assert_eq!(out[0], vec![3, 2, 3, 2, 1]);
+    let beam = generate(1, &Generate { beams: 3, ..g }, bigram(loops())).unwrap();
+    assert_eq!(beam[0].first(), Some(&3));
+    assert_eq!(beam[0].last(), Some(&1));
+}
+
+#[test]
+fn no_repeat_ngram_bans_a_repeated_pair() {
+    let g = Generate {
+        max_length: 8,
+        no_repeat_ngram: 2,
+        ..config(1)
+    };
+    let out = generate(1, &g, bigram(loops())).unwrap();
+    // "a b" may not come twice: after "a b a" the next is "a", not "b".
+    let seq = &out[0];
+    let pairs: Vec<_> = seq.windows(2).collect();
+    let distinct: std::collections::HashSet<_> = pairs.iter().collect();
+    assert_eq!(pairs.len(), distinct.len(), "{seq:?}");
+    assert_eq!(&seq[..4], &[2, 3, 2, 2]);
+    // Banned pads never appear; min_length keeps `</s>` out early.
+    let g = Generate {
+        bad_words: vec![2],
+        min_length: 4,
+        ..g
+    };
+    let out = generate(1, &g, bigram(loops())).unwrap();
+    assert!(!out[0].contains(&2), "{:?}", out[0]);
+    assert!(out[0].iter().position(|&t| t == 1).is_none_or(|p| p >= 3));
+}
+
+#[test]
+fn beam_finds_what_greedy_misses_and_length_penalty_prefers_longer() {
+    // Greedy: "a" (0.6) then a flat row; beam: "b </s>" (0.4).
+    let table = vec![
+        vec![1e-9, 1e-9, 0.6, 0.4],
+        vec![0.25, 0.25, 0.25, 0.25],
+        vec![1e-9, 0.34, 0.33, 0.33],
+        vec![1e-9, 1.0, 1e-9, 1e-9],
+    ];
+    let g = Generate {
+        max_length: 6,
+        length_penalty: 0.0,
+        ..config(2)
+    };
+    assert_eq!(generate(1, &g.clone().with_beams(1), bigram(table.clone())).unwrap()[0][..2], [2, 1]);
+    assert_eq!(generate(1, &g, bigram(table)).unwrap()[0], vec![3, 1]);
+    // "</s>" at once (0.4) against "a </s>" (0.36): a penalty of 1 scores per token.
+    let table = vec![
+        vec![1e-9, 0.4, 0.6, 1e-9],
+        vec![0.25, 0.25, 0.25, 0.25],
+        vec![1e-9, 0.6, 0.4, 1e-9],
+        vec![1e-9, 1.0, 1e-9, 1e-9],
+    ];
+    let short = Generate {
+        max_length: 5,
+        length_penalty: 0.0,
+        ..config(3)
+    };
+    let long = Generate {
+        length_penalty: 1.0,
+        ..short.clone()
+    };
+    assert_eq!(generate(1, &short, bigram(table.clone())).unwrap()[0], vec![1]);
+    assert_eq!(generate(1, &long, bigram(table)).unwrap()[0], vec![2, 1]);
+}
+
+#[test]
+fn generation_config_reads_transformers_fields() {
+    let text = r#"{"num_beams": 4, "max_length": 512, "bad_words_ids": [[58100]],
+        "forced_eos_token_id": 0, "eos_token_id": [0], "early_stopping": "never",
+        "decoder_start_token_id": 58100}"#;
+    let c: GenerationConfig = serde_json::from_str(text).unwrap();
+    let g = c.resolve(1, 2, 3);
+    assert_eq!((g.beams, g.max_length, g.eos, g.start, g.pad), (4, 512, 0, 58100, 3));
+    assert_eq!((g.forced_eos, g.bad_words.clone()), (Some(0), vec![58100]));
+    assert_eq!(g.early_stopping, EarlyStopping::Never);
+}
