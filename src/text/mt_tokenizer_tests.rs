@@ -53,12 +53,20 @@ fn parity(name: &str) {
     let want = expected_json(name);
     for case in want["cases"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        assert_eq!(tok.encode(text, None), ids(&case["ids"]), "{name}: {text:?}");
+        assert_eq!(
+            tok.encode(text, None),
+            ids(&case["ids"]),
+            "{name}: {text:?}"
+        );
         for key in ["greedy", "beam"] {
             let got = tok.decode(&ids(&case[key]));
             let hf = case[&format!("{key}_text")].as_str().unwrap();
             let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-            assert_eq!(norm(&got), without_lang_tokens(hf), "{name} {key} text of {text:?}");
+            assert_eq!(
+                norm(&got),
+                without_lang_tokens(hf),
+                "{name} {key} text of {text:?}"
+            );
         }
     }
 }
@@ -73,7 +81,10 @@ fn m2m100_ids_and_texts_equal_transformers() {
     parity("m2m100");
     let tok = MtTokenizer::load(&fixture("m2m100")).unwrap();
     let want = expected_json("m2m100");
-    assert_eq!(tok.lang_id("hin_Deva"), want["forced_bos_token_id"].as_i64());
+    assert_eq!(
+        tok.lang_id("hin_Deva"),
+        want["forced_bos_token_id"].as_i64()
+    );
     assert_eq!(tok.lang_id("hi"), want["forced_bos_token_id"].as_i64());
 }
 
@@ -82,12 +93,17 @@ fn nllb_ids_and_texts_equal_transformers() {
     parity("nllb");
     let tok = MtTokenizer::load(&fixture("nllb")).unwrap();
     let want = expected_json("nllb");
-    assert_eq!(tok.lang_id("hin_Deva"), want["forced_bos_token_id"].as_i64());
+    assert_eq!(
+        tok.lang_id("hin_Deva"),
+        want["forced_bos_token_id"].as_i64()
+    );
     assert_eq!(tok.lang_id("hi"), want["forced_bos_token_id"].as_i64());
 }
 
 #[test]
 fn a_folder_without_tokenizer_files_is_one_error() {
-    let e = MtTokenizer::load(&fixture("llama")).unwrap_err().to_string();
+    let e = MtTokenizer::load(&fixture("llama"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a translation model folder"), "{e}");
 }

@@ -238,8 +238,10 @@ impl SpmModel {
         if !user.is_empty() {
             user.sort_by_key(|p| std::cmp::Reverse(p.chars().count()));
             let pattern: Vec<String> = user.iter().map(|p| fancy_escape(p)).collect();
-            pre.push(json!({"type": "Split", "pattern": {"Regex": pattern.join("|")},
-                            "behavior": "Isolated", "invert": false}));
+            pre.push(
+                json!({"type": "Split", "pattern": {"Regex": pattern.join("|")},
+                            "behavior": "Isolated", "invert": false}),
+            );
         }
         json!({
             "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
@@ -276,7 +278,10 @@ impl SpmModel {
                 .then(a.2.cmp(b.2))
                 .then(a.3.cmp(b.3))
         });
-        ranked.into_iter().map(|(_, _, l, r)| json!([l, r])).collect()
+        ranked
+            .into_iter()
+            .map(|(_, _, l, r)| json!([l, r]))
+            .collect()
     }
 
     /// The model as a `tokenizers` tokenizer whose tokens are SentencePiece's pieces and whose
@@ -385,7 +390,10 @@ mod tests {
         fn field(num: u64, wire: u64, payload: &[u8]) -> Vec<u8> {
             let mut out = vec![((num << 3) | wire) as u8];
             if num >= 16 {
-                out = vec![(((num << 3) | wire) as u8 & 0x7f) | 0x80, ((num << 3) >> 7) as u8];
+                out = vec![
+                    (((num << 3) | wire) as u8 & 0x7f) | 0x80,
+                    ((num << 3) >> 7) as u8,
+                ];
             }
             if wire == 2 {
                 out.push(payload.len() as u8);

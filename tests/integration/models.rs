@@ -635,11 +635,20 @@ fn sixteen_bit_precision_is_refused_on_the_cpu_before_the_run_exists() {
     let (run, img, d) = (s(&out), s(&image), s(&data));
     for (argv, p) in [
         (vec!["caption", run, img, "--precision", "fp16"], "fp16"),
-        (vec!["eval", run, "--data", d, "--precision", "bf16"], "bf16"),
-        (vec!["serve", run, "--addr", "127.0.0.1:0", "--precision", "bf16"], "bf16"),
+        (
+            vec!["eval", run, "--data", d, "--precision", "bf16"],
+            "bf16",
+        ),
+        (
+            vec!["serve", run, "--addr", "127.0.0.1:0", "--precision", "bf16"],
+            "bf16",
+        ),
     ] {
         let e = bad_input(&argv);
-        assert!(e.contains(&format!("--precision {p} needs a CUDA device")), "{argv:?}: {e}");
+        assert!(
+            e.contains(&format!("--precision {p} needs a CUDA device")),
+            "{argv:?}: {e}"
+        );
     }
     assert_eq!(
         ok(&["caption", run, img, "--precision", "fp32"]),

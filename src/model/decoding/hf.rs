@@ -273,7 +273,8 @@ where
                 g.process(r, seq);
                 acc.extend(r.iter().enumerate().map(|(t, &x)| (score + x, b * v + t)));
             }
-            let by_score = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            let by_score =
+                |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
             if acc.len() > k {
                 acc.select_nth_unstable_by(k - 1, by_score);
                 acc.truncate(k);
@@ -326,7 +327,8 @@ where
                 }
                 merged.push((s, extend(c.1, c.2), done));
             }
-            let mut order: Vec<(f32, usize)> = merged.iter().enumerate().map(|(j, m)| (m.0, j)).collect();
+            let mut order: Vec<(f32, usize)> =
+                merged.iter().enumerate().map(|(j, m)| (m.0, j)).collect();
             order.sort_by(by_score);
             it.finished = order[..nb]
                 .iter()
@@ -339,8 +341,15 @@ where
                 _ => cur_len,
             };
             let best = it.running[0].1 / lp_pow(best_len);
-            let worst = it.finished.iter().map(|f| f.1).fold(f32::INFINITY, f32::min);
-            it.unsatisfied &= it.finished.iter().any(|f| best > if f.2 { worst } else { NEG });
+            let worst = it
+                .finished
+                .iter()
+                .map(|f| f.1)
+                .fold(f32::INFINITY, f32::min);
+            it.unsatisfied &= it
+                .finished
+                .iter()
+                .any(|f| best > if f.2 { worst } else { NEG });
             let closed = it.finished.iter().all(|f| f.2) && g.early_stopping == EarlyStopping::True;
             if it.unsatisfied && !closed {
                 next_live.push(i);
@@ -359,7 +368,12 @@ where
     Ok(items
         .into_iter()
         .map(|it| {
-            let best = it.finished.into_iter().next().map(|f| f.0).unwrap_or_default();
+            let best = it
+                .finished
+                .into_iter()
+                .next()
+                .map(|f| f.0)
+                .unwrap_or_default();
             best[1.min(best.len())..].to_vec()
         })
         .collect())

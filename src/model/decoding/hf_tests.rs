@@ -14,7 +14,9 @@ fn bigram(table: Vec<Vec<f32>>) -> impl FnMut(&[usize], &[i64]) -> Result<Vec<f3
 }
 
 fn config(beams: usize) -> Generate {
-    GenerationConfig::default().resolve(0, 1, 0).with_beams(beams)
+    GenerationConfig::default()
+        .resolve(0, 1, 0)
+        .with_beams(beams)
 }
 
 impl Generate {
@@ -91,7 +93,10 @@ fn beam_finds_what_greedy_misses_and_length_penalty_prefers_longer() {
         length_penalty: 0.0,
         ..config(2)
     };
-    assert_eq!(generate(1, &g.clone().with_beams(1), bigram(table.clone())).unwrap()[0][..2], [2, 1]);
+    assert_eq!(
+        generate(1, &g.clone().with_beams(1), bigram(table.clone())).unwrap()[0][..2],
+        [2, 1]
+    );
     assert_eq!(generate(1, &g, bigram(table)).unwrap()[0], vec![3, 1]);
     // "</s>" at once (0.4) against "a </s>" (0.36): a penalty of 1 scores per token.
     let table = vec![
@@ -109,7 +114,10 @@ fn beam_finds_what_greedy_misses_and_length_penalty_prefers_longer() {
         length_penalty: 1.0,
         ..short.clone()
     };
-    assert_eq!(generate(1, &short, bigram(table.clone())).unwrap()[0], vec![1]);
+    assert_eq!(
+        generate(1, &short, bigram(table.clone())).unwrap()[0],
+        vec![1]
+    );
     assert_eq!(generate(1, &long, bigram(table)).unwrap()[0], vec![2, 1]);
 }
 
@@ -120,7 +128,10 @@ fn generation_config_reads_transformers_fields() {
         "decoder_start_token_id": 58100}"#;
     let c: GenerationConfig = serde_json::from_str(text).unwrap();
     let g = c.resolve(1, 2, 3);
-    assert_eq!((g.beams, g.max_length, g.eos, g.start, g.pad), (4, 512, 0, 58100, 3));
+    assert_eq!(
+        (g.beams, g.max_length, g.eos, g.start, g.pad),
+        (4, 512, 0, 58100, 3)
+    );
     assert_eq!((g.forced_eos, g.bad_words.clone()), (Some(0), vec![58100]));
     assert_eq!(g.early_stopping, EarlyStopping::Never);
 }

@@ -124,9 +124,16 @@ impl Seq2SeqConfig {
                 )));
             }
         }
-        for (name, id) in [("pad", self.pad()), ("eos", self.eos()), ("start", self.start())] {
+        for (name, id) in [
+            ("pad", self.pad()),
+            ("eos", self.eos()),
+            ("start", self.start()),
+        ] {
             if !(0..self.vocab_size).contains(&id) {
-                return Err(bad(format!("{name} token id {id} outside 0..{}", self.vocab_size)));
+                return Err(bad(format!(
+                    "{name} token id {id} outside 0..{}",
+                    self.vocab_size
+                )));
             }
         }
         self.activation().map_err(|e| bad(e.to_string()))?;

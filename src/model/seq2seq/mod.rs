@@ -13,7 +13,9 @@ use std::path::Path;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::model::blocks::{layer_norm, Attention, AttentionConfig, KvCache, Mlp, MlpConfig};
+use crate::model::blocks::{
+    layer_norm, Attention, AttentionConfig, KvCache, LayerNorm, Mlp, MlpConfig,
+};
 use crate::model::hf::{read_config, HfWeights};
 use crate::{Error, Result};
 pub use config::{Arch, Seq2SeqConfig};
@@ -24,17 +26,28 @@ const LN_EPS: f64 = 1e-5;
 #[derive(Debug)]
 struct Layer {
     self_attn: Attention,
-    self_attn_layer_norm: nn::LayerNorm,
+    self_attn_layer_norm: LayerNorm,
     /// Decoder layers only.
-    cross: Option<(Attention, nn::LayerNorm)>,
+    cross: Option<(Attention, LayerNorm)>,
     mlp: Mlp,
-    final_layer_norm: nn::LayerNorm,
+    final_layer_norm: LayerNorm,
 }
 
 impl Layer {
-    fn new(p: nn::Path, d: i64, heads: i64, ffn: i64, act: crate::model::blocks::mlp::Activation, decoder: bool) -> Self {
+    fn new(
+        p: nn::Path,
+        d: i64,
+        heads: i64,
+        ffn: i64,
+        act: crate::model::blocks::mlp::Activation,
+        decoder: bool,
+    ) -> Self {
         let attn = AttentionConfig::new(d, heads);
-        let self_cfg = if decoder { attn.clone().causal() } else { attn.clone() };
+        let self_cfg = if decoder {
+            attn.clone().causal()
+        } else {
+            attn.clone()
+        };
         Layer {
             self_attn: Attention::new(&p / "self_attn", &self_cfg),
             self_attn_layer_norm: layer_norm(&p / "self_attn_layer_norm", d, LN_EPS),
@@ -62,11 +75,15 @@ impl Layer {
         memory: Option<(&(Tensor, Tensor), &Tensor)>,
     ) -> (Tensor, (Tensor, Tensor)) {
         let post = arch == Arch::Marian;
-        let norm = |n: &nn::LayerNorm, h: &Tensor| if post { h.shallow_clone() } else { h.apply(n) };
-        let after = |n: &nn::LayerNorm, h: Tensor| if post { h.apply(n) } else { h };
-        let (a, kv) = self
-            .self_attn
-            .forward_t(&norm(&self.self_attn_layer_norm, x), past, keep, None, false);
+        let norm = |n: &LayerNorm, h: &Tensor| if post { h.shallow_clone() } else { h.apply(n) };
+        let after = |n: &LayerNorm, h: Tensor| if post { h.apply(n) } else { h };
+        let (a, kv) = self.self_attn.forward_t(
+            &norm(&self.self_attn_layer_norm, x),
+            past,
+            keep,
+            None,
+            false,
+        );
         let mut h = after(&self.self_attn_layer_norm, x + a); // (B, T, d)
         if let (Some((attn, ln)), Some(((k, v), mem_keep))) = (&self.cross, memory) {
             let c = attn.attend(&norm(ln, &h), k, v, Some(mem_keep), false);
@@ -88,7 +105,7 @@ pub struct Seq2Seq {
     encoder: Vec<Layer>,
     decoder: Vec<Layer>,
     /// M2M100's `model.encoder.layer_norm` and `model.decoder.layer_norm`.
-    final_norms: Option<(nn::LayerNorm, nn::LayerNorm)>,
+    final_norms: Option<(LayerNorm, LayerNorm)>,
     /// `(positions, d)`: Marian's table, or M2M100's (row `pad` zero).
     positions: Tensor,
     scale: f64,
@@ -113,7 +130,10 @@ impl DecoderState {
                     .map(|(k, v)| (k.index_select(0, rows), v.index_select(0, rows)))
                     .collect()
             } else {
-                self.cross.iter().map(|(k, v)| (k.shallow_clone(), v.shallow_clone())).collect()
+                self.cross
+                    .iter()
+                    .map(|(k, v)| (k.shallow_clone(), v.shallow_clone()))
+                    .collect()
             },
             mem_keep: if cross_too {
                 self.mem_keep.index_select(0, rows)
@@ -183,8 +203,20 @@ impl Seq2Seq {
                 .map(|i| Layer::new(&m / name / "layers" / i, d, heads, ffn, act, dec))
                 .collect()
         };
-        let encoder = stack("encoder", cfg.encoder_layers, cfg.encoder_attention_heads, cfg.encoder_ffn_dim, false);
-        let decoder = stack("decoder", cfg.decoder_layers, cfg.decoder_attention_heads, cfg.decoder_ffn_dim, true);
+        let encoder = stack(
+            "encoder",
+            cfg.encoder_layers,
+            cfg.encoder_attention_heads,
+            cfg.encoder_ffn_dim,
+            false,
+        );
+        let decoder = stack(
+            "decoder",
+            cfg.decoder_layers,
+            cfg.decoder_attention_heads,
+            cfg.decoder_ffn_dim,
+            true,
+        );
         let final_norms = (arch == Arch::M2m100).then(|| {
             (
                 layer_norm(&m / "encoder" / "layer_norm", d, LN_EPS),
@@ -207,7 +239,11 @@ impl Seq2Seq {
             decoder,
             final_norms,
             positions,
-            scale: if cfg.scale_embedding { (d as f64).sqrt() } else { 1.0 },
+            scale: if cfg.scale_embedding {
+                (d as f64).sqrt()
+            } else {
+                1.0
+            },
         })
     }
 
@@ -233,7 +269,10 @@ impl Seq2Seq {
                 self.config.max_position_embeddings
             )));
         }
-        Ok(self.positions.index_select(0, &pos.flatten(0, 1)).view([ids.size()[0], t, -1]))
+        Ok(self
+            .positions
+            .index_select(0, &pos.flatten(0, 1))
+            .view([ids.size()[0], t, -1]))
     }
 
     fn embed(&self, table: &Tensor, ids: &Tensor, past: i64) -> Result<Tensor> {

@@ -8,8 +8,8 @@
 use serde_json::Value;
 
 use super::*;
-use crate::model::decoding::hf::Generate;
 use crate::model::clip::tests::{close, expected};
+use crate::model::decoding::hf::Generate;
 use crate::text::mt_tokenizer::fixture_tests::{expected_json, fixture, ids};
 
 /// `generate`'s row without the start token, cut after the first `</s>` (the rest is padding).
@@ -32,18 +32,34 @@ fn parity(name: &str) {
         let x = Tensor::from_slice(&ids(&case["ids"])).unsqueeze(0);
         let keep = x.ones_like().to_kind(Kind::Bool);
         let mem = tch::no_grad(|| t.model.encode(&x, &keep)).unwrap();
-        close(&format!("{name} encoder {i}"), &mem.squeeze_dim(0), &tensors[&format!("encoder_{i}")]);
+        close(
+            &format!("{name} encoder {i}"),
+            &mem.squeeze_dim(0),
+            &tensors[&format!("encoder_{i}")],
+        );
         let y = Tensor::from_slice(&ids(&case["greedy"])).unsqueeze(0);
         let mut st = t.model.start(&mem, &keep);
         let logits = tch::no_grad(|| t.model.decode(&y, &mut st)).unwrap();
-        close(&format!("{name} logits {i}"), &logits.squeeze_dim(0), &tensors[&format!("logits_{i}")]);
+        close(
+            &format!("{name} logits {i}"),
+            &logits.squeeze_dim(0),
+            &tensors[&format!("logits_{i}")],
+        );
     }
     let inputs: Vec<Vec<i64>> = cases.iter().map(|c| ids(&c["ids"])).collect();
     for (key, beams) in [("greedy", 1), ("beam", 4)] {
-        let g = Generate { beams, ..t.generation.clone() };
+        let g = Generate {
+            beams,
+            ..t.generation.clone()
+        };
         for (input, case) in inputs.iter().zip(cases) {
             let got = t.generate_ids(std::slice::from_ref(input), &g).unwrap();
-            assert_eq!(got[0], generated(&ids(&case[key]), eos), "{name} {key} of {:?}", case["text"]);
+            assert_eq!(
+                got[0],
+                generated(&ids(&case[key]), eos),
+                "{name} {key} of {:?}",
+                case["text"]
+            );
         }
         // A right-padded batch of three.
         let got = t.generate_ids(&inputs[..3], &g).unwrap();
@@ -84,7 +100,12 @@ fn marian_positions_are_sin_then_cos() {
 
 #[test]
 fn a_folder_of_another_architecture_is_one_error() {
-    let e = Translator::load(&fixture("llama"), Device::Cpu).unwrap_err().to_string();
-    assert!(e.contains("model_type") || e.contains("not a translation"), "{e}");
+    let e = Translator::load(&fixture("llama"), Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model_type") || e.contains("not a translation"),
+        "{e}"
+    );
     let _: Value = Value::Null;
 }

@@ -146,8 +146,16 @@ impl Translator {
         let pad = self.model.config.pad();
         let (mut ids, mut keep) = (Vec::new(), Vec::new());
         for x in inputs {
-            ids.extend(x.iter().copied().chain(std::iter::repeat_n(pad, s - x.len())));
-            keep.extend(x.iter().map(|_| true).chain(std::iter::repeat_n(false, s - x.len())));
+            ids.extend(
+                x.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(pad, s - x.len())),
+            );
+            keep.extend(
+                x.iter()
+                    .map(|_| true)
+                    .chain(std::iter::repeat_n(false, s - x.len())),
+            );
         }
         let b = inputs.len() as i64;
         let ids = Tensor::from_slice(&ids).view([b, -1]).to_device(dev); // (B, S)
@@ -160,8 +168,9 @@ impl Translator {
             let step = |parents: &[usize], tokens: &[i64]| -> Result<Vec<f32>> {
                 let items: Vec<usize> = parents.iter().map(|&p| row_item[p]).collect();
                 let identity = parents.iter().enumerate().all(|(i, &p)| i == p);
-                let rows = Tensor::from_slice(&parents.iter().map(|&p| p as i64).collect::<Vec<_>>())
-                    .to_device(dev);
+                let rows =
+                    Tensor::from_slice(&parents.iter().map(|&p| p as i64).collect::<Vec<_>>())
+                        .to_device(dev);
                 let mut st = match state.take() {
                     None => base.select(&rows, true),
                     Some(st) if identity && items.len() == row_item.len() => st,
@@ -183,7 +192,11 @@ impl Translator {
     }
 
     /// Translations of `texts` (one per text, in order) and the target language's label.
-    pub fn translate(&self, texts: &[String], opts: &TranslateOptions) -> Result<(Vec<String>, String)> {
+    pub fn translate(
+        &self,
+        texts: &[String],
+        opts: &TranslateOptions,
+    ) -> Result<(Vec<String>, String)> {
         let (g, prefix, label) = self.settings(opts)?;
         let inputs: Vec<Vec<i64>> = texts.iter().map(|t| self.tok.encode(t, prefix)).collect();
         let limit = self.model.config.max_position_embeddings as usize;
