@@ -181,8 +181,25 @@ pub struct ExtractSpec<'a> {
 }
 
 /// Run `encoder` (frozen) over `images` = `(id, path)`; undecodable images are skipped and
-/// listed.
+/// listed. No decodable image at all is an error.
 pub fn extract(
+    encoder: &Encoder,
+    spec: &ExtractSpec,
+    images: &[(String, PathBuf)],
+    progress: &indicatif::ProgressBar,
+) -> Result<Extracted> {
+    let ex = extract_any(encoder, spec, images, progress)?;
+    if ex.cache.ids.is_empty() {
+        return Err(Error::invalid(
+            "no image could be decoded: nothing to extract features from",
+        ));
+    }
+    Ok(ex)
+}
+
+/// [`extract`], where no decodable image (a shard whose images are all unreadable, or that
+/// got none) gives an empty cache: pooled `(0, 0)`, grid `(0, 0, 0)`.
+pub fn extract_any(
     encoder: &Encoder,
     spec: &ExtractSpec,
     images: &[(String, PathBuf)],
@@ -213,9 +230,15 @@ pub fn extract(
         ids.extend(batch.indices.iter().map(|&i| images[i].0.clone()));
     }
     if ids.is_empty() {
-        return Err(Error::invalid(
-            "no image could be decoded: nothing to extract features from",
-        ));
+        let cpu = (tch::Kind::Float, Device::Cpu);
+        let cache = FeatureCache {
+            fingerprint: String::new(),
+            encoder: spec.kind.as_str().to_string(),
+            ids,
+            pooled: Tensor::zeros([0, 0], cpu),
+            grid: spec.keep_grid.then(|| Tensor::zeros([0, 0, 0], cpu).to_kind(tch::Kind::Half)),
+        };
+        return Ok(Extracted { cache, failed });
     }
     let decoded: std::collections::HashSet<&String> = ids.iter().collect();
     let kept: Vec<(String, PathBuf)> = images
