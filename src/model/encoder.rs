@@ -180,6 +180,22 @@ pub struct ExtractSpec<'a> {
     pub keep_grid: bool,
 }
 
+/// `xs` padded with black images to `size` rows. Convolution libraries (oneDNN on the CPU,
+/// cuDNN) choose their algorithm by the input's shape, and two algorithms round differently:
+/// an image encoded in a batch of 32 and in a batch of 12 differed in the last bits. Every
+/// batch is run at the full batch size, so an image's features depend on the image alone
+/// (not on which others share its batch) and the shards of `features --shard` merge into the
+/// single-process cache byte for byte (docs/scale.md).
+fn full_batch(xs: &Tensor, size: usize) -> Tensor {
+    let (b, size) = (xs.size()[0], size as i64);
+    if b >= size {
+        return xs.shallow_clone();
+    }
+    let mut shape = xs.size();
+    shape[0] = size - b;
+    Tensor::cat(&[xs, &Tensor::zeros(&shape, (xs.kind(), xs.device()))], 0) // (size, 3, S, S)
+}
+
 /// Run `encoder` (frozen) over `images` = `(id, path)`; undecodable images are skipped and
 /// listed. No decodable image at all is an error.
 pub fn extract(
@@ -221,11 +237,16 @@ pub fn extract_any(
             continue;
         }
         let xs = batch.to_tensor().to_device(spec.device); // (B, 3, S, S)
-        let out = tch::no_grad(|| encoder.forward_t(&xs, false));
+        let b = xs.size()[0];
+        let out = tch::no_grad(|| encoder.forward_t(&full_batch(&xs, spec.batch_size), false));
         parts.push(ImageFeatures::new(
-            out.pooled.to_device(Device::Cpu), // (B, D)
-            spec.keep_grid
-                .then(|| out.memory().to_kind(tch::Kind::Half).to_device(Device::Cpu)), // (B, N, C)
+            out.pooled.narrow(0, 0, b).to_device(Device::Cpu), // (B, D)
+            spec.keep_grid.then(|| {
+                out.memory()
+                    .narrow(0, 0, b)
+                    .to_kind(tch::Kind::Half)
+                    .to_device(Device::Cpu) // (B, N, C)
+            }),
         ));
         ids.extend(batch.indices.iter().map(|&i| images[i].0.clone()));
     }
