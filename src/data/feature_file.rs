@@ -78,15 +78,22 @@ pub struct TensorSpec {
 
 impl TensorSpec {
     pub fn bytes(&self) -> u64 {
-        self.shape.iter().product::<usize>() as u64 * self.dtype.size() as u64
+        checked_bytes(&self.shape, self.dtype).unwrap_or(u64::MAX)
     }
     /// Bytes of one row (one image).
     pub fn row_bytes(&self) -> u64 {
-        self.shape.iter().skip(1).product::<usize>() as u64 * self.dtype.size() as u64
+        checked_bytes(self.shape.get(1..).unwrap_or(&[]), self.dtype).unwrap_or(u64::MAX)
     }
     pub fn rows(&self) -> u64 {
         self.shape.first().copied().unwrap_or(0) as u64
     }
+}
+
+/// Bytes of `shape` elements of `dtype`, `None` past u64.
+fn checked_bytes(shape: &[usize], dtype: Dtype) -> Option<u64> {
+    shape
+        .iter()
+        .try_fold(dtype.size() as u64, |a, &d| a.checked_mul(d as u64))
 }
 
 /// The header bytes (length prefix included) of a cache holding `tensors` in this order.
@@ -250,11 +257,14 @@ impl FeatureFile {
                 shape: info.shape,
             };
             let (s, e) = info.data_offsets;
-            let size = spec
-                .shape
-                .iter()
-                .try_fold(dtype.size() as u64, |a, &d| a.checked_mul(d as u64));
-            if size != Some(e.wrapping_sub(s)) || s > e || data_start + e > len {
+            let size = checked_bytes(&spec.shape, dtype);
+            let row = checked_bytes(spec.shape.get(1..).unwrap_or(&[]), dtype);
+            if spec.shape.is_empty()
+                || row.is_none()
+                || size != Some(e.wrapping_sub(s))
+                || s > e
+                || data_start.checked_add(e).is_none_or(|end| end > len)
+            {
                 return Err(bad(&format!("`{name}` does not fit its offsets")));
             }
             let start = data_start + s;
@@ -347,7 +357,7 @@ impl FeatureFile {
         let t = self.tensor(name)?;
         let rb = t.spec.row_bytes();
         let n = t.spec.rows() as i64;
-        let mut bytes = Vec::with_capacity(rows.len() * rb as usize);
+        let mut bytes = vec![];
         let mut i = 0;
         while i < rows.len() {
             let first = rows[i];
