@@ -1,8 +1,10 @@
 //! The command line (clap derive): global flags, one subcommand per job, `ValueEnum`s for
 //! choices. Doc comments are the `--help` text.
+mod features;
 mod restore;
 mod serve;
 mod train;
+pub use features::{FeaturesArgs, FeaturesCommand, FeaturesMergeArgs};
 pub use restore::*;
 pub use serve::{RatingsCommand, ServeArgs};
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ pub use train::{DistillArgs, ScheduleArg, TrainArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{defaults, DecoderPreset, EncoderKind};
+use crate::config::{defaults, DecoderPreset};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,7 +60,8 @@ pub enum Command {
     Vocab(VocabCommand),
     /// Score captions with corpus BLEU-1..4 (pycocoevalcap or NLTK definitions).
     Bleu(BleuArgs),
-    /// Run a frozen pretrained encoder once over a dataset and cache its features.
+    /// Run a frozen pretrained encoder once over a dataset and cache its features (one shard of
+    /// them with --shard; `features merge` joins the shards).
     Features(FeaturesArgs),
     /// Train a captioner (encoder + LSTM/GRU decoder) into a run directory.
     Train(TrainArgs),
@@ -234,30 +237,6 @@ pub enum MetricArg {
     Bleu,
     Cider,
     Rouge,
-}
-
-#[derive(Debug, Args)]
-pub struct FeaturesArgs {
-    /// Dataset directory.
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, value_enum)]
-    pub encoder: EncoderKind,
-    /// Pretrained weights (.safetensors with torchvision names; see notebooks/), or for `clip`
-    /// a Hugging Face CLIP folder as downloaded (e.g. openai/clip-vit-base-patch32).
-    #[arg(long)]
-    pub encoder_weights: PathBuf,
-    /// Output feature cache (.safetensors).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Also store the last conv grid of every image (for attention models; large; `clip`: the
-    /// patch tokens).
-    #[arg(long)]
-    pub grid: bool,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    #[command(flatten)]
-    pub dataset: DataArgs,
 }
 
 /// Decoding flags shared by eval and caption.

@@ -11,7 +11,9 @@
 //! folder are checked one by one where they are named.
 use std::path::{Path, PathBuf};
 
-use crate::cli::{CaptionArgs, Command, RatingsCommand, RestoreCommand, TagsCommand};
+use crate::cli::{
+    CaptionArgs, Command, FeaturesCommand, RatingsCommand, RestoreCommand, TagsCommand,
+};
 use crate::fsio::{refuse_overwriting_inputs, Input};
 
 /// What a command reads and the outputs it was given, as `(flag, path)`.
@@ -96,11 +98,23 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
         Command::Vocab(crate::cli::VocabCommand::Build { dir, out, .. }) => {
             io.folder(dir).out("--out", out);
         }
-        Command::Features(a) => {
-            io.folder(&a.data)
-                .either(&a.encoder_weights)
-                .out("--out", &a.out);
-        }
+        Command::Features(a) => match &a.command {
+            Some(FeaturesCommand::Merge(m)) => {
+                for shard in &m.shards {
+                    io.file(shard);
+                }
+                io.out("--out", &m.out);
+            }
+            None => {
+                io.opt_folder(&a.data).opt_either(&a.encoder_weights);
+                match (&a.shard, &a.shard_out, &a.out) {
+                    (_, Some(p), _) => io.out("--shard-out", p),
+                    (Some(s), None, Some(out)) => io.out("--out", &s.path_for(out)),
+                    (None, _, Some(out)) => io.out("--out", out),
+                    _ => &mut io,
+                };
+            }
+        },
         Command::Train(a) => {
             io.folder(&a.data)
                 .opt_either(&a.encoder_weights)

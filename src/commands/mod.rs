@@ -2,6 +2,7 @@
 //! the results. Progress and diagnostics go to stderr, results to stdout.
 mod compare;
 mod demo;
+mod features;
 mod guard;
 mod model;
 pub mod out;
@@ -91,7 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             data,
         }) => vocab_build(&ctx, &dir, &out, min_count, split, &data),
         Command::Bleu(a) => bleu(&ctx, &a),
-        Command::Features(a) => model::features(&ctx, &a),
+        Command::Features(a) => features::features(&ctx, &a),
         Command::Train(a) => model::train(&ctx, &a),
         Command::Eval(a) => model::eval(&ctx, &a),
         Command::Caption(a) => model::caption(&ctx, &a),

@@ -4,73 +4,23 @@ use std::path::Path;
 use super::out::outln;
 use anyhow::bail;
 
-use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
-use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, FeaturesArgs, ScheduleArg, TrainArgs};
+use super::{bleu_table, collect_images, load_options, Ctx};
+use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, ScheduleArg, TrainArgs};
 use crate::config::{
     Batching, DecoderConfig, DecoderOverrides, Distill, EncoderKind, Gpt2Sizes, ModelConfig,
     PretrainedLm, Schedule, TagsConfig, TrainConfig,
 };
-use crate::data::features;
 use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
 use crate::infer::{CaptionResult, Extras};
 use crate::model::clip::ClipImageFolder;
 use crate::model::decoding::{cli_flag, DecodeRequest, Decoding};
-use crate::model::encoder::{self, ExtractSpec};
 use crate::model::gpt2::{Gpt2, Gpt2Config};
 use crate::model::hf::read_config;
 use crate::model::text_tagger::TextTagger;
 use crate::run;
 use crate::text::hf_tokenizer::HfTokenizer;
 use crate::train::{self as training, TrainJob};
-
-pub fn features(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
-    // `--out` was checked against the data and weights by `commands::guard`.
-    let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
-    // A CLIP folder's weights and preprocessing, or a CNN's weights file.
-    let pre = encoder::pretrained(a.encoder, &a.encoder_weights, ctx.device)?;
-    let (enc, preprocess, weights_fp) = (pre.encoder, pre.preprocess, pre.fingerprint);
-    {
-        // One batch of pixels and its copy on the way to the encoder (config::budget).
-        use crate::config::budget;
-        let per_image = preprocess.output_len() as i64;
-        let need = budget::f32s(budget::product(&[a.batch_size as i64, per_image, 2]));
-        budget::check(need, || format!("features --batch-size {}", a.batch_size))?;
-    }
-    let list = ds.image_list();
-    let bar = training::progress(ctx.quiet, list.len() as u64, "features");
-    let t0 = std::time::Instant::now();
-    let spec = ExtractSpec {
-        kind: a.encoder,
-        weights_fp: &weights_fp,
-        preprocess,
-        batch_size: a.batch_size,
-        device: ctx.device,
-        keep_grid: a.grid,
-    };
-    let mut ex = encoder::extract(&enc, &spec, &list, &bar)?;
-    bar.finish_and_clear();
-    ex.cache.fingerprint =
-        features::fingerprint(a.encoder.as_str(), &weights_fp, &preprocess, &list);
-    for (_, why) in &ex.failed {
-        if ctx.verbose {
-            // `why` names the file already.
-            crate::fsio::errln!("  skipped {why}");
-        }
-    }
-    ex.cache.save(&a.out)?;
-    let secs = t0.elapsed().as_secs_f64();
-    outln!(
-        "{} images → {} ({} features each{}), {} unreadable skipped, {:.1} images/s",
-        ex.cache.ids.len(),
-        a.out.display(),
-        ex.cache.pooled.size()[1],
-        if a.grid { " + grids" } else { "" },
-        ex.failed.len(),
-        ex.cache.ids.len() as f64 / secs.max(1e-9)
-    )?;
-    Ok(())
-}
 
 /// The architecture `train` asks for: the preset of `--decoder` for `--encoder`, the user's
 /// overrides applied by the config ([`DecoderConfig::apply`]), ClipCap's pretrained LM and CLIP's

@@ -4,13 +4,14 @@
 //! metadata). A fingerprint of encoder + weights + preprocessing + image list is stored with
 //! them; training reuses a cache only when the fingerprint matches, and the `grid` metadata
 //! flag says whether an attention decoder can train from it.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype as StDtype, SafeTensors};
 use tch::{Kind, Tensor};
 
 use crate::data::image::Preprocess;
+use super::feature_file::{self, Dtype, TensorSpec};
 use crate::fsio::Fingerprint;
 use crate::{Error, Result};
 
@@ -39,10 +40,23 @@ pub fn fingerprint(
     pre: &Preprocess,
     images: &[(String, std::path::PathBuf)],
 ) -> String {
-    use std::os::unix::fs::MetadataExt;
     let mut f = Fingerprint::default();
     f.update(encoder.as_bytes()).update(weights_fp.as_bytes());
     f.update(serde_json::to_string(pre).unwrap_or_default().as_bytes());
+    hash_images(&mut f, images);
+    f.hex()
+}
+
+/// A fingerprint of the image list alone (ids and file identities, as [`fingerprint`] hashes
+/// them): shards of one dataset agree on it whatever their encoder.
+pub fn images_fingerprint(images: &[(String, std::path::PathBuf)]) -> String {
+    let mut f = Fingerprint::default();
+    hash_images(&mut f, images);
+    f.hex()
+}
+
+fn hash_images(f: &mut Fingerprint, images: &[(String, std::path::PathBuf)]) {
+    use std::os::unix::fs::MetadataExt;
     let mut sorted: Vec<&(String, std::path::PathBuf)> = images.iter().collect();
     sorted.sort();
     for (id, path) in sorted {
@@ -52,7 +66,6 @@ pub fn fingerprint(
             .unwrap_or_default();
         f.update(identity.as_bytes());
     }
-    f.hex()
 }
 
 /// Little-endian bytes of `t` as `kind` (Float or Half).
@@ -64,35 +77,70 @@ fn to_bytes(t: &Tensor, kind: Kind) -> Vec<u8> {
     bytes
 }
 
+/// The metadata of a cache: the same keys and values whether one process or a merge of
+/// shards writes it (`extra` adds a shard's own keys).
+pub fn cache_meta(
+    fingerprint: &str,
+    encoder: &str,
+    ids: &[String],
+    grid: bool,
+) -> Result<BTreeMap<String, String>> {
+    let ids = serde_json::to_string(ids).map_err(|e| Error::invalid(e.to_string()))?;
+    Ok([
+        ("format", "captag-features-1".to_string()),
+        ("fingerprint", fingerprint.to_string()),
+        ("encoder", encoder.to_string()),
+        ("ids", ids),
+        ("grid", grid.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect())
+}
+
+/// The tensors of a cache of `rows` images: pooled `(rows, D)` float32 and, with a grid,
+/// `(rows, cells, C)` float16, in this order in the file.
+pub fn cache_specs(rows: usize, pooled_dim: usize, grid: Option<(usize, usize)>) -> Vec<TensorSpec> {
+    let mut v = vec![TensorSpec {
+        name: "pooled".into(),
+        dtype: Dtype::F32,
+        shape: vec![rows, pooled_dim],
+    }];
+    if let Some((cells, c)) = grid {
+        v.push(TensorSpec {
+            name: "grid".into(),
+            dtype: Dtype::F16,
+            shape: vec![rows, cells, c],
+        });
+    }
+    v
+}
+
 impl FeatureCache {
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.save_with(path, &BTreeMap::new())
+    }
+
+    /// Writes the cache (atomically, the bytes a function of the content alone) with `extra`
+    /// metadata beside the standard keys.
+    pub fn save_with(&self, path: &Path, extra: &BTreeMap<String, String>) -> Result<()> {
         let dims = |t: &Tensor| t.size().iter().map(|&d| d as usize).collect::<Vec<_>>();
-        let pooled = to_bytes(&self.pooled, Kind::Float);
-        let grid = self.grid.as_ref().map(|g| to_bytes(g, Kind::Half));
-        let mut views = vec![(
-            "pooled".to_string(),
-            TensorView::new(Dtype::F32, dims(&self.pooled), &pooled)
-                .map_err(|e| Error::invalid(e.to_string()))?,
-        )];
-        if let (Some(g), Some(bytes)) = (&self.grid, &grid) {
-            views.push((
-                "grid".to_string(),
-                TensorView::new(Dtype::F16, dims(g), bytes)
-                    .map_err(|e| Error::invalid(e.to_string()))?,
-            ));
-        }
-        let ids = serde_json::to_string(&self.ids).map_err(|e| Error::invalid(e.to_string()))?;
-        let meta: HashMap<String, String> = [
-            ("format".to_string(), "captag-features-1".to_string()),
-            ("fingerprint".to_string(), self.fingerprint.clone()),
-            ("encoder".to_string(), self.encoder.clone()),
-            ("ids".to_string(), ids),
-            ("grid".to_string(), self.grid.is_some().to_string()),
-        ]
-        .into();
-        let bytes = safetensors::tensor::serialize(views, &Some(meta))
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-        crate::fsio::write_atomic(path, &bytes, true)
+        let p = dims(&self.pooled);
+        let g = self.grid.as_ref().map(dims);
+        let specs = cache_specs(
+            p[0],
+            p.get(1).copied().unwrap_or(0),
+            g.map(|g| (g[1], g[2])),
+        );
+        let mut meta = cache_meta(&self.fingerprint, &self.encoder, &self.ids, self.grid.is_some())?;
+        meta.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        feature_file::write(path, &meta, &specs, |i, w| {
+            let bytes = match i {
+                0 => to_bytes(&self.pooled, Kind::Float),
+                _ => to_bytes(self.grid.as_ref().unwrap_or(&self.pooled), Kind::Half),
+            };
+            w.write_all(&bytes).map_err(|e| Error::io(path, e))
+        })
     }
 
     pub fn load(path: &Path) -> Result<FeatureCache> {
@@ -123,8 +171,8 @@ impl FeatureCache {
                 .tensor(name)
                 .map_err(|e| bad(&crate::input::one_line(e)))?;
             let kind = match v.dtype() {
-                Dtype::F32 => Kind::Float,
-                Dtype::F16 => Kind::Half,
+                StDtype::F32 => Kind::Float,
+                StDtype::F16 => Kind::Half,
                 d => return Err(bad(&format!("`{name}` has dtype {d:?}"))),
             };
             let shape = crate::input::shape_i64(v.shape())

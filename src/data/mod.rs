@@ -516,11 +516,14 @@ fn decode_error(p: &Path) -> Option<String> {
 mod detect;
 use detect::resolve;
 pub(crate) use detect::{existing, parent_dir, read_text, sorted_entries};
+pub mod feature_file;
+pub mod feature_merge;
 pub mod features;
 pub mod flickr8k;
 pub mod image;
 pub mod instagram;
 pub mod karpathy;
 pub mod loader;
+pub mod shard;
 pub mod stats;
 pub mod synth;

@@ -180,9 +180,42 @@ pub struct ExtractSpec<'a> {
     pub keep_grid: bool,
 }
 
+/// `xs` padded with black images to `size` rows. Convolution libraries (oneDNN on the CPU,
+/// cuDNN) choose their algorithm by the input's shape, and two algorithms round differently:
+/// an image encoded in a batch of 32 and in a batch of 12 differed in the last bits. Every
+/// batch is run at the full batch size, so an image's features depend on the image alone
+/// (not on which others share its batch) and the shards of `features --shard` merge into the
+/// single-process cache byte for byte (docs/scale.md).
+fn full_batch(xs: &Tensor, size: usize) -> Tensor {
+    let (b, size) = (xs.size()[0], size as i64);
+    if b >= size {
+        return xs.shallow_clone();
+    }
+    let mut shape = xs.size();
+    shape[0] = size - b;
+    Tensor::cat(&[xs, &Tensor::zeros(&shape, (xs.kind(), xs.device()))], 0) // (size, 3, S, S)
+}
+
 /// Run `encoder` (frozen) over `images` = `(id, path)`; undecodable images are skipped and
-/// listed.
+/// listed. No decodable image at all is an error.
 pub fn extract(
+    encoder: &Encoder,
+    spec: &ExtractSpec,
+    images: &[(String, PathBuf)],
+    progress: &indicatif::ProgressBar,
+) -> Result<Extracted> {
+    let ex = extract_any(encoder, spec, images, progress)?;
+    if ex.cache.ids.is_empty() {
+        return Err(Error::invalid(
+            "no image could be decoded: nothing to extract features from",
+        ));
+    }
+    Ok(ex)
+}
+
+/// [`extract`], where no decodable image (a shard whose images are all unreadable, or that
+/// got none) gives an empty cache: pooled `(0, 0)`, grid `(0, 0, 0)`.
+pub fn extract_any(
     encoder: &Encoder,
     spec: &ExtractSpec,
     images: &[(String, PathBuf)],
@@ -204,18 +237,29 @@ pub fn extract(
             continue;
         }
         let xs = batch.to_tensor().to_device(spec.device); // (B, 3, S, S)
-        let out = tch::no_grad(|| encoder.forward_t(&xs, false));
+        let b = xs.size()[0];
+        let out = tch::no_grad(|| encoder.forward_t(&full_batch(&xs, spec.batch_size), false));
         parts.push(ImageFeatures::new(
-            out.pooled.to_device(Device::Cpu), // (B, D)
-            spec.keep_grid
-                .then(|| out.memory().to_kind(tch::Kind::Half).to_device(Device::Cpu)), // (B, N, C)
+            out.pooled.narrow(0, 0, b).to_device(Device::Cpu), // (B, D)
+            spec.keep_grid.then(|| {
+                out.memory()
+                    .narrow(0, 0, b)
+                    .to_kind(tch::Kind::Half)
+                    .to_device(Device::Cpu) // (B, N, C)
+            }),
         ));
         ids.extend(batch.indices.iter().map(|&i| images[i].0.clone()));
     }
     if ids.is_empty() {
-        return Err(Error::invalid(
-            "no image could be decoded: nothing to extract features from",
-        ));
+        let cpu = (tch::Kind::Float, Device::Cpu);
+        let cache = FeatureCache {
+            fingerprint: String::new(),
+            encoder: spec.kind.as_str().to_string(),
+            ids,
+            pooled: Tensor::zeros([0, 0], cpu),
+            grid: spec.keep_grid.then(|| Tensor::zeros([0, 0, 0], cpu).to_kind(tch::Kind::Half)),
+        };
+        return Ok(Extracted { cache, failed });
     }
     let decoded: std::collections::HashSet<&String> = ids.iter().collect();
     let kept: Vec<(String, PathBuf)> = images

@@ -148,7 +148,7 @@ impl Teacher {
             // Cached features are the student's own rows; pixels go through the teacher's encoder.
             let encoded;
             let tf = match &prep.images {
-                Images::Cached(_) => feats,
+                Images::Cached(_) | Images::File { .. } => feats,
                 Images::Pixels(_) => {
                     encoded = prep.images.features(&self.model, rows, false)?;
                     &encoded

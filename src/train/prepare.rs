@@ -8,7 +8,8 @@ use tch::Tensor;
 
 use super::tagdata::TagData;
 use super::TrainJob;
-use crate::data::features::{self, FeatureCache};
+use crate::data::feature_file::FeatureFile;
+use crate::data::features;
 use crate::data::image::Preprocess;
 use crate::data::loader::BatchLoader;
 use crate::data::{Dataset, Sample, Split};
@@ -33,6 +34,13 @@ pub enum Images {
     Cached(ImageFeatures),
     /// Preprocessed pixels `(N, 3, S, S)` for an encoder trained end to end.
     Pixels(Tensor),
+    /// A cache file given with `--features`, read a batch of rows at a time (never whole: it
+    /// may be larger than memory, docs/scale.md); `grid` when the decoder reads grids.
+    File {
+        file: FeatureFile,
+        rows: usize,
+        grid: bool,
+    },
 }
 
 impl Images {
@@ -52,6 +60,19 @@ impl Images {
                 feats.owner = Some(owner.to_device(model.device())); // (B,)
                 Ok(feats)
             }
+            Images::File { file, grid, .. } => {
+                let (uniq, owner) = distinct(rows);
+                let uniq = Vec::<i64>::try_from(&uniq).map_err(|e| Error::invalid(e.to_string()))?;
+                let pooled = file.rows("pooled", &uniq)?; // (U, D) float32
+                let grid = match grid {
+                    true => Some(file.rows("grid", &uniq)?), // (U, N, C) float16
+                    false => None,
+                };
+                // The same kinds and values as the in-memory cache's rows.
+                let mut feats = ImageFeatures::new(pooled, grid).to_device(model.device());
+                feats.owner = Some(owner.to_device(model.device())); // (B,)
+                Ok(feats)
+            }
         }
     }
 
@@ -60,6 +81,7 @@ impl Images {
         match self {
             Images::Cached(f) => f.len() as usize,
             Images::Pixels(t) => t.size()[0] as usize,
+            Images::File { rows, .. } => *rows,
         }
     }
 
@@ -288,32 +310,10 @@ fn cached_images(
         None => false,
     };
     let needs_grid = run.model.decoder.needs_grid() || teacher_grid;
-    let cache = if path.is_file() {
-        let c = FeatureCache::load(&path)?;
-        if c.fingerprint != want {
-            return Err(Error::invalid(format!(
-                "{}: feature cache was computed for another encoder, weights, preprocessing or image list; \
-                 delete it or pass another --features",
-                path.display()
-            )));
-        }
-        if needs_grid && c.grid.is_none() {
-            return Err(Error::invalid(format!(
-                "{}: the {} decoder reads feature grids but this cache holds pooled vectors only; \
-                 rerun `captag features --grid` (or delete the cache to have train make one)",
-                path.display(),
-                if teacher_grid {
-                    "teacher's"
-                } else {
-                    run.model.decoder.name()
-                }
-            )));
-        }
-        if !job.quiet {
-            crate::fsio::errln!("reusing feature cache {}", path.display());
-        }
-        c
-    } else {
+    if path.is_file() {
+        return cache_file(job, &path, &want, needs_grid, teacher_grid, run);
+    }
+    let cache = {
         let (enc, _vs) = Encoder::frozen(
             run.model.encoder,
             run.model.clip.as_ref(),
@@ -354,6 +354,55 @@ fn cached_images(
         feats.without_grid()
     };
     Ok((Images::Cached(feats), rows))
+}
+
+/// A cache that exists (`--features`, or the run's own from an earlier start), opened as a
+/// file: its header and ids are read, its values checked finite in bounded reads, and its rows
+/// read per batch.
+fn cache_file(
+    job: &TrainJob,
+    path: &std::path::Path,
+    want: &str,
+    needs_grid: bool,
+    teacher_grid: bool,
+    run: &RunConfig,
+) -> Result<(Images, HashMap<String, i64>)> {
+    let file = FeatureFile::open(path)?;
+    if file.get("fingerprint")? != want {
+        return Err(Error::invalid(format!(
+            "{}: feature cache was computed for another encoder, weights, preprocessing or image list; \
+             delete it or pass another --features",
+            path.display()
+        )));
+    }
+    if needs_grid && !file.tensors.contains_key("grid") {
+        return Err(Error::invalid(format!(
+            "{}: the {} decoder reads feature grids but this cache holds pooled vectors only; \
+             rerun `captag features --grid` (or delete the cache to have train make one)",
+            path.display(),
+            if teacher_grid {
+                "teacher's"
+            } else {
+                run.model.decoder.name()
+            }
+        )));
+    }
+    let ids = file.ids()?;
+    file.check_finite()?;
+    if !job.quiet {
+        crate::fsio::errln!("reusing feature cache {}", path.display());
+    }
+    let images = Images::File {
+        file,
+        rows: ids.len(),
+        grid: needs_grid,
+    };
+    let rows = ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| (id, i as i64))
+        .collect::<HashMap<_, _>>();
+    Ok((images, rows))
 }
 
 fn pixel_images(

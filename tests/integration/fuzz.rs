@@ -504,6 +504,14 @@ proptest! {
             let f = captag::model::ImageFeatures::of_cache(&c);
             let _ = (f.len(), f.memory().size());
         }
+        // The same bytes opened as `train --features` reads them (row by row).
+        if let Some(f) = check(captag::data::feature_file::FeatureFile::open(&p)) {
+            if check(f.ids()).is_some() && check(f.check_finite()).is_some() {
+                for name in ["pooled", "grid"] {
+                    let _ = check(f.rows(name, &[0]));
+                }
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod hashtags;
 mod models;
 mod outputs;
 mod restore;
+mod scale;
 mod serve;
 mod special_files;
 mod unk;
