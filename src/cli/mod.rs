@@ -1,11 +1,13 @@
 //! The command line (clap derive): global flags, one subcommand per job, `ValueEnum`s for
 //! choices. Doc comments are the `--help` text.
 mod restore;
+mod scst;
 mod serve;
 mod train;
 pub use restore::*;
 pub use serve::{RatingsCommand, ServeArgs};
 use std::path::PathBuf;
+pub use scst::{Objective, ScstArgs};
 pub use train::{DistillArgs, ScheduleArg, TrainArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

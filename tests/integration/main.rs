@@ -18,6 +18,7 @@ mod hashtags;
 mod models;
 mod outputs;
 mod restore;
+mod scst;
 mod serve;
 mod special_files;
 mod unk;
