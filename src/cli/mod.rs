@@ -2,12 +2,14 @@
 //! choices. Doc comments are the `--help` text.
 mod features;
 mod restore;
+mod scst;
 mod serve;
 mod train;
 pub use features::{FeaturesArgs, FeaturesCommand, FeaturesMergeArgs};
 pub use restore::*;
 pub use serve::{RatingsCommand, ServeArgs};
 use std::path::PathBuf;
+pub use scst::{Objective, ScstArgs};
 pub use train::{DistillArgs, ScheduleArg, TrainArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

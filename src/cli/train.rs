@@ -151,6 +151,8 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub distill: DistillArgs,
     #[command(flatten)]
+    pub scst: super::ScstArgs,
+    #[command(flatten)]
     pub dataset: DataArgs,
 }
 

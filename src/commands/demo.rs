@@ -140,6 +140,7 @@ fn train_args(a: &DemoArgs, data: &Path, run: &Path) -> TrainArgs {
         tag_min_agree: 2,
         tag_min_count: 5,
         distill: Default::default(),
+        scst: Default::default(),
         dataset: DataArgs {
             format: None,
             ratios: [0.8, 0.1, 0.1],

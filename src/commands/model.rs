@@ -73,6 +73,7 @@ fn decoder_overrides(a: &TrainArgs) -> DecoderOverrides {
 /// The training settings `train` asks for; resuming without `--batching` or
 /// `--captions-per-image` keeps the run's.
 fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+    let (scst, init_from) = training::scst::settings(&a.scst)?;
     Ok(TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -82,6 +83,7 @@ fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
             (None, true) => run::read_config(&a.out.join(run::CONFIG))
                 .map(|c| c.train.lr)
                 .unwrap_or(crate::config::defaults::LR),
+            (None, false) if scst.is_some() => crate::config::defaults::SCST_LR,
             (None, false) => crate::config::defaults::LR,
         },
         grad_clip: a.grad_clip,
@@ -98,7 +100,14 @@ fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
         seed: ctx.seed,
         tag_min_agree: a.tag_min_agree,
         tag_min_count: a.tag_min_count,
-        select: a.select,
+        // Self-critical runs optimise CIDEr-D and are selected by it.
+        select: if scst.is_some() {
+            crate::config::Selection::Cider
+        } else {
+            a.select
+        },
+        scst,
+        init_from,
         batching: match (a.batching, a.resume) {
             (Some(b), _) => b,
             // Resuming: the order the run was trained in (an older run's is `shuffle`).
@@ -137,7 +146,12 @@ fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
 }
 
 pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
-    let model = model_config(a)?;
+    let mut model = model_config(a)?;
+    let mut features = a.features.clone();
+    // --init-from: the architecture (and the feature cache, unless given) are the source run's.
+    if let Some(src) = &a.scst.init_from {
+        training::init::adopt(src, &a.data, &mut model, &mut features)?;
+    }
     let train = train_config(ctx, a)?;
     train.validate()?;
     if let Some(w) = &a.encoder_weights {
@@ -154,7 +168,8 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         train,
         encoder_weights: a.encoder_weights.clone(),
         lm_weights: a.lm_weights.clone(),
-        features: a.features.clone(),
+        features,
+        init_from: a.scst.init_from.clone(),
         device: ctx.device,
         quiet: ctx.quiet,
         verbose: ctx.verbose,

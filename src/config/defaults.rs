@@ -9,6 +9,10 @@ pub const EPOCHS: usize = 10;
 pub const BATCH_SIZE: usize = 64;
 /// `train --lr`.
 pub const LR: f64 = 2e-3;
+/// `train --lr` of `--objective scst` (ruotianluo's self-critical rate).
+pub const SCST_LR: f64 = 5e-5;
+/// `train --scst-samples`: captions sampled per image.
+pub const SCST_SAMPLES: usize = 5;
 /// `train --grad-clip`: global gradient-norm clip (0 = off).
 pub const GRAD_CLIP: f64 = 5.0;
 /// `train --early-stop`: epochs without a better selection score (0 = never stop).

@@ -10,6 +10,7 @@ pub mod defaults;
 pub mod gpt2;
 pub mod llama;
 pub mod precision;
+pub mod scst;
 mod schedule;
 mod train;
 

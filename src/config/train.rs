@@ -48,6 +48,12 @@ pub struct TrainConfig {
     /// `--precision`: fp32, or bf16/fp16 autocast on CUDA (runs before this field: fp32).
     #[serde(default, skip_serializing_if = "precision::Precision::is_fp32")]
     pub precision: precision::Precision,
+    /// `--objective scst`: self-critical training instead of cross-entropy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scst: Option<super::scst::Scst>,
+    /// `--init-from`: the run whose best weights this run started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<super::scst::InitFrom>,
 }
 
 /// `--batching`: the order of an epoch's captions (feature-cache training; with an
@@ -171,6 +177,8 @@ impl Default for TrainConfig {
             batching: Batching::Shuffle,
             captions_per_image: None,
             precision: Default::default(),
+            scst: None,
+            init_from: None,
         }
     }
 }
@@ -186,6 +194,15 @@ impl TrainConfig {
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad("learning rate must be a positive number");
+        }
+        if let Some(s) = &self.scst {
+            s.validate()?;
+            if self.init_from.is_none() {
+                return bad("--objective scst starts from a trained run: pass --init-from RUN");
+            }
+            if self.distill.is_some() {
+                return bad("--objective scst and --teacher cannot be combined");
+            }
         }
         match &self.distill {
             Some(d) => d.validate(),

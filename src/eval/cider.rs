@@ -36,9 +36,9 @@ use super::numpy::numpy_mean;
 use rustc_hash::FxHashMap;
 
 /// n-gram orders 1..=N.
-const N: usize = 4;
+pub(super) const N: usize = 4;
 /// Standard deviation of the Gaussian length penalty (`Cider(sigma=6.0)`).
-const SIGMA: f64 = 6.0;
+pub(super) const SIGMA: f64 = 6.0;
 
 /// Corpus CIDEr-D and each image's score (in input order), as `Cider().compute_score` returns.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -91,41 +91,12 @@ pub fn cider_d(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<CiderS
         .iter()
         .map(|&d| ref_len - (d as f64).max(1.0).ln())
         .collect();
-    let to_vec = |c: &Counts| TfIdf::new(c, &grams.orders, &idf);
-    let penalty_denominator = 2.0 * SIGMA * SIGMA;
-
     // The reference's weight of every n-gram id, set for one reference at a time (0 elsewhere).
     let mut weight = vec![0.0f64; total];
     let mut per_image = Vec::with_capacity(hyps.len());
     for (hc, rcs) in hyp_counts.iter().zip(&ref_counts) {
-        let h = to_vec(hc);
-        let mut score = [0.0f64; N];
-        for rc in rcs {
-            // The reference's counts2vec, written straight into `weight`.
-            let r = Weights::fill(rc, &grams.orders, &idf, &mut weight);
-            let delta = h.length as f64 - r.length as f64;
-            let penalty = std::f64::consts::E.powf(-(delta * delta) / penalty_denominator);
-            for (n, slot) in score.iter_mut().enumerate() {
-                let mut val = 0.0f64;
-                for &(g, vh) in h.order(n) {
-                    let vr = weight[g as usize];
-                    // Python's min(vh, vr): vh unless vr < vh.
-                    let clipped = if vr < vh { vr } else { vh };
-                    val += clipped * vr;
-                }
-                if h.norm[n] != 0.0 && r.norm[n] != 0.0 {
-                    val /= h.norm[n] * r.norm[n];
-                }
-                *slot += val * penalty;
-            }
-            for &(g, _) in &rc.grams {
-                weight[g as usize] = 0.0;
-            }
-        }
-        let mut s = numpy_mean(&score);
-        s /= rcs.len() as f64;
-        s *= 10.0;
-        per_image.push(s);
+        let h = TfIdf::new(hc, &grams.orders, &idf);
+        per_image.push(image_score(&h, rcs, &grams.orders, &idf, &mut weight));
     }
     Ok(CiderScores {
         score: numpy_mean(&per_image),
@@ -133,8 +104,48 @@ pub fn cider_d(hyps: &[Vec<String>], refs: &[Vec<Vec<String>>]) -> Result<CiderS
     })
 }
 
+/// One image's CIDEr-D: hypothesis vector `h` against the counts of its references, with the
+/// corpus's `idf` per n-gram id. `weight` (one slot per n-gram id, all 0) is scratch and is left
+/// all 0. Shared by [`cider_d`] and the SCST reward (`cider_reward`), so both are the same sum.
+pub(super) fn image_score(
+    h: &TfIdf,
+    rcs: &[Counts],
+    orders: &[u8],
+    idf: &[f64],
+    weight: &mut [f64],
+) -> f64 {
+    let penalty_denominator = 2.0 * SIGMA * SIGMA;
+    let mut score = [0.0f64; N];
+    for rc in rcs {
+        // The reference's counts2vec, written straight into `weight`.
+        let r = Weights::fill(rc, orders, idf, weight);
+        let delta = h.length as f64 - r.length as f64;
+        let penalty = std::f64::consts::E.powf(-(delta * delta) / penalty_denominator);
+        for (n, slot) in score.iter_mut().enumerate() {
+            let mut val = 0.0f64;
+            for &(g, vh) in h.order(n) {
+                let vr = weight[g as usize];
+                // Python's min(vh, vr): vh unless vr < vh.
+                let clipped = if vr < vh { vr } else { vh };
+                val += clipped * vr;
+            }
+            if h.norm[n] != 0.0 && r.norm[n] != 0.0 {
+                val /= h.norm[n] * r.norm[n];
+            }
+            *slot += val * penalty;
+        }
+        for &(g, _) in &rc.grams {
+            weight[g as usize] = 0.0;
+        }
+    }
+    let mut s = numpy_mean(&score);
+    s /= rcs.len() as f64;
+    s *= 10.0;
+    s
+}
+
 /// Python's `str.isspace()` (3.11): Rust's `char::is_whitespace` plus U+001C..=U+001F.
-fn is_py_space(c: char) -> bool {
+pub(super) fn is_py_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
@@ -144,19 +155,21 @@ const NONE: u32 = u32::MAX;
 /// One sentence's n-gram counts `(n-gram id, count)` in first-occurrence order, orders 1..=4
 /// one after the other: the iteration order of `precook`'s dict, which fixes the order of every
 /// sum below.
-struct Counts {
-    grams: Vec<(u32, u32)>,
+pub(super) struct Counts {
+    pub(super) grams: Vec<(u32, u32)>,
 }
 
 /// Words and n-grams of the corpus as dense ids, so document frequencies, per-sentence counts
 /// and reference weights are array lookups rather than hash lookups.
 #[derive(Default)]
-struct Interner<'a> {
+pub(super) struct Interner<'a> {
     words: FxHashMap<&'a str, u32>,
     /// An n-gram is its (n−1)-gram prefix's id and its last word: `prefix << 32 | word`.
     ids: FxHashMap<u64, u32>,
+    /// The key of each n-gram id (so ids added after a [`Interner::rollback`] mark can go).
+    keys: Vec<u64>,
     /// Order (1..=4) of each n-gram id.
-    orders: Vec<u8>,
+    pub(super) orders: Vec<u8>,
     /// Scratch: position of an n-gram id in the sentence being counted (`u32::MAX`: absent).
     slot: Vec<u32>,
     /// Scratch: the sentence's word ids, and the (k−1)-gram id starting at each word.
@@ -178,6 +191,28 @@ impl<'a> Interner<'a> {
             let next = self.words.len() as u32;
             words.push(*self.words.entry(w).or_insert(next));
         }
+        let counts = self.count_ids(&words);
+        self.words_buf = words;
+        counts
+    }
+
+    /// Number of n-gram ids so far: a mark for [`Interner::rollback`].
+    pub(super) fn mark(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// Forget the n-grams first seen after `mark` (a scorer with fixed document frequencies
+    /// counts each hypothesis's new n-grams and drops them again, so its table does not grow).
+    pub(super) fn rollback(&mut self, mark: usize) {
+        for k in self.keys.drain(mark..) {
+            self.ids.remove(&k);
+        }
+        self.orders.truncate(mark);
+        self.slot.truncate(mark);
+    }
+
+    /// All 1..=4-gram counts of a sentence given as word ids (see [`Interner::precook`]).
+    pub(super) fn count_ids(&mut self, words: &[u32]) -> Counts {
         let mut grams: Vec<(u32, u32)> = Vec::with_capacity(4 * words.len());
         // prefix[p]: id of the (k−1)-gram starting at word p (NONE before the unigrams).
         let mut prefix = std::mem::take(&mut self.prefix);
@@ -190,6 +225,7 @@ impl<'a> Interner<'a> {
                 let next = self.orders.len() as u32;
                 let id = *self.ids.entry(key).or_insert(next);
                 if id == next {
+                    self.keys.push(key);
                     self.orders.push(k as u8);
                     self.slot.push(u32::MAX);
                 }
@@ -206,7 +242,6 @@ impl<'a> Interner<'a> {
         for &(id, _) in &grams {
             self.slot[id as usize] = u32::MAX;
         }
-        self.words_buf = words;
         self.prefix = prefix;
         Counts { grams }
     }
@@ -214,13 +249,13 @@ impl<'a> Interner<'a> {
 
 /// A reference's `counts2vec` without the vector: its weights go into a dense array indexed by
 /// n-gram id; what remains are the norms and the length.
-struct Weights {
-    norm: [f64; N],
-    length: u32,
+pub(super) struct Weights {
+    pub(super) norm: [f64; N],
+    pub(super) length: u32,
 }
 
 impl Weights {
-    fn fill(c: &Counts, orders: &[u8], idf: &[f64], weight: &mut [f64]) -> Weights {
+    pub(super) fn fill(c: &Counts, orders: &[u8], idf: &[f64], weight: &mut [f64]) -> Weights {
         let mut norm = [0.0f64; N];
         let mut length = 0;
         for &(g, tf) in &c.grams {
@@ -241,18 +276,18 @@ impl Weights {
 
 /// `counts2vec`: tf-idf weights (in `Counts` order, so orders 1..=4 one after the other), where
 /// each order's run starts, the norms per order, and the length used by the penalty.
-struct TfIdf {
+pub(super) struct TfIdf {
     vec: Vec<(u32, f64)>,
     /// Order n+1's weights are `vec[bounds[n]..bounds[n + 1]]`.
     bounds: [usize; N + 1],
-    norm: [f64; N],
+    pub(super) norm: [f64; N],
     /// Sum of the bigram counts (the reference's `if n == 1: length += term_freq`).
-    length: u32,
+    pub(super) length: u32,
 }
 
 impl TfIdf {
     /// `idf[g] = ref_len − ln(max(1, df[g]))`.
-    fn new(c: &Counts, orders: &[u8], idf: &[f64]) -> TfIdf {
+    pub(super) fn new(c: &Counts, orders: &[u8], idf: &[f64]) -> TfIdf {
         let mut vec = Vec::with_capacity(c.grams.len());
         let mut bounds = [0usize; N + 1];
         let mut norm = [0.0f64; N];
@@ -283,7 +318,7 @@ impl TfIdf {
     }
 
     /// Order `n + 1`'s weights.
-    fn order(&self, n: usize) -> &[(u32, f64)] {
+    pub(super) fn order(&self, n: usize) -> &[(u32, f64)] {
         &self.vec[self.bounds[n]..self.bounds[n + 1]]
     }
 }

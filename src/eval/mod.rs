@@ -5,6 +5,7 @@ pub mod baselines;
 pub mod bleu;
 pub mod bleu_io;
 pub mod cider;
+pub mod cider_reward;
 mod numpy;
 pub mod rouge;
 pub mod runner;

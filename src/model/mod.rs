@@ -14,6 +14,7 @@ pub mod encoder;
 pub mod features;
 pub mod gpt2;
 pub mod hf;
+pub mod policy;
 pub mod llama;
 pub mod precision;
 pub mod rnn;

@@ -13,9 +13,12 @@
 mod batches;
 pub mod commit;
 pub mod distill;
+pub mod init;
 pub mod optim;
 pub mod prepare;
 pub mod scaler;
+pub mod scst;
+mod step;
 pub mod tagdata;
 
 use batches::epoch_batches;
@@ -55,6 +58,8 @@ pub struct TrainJob {
     pub lm_weights: Option<PathBuf>,
     /// Feature cache to reuse or create (frozen encoders). Default: `<out>/features.safetensors`.
     pub features: Option<PathBuf>,
+    /// `--init-from`: a new run starts from this run's best weights ([`init`]).
+    pub init_from: Option<PathBuf>,
     pub device: Device,
     pub quiet: bool,
     pub verbose: bool,
@@ -105,9 +110,14 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     let tc = &prep.run.train;
     let selection = SelectionScore::of(&prep.run);
     let mut t = open_or_resume(job, &prep)?;
+    // SCST: the CIDEr-D reward over the training references, built once.
+    let mut reward = tc.scst.as_ref().map(|_| scst::Reward::new(&prep));
     let mut best_bleu = None;
     while t.state.epoch < tc.epochs && !t.state.stopped_early {
-        let trained = train_epoch(job, &prep, teacher.as_ref(), &mut t)?;
+        let trained = match (&tc.scst, reward.as_mut()) {
+            (Some(cfg), Some(r)) => scst::train_epoch(job, &prep, cfg, r, &mut t)?,
+            _ => train_epoch(job, &prep, teacher.as_ref(), &mut t)?,
+        };
         let dev = validate(&prep, &t.model)?;
         let improved = select_and_schedule(&mut t, tc, selection.score(&dev), dev.loss);
         if improved {
@@ -240,6 +250,9 @@ fn open_or_resume(job: &TrainJob, prep: &Prepared) -> Result<Training> {
     if let (Some(lm), false) = (&job.lm_weights, job.resume && saved) {
         crate::model::decoder::clipcap::load_pretrained_lm(&mut model.vs, lm)?;
     }
+    if let (Some(src), false) = (&job.init_from, job.resume && saved) {
+        init::load_weights(src, &mut model.vs)?;
+    }
     if job.resume && !saved {
         // Stopped during its first epoch (killed, diverged, disk full): no epoch was saved, so
         // there is nothing to continue; the run starts over under its saved config.
@@ -299,13 +312,26 @@ fn loss_scaler(tc: &TrainConfig, state: &TrainState, device: Device) -> Option<L
 
 /// The training half of one epoch.
 struct Trained {
-    /// Sum of the per-caption losses, and the captions seen.
+    /// Sum of the per-example losses, and the examples seen (captions; images for SCST).
     loss_sum: f64,
     seen: usize,
     seconds: f64,
+    unit: commit::Unit,
+    /// The objective's own epoch means (SCST: `reward`), logged after the loss.
+    extra: Vec<(&'static str, f64)>,
 }
 
 impl Trained {
+    fn new(unit: commit::Unit) -> Self {
+        Trained {
+            loss_sum: 0.0,
+            seen: 0,
+            seconds: 0.0,
+            unit,
+            extra: vec![],
+        }
+    }
+
     fn loss(&self) -> f64 {
         self.loss_sum / self.seen.max(1) as f64
     }
@@ -338,52 +364,14 @@ fn train_epoch(
         &format!("epoch {}/{}", e + 1, tc.epochs),
     );
     let plain_log = !job.quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut done = Trained {
-        loss_sum: 0.0,
-        seen: 0,
-        seconds: 0.0,
-    };
+    let mut done = Trained::new(commit::Unit::Captions);
     for (b, chunk) in batches.iter().enumerate() {
         // bf16/fp16: the forward pass under autocast; weights and moments stay float32.
         let loss = tc.precision.autocast(job.device, || {
             batch_loss(job, prep, teacher, &t.model, chunk)
         })?;
         let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
-        if let Some(lr) = tc.schedule.step_lr(tc.lr, t.adam.step + 1, progress) {
-            t.adam.lr = lr;
-        }
-        t.adam.zero_grad();
-        match t.scaler.as_mut() {
-            None => {
-                loss.backward();
-                t.adam.step(tc.grad_clip);
-            }
-            Some(scaler) => {
-                // GradScaler: scaled backward, unscaled gradients, the step skipped on inf/NaN.
-                scaler.scale_loss(&loss).backward();
-                let mut grads: Vec<Tensor> = t
-                    .model
-                    .vs
-                    .trainable_variables()
-                    .iter()
-                    .map(Tensor::grad)
-                    .collect();
-                let (found_inf, overflow) = scaler.unscale(&mut grads);
-                if !overflow {
-                    t.adam.step(tc.grad_clip);
-                }
-                scaler.update(&found_inf);
-                t.state.loss_scale = Some(scaler.state());
-            }
-        }
-        crate::fsio::fault_point();
-        let l = loss.double_value(&[]);
-        if !l.is_finite() {
-            return Err(Error::invalid(format!(
-                "training diverged (loss {l}) at epoch {}: lower --lr",
-                e + 1
-            )));
-        }
+        let l = step::update(t, tc, &loss, progress)?;
         done.loss_sum += l * chunk.len() as f64;
         done.seen += chunk.len();
         bar.set_position(b as u64 + 1);
@@ -538,7 +526,12 @@ fn select_and_schedule(t: &mut Training, tc: &TrainConfig, score: f64, dev_loss:
 /// The epoch's `metrics.jsonl` fields and console line (captioning runs).
 fn epoch_log(trained: &Trained, dev: &Dev) -> commit::EpochLog {
     let mut metrics: Vec<(&'static str, serde_json::Value)> = vec![("dev_loss", dev.loss.into())];
-    let mut console = format!("loss {:.3}  dev loss {:.3}", trained.loss(), dev.loss);
+    let mut console = format!("loss {:.3}", trained.loss());
+    for &(k, v) in &trained.extra {
+        metrics.push((k, v.into()));
+        console += &format!("  {k} {v:.3}");
+    }
+    console += &format!("  dev loss {:.3}", dev.loss);
     if let Some(d) = &dev.captions {
         let b = d.bleu;
         for (k, v) in ["bleu1", "bleu2", "bleu3", "bleu4"].into_iter().zip(b) {
@@ -566,7 +559,7 @@ fn epoch_log(trained: &Trained, dev: &Dev) -> commit::EpochLog {
         train_loss: trained.loss(),
         seen: trained.seen,
         seconds: trained.seconds,
-        unit: commit::Unit::Captions,
+        unit: trained.unit,
         metrics,
         console,
     }

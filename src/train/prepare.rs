@@ -112,6 +112,8 @@ pub struct Prepared {
     /// One row per dev image, with its tokenized references.
     pub dev_images: Vec<i64>,
     pub dev_refs: Vec<Vec<Vec<String>>>,
+    /// One entry per training image: its row and tokenized references.
+    pub train_refs: Vec<(i64, Vec<Vec<String>>)>,
     pub images: Images,
     /// Hashtag targets, when the run trains a hashtag model.
     pub tags: Option<TagData>,
@@ -165,6 +167,8 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         tags: tag_list,
     } = if job.resume {
         run::reopen(&job.out, &job.model, &job.train, &data_fp)?
+    } else if let Some(src) = &job.init_from {
+        super::init::new_run(job, src, &data_fp)?
     } else {
         new_run(job, &data_fp, &train)?
     };
@@ -195,6 +199,14 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
     if missing > 0 && !job.quiet {
         crate::fsio::errln!("skipped {missing} images without features (undecodable)");
     }
+    // Tokenized references per training image (SCST's reward; cheap beside the features).
+    let train_refs: Vec<(i64, Vec<Vec<String>>)> = train
+        .iter()
+        .filter_map(|s| {
+            let refs = s.captions.iter().map(|c| tokenize(c)).collect();
+            rows.get(s.id.as_str()).map(|&r| (r, refs))
+        })
+        .collect();
     let (mut dev_images, mut dev_refs) = (vec![], vec![]);
     for s in &dev {
         if let Some(&r) = rows.get(s.id.as_str()) {
@@ -232,6 +244,7 @@ pub fn prepare(job: &TrainJob) -> Result<Prepared> {
         dev: dev_caps,
         dev_images,
         dev_refs,
+        train_refs,
         images,
         tags,
         rows,

@@ -19,6 +19,7 @@ mod models;
 mod outputs;
 mod restore;
 mod scale;
+mod scst;
 mod serve;
 mod special_files;
 mod unk;

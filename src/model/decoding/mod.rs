@@ -19,7 +19,7 @@ pub mod hf;
 mod request;
 mod sample;
 pub use request::{cli_flag, query_field, DecodeRequest, MAX_SAMPLES, SERVER_MAX_BEAM};
-pub use sample::nucleus;
+pub use sample::{nucleus, Nucleus};
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -166,35 +166,13 @@ pub fn decode_nbest_counted<F>(
     n: usize,
     decoding: &Decoding,
     sp: Specials,
-    mut step: F,
+    step: F,
     stats: &mut UnkStats,
 ) -> Result<Vec<Vec<Hypothesis>>>
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
-    // The one place log-probabilities come back from the model: every strategy below chooses
-    // from these rows, so masking here keeps `<unk>` out of greedy, beam and sampled captions.
-    let unk = sp.unk.map(|u| u as usize);
-    let step = |parents: &[usize], tokens: &[i64]| -> Result<Vec<f32>> {
-        let mut lp = step(parents, tokens)?;
-        let rows = tokens.len().max(1);
-        let v = lp.len() / rows;
-        if let (Some(u), true) = (unk, v > 0) {
-            // Row by row: each is one live caption (or beam) at this step.
-            for row in lp.chunks_exact_mut(v) {
-                stats.steps += 1;
-                if u < v {
-                    if argmax(row).0 == u as i64 {
-                        stats.unk_argmax += 1;
-                    }
-                    if !sp.allow_unk {
-                        row[u] = f32::NEG_INFINITY;
-                    }
-                }
-            }
-        }
-        Ok(lp)
-    };
+    let step = masked(sp, step, stats);
     match *decoding {
         Decoding::Greedy { max_len } => Ok(greedy(n, max_len, sp, step)?
             .into_iter()
@@ -226,6 +204,79 @@ where
     }
 }
 
+/// `step` with `<unk>` masked and counted: the one place log-probabilities come back from the
+/// model, so every strategy (greedy, beam, sampling, SCST's draws) chooses from masked rows.
+fn masked<'a, F>(
+    sp: Specials,
+    mut step: F,
+    stats: &'a mut UnkStats,
+) -> impl FnMut(&[usize], &[i64]) -> Result<Vec<f32>> + 'a
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>> + 'a,
+{
+    let unk = sp.unk.map(|u| u as usize);
+    move |parents: &[usize], tokens: &[i64]| -> Result<Vec<f32>> {
+        let mut lp = step(parents, tokens)?;
+        let rows = tokens.len().max(1);
+        let v = lp.len() / rows;
+        if let (Some(u), true) = (unk, v > 0) {
+            // Row by row: each is one live caption (or beam) at this step.
+            for row in lp.chunks_exact_mut(v) {
+                stats.steps += 1;
+                if u < v {
+                    if argmax(row).0 == u as i64 {
+                        stats.unk_argmax += 1;
+                    }
+                    if !sp.allow_unk {
+                        row[u] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        Ok(lp)
+    }
+}
+
+/// How [`draw_counted`] picks each word.
+#[derive(Clone, Copy, Debug)]
+pub enum Draw {
+    /// The most probable word (SCST's greedy baseline).
+    Greedy { max_len: usize },
+    /// `samples` captions per image from the nucleus (SCST: `top_p` 1, temperature 1, i.e. the
+    /// model's own distribution), duplicates kept.
+    Sample(Nucleus),
+}
+
+/// A caption drawn for training: the hypothesis and whether it ended with `<end>` (a caption
+/// cut at the length limit did not).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Drawn {
+    pub hyp: Hypothesis,
+    pub finished: bool,
+}
+
+/// Captions for `n` images as self-critical training needs them, `<unk>` masked and counted as
+/// in [`decode_nbest_counted`]: greedy (one per image) or every sample (`samples` per image,
+/// caption `c = image · samples + s`, seeded as [`sample`] says), each with its `finished` flag.
+pub fn draw_counted<F>(
+    n: usize,
+    how: Draw,
+    sp: Specials,
+    step: F,
+    stats: &mut UnkStats,
+) -> Result<Vec<Drawn>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    let step = masked(sp, step, stats);
+    match how {
+        Draw::Greedy { max_len } => {
+            walk((0..n).collect(), max_len, sp, step, |_, row| argmax(row).0)
+        }
+        Draw::Sample(cfg) => sample::sample_each(n, &cfg, sp, step),
+    }
+}
+
 /// The best of an n-best list; an image that finished nothing gets an empty caption.
 pub fn first_or_empty(hs: Vec<Hypothesis>) -> Hypothesis {
     hs.into_iter().next().unwrap_or(Hypothesis {
@@ -240,7 +291,12 @@ pub fn greedy<F>(n: usize, max_len: usize, sp: Specials, step: F) -> Result<Vec<
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
-    walk((0..n).collect(), max_len, sp, step, |_, row| argmax(row).0)
+    Ok(
+        walk((0..n).collect(), max_len, sp, step, |_, row| argmax(row).0)?
+            .into_iter()
+            .map(|d| d.hyp)
+            .collect(),
+    )
 }
 
 /// One word at a time for each of `starts.len()` captions (caption `c` starts from initial
@@ -252,7 +308,7 @@ fn walk<F, C>(
     sp: Specials,
     mut step: F,
     mut choose: C,
-) -> Result<Vec<Hypothesis>>
+) -> Result<Vec<Drawn>>
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
     C: FnMut(usize, &[f32]) -> i64,
@@ -265,6 +321,7 @@ where
             score: 0.0,
         })
         .collect();
+    let mut finished = vec![false; n];
     let mut live: Vec<usize> = (0..n).collect(); // caption of each row
     let mut parents: Vec<usize> = starts;
     let mut tokens = vec![sp.start; n];
@@ -285,6 +342,7 @@ where
             let h = &mut hyps[img];
             h.logp += probs[w as usize] as f64;
             if w == sp.end {
+                finished[img] = true;
                 continue;
             }
             h.tokens.push(w);
@@ -294,10 +352,14 @@ where
         }
         (live, parents, tokens) = (next_live, next_parents, next_tokens);
     }
-    for h in &mut hyps {
-        h.score = h.logp;
-    }
-    Ok(hyps)
+    Ok(hyps
+        .into_iter()
+        .zip(finished)
+        .map(|(mut hyp, finished)| {
+            hyp.score = hyp.logp;
+            Drawn { hyp, finished }
+        })
+        .collect())
 }
 
 fn argmax(row: &[f32]) -> (i64, f32) {

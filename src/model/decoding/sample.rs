@@ -9,7 +9,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Hypothesis, Specials};
+use super::{Drawn, Hypothesis, Specials};
 use crate::Result;
 
 /// The settings of [`super::Decoding::Sample`].
@@ -34,6 +34,28 @@ where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
     let k = cfg.samples.max(1);
+    let hyps = sample_each(n, cfg, sp, step)?;
+    let mut out: Vec<Vec<Hypothesis>> = vec![Vec::with_capacity(k); n];
+    for (c, d) in hyps.into_iter().enumerate() {
+        let mine = &mut out[c / k];
+        if !mine.iter().any(|o| o.tokens == d.hyp.tokens) {
+            mine.push(d.hyp);
+        }
+    }
+    for hs in &mut out {
+        // Stable: equal log-probabilities keep the order they were drawn in.
+        hs.sort_by(|a, b| b.logp.total_cmp(&a.logp));
+    }
+    Ok(out)
+}
+
+/// Every sample in the order drawn: caption `c = image · samples + s`, duplicates kept, each
+/// with whether it ended with `<end>` (self-critical training scores all of them).
+pub fn sample_each<F>(n: usize, cfg: &Nucleus, sp: Specials, step: F) -> Result<Vec<Drawn>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    let k = cfg.samples.max(1);
     // Caption c = img * k + s starts from image img's initial state.
     let starts: Vec<usize> = (0..n * k).map(|c| c / k).collect();
     let mut rngs: Vec<ChaCha8Rng> = (0..n * k)
@@ -44,7 +66,7 @@ where
         })
         .collect();
     let mut scratch = Vec::new();
-    let hyps = super::walk(starts, cfg.max_len, sp, step, |c, row| {
+    super::walk(starts, cfg.max_len, sp, step, |c, row| {
         nucleus(
             row,
             cfg.top_p,
@@ -52,20 +74,7 @@ where
             rngs[c].gen::<f64>(),
             &mut scratch,
         )
-    })?;
-    let mut out: Vec<Vec<Hypothesis>> = vec![Vec::with_capacity(k); n];
-    for (c, mut h) in hyps.into_iter().enumerate() {
-        h.score = h.logp;
-        let mine = &mut out[c / k];
-        if !mine.iter().any(|o| o.tokens == h.tokens) {
-            mine.push(h);
-        }
-    }
-    for hs in &mut out {
-        // Stable: equal log-probabilities keep the order they were drawn in.
-        hs.sort_by(|a, b| b.logp.total_cmp(&a.logp));
-    }
-    Ok(out)
+    })
 }
 
 /// The token that uniform `u ∈ [0, 1)` selects from `logp` (one row of log-probabilities):
@@ -205,6 +214,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(alone[0], a[2]);
+    }
+
+    #[test]
+    fn sample_each_keeps_every_draw_and_says_which_finished() {
+        let cfg = Nucleus {
+            max_len: 2,
+            top_p: 1.0,
+            temperature: 1.0,
+            samples: 8,
+            seed: 5,
+        };
+        let d = sample_each(3, &cfg, SP, bigram(table())).unwrap();
+        assert_eq!(d.len(), 24, "every draw, duplicates kept");
+        let (fin, cut) = d.iter().partition::<Vec<&Drawn>, _>(|x| x.finished);
+        assert!(!fin.is_empty() && !cut.is_empty(), "{d:?}");
+        for x in cut {
+            assert_eq!(x.hyp.tokens.len(), 2, "only the length limit cuts: {x:?}");
+        }
+        // sample_nbest is these draws per image, deduplicated and ranked.
+        let nb = sample_nbest(3, &cfg, SP, bigram(table())).unwrap();
+        for (img, hs) in nb.iter().enumerate() {
+            let mut mine: Vec<&Vec<i64>> = d[img * 8..img * 8 + 8].iter().map(|x| &x.hyp.tokens).collect();
+            mine.sort();
+            mine.dedup();
+            assert_eq!(mine.len(), hs.len());
+        }
     }
 
     #[test]
