@@ -7,9 +7,9 @@ mod serve;
 mod train;
 pub use features::{FeaturesArgs, FeaturesCommand, FeaturesMergeArgs};
 pub use restore::*;
+pub use scst::{Objective, ScstArgs};
 pub use serve::{RatingsCommand, ServeArgs};
 use std::path::PathBuf;
-pub use scst::{Objective, ScstArgs};
 pub use train::{DistillArgs, ScheduleArg, TrainArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

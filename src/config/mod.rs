@@ -10,8 +10,8 @@ pub mod defaults;
 pub mod gpt2;
 pub mod llama;
 pub mod precision;
-pub mod scst;
 mod schedule;
+pub mod scst;
 mod train;
 
 use crate::data::image::{Normalization, Preprocess, ResizeMode};

@@ -53,9 +53,8 @@ impl ShardInfo {
         let Some(shard) = f.meta.get("shard") else {
             return Ok(None);
         };
-        let bad = |m: String| {
-            Error::invalid(format!("{}: not a feature shard: {m}", f.path.display()))
-        };
+        let bad =
+            |m: String| Error::invalid(format!("{}: not a feature shard: {m}", f.path.display()));
         let num = |k: &str| -> Result<usize> {
             f.get(k)?
                 .parse()
@@ -137,7 +136,9 @@ pub fn merge(paths: &[PathBuf], out: &Path) -> Result<Merged> {
     let enc = first.file.get("encoder")?;
     let meta = cache_meta(&first.info.dataset, enc, &ids, grid.is_some())?;
     let specs = cache_specs(ids.len(), pooled_dim, grid);
-    feature_file::write(out, &meta, &specs, |t, w| copy_rows(&inputs, &order, &specs[t], w))?;
+    feature_file::write(out, &meta, &specs, |t, w| {
+        copy_rows(&inputs, &order, &specs[t], w)
+    })?;
     Ok(Merged {
         images: ids.len(),
         shards: inputs.len(),
@@ -157,9 +158,21 @@ fn agree(a: &Input, b: &Input) -> Result<()> {
             b.info.shard.count.to_string(),
         ),
         ("encoder", get(a, "encoder"), get(b, "encoder")),
-        ("encoder weights", a.info.weights.clone(), b.info.weights.clone()),
-        ("preprocessing", a.info.preprocess.clone(), b.info.preprocess.clone()),
-        ("dataset (image list)", a.info.images.clone(), b.info.images.clone()),
+        (
+            "encoder weights",
+            a.info.weights.clone(),
+            b.info.weights.clone(),
+        ),
+        (
+            "preprocessing",
+            a.info.preprocess.clone(),
+            b.info.preprocess.clone(),
+        ),
+        (
+            "dataset (image list)",
+            a.info.images.clone(),
+            b.info.images.clone(),
+        ),
         ("--grid", get(a, "grid"), get(b, "grid")),
     ];
     for (what, x, y) in checks {
@@ -201,7 +214,12 @@ fn complete(inputs: &[Input]) -> Result<()> {
         .map(|k| format!("{k}/{n}"))
         .collect();
     if !missing.is_empty() {
-        let shown = missing.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+        let shown = missing
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         let more = if missing.len() > 10 { ", …" } else { "" };
         return Err(Error::invalid(format!(
             "{} of {n} shards missing ({shown}{more}): merge needs every shard",

@@ -167,7 +167,10 @@ mod tests {
                 toks("two kids swim <end>"),
             ],
             vec![toks("a man rides a bike on a road <end>")],
-            vec![toks("a dog jumps <end>"), toks("a black dog jumps high <end>")],
+            vec![
+                toks("a dog jumps <end>"),
+                toks("a black dog jumps high <end>"),
+            ],
         ];
         let hyps = vec![
             toks("a dog runs on grass <end>"),
@@ -202,11 +205,18 @@ mod tests {
         let mut r = CiderReward::new(&refs);
         let finished = r.score(&toks("a dog jumps <end>"), 3);
         let cut = r.score(&toks("a dog jumps"), 3);
-        assert!(finished > cut, "ending where the references end pays: {finished} {cut}");
+        assert!(
+            finished > cut,
+            "ending where the references end pays: {finished} {cut}"
+        );
         let words = r.words.len();
         let grams = r.grams.mark();
         assert_eq!(r.score(&toks("zzz qqq www"), 3), 0.0);
-        assert_eq!((r.words.len(), r.grams.mark()), (words, grams), "table unchanged");
+        assert_eq!(
+            (r.words.len(), r.grams.mark()),
+            (words, grams),
+            "table unchanged"
+        );
         assert_eq!(r.score(&[], 0), 0.0);
         assert_eq!(r.score(&toks("a dog"), 99), 0.0, "no such image");
     }

@@ -78,7 +78,7 @@ impl Captioner {
         let device = picked.device();
         let lens = Tensor::from_slice(scored).to_device(device).unsqueeze(1); // (B, 1)
         let pos = Tensor::arange(len - 1, (Kind::Int64, device)).unsqueeze(0); // (1, L-1)
-        // Padding may pick a −∞ (a masked word's slot): zero it rather than multiply by 0.
+                                                                               // Padding may pick a −∞ (a masked word's slot): zero it rather than multiply by 0.
         picked
             .masked_fill(&pos.ge_tensor(&lens), 0.0)
             .sum_dim_intlist(1, false, Kind::Float)
@@ -205,13 +205,12 @@ mod tests {
                 );
             }
             lp.sum(Kind::Float).backward();
-            let moved: f64 = m
-                .vs
-                .trainable_variables()
-                .iter()
-                .filter(|v| v.grad().defined())
-                .map(|v| v.grad().abs().sum(Kind::Float).double_value(&[]))
-                .sum();
+            let moved: f64 =
+                m.vs.trainable_variables()
+                    .iter()
+                    .filter(|v| v.grad().defined())
+                    .map(|v| v.grad().abs().sum(Kind::Float).double_value(&[]))
+                    .sum();
             assert!(moved > 0.0, "{p:?}: no gradient");
         }
     }
@@ -222,7 +221,10 @@ mod tests {
         tch::manual_seed(4);
         let m = Captioner::new(&cfg, Device::Cpu, true);
         let f = m
-            .encode(&Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu)), false)
+            .encode(
+                &Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu)),
+                false,
+            )
             .unwrap();
         let short = Tensor::from_slice(&[1i64, 5, 2]).view([1, 3]);
         let padded = Tensor::from_slice(&[1i64, 5, 2, 0, 0]).view([1, 5]);
@@ -234,7 +236,10 @@ mod tests {
             ..SP
         };
         let plain = m.sequence_logp(&f, &short, &[2], allow).double_value(&[0]);
-        assert!(a > plain, "without <unk> the other words are likelier: {a} {plain}");
+        assert!(
+            a > plain,
+            "without <unk> the other words are likelier: {a} {plain}"
+        );
         assert!(a.is_finite() && a < 0.0);
     }
 }

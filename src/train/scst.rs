@@ -23,7 +23,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::{Kind, Tensor};
 
-use super::{epoch_seed, progress, step, Prepared, Trained, TrainJob, Training};
+use super::{epoch_seed, progress, step, Prepared, TrainJob, Trained, Training};
 use crate::cli::{Objective, ScstArgs};
 use crate::config::scst::{Baseline, InitFrom, Scst};
 use crate::eval::cider_reward::{CiderReward, EOS};
@@ -38,7 +38,11 @@ pub fn settings(a: &ScstArgs) -> Result<(Option<Scst>, Option<InitFrom>)> {
         samples: a.scst_samples,
         baseline: a.scst_baseline,
     });
-    let init = a.init_from.as_deref().map(super::init::record).transpose()?;
+    let init = a
+        .init_from
+        .as_deref()
+        .map(super::init::record)
+        .transpose()?;
     Ok((scst, init))
 }
 
@@ -58,7 +62,8 @@ impl Reward {
                 .map(|r| r.iter().cloned().chain([EOS.to_string()]).collect())
                 .collect()
         };
-        let refs: Vec<Vec<Vec<String>>> = prep.train_refs.iter().map(|(_, r)| with_eos(r)).collect();
+        let refs: Vec<Vec<Vec<String>>> =
+            prep.train_refs.iter().map(|(_, r)| with_eos(r)).collect();
         let rows: Vec<i64> = prep.train_refs.iter().map(|(r, _)| *r).collect();
         Reward {
             cider: CiderReward::new(&refs),
@@ -137,7 +142,11 @@ pub(super) fn train_epoch(
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
     let batches: Vec<&[i64]> = order.chunks(tc.batch_size.max(1)).collect();
     let steps = batches.len();
-    let bar = progress(job.quiet, steps as u64, &format!("scst {}/{}", e + 1, tc.epochs));
+    let bar = progress(
+        job.quiet,
+        steps as u64,
+        &format!("scst {}/{}", e + 1, tc.epochs),
+    );
     let mut done = Trained::new(super::commit::Unit::Images);
     let (mut reward_sum, mut greedy_sum, mut samples) = (0.0, 0.0, 0usize);
     for (b, rows) in batches.iter().enumerate() {
@@ -154,9 +163,11 @@ pub(super) fn train_epoch(
     }
     bar.finish_and_clear();
     done.seconds = t0.elapsed().as_secs_f64();
-    done.extra.push(("reward", reward_sum / samples.max(1) as f64));
+    done.extra
+        .push(("reward", reward_sum / samples.max(1) as f64));
     if cfg.baseline == Baseline::Greedy {
-        done.extra.push(("greedy_reward", greedy_sum / done.seen.max(1) as f64));
+        done.extra
+            .push(("greedy_reward", greedy_sum / done.seen.max(1) as f64));
     }
     Ok(done)
 }
@@ -191,9 +202,8 @@ fn scst_step(
         seed,
     });
     let drawn = model.draw(&feats, how, sp)?;
-    let mut score = |d: &Drawn, row: i64| {
-        reward.score(prep.vocab.decode(&d.hyp.tokens), d.finished, row)
-    };
+    let mut score =
+        |d: &Drawn, row: i64| reward.score(prep.vocab.decode(&d.hyp.tokens), d.finished, row);
     let rewards: Vec<f64> = drawn
         .iter()
         .enumerate()
@@ -201,7 +211,13 @@ fn scst_step(
         .collect();
     let greedy: Vec<f64> = match cfg.baseline {
         Baseline::Greedy => {
-            let g = model.draw(&feats, Draw::Greedy { max_len: tc.max_words }, sp)?;
+            let g = model.draw(
+                &feats,
+                Draw::Greedy {
+                    max_len: tc.max_words,
+                },
+                sp,
+            )?;
             g.iter().zip(rows).map(|(d, &r)| score(d, r)).collect()
         }
         Baseline::Mean => vec![],
@@ -219,10 +235,12 @@ fn scst_step(
         ..feats
     };
     let tokens = tokens.to_device(model.device());
-    let loss = tc.precision.autocast(model.device(), || -> Result<Tensor> {
-        let logp = model.sequence_logp(&per_sample, &tokens, &scored, sp);
-        Ok(loss(&logp, &adv, &scored))
-    })?;
+    let loss = tc
+        .precision
+        .autocast(model.device(), || -> Result<Tensor> {
+            let logp = model.sequence_logp(&per_sample, &tokens, &scored, sp);
+            Ok(loss(&logp, &adv, &scored))
+        })?;
     Ok(Step {
         loss,
         rewards,
@@ -247,7 +265,10 @@ mod tests {
         let g = advantages(&r, 3, Baseline::Greedy, &[0.5, 1.0]);
         assert_eq!(g, vec![0.5, -0.5, 0.0, 1.0, 1.0, 1.0]);
         // Samples equal to each other and to the greedy caption: nothing to learn.
-        assert_eq!(advantages(&[0.3, 0.3], 2, Baseline::Greedy, &[0.3]), [0.0, 0.0]);
+        assert_eq!(
+            advantages(&[0.3, 0.3], 2, Baseline::Greedy, &[0.3]),
+            [0.0, 0.0]
+        );
         // One sample, mean baseline (refused by the config; still no NaN).
         assert_eq!(advantages(&[0.7], 1, Baseline::Mean, &[]), [0.0]);
     }

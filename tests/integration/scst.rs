@@ -38,7 +38,15 @@ fn scst_args<'a>(data: &'a Path, src: &'a Path, out: &'a Path, epochs: &'a str) 
 
 /// Greedy CIDEr-D of a run on the training images (the dev split of a tiny set is 4 images).
 fn train_cider(run: &Path, data: &Path, last: bool) -> f64 {
-    let mut args = vec!["eval", s(run), "--data", s(data), "--split", "train", "--json"];
+    let mut args = vec![
+        "eval",
+        s(run),
+        "--data",
+        s(data),
+        "--split",
+        "train",
+        "--json",
+    ];
     if last {
         args.push("--last");
     }
@@ -114,7 +122,10 @@ fn every_decoder_and_the_greedy_baseline() {
         ok(&args);
         let m = metrics(&run);
         assert_eq!(m.len(), 1, "{decoder}");
-        assert!(m[0]["train_loss"].as_f64().unwrap().is_finite(), "{decoder}");
+        assert!(
+            m[0]["train_loss"].as_f64().unwrap().is_finite(),
+            "{decoder}"
+        );
         if baseline == "greedy" {
             assert!(m[0]["greedy_reward"].as_f64().is_some(), "{decoder}");
         }
@@ -151,7 +162,13 @@ fn scst_resumes_exactly_and_refuses_nonsense() {
     // resuming with another sample count.
     let out = t.path().join("x");
     let e = bad_input(&[
-        "train", "--data", s(&data), "--out", s(&out), "--objective", "scst",
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--objective",
+        "scst",
     ]);
     assert!(e.contains("--init-from"), "{e}");
     let mut one = scst_args(&data, &ce, &out, "1");

@@ -182,10 +182,44 @@ pub fn generate<F>(n: usize, g: &Generate, step: F) -> Result<Vec<Vec<i64>>>
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
+    Ok(generate_nbest(n, &[g.start], g, step)?
+        .into_iter()
+        .map(|hs| hs.into_iter().next().map(|h| h.ids).unwrap_or_default())
+        .collect())
+}
+
+/// One finished sequence of [`generate_nbest`]: the generated ids (`</s>` included when it
+/// ended with it), their summed log-probability and the length-penalised score beam search
+/// ranks by (greedy: the sum).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    pub ids: Vec<i64>,
+    pub logp: f32,
+    pub score: f32,
+}
+
+/// `generate` after a `prompt` (decoder-only captioners: `[DEC]`/`[CLS]` and a text prompt;
+/// encoder–decoders: the start token alone) that every input shares: the state `step` starts
+/// from has read all of it but its last token, which is fed first. `max_length` counts the
+/// prompt, lengths in the length penalty do not, and the n-gram and minimum-length rules see
+/// it, as `generate` does with `input_ids`. Per input, beam search's finished hypotheses best
+/// first (at most `beams`), greedy's one sequence.
+pub fn generate_nbest<F>(
+    n: usize,
+    prompt: &[i64],
+    g: &Generate,
+    step: F,
+) -> Result<Vec<Vec<Generated>>>
+where
+    F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
+{
+    if prompt.is_empty() {
+        return Err(crate::Error::invalid("generation needs a start token"));
+    }
     if g.beams <= 1 {
-        greedy(n, g, step)
+        greedy(n, prompt, g, step)
     } else {
-        beam(n, g, step)
+        beam(n, prompt, g, step)
     }
 }
 
@@ -199,14 +233,16 @@ fn argmax(row: &[f32]) -> i64 {
     best.0
 }
 
-fn greedy<F>(n: usize, g: &Generate, mut step: F) -> Result<Vec<Vec<i64>>>
+fn greedy<F>(n: usize, prompt: &[i64], g: &Generate, mut step: F) -> Result<Vec<Vec<Generated>>>
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
-    let mut seqs: Vec<Vec<i64>> = vec![vec![g.start]; n];
+    let start = *prompt.last().unwrap_or(&g.start);
+    let mut seqs: Vec<Vec<i64>> = vec![prompt.to_vec(); n];
+    let mut sums = vec![0f32; n];
     let mut live: Vec<usize> = (0..n).collect();
     let mut parents: Vec<usize> = (0..n).collect();
-    let mut tokens = vec![g.start; n];
+    let mut tokens = vec![start; n];
     while !live.is_empty() && seqs[live[0]].len() < g.max_length {
         let mut lp = step(&parents, &tokens)?;
         let v = lp.len() / live.len();
@@ -215,6 +251,7 @@ where
             let r = &mut lp[row * v..(row + 1) * v];
             g.process(r, &seqs[i]);
             let w = argmax(r);
+            sums[i] += r[w as usize];
             seqs[i].push(w);
             if w != g.eos && seqs[i].len() < g.max_length {
                 next_live.push(i);
@@ -224,40 +261,55 @@ where
         }
         (live, parents, tokens) = (next_live, next_parents, next_tokens);
     }
-    Ok(seqs.into_iter().map(|s| s[1..].to_vec()).collect())
+    Ok(seqs
+        .into_iter()
+        .zip(sums)
+        .map(|(s, logp)| {
+            vec![Generated {
+                ids: s[prompt.len()..].to_vec(),
+                logp,
+                score: logp,
+            }]
+        })
+        .collect())
 }
 
 /// One input's beam state: `beams` running sequences and `beams` finished slots, as
 /// `transformers` keeps them (placeholders score −1e9).
 struct Item {
     running: Vec<(Vec<i64>, f32)>,
-    finished: Vec<(Vec<i64>, f32, bool)>,
+    /// (sequence, score, summed log-probability, a real hypothesis rather than a placeholder)
+    finished: Vec<(Vec<i64>, f32, f32, bool)>,
     unsatisfied: bool,
 }
 
 const NEG: f32 = -1.0e9;
 
-fn beam<F>(n: usize, g: &Generate, mut step: F) -> Result<Vec<Vec<i64>>>
+fn beam<F>(n: usize, prompt: &[i64], g: &Generate, mut step: F) -> Result<Vec<Vec<Generated>>>
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
 {
     let nb = g.beams;
+    let p = prompt.len();
+    let start = *prompt.last().unwrap_or(&g.start);
     let k = 2 * nb;
     let lp_pow = |len: usize| (len as f64).powf(g.length_penalty) as f32;
     let mut items: Vec<Item> = (0..n)
         .map(|_| Item {
             running: (0..nb)
-                .map(|b| (vec![g.start], if b == 0 { 0.0 } else { NEG }))
+                .map(|b| (prompt.to_vec(), if b == 0 { 0.0 } else { NEG }))
                 .collect(),
-            finished: (0..nb).map(|_| (vec![g.start], NEG, false)).collect(),
+            finished: (0..nb)
+                .map(|_| (prompt.to_vec(), NEG, NEG, false))
+                .collect(),
             unsatisfied: true,
         })
         .collect();
     // Every input starts from its own state row, repeated for its beams.
     let mut live: Vec<usize> = (0..n).collect();
     let mut parents: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, nb)).collect();
-    let mut tokens = vec![g.start; n * nb];
-    let mut cur_len = 1;
+    let mut tokens = vec![start; n * nb];
+    let mut cur_len = p;
     while !live.is_empty() {
         let mut lp = step(&parents, &tokens)?;
         let v = lp.len() / (live.len() * nb);
@@ -306,12 +358,12 @@ where
                 .map(|&(s, j)| (extend(cands[j].1, cands[j].2), s))
                 .collect();
             // Finished hypotheses: the ending ones among the best `nb`, length-penalised.
-            let denom = lp_pow(cur_len);
-            let full = it.finished.iter().all(|f| f.2) && g.early_stopping == EarlyStopping::True;
-            let mut merged: Vec<(f32, Vec<i64>, bool)> = it
+            let denom = lp_pow(cur_len + 1 - p);
+            let full = it.finished.iter().all(|f| f.3) && g.early_stopping == EarlyStopping::True;
+            let mut merged: Vec<(f32, Vec<i64>, f32, bool)> = it
                 .finished
                 .drain(..)
-                .map(|(s, sc, fin)| (sc, s, fin))
+                .map(|(s, sc, raw, fin)| (sc, s, raw, fin))
                 .collect();
             for (j, c) in cands.iter().enumerate() {
                 let done = j < nb && c.3;
@@ -325,20 +377,20 @@ where
                 if !done {
                     s += NEG;
                 }
-                merged.push((s, extend(c.1, c.2), done));
+                merged.push((s, extend(c.1, c.2), c.0, done));
             }
             let mut order: Vec<(f32, usize)> =
                 merged.iter().enumerate().map(|(j, m)| (m.0, j)).collect();
             order.sort_by(by_score);
             it.finished = order[..nb]
                 .iter()
-                .map(|&(_, j)| (merged[j].1.clone(), merged[j].0, merged[j].2))
+                .map(|&(_, j)| (merged[j].1.clone(), merged[j].0, merged[j].2, merged[j].3))
                 .collect();
             it.running = new_running;
             // Can a running beam still beat the worst finished one?
             let best_len = match g.early_stopping {
-                EarlyStopping::Never if g.length_penalty > 0.0 => g.max_length - 1,
-                _ => cur_len,
+                EarlyStopping::Never if g.length_penalty > 0.0 => g.max_length - p,
+                _ => cur_len + 1 - p,
             };
             let best = it.running[0].1 / lp_pow(best_len);
             let worst = it
@@ -349,13 +401,13 @@ where
             it.unsatisfied &= it
                 .finished
                 .iter()
-                .any(|f| best > if f.2 { worst } else { NEG });
-            let closed = it.finished.iter().all(|f| f.2) && g.early_stopping == EarlyStopping::True;
+                .any(|f| best > if f.3 { worst } else { NEG });
+            let closed = it.finished.iter().all(|f| f.3) && g.early_stopping == EarlyStopping::True;
             if it.unsatisfied && !closed {
                 next_live.push(i);
                 for (b, (seq, _)) in it.running.iter().enumerate() {
                     next_parents.push(base + cands[run[b].1].1);
-                    next_tokens.push(*seq.last().unwrap_or(&g.start));
+                    next_tokens.push(*seq.last().unwrap_or(&start));
                 }
             }
         }
@@ -368,13 +420,15 @@ where
     Ok(items
         .into_iter()
         .map(|it| {
-            let best = it
-                .finished
+            it.finished
                 .into_iter()
-                .next()
-                .map(|f| f.0)
-                .unwrap_or_default();
-            best[1.min(best.len())..].to_vec()
+                .filter(|f| f.3)
+                .map(|(seq, score, logp, _)| Generated {
+                    ids: seq[p.min(seq.len())..].to_vec(),
+                    logp,
+                    score,
+                })
+                .collect()
         })
         .collect())
 }

@@ -135,3 +135,43 @@ fn generation_config_reads_transformers_fields() {
     assert_eq!((g.forced_eos, g.bad_words.clone()), (Some(0), vec![58100]));
     assert_eq!(g.early_stopping, EarlyStopping::Never);
 }
+
+/// A prompt shifts nothing a bigram model sees, counts in `max_length` but not in the length
+/// penalty, and is seen by the n-gram rule; the n-best list is ranked and its sums add up.
+#[test]
+fn a_prompt_counts_in_max_length_and_the_ngram_rule_only() {
+    let plain = Generate {
+        max_length: 6,
+        ..config(3)
+    };
+    let prompted = Generate {
+        max_length: 8,
+        ..plain.clone()
+    };
+    let alone = generate_nbest(2, &[0], &plain, bigram(loops())).unwrap();
+    let after = generate_nbest(2, &[3, 2, 0], &prompted, bigram(loops())).unwrap();
+    assert_eq!(alone, after);
+    assert_eq!(alone[0].len(), 3);
+    let table = loops();
+    for h in &alone[0] {
+        let mut prev = 0usize;
+        let sum: f32 = h
+            .ids
+            .iter()
+            .map(|&t| {
+                let l = table[prev][t as usize].ln();
+                prev = t as usize;
+                l
+            })
+            .sum();
+        assert!((sum - h.logp).abs() < 1e-4, "{h:?}");
+    }
+    assert!(alone[0].windows(2).all(|w| w[0].score >= w[1].score));
+    // After "<s> a <s>", a 2-gram rule bans "a" (greedy would pick it: 0.5).
+    let g = Generate {
+        no_repeat_ngram: 2,
+        ..plain.with_beams(1)
+    };
+    assert_eq!(generate_nbest(1, &[0], &g, bigram(loops())).unwrap()[0][0].ids[0], 2);
+    assert_ne!(generate_nbest(1, &[0, 2, 0], &g, bigram(loops())).unwrap()[0][0].ids[0], 2);
+}

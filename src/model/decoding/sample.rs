@@ -235,7 +235,10 @@ mod tests {
         // sample_nbest is these draws per image, deduplicated and ranked.
         let nb = sample_nbest(3, &cfg, SP, bigram(table())).unwrap();
         for (img, hs) in nb.iter().enumerate() {
-            let mut mine: Vec<&Vec<i64>> = d[img * 8..img * 8 + 8].iter().map(|x| &x.hyp.tokens).collect();
+            let mut mine: Vec<&Vec<i64>> = d[img * 8..img * 8 + 8]
+                .iter()
+                .map(|x| &x.hyp.tokens)
+                .collect();
             mine.sort();
             mine.dedup();
             assert_eq!(mine.len(), hs.len());
