@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
+mod hf_beam;
 mod request;
 mod sample;
+pub use hf_beam::beam_transformers;
 pub use request::{cli_flag, query_field, DecodeRequest, MAX_SAMPLES, SERVER_MAX_BEAM};
 pub use sample::nucleus;
 
