@@ -21,3 +21,4 @@ mod restore;
 mod serve;
 mod special_files;
 mod unk;
+mod vl;

@@ -378,6 +378,40 @@ impl VlCaptioner {
         })
     }
 
+    /// Image files, `batch` at a time: each one's hypotheses (best first), or why it could not be
+    /// read (one line naming the file). Sampling seeds image `i` of the list with `seed + i`,
+    /// whatever the batch.
+    pub fn caption_paths(
+        &self,
+        paths: &[PathBuf],
+        prefix: &Prefix,
+        decoding: &Decoding,
+        batch: usize,
+    ) -> Result<Vec<std::result::Result<Vec<Hypothesis>, String>>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for (c, chunk) in paths.chunks(batch.max(1)).enumerate() {
+            let read: Vec<std::result::Result<RgbImage, String>> = chunk
+                .iter()
+                .map(|p| crate::data::image::decode_rgb(p).map_err(|e| e.to_string()))
+                .collect();
+            let ok: Vec<RgbImage> = read.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+            let mut hyps = if ok.is_empty() {
+                vec![]
+            } else {
+                let d = decoding.from_image(c * batch.max(1));
+                self.decode(&self.pixels(&ok), prefix, &d)?
+            }
+            .into_iter();
+            for r in read {
+                out.push(match r {
+                    Ok(_) => Ok(hyps.next().unwrap_or_default()),
+                    Err(e) => Err(e),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Token ids ⇒ text, special tokens skipped (`batch_decode(skip_special_tokens=True)`).
     pub fn text(&self, prefix: &Prefix, ids: &[i64]) -> String {
         let all: Vec<u32> = prefix.0[1..]
