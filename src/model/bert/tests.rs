@@ -19,6 +19,26 @@ fn minilm_last_hidden_states_equal_transformers() {
             .unwrap()
             .into_iter()
             .collect();
+    // The folder's tokenizer through captag gives transformers' ids.
+    let tok = crate::text::hf_tokenizer::HfTokenizer::load(
+        &dir,
+        crate::text::hf_tokenizer::Family::Bert,
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(dir.join("minilm_sentences.txt")).unwrap();
+    for (i, line) in text.lines().enumerate() {
+        let row = want["input_ids"].get(i as i64);
+        let mask = want["attention_mask"].get(i as i64);
+        let ids: Vec<i64> = Vec::<i64>::try_from(row)
+            .unwrap()
+            .into_iter()
+            .zip(Vec::<i64>::try_from(mask).unwrap())
+            .filter(|&(_, m)| m == 1)
+            .map(|(id, _)| id)
+            .collect();
+        let got: Vec<i64> = tok.encode(line).into_iter().map(i64::from).collect();
+        assert_eq!(got, ids, "{line}");
+    }
     let m = BertModel::load(&dir, Device::Cpu).unwrap();
     let got = m.forward(&want["input_ids"], &want["attention_mask"]);
     let keep = want["attention_mask"].unsqueeze(-1).to_kind(Kind::Float);
