@@ -11,8 +11,8 @@ use super::out::outln;
 use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
 use crate::cli::{CaptionArgs, EvalArgs};
 use crate::data::Split;
-use crate::infer::{CaptionResult, Extras};
 use crate::infer::{Alternative, Caption};
+use crate::infer::{CaptionResult, Extras};
 use crate::model::decoding::Hypothesis;
 use crate::model::text_tagger::TextTagger;
 use crate::model::vl::{is_vl_folder, VlCaptioner};
@@ -73,8 +73,18 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
     }
     let files = collect_images(&a.inputs)?;
     let m = load(ctx, &a.checkpoint)?;
-    let text_tags = a.tags.text_tags.as_deref().map(TextTagger::load).transpose()?;
-    let emoji = a.tags.emoji.as_deref().map(TextTagger::load_emoji).transpose()?;
+    let text_tags = a
+        .tags
+        .text_tags
+        .as_deref()
+        .map(TextTagger::load)
+        .transpose()?;
+    let emoji = a
+        .tags
+        .emoji
+        .as_deref()
+        .map(TextTagger::load_emoji)
+        .transpose()?;
     let prefix = m.prefix(a.prompt.as_deref());
     let results = m.caption_paths(&files, &prefix, &decoding, BATCH)?;
     let extras = Extras {
@@ -127,7 +137,9 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     let decoding = super::model::decoding(&a.decode, ctx.seed)?;
     if a.features.is_some() || a.last {
-        bail!("--features and --last need a captag run directory, not a Hugging Face BLIP/GIT folder");
+        bail!(
+            "--features and --last need a captag run directory, not a Hugging Face BLIP/GIT folder"
+        );
     }
     let m = load(ctx, &a.checkpoint)?;
     let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
@@ -146,7 +158,10 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     for (s, r) in samples.iter().zip(results) {
         match r {
             Ok(hs) => {
-                let text = hs.first().map(|h| m.text(&prefix, &h.tokens)).unwrap_or_default();
+                let text = hs
+                    .first()
+                    .map(|h| m.text(&prefix, &h.tokens))
+                    .unwrap_or_default();
                 hyps.push(tokenize(&text));
                 refs.push(s.captions.iter().map(|c| tokenize(c)).collect::<Vec<_>>());
                 preds.push(serde_json::json!({"image_id": s.id, "caption": text}));

@@ -32,7 +32,14 @@ fn blip_and_git_folders_caption_as_transformers_generates() {
         let pics = [d.join("picture.png"), d.join("small.png")];
         let want = expected(name);
         for (key, flags) in [("greedy", ["--beam", "1"]), ("beam3", ["--beam", "3"])] {
-            let mut args = vec!["caption", s(&d), s(&pics[0]), s(&pics[1]), "--max-len", "12"];
+            let mut args = vec![
+                "caption",
+                s(&d),
+                s(&pics[0]),
+                s(&pics[1]),
+                "--max-len",
+                "12",
+            ];
             args.extend(flags);
             args.extend(["--length-alpha", "1"]);
             let got = captions(&ok(&args));
@@ -59,7 +66,10 @@ fn blip_and_git_folders_caption_as_transformers_generates() {
         "a picture of",
     ]);
     let want = expected("blip");
-    for (got, w) in captions(&out).iter().zip(want["prompt_greedy"].as_array().unwrap()) {
+    for (got, w) in captions(&out)
+        .iter()
+        .zip(want["prompt_greedy"].as_array().unwrap())
+    {
         assert_eq!(got, w.as_str().unwrap());
     }
 }
@@ -85,10 +95,20 @@ fn a_batch_captions_each_image_as_alone_and_eval_scores_a_split() {
         fs::copy(p, dir.join(p.file_name().unwrap())).unwrap();
     }
     let all = ok(&["caption", s(&git), s(&dir), "--beam", "3", "--json"]);
-    let rows: Vec<serde_json::Value> = all.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = all
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 20);
     for i in [0, 17] {
-        let one = ok(&["caption", s(&git), rows[i]["image"].as_str().unwrap(), "--beam", "3", "--json"]);
+        let one = ok(&[
+            "caption",
+            s(&git),
+            rows[i]["image"].as_str().unwrap(),
+            "--beam",
+            "3",
+            "--json",
+        ]);
         let one: serde_json::Value = serde_json::from_str(one.trim()).unwrap();
         assert_eq!(one["caption"], rows[i]["caption"], "image {i}");
     }
@@ -103,8 +123,12 @@ fn a_batch_captions_each_image_as_alone_and_eval_scores_a_split() {
         "--predictions",
         s(&preds),
     ]);
-    assert!(out.contains("GIT zero-shot") && out.contains("BLEU-4") && out.contains("CIDEr-D"), "{out}");
-    let p: Vec<serde_json::Value> = serde_json::from_str(&fs::read_to_string(&preds).unwrap()).unwrap();
+    assert!(
+        out.contains("GIT zero-shot") && out.contains("BLEU-4") && out.contains("CIDEr-D"),
+        "{out}"
+    );
+    let p: Vec<serde_json::Value> =
+        serde_json::from_str(&fs::read_to_string(&preds).unwrap()).unwrap();
     let n: usize = out.split_whitespace().next().unwrap().parse().unwrap();
     assert_eq!(p.len(), n);
     assert!(n > 0 && p.iter().all(|x| x["caption"].is_string()));
@@ -115,20 +139,35 @@ fn a_broken_folder_is_one_error_line() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("blip");
     fs::create_dir(&d).unwrap();
-    for f in ["config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "config.json",
+        "preprocessor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         fs::copy(folder("blip").join(f), d.join(f)).unwrap();
     }
     let pic = folder("blip").join("picture.png");
     let e = bad_input(&["caption", s(&d), s(&pic)]);
     assert!(e.contains("no model.safetensors"), "{e}");
     // A config whose sizes disagree with the weights.
-    fs::copy(folder("blip").join("model.safetensors"), d.join("model.safetensors")).unwrap();
+    fs::copy(
+        folder("blip").join("model.safetensors"),
+        d.join("model.safetensors"),
+    )
+    .unwrap();
     let mut c: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
     c["text_config"]["intermediate_size"] = 48.into();
     fs::write(d.join("config.json"), c.to_string()).unwrap();
     let e = bad_input(&["caption", s(&d), s(&pic)]);
     assert!(e.contains("config.json implies"), "{e}");
-    let e = bad_input(&["caption", s(&folder("git")), s(&pic), "--attention", s(tmp.path())]);
+    let e = bad_input(&[
+        "caption",
+        s(&folder("git")),
+        s(&pic),
+        "--attention",
+        s(tmp.path()),
+    ]);
     assert!(e.contains("need a captag run directory"), "{e}");
 }

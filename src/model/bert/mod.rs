@@ -153,7 +153,13 @@ impl BertLayer {
 
     /// The rest of the layer after its self-attention output `a` of input `x`: residual and
     /// LayerNorm, cross-attention to `cross_kv`, feed-forward.
-    fn finish(&self, x: &Tensor, a: Tensor, cross_kv: Option<&(Tensor, Tensor)>, train: bool) -> Tensor {
+    fn finish(
+        &self,
+        x: &Tensor,
+        a: Tensor,
+        cross_kv: Option<&(Tensor, Tensor)>,
+        train: bool,
+    ) -> Tensor {
         let mut x = (a.dropout(self.dropout, train) + x).apply(&self.attention_norm);
         if let (Some((attn, norm)), Some((k, v))) = (&self.cross, cross_kv) {
             let c = attn.attend(&x, k, v, None, train);

@@ -20,11 +20,9 @@ fn minilm_last_hidden_states_equal_transformers() {
             .into_iter()
             .collect();
     // The folder's tokenizer through captag gives transformers' ids.
-    let tok = crate::text::hf_tokenizer::HfTokenizer::load(
-        &dir,
-        crate::text::hf_tokenizer::Family::Bert,
-    )
-    .unwrap();
+    let tok =
+        crate::text::hf_tokenizer::HfTokenizer::load(&dir, crate::text::hf_tokenizer::Family::Bert)
+            .unwrap();
     let text = std::fs::read_to_string(dir.join("minilm_sentences.txt")).unwrap();
     for (i, line) in text.lines().enumerate() {
         let row = want["input_ids"].get(i as i64);
@@ -42,6 +40,10 @@ fn minilm_last_hidden_states_equal_transformers() {
     let m = BertModel::load(&dir, Device::Cpu).unwrap();
     let got = m.forward(&want["input_ids"], &want["attention_mask"]);
     let keep = want["attention_mask"].unsqueeze(-1).to_kind(Kind::Float);
-    let d = close("MiniLM last_hidden_state", &(&got * &keep), &(&want["last_hidden_state"] * &keep));
+    let d = close(
+        "MiniLM last_hidden_state",
+        &(&got * &keep),
+        &(&want["last_hidden_state"] * &keep),
+    );
     println!("MiniLM max abs diff {d:.3e}");
 }

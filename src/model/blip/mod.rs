@@ -109,7 +109,9 @@ impl BlipConfig {
             ("patch_size", v.patch_size),
         ] {
             if x <= 0 {
-                return Err(bad(format!("vision_config.{name} is {x}, it must be positive")));
+                return Err(bad(format!(
+                    "vision_config.{name} is {x}, it must be positive"
+                )));
             }
         }
         if v.hidden_size % v.num_attention_heads != 0 || v.num_hidden_layers < 0 {
@@ -118,7 +120,9 @@ impl BlipConfig {
             ));
         }
         if v.image_size % v.patch_size != 0 {
-            return Err(bad("vision_config.image_size must be a multiple of patch_size".into()));
+            return Err(bad(
+                "vision_config.image_size must be a multiple of patch_size".into(),
+            ));
         }
         self.text_sizes().check(&format!("{place}: text_config"))?;
         let t = &self.text_config;
@@ -234,7 +238,7 @@ impl BlipVision {
             let (a, _) = l
                 .self_attn
                 .forward_t(&x.apply(&l.layer_norm1), None, None, None, train);
-            x = x + a;
+            x += a;
             x = &x + l.mlp.forward_t(&x.apply(&l.layer_norm2), train);
         }
         x.apply(&self.post_layernorm)

@@ -79,12 +79,16 @@ impl GitConfig {
         let bad = |why: String| Error::invalid(format!("{place}: {why}"));
         if self.num_image_with_embedding.is_some() {
             return Err(bad(
-                "num_image_with_embedding is set: a video GIT, captag captions single images".into(),
+                "num_image_with_embedding is set: a video GIT, captag captions single images"
+                    .into(),
             ));
         }
         self.vision_config.check().map_err(bad)?;
         self.text_sizes().check(place)?;
-        for (name, id) in [("bos_token_id", self.bos_token_id), ("eos_token_id", self.eos_token_id)] {
+        for (name, id) in [
+            ("bos_token_id", self.bos_token_id),
+            ("eos_token_id", self.eos_token_id),
+        ] {
             if id < 0 || id >= self.vocab_size {
                 return Err(bad(format!(
                     "{name} {id} is outside the vocabulary of {}",

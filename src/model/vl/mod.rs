@@ -232,7 +232,11 @@ fn blip_preprocess(dir: &Path, image_size: u32) -> Result<VlPreprocess> {
         (Some(n), _, _) => (n, n),
         (None, Some(h), Some(w)) => (h, w),
         _ if s.is_null() => (*size as u64, *size as u64),
-        _ => return Err(bad("`size` must be a number or {\"height\": N, \"width\": N}")),
+        _ => {
+            return Err(bad(
+                "`size` must be a number or {\"height\": N, \"width\": N}",
+            ))
+        }
     };
     if h != w || h != image_size as u64 {
         return Err(bad(&format!(
@@ -255,7 +259,9 @@ fn blip_preprocess(dir: &Path, image_size: u32) -> Result<VlPreprocess> {
         *std = triple(&v["image_std"]).ok_or_else(|| bad("image_std must be 3 numbers"))?;
     }
     if mean.iter().chain(std.iter()).any(|x| !x.is_finite()) || std.contains(&0.0) {
-        return Err(bad("image_mean and image_std must be finite, image_std non-zero"));
+        return Err(bad(
+            "image_mean and image_std must be finite, image_std non-zero",
+        ));
     }
     Ok(out)
 }
@@ -273,7 +279,12 @@ pub struct VlCaptioner {
 
 impl std::fmt::Debug for VlCaptioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "VlCaptioner({}, {})", self.config.name(), self.dir.display())
+        write!(
+            f,
+            "VlCaptioner({}, {})",
+            self.config.name(),
+            self.dir.display()
+        )
     }
 }
 
@@ -363,7 +374,9 @@ impl VlCaptioner {
                 let logits = self.model.step(&mut c, &ids); // (R, V)
                 cache = Some(c);
                 let lp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
-                Ok(Vec::<f32>::try_from(lp.to_device(Device::Cpu).flatten(0, -1))?)
+                Ok(Vec::<f32>::try_from(
+                    lp.to_device(Device::Cpu).flatten(0, -1),
+                )?)
             };
             match decoding {
                 // `transformers`' beam bookkeeping, so a folder's beam captions are the ones
@@ -394,7 +407,10 @@ impl VlCaptioner {
                 .iter()
                 .map(|p| crate::data::image::decode_rgb(p).map_err(|e| e.to_string()))
                 .collect();
-            let ok: Vec<RgbImage> = read.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+            let ok: Vec<RgbImage> = read
+                .iter()
+                .filter_map(|r| r.as_ref().ok().cloned())
+                .collect();
             let mut hyps = if ok.is_empty() {
                 vec![]
             } else {
@@ -414,11 +430,7 @@ impl VlCaptioner {
 
     /// Token ids ⇒ text, special tokens skipped (`batch_decode(skip_special_tokens=True)`).
     pub fn text(&self, prefix: &Prefix, ids: &[i64]) -> String {
-        let all: Vec<u32> = prefix.0[1..]
-            .iter()
-            .chain(ids)
-            .map(|&i| i as u32)
-            .collect();
+        let all: Vec<u32> = prefix.0[1..].iter().chain(ids).map(|&i| i as u32).collect();
         self.tokenizer.decode(&all, true)
     }
 }
