@@ -274,7 +274,7 @@ pub struct DecodeArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Run directory.
+    /// Run directory, or a Hugging Face BLIP/GIT folder (zero-shot; docs/vision-language.md).
     pub checkpoint: PathBuf,
     /// Dataset directory.
     #[arg(long)]
@@ -310,7 +310,7 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct CaptionArgs {
-    /// Run directory.
+    /// Run directory, or a Hugging Face BLIP/GIT folder (docs/vision-language.md).
     pub checkpoint: PathBuf,
     /// Image files or folders.
     #[arg(required = true)]
@@ -350,6 +350,9 @@ pub struct CaptionArgs {
     pub restore: Option<PathBuf>,
     #[command(flatten)]
     pub tags: TagOutArgs,
+    /// BLIP/GIT folders: the text every caption starts with (BLIP's "a picture of").
+    #[arg(long)]
+    pub prompt: Option<String>,
 }
 
 /// Hashtag output flags.

@@ -9,6 +9,7 @@ pub mod out;
 mod restore;
 mod serve;
 mod tags;
+mod vl;
 
 use std::path::{Path, PathBuf};
 

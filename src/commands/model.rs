@@ -272,6 +272,9 @@ pub fn decoding(d: &DecodeArgs, seed: u64) -> anyhow::Result<Decoding> {
 }
 
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
+    if super::vl::is_vl(&a.checkpoint) {
+        return super::vl::eval(ctx, a);
+    }
     // Flags first: a bad one is refused before the run is loaded.
     let dec = decoding(&a.decode, ctx.seed)?;
     let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?
@@ -346,6 +349,12 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
 /// `captag caption`: every image's caption (and hashtags, emoji, moods), one line each or one
 /// [`CaptionResult`] JSON object each.
 pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
+    if super::vl::is_vl(&a.checkpoint) {
+        return super::vl::caption(ctx, a);
+    }
+    if a.prompt.is_some() {
+        bail!("--prompt needs a Hugging Face BLIP or GIT folder");
+    }
     let job = CaptionJob::open(ctx, a)?;
     let files = collect_images(&a.inputs)?;
     let mut results = job.loaded.caption_files(&files, &job.decoding)?;
@@ -509,7 +518,7 @@ fn print_caption(
 }
 
 /// `PATH<TAB>caption emoji #tags`, then `<TAB>moods: ...` when ranked.
-fn print_plain(path: &Path, r: &CaptionResult) -> anyhow::Result<()> {
+pub(super) fn print_plain(path: &Path, r: &CaptionResult) -> anyhow::Result<()> {
     let line: Vec<String> = std::iter::once(r.caption_text().to_string())
         .chain(r.emoji.iter().flatten().cloned())
         .chain(r.hashtags.iter().map(|t| format!("#{}", t.tag)))

@@ -23,3 +23,4 @@ mod scst;
 mod serve;
 mod special_files;
 mod unk;
+mod vl;

@@ -22,6 +22,12 @@ pub enum Layout {
     },
     /// GPT-2: `c_attn` (`Conv1D`, `d → 3d`, q | k | v) and `c_proj` (`Conv1D`).
     FusedConv1D,
+    /// One `nn.Linear` `d → 3d` (q | k | v) and an output `nn.Linear` under these names (BLIP's
+    /// ViT: `qkv`, `projection`).
+    FusedLinear {
+        qkv: &'static str,
+        out: &'static str,
+    },
 }
 
 /// PyTorch's `nn.MultiheadAttention`-style and CLIP/Marian/captag names.
@@ -188,6 +194,15 @@ impl Attention {
                 Qkv::Fused(Proj::conv1d(&p / "c_attn", d, q_out + 2 * kv_out)),
                 Proj::conv1d(&p / "c_proj", q_out, d),
             ),
+            Layout::FusedLinear { qkv, out } => (
+                Qkv::Fused(Proj::linear(
+                    sub(&p, qkv),
+                    d,
+                    q_out + 2 * kv_out,
+                    cfg.qkv_bias,
+                )),
+                Proj::linear(sub(&p, out), q_out, d, cfg.out_bias),
+            ),
         };
         Attention {
             qkv,
@@ -263,6 +278,30 @@ impl Attention {
         (y, (k, v))
     }
 
+    /// Self-attention of `x (B, T, d)` after `past` under an explicit boolean mask
+    /// `(B | 1, 1, T, S)`, true where a query may look (`None`: every key), whatever the config's
+    /// causal flag says: GIT's image tokens see each other but not the caption. Returns `(B, T, d)`
+    /// and the keys/values of all `S = past + T` positions.
+    pub fn forward_masked(
+        &self,
+        x: &Tensor,
+        past: Option<&(Tensor, Tensor)>,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> (Tensor, (Tensor, Tensor)) {
+        let (q, mut k, mut v) = self.project_self(x);
+        if let Some((pk, pv)) = past {
+            k = Tensor::cat(&[pk, &k], 2); // (B, kvh, S, hd)
+            v = Tensor::cat(&[pv, &v], 2);
+        }
+        let mask = Mask {
+            tensor: mask.map(Tensor::shallow_clone),
+            is_causal: false,
+        };
+        let y = self.sdpa(&q, &k, &v, &mask, train);
+        (y, (k, v))
+    }
+
     /// Queries from `x (B, T, d)` against given keys/values `(B, kvh, S, hd)` (cross-attention,
     /// or self-attention whose keys the caller keeps): `(B, T, d)`. `pad (B, S)` as in
     /// [`Attention::forward_t`]; causal only when the config says so.
@@ -292,8 +331,13 @@ impl Attention {
         pad: Option<&Tensor>,
         train: bool,
     ) -> Tensor {
-        let (k, v) = self.repeat_kv(k, v);
         let mask = Mask::new(causal, q.size()[2], k.size()[2], pad, q.device());
+        self.sdpa(q, k, v, &mask, train)
+    }
+
+    /// The fused kernel under `mask`, heads merged and projected: `(B, T, d)`.
+    fn sdpa(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Mask, train: bool) -> Tensor {
+        let (k, v) = self.repeat_kv(k, v);
         let dropout = if train { self.cfg.dropout } else { 0.0 };
         let y = Tensor::scaled_dot_product_attention(
             q,

@@ -147,6 +147,12 @@ impl VisionTower {
         let pooled = last.select(1, 0).apply(&self.post_layernorm); // (B, D)
         (last, pooled)
     }
+
+    /// `pixels (B, C, S, S)` ⇒ every token after `post_layernorm` `(B, 1 + P, D)`: GIT's image
+    /// encoder (`GitVisionTransformer`), which normalises all tokens, not only the class token.
+    pub fn forward_all(&self, pixels: &Tensor) -> Tensor {
+        self.forward(pixels).0.apply(&self.post_layernorm)
+    }
 }
 
 /// The text tower (`text_model`).

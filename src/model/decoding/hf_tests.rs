@@ -172,6 +172,12 @@ fn a_prompt_counts_in_max_length_and_the_ngram_rule_only() {
         no_repeat_ngram: 2,
         ..plain.with_beams(1)
     };
-    assert_eq!(generate_nbest(1, &[0], &g, bigram(loops())).unwrap()[0][0].ids[0], 2);
-    assert_ne!(generate_nbest(1, &[0, 2, 0], &g, bigram(loops())).unwrap()[0][0].ids[0], 2);
+    assert_eq!(
+        generate_nbest(1, &[0], &g, bigram(loops())).unwrap()[0][0].ids[0],
+        2
+    );
+    assert_ne!(
+        generate_nbest(1, &[0, 2, 0], &g, bigram(loops())).unwrap()[0][0].ids[0],
+        2
+    );
 }

@@ -1,0 +1,476 @@
+//! Pretrained vision–language captioners read from Hugging Face folders — BLIP
+//! ([`crate::model::blip`]) and GIT ([`crate::model::git`]) — behind one interface
+//! ([`VlModel`]): image tokens from pixels, a key/value cache started from them (and an optional
+//! text prompt), and one cached step per token. Captions are decoded by the shared strategies of
+//! [`crate::model::decoding`] (greedy, beam, top-p) through their `step` closure, batched over
+//! images, so these models caption exactly as captag's own decoders do (docs/vision-language.md).
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::data::image::clip::{resample, ClipPreprocess, Filter};
+use crate::model::blip::{Blip, BlipConfig};
+use crate::model::blocks::KvCache;
+use crate::model::decoding::hf::{generate_nbest, Generate, Generated, GenerationConfig};
+use crate::model::decoding::{decode_nbest, Decoding, Hypothesis, Specials};
+use crate::model::git::{Git, GitConfig};
+use crate::model::hf::{read_config, HfWeights};
+use crate::text::hf_tokenizer::{Family, HfTokenizer};
+use crate::{Error, Result};
+
+/// The model's running state for `R` rows (images × beams): the self-attention cache and, for
+/// BLIP, each layer's cross-attention keys/values of the image tokens.
+#[derive(Debug, Default)]
+pub struct VlCache {
+    pub self_kv: KvCache,
+    pub cross: Vec<(Tensor, Tensor)>,
+    /// Caption tokens seen (GIT's cache also holds the image tokens).
+    pub text_len: i64,
+}
+
+impl VlCache {
+    /// The state of rows `rows (R,)`.
+    pub fn select(&self, rows: &Tensor) -> VlCache {
+        VlCache {
+            self_kv: self.self_kv.select(rows),
+            cross: self
+                .cross
+                .iter()
+                .map(|(k, v)| (k.index_select(0, rows), v.index_select(0, rows)))
+                .collect(),
+            text_len: self.text_len,
+        }
+    }
+}
+
+/// The caption's first tokens: the start token, then the prompt's.
+#[derive(Debug, Clone)]
+pub struct Prefix(pub Vec<i64>);
+
+impl Prefix {
+    /// All but the last token, for `n` rows `(n, T - 1)` (`None` when only the start token).
+    pub fn before_last(&self, n: i64, device: Device) -> Option<Tensor> {
+        let k = self.0.len().checked_sub(1).filter(|&k| k > 0)?;
+        let row = Tensor::from_slice(&self.0[..k]).to_device(device);
+        Some(row.unsqueeze(0).expand([n, k as i64], false).contiguous())
+    }
+
+    pub fn last(&self) -> i64 {
+        self.0.last().copied().unwrap_or(0)
+    }
+}
+
+/// A finished `generate` sequence as a caption hypothesis (the end token not written).
+fn hypothesis(h: Generated, end: i64) -> Hypothesis {
+    let mut tokens = h.ids;
+    if tokens.last() == Some(&end) {
+        tokens.pop();
+    }
+    Hypothesis {
+        tokens,
+        logp: h.logp as f64,
+        score: h.score as f64,
+    }
+}
+
+/// A captioner that reads an image and writes text token by token.
+pub trait VlModel: std::fmt::Debug {
+    fn vocab(&self) -> i64;
+    fn image_size(&self) -> i64;
+    fn max_positions(&self) -> i64;
+    /// `[DEC]` for BLIP, `[CLS]` for GIT.
+    fn start_token(&self) -> i64;
+    /// `[SEP]` for both.
+    fn end_token(&self) -> i64;
+    /// `pixels (N, 3, S, S)` ⇒ the image tokens the text reads `(N, I, D)`.
+    fn image_memory(&self, pixels: &Tensor, train: bool) -> Tensor;
+    /// The cache after the image and all prefix tokens but the last (which the first step feeds).
+    fn begin(&self, memory: &Tensor, prefix: &Prefix) -> VlCache;
+    /// Feed `ids (R, T)` ⇒ the last position's logits `(R, V)`; the cache grows by `T`.
+    fn step(&self, cache: &mut VlCache, ids: &Tensor) -> Tensor;
+    /// Teacher forcing: `ids (B, T)` with `pad (B, T)` (true at real tokens) ⇒ logits of the text
+    /// positions `(B, T, V)`.
+    fn logits_t(&self, memory: &Tensor, ids: &Tensor, pad: &Tensor, train: bool) -> Tensor;
+}
+
+/// Which architecture a folder (or run) holds, with its config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "architecture", rename_all = "lowercase")]
+pub enum VlConfig {
+    Blip(BlipConfig),
+    Git(GitConfig),
+}
+
+impl VlConfig {
+    /// `dir/config.json` of a BLIP or GIT folder.
+    pub fn read(dir: &Path) -> Result<VlConfig> {
+        let (v, _) = read_config::<Value>(dir, "BLIP or GIT")?;
+        let place = dir.join("config.json").display().to_string();
+        let bad = |why: String| Error::invalid(format!("{place}: {why}"));
+        let parse = |e: serde_json::Error| bad(crate::input::one_line(e));
+        let cfg = match v["model_type"].as_str() {
+            Some("blip") => VlConfig::Blip(serde_json::from_value(v.clone()).map_err(parse)?),
+            Some("git") => VlConfig::Git(serde_json::from_value(v.clone()).map_err(parse)?),
+            other => {
+                return Err(bad(format!(
+                    "model_type is {}, not blip or git (captag captions with \
+                     BlipForConditionalGeneration and GitForCausalLM folders)",
+                    other.map_or("missing".into(), |t| format!("`{t}`"))
+                )))
+            }
+        };
+        match &cfg {
+            VlConfig::Blip(c) => c.check(&place)?,
+            VlConfig::Git(c) => c.check(&place)?,
+        }
+        Ok(cfg)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            VlConfig::Blip(_) => "BLIP",
+            VlConfig::Git(_) => "GIT",
+        }
+    }
+
+    /// The modules under `p` (the variables named as in the folder).
+    pub fn build(&self, p: &nn::Path) -> Box<dyn VlModel> {
+        match self {
+            VlConfig::Blip(c) => Box::new(Blip::new(p, c)),
+            VlConfig::Git(c) => Box::new(Git::new(p, c)),
+        }
+    }
+
+    /// The folder names a variable may have.
+    pub fn weight_names(&self, var: &str) -> Vec<String> {
+        match self {
+            VlConfig::Blip(_) => Blip::weight_names(var),
+            VlConfig::Git(c) => Git::weight_names(c, var),
+        }
+    }
+}
+
+/// `preprocessor_config.json`: BLIP's `BlipImageProcessor` (resize to `size × size`, no crop) or
+/// GIT's `CLIPImageProcessor` (shorter side, centre crop); both Pillow-resampled as
+/// `transformers`' PIL processors, rescaled by 1/255 and normalised by the folder's mean/std.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VlPreprocess {
+    Resize {
+        size: u32,
+        filter: Filter,
+        mean: [f32; 3],
+        std: [f32; 3],
+    },
+    Clip(ClipPreprocess),
+}
+
+impl VlPreprocess {
+    pub fn read(dir: &Path, cfg: &VlConfig) -> Result<VlPreprocess> {
+        match cfg {
+            VlConfig::Git(c) => {
+                let p = ClipPreprocess::read(dir, c.vision_config.image_size)?;
+                if p.crop as i64 != c.vision_config.image_size {
+                    return Err(Error::invalid(format!(
+                        "{}: preprocessor_config.json crops to {} pixels, the model takes {}",
+                        dir.display(),
+                        p.crop,
+                        c.vision_config.image_size
+                    )));
+                }
+                Ok(VlPreprocess::Clip(p))
+            }
+            VlConfig::Blip(c) => blip_preprocess(dir, c.vision_config.image_size as u32),
+        }
+    }
+
+    pub fn size(&self) -> u32 {
+        match self {
+            VlPreprocess::Resize { size, .. } => *size,
+            VlPreprocess::Clip(p) => p.crop,
+        }
+    }
+
+    /// An RGB picture ⇒ `(3, S, S)` float.
+    pub fn tensor(&self, img: &RgbImage) -> Tensor {
+        match self {
+            VlPreprocess::Clip(p) => p.tensor(img),
+            VlPreprocess::Resize {
+                size,
+                filter,
+                mean,
+                std,
+            } => {
+                let bytes = resample(img, *size, *size, *filter); // interleaved RGB
+                let s = *size as i64;
+                let x = Tensor::from_slice(&bytes)
+                    .view([s, s, 3])
+                    .permute([2, 0, 1])
+                    .to_kind(Kind::Float)
+                    * (1.0 / 255.0); // (3, S, S)
+                let m = Tensor::from_slice(mean).view([3, 1, 1]);
+                let d = Tensor::from_slice(std).view([3, 1, 1]);
+                (x - m) / d
+            }
+        }
+    }
+}
+
+fn blip_preprocess(dir: &Path, image_size: u32) -> Result<VlPreprocess> {
+    let mut out = VlPreprocess::Resize {
+        size: image_size,
+        filter: Filter::Bicubic,
+        mean: crate::data::image::clip::CLIP_MEAN,
+        std: crate::data::image::clip::CLIP_STD,
+    };
+    let path = dir.join("preprocessor_config.json");
+    if !path.exists() {
+        return Ok(out);
+    }
+    let bad = |why: &str| Error::invalid(format!("{}: {why}", path.display()));
+    let text = crate::input::read_text(&path, crate::input::TEXT, "a preprocessor config")?;
+    let v: Value = serde_json::from_str(&text).map_err(|_| bad("not valid JSON"))?;
+    let VlPreprocess::Resize {
+        size,
+        filter,
+        mean,
+        std,
+    } = &mut out
+    else {
+        unreachable!()
+    };
+    let s = &v["size"];
+    let (h, w) = match (s.as_u64(), s["height"].as_u64(), s["width"].as_u64()) {
+        (Some(n), _, _) => (n, n),
+        (None, Some(h), Some(w)) => (h, w),
+        _ if s.is_null() => (*size as u64, *size as u64),
+        _ => {
+            return Err(bad(
+                "`size` must be a number or {\"height\": N, \"width\": N}",
+            ))
+        }
+    };
+    if h != w || h != image_size as u64 {
+        return Err(bad(&format!(
+            "resizes to {w}×{h}, the model takes {image_size}×{image_size}"
+        )));
+    }
+    *filter = match v["resample"].as_u64() {
+        None | Some(3) => Filter::Bicubic,
+        Some(2) => Filter::Bilinear,
+        Some(r) => return Err(bad(&format!("resample {r} is not supported (2 or 3)"))),
+    };
+    let triple = |v: &Value| -> Option<[f32; 3]> {
+        let a = v.as_array()?;
+        (a.len() == 3).then(|| [0, 1, 2].map(|i| a[i].as_f64().unwrap_or(f64::NAN) as f32))
+    };
+    if !v["image_mean"].is_null() {
+        *mean = triple(&v["image_mean"]).ok_or_else(|| bad("image_mean must be 3 numbers"))?;
+    }
+    if !v["image_std"].is_null() {
+        *std = triple(&v["image_std"]).ok_or_else(|| bad("image_std must be 3 numbers"))?;
+    }
+    if mean.iter().chain(std.iter()).any(|x| !x.is_finite()) || std.contains(&0.0) {
+        return Err(bad(
+            "image_mean and image_std must be finite, image_std non-zero",
+        ));
+    }
+    Ok(out)
+}
+
+/// A loaded BLIP or GIT captioner: the model, its variables, tokenizer and preprocessing.
+pub struct VlCaptioner {
+    pub config: VlConfig,
+    pub model: Box<dyn VlModel>,
+    pub vs: nn::VarStore,
+    pub tokenizer: HfTokenizer,
+    pub preprocess: VlPreprocess,
+    /// Where the weights came from.
+    pub dir: PathBuf,
+}
+
+impl std::fmt::Debug for VlCaptioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "VlCaptioner({}, {})",
+            self.config.name(),
+            self.dir.display()
+        )
+    }
+}
+
+/// Whether `dir` is a BLIP or GIT folder (its config.json says `model_type` blip or git).
+pub fn is_vl_folder(dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else {
+        return false;
+    };
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["model_type"].as_str().map(|t| t == "blip" || t == "git"))
+        .unwrap_or(false)
+}
+
+impl VlCaptioner {
+    /// A user's folder as downloaded: config.json, model.safetensors (or shards),
+    /// preprocessor_config.json, tokenizer.json or vocab.txt.
+    pub fn load(dir: &Path, device: Device) -> Result<VlCaptioner> {
+        let config = VlConfig::read(dir)?;
+        let preprocess = VlPreprocess::read(dir, &config)?;
+        let tokenizer = HfTokenizer::load(dir, Family::Bert)?;
+        let mut vs = nn::VarStore::new(device);
+        let model = config.build(&vs.root());
+        HfWeights::read(dir)?.load_into(&mut vs, |n| config.weight_names(n))?;
+        if (tokenizer.vocab_size() as i64) > model.vocab() {
+            return Err(Error::invalid(format!(
+                "{}: the tokenizer has {} tokens, the model {}",
+                dir.display(),
+                tokenizer.vocab_size(),
+                model.vocab()
+            )));
+        }
+        Ok(VlCaptioner {
+            config,
+            model,
+            vs,
+            tokenizer,
+            preprocess,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The prefix of every caption: the start token and the prompt's tokens (no `[CLS]`/`[SEP]`).
+    pub fn prefix(&self, prompt: Option<&str>) -> Prefix {
+        let mut ids = vec![self.model.start_token()];
+        if let Some(p) = prompt.filter(|p| !p.trim().is_empty()) {
+            ids.extend(self.tokenizer.encode_plain(p).into_iter().map(i64::from));
+        }
+        Prefix(ids)
+    }
+
+    /// Pictures ⇒ `(N, 3, S, S)` on the model's device.
+    pub fn pixels(&self, images: &[RgbImage]) -> Tensor {
+        let t: Vec<Tensor> = images.iter().map(|i| self.preprocess.tensor(i)).collect();
+        Tensor::stack(&t, 0).to_device(self.device())
+    }
+
+    /// Each image's hypotheses (token ids after the prefix, without `[SEP]`), best first.
+    pub fn decode(
+        &self,
+        pixels: &Tensor,
+        prefix: &Prefix,
+        decoding: &Decoding,
+    ) -> Result<Vec<Vec<Hypothesis>>> {
+        let n = pixels.size()[0] as usize;
+        let limit = self.model.max_positions() - prefix.0.len() as i64;
+        let decoding = clamp_len(decoding, limit.max(1) as usize);
+        tch::no_grad(|| {
+            let memory = self.model.image_memory(pixels, false);
+            let mut cache = Some(self.model.begin(&memory, prefix));
+            let dev = self.device();
+            let sp = Specials {
+                start: prefix.last(),
+                end: self.model.end_token(),
+                unk: None,
+                allow_unk: true,
+            };
+            let step = |parents: &[usize], tokens: &[i64]| -> Result<Vec<f32>> {
+                let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
+                let rows = Tensor::from_slice(&rows).to_device(dev);
+                let mut c = cache.take().unwrap_or_default().select(&rows);
+                let ids = Tensor::from_slice(tokens).to_device(dev).unsqueeze(1); // (R, 1)
+                let logits = self.model.step(&mut c, &ids); // (R, V)
+                cache = Some(c);
+                let lp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
+                Ok(Vec::<f32>::try_from(
+                    lp.to_device(Device::Cpu).flatten(0, -1),
+                )?)
+            };
+            match decoding {
+                // `transformers`' beam bookkeeping, so a folder's beam captions are the ones
+                // `generate(num_beams=K)` writes (`decoding::hf`, after the prefix).
+                Decoding::Beam {
+                    width,
+                    max_len,
+                    alpha,
+                } => {
+                    let g = Generate {
+                        beams: width,
+                        max_length: prefix.0.len() + max_len,
+                        length_penalty: alpha,
+                        ..GenerationConfig::default().resolve(sp.start, sp.end, 0)
+                    };
+                    let nbest = generate_nbest(n, &prefix.0, &g, step)?;
+                    Ok(nbest
+                        .into_iter()
+                        .map(|hs| hs.into_iter().map(|h| hypothesis(h, sp.end)).collect())
+                        .collect())
+                }
+                d => decode_nbest(n, &d, sp, step),
+            }
+        })
+    }
+
+    /// Image files, `batch` at a time: each one's hypotheses (best first), or why it could not be
+    /// read (one line naming the file). Sampling seeds image `i` of the list with `seed + i`,
+    /// whatever the batch.
+    pub fn caption_paths(
+        &self,
+        paths: &[PathBuf],
+        prefix: &Prefix,
+        decoding: &Decoding,
+        batch: usize,
+    ) -> Result<Vec<std::result::Result<Vec<Hypothesis>, String>>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for (c, chunk) in paths.chunks(batch.max(1)).enumerate() {
+            let read: Vec<std::result::Result<RgbImage, String>> = chunk
+                .iter()
+                .map(|p| crate::data::image::decode_rgb(p).map_err(|e| e.to_string()))
+                .collect();
+            let ok: Vec<RgbImage> = read
+                .iter()
+                .filter_map(|r| r.as_ref().ok().cloned())
+                .collect();
+            let mut hyps = if ok.is_empty() {
+                vec![]
+            } else {
+                let d = decoding.from_image(c * batch.max(1));
+                self.decode(&self.pixels(&ok), prefix, &d)?
+            }
+            .into_iter();
+            for r in read {
+                out.push(match r {
+                    Ok(_) => Ok(hyps.next().unwrap_or_default()),
+                    Err(e) => Err(e),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Token ids ⇒ text, special tokens skipped (`batch_decode(skip_special_tokens=True)`).
+    pub fn text(&self, prefix: &Prefix, ids: &[i64]) -> String {
+        let all: Vec<u32> = prefix.0[1..].iter().chain(ids).map(|&i| i as u32).collect();
+        self.tokenizer.decode(&all, true)
+    }
+}
+
+/// `decoding` with at most `limit` words (the model's positions bound the caption).
+fn clamp_len(d: &Decoding, limit: usize) -> Decoding {
+    let mut d = *d;
+    match &mut d {
+        Decoding::Greedy { max_len }
+        | Decoding::Beam { max_len, .. }
+        | Decoding::Sample { max_len, .. } => *max_len = (*max_len).min(limit),
+    }
+    d
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
