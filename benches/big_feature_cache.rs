@@ -7,7 +7,6 @@
 //!
 //!     cargo bench --bench big_feature_cache -- DATA WEIGHTS OUT [--cells 1024]
 mod common;
-use std::io::Write;
 use std::path::PathBuf;
 
 use captag::config::EncoderKind;
@@ -28,7 +27,11 @@ fn main() -> anyhow::Result<()> {
     let [data, weights, out] = pos.as_slice() else {
         anyhow::bail!("usage: big_feature_cache DATA WEIGHTS OUT [--cells N]");
     };
-    let (data, weights, out) = (PathBuf::from(data), PathBuf::from(weights), PathBuf::from(out));
+    let (data, weights, out) = (
+        PathBuf::from(data),
+        PathBuf::from(weights),
+        PathBuf::from(out),
+    );
     let cells: usize = args.flag("--cells", "1024").parse()?;
     let kind = EncoderKind::Squeezenet1_1;
     let (dim, channels) = (512, 512); // SqueezeNet 1.1's pooled width and grid channels

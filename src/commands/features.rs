@@ -27,7 +27,10 @@ fn required<'a, T>(v: &'a Option<T>, flag: &str) -> anyhow::Result<&'a T> {
 
 fn extract(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     // The output was checked against the data and weights by `commands::guard`.
-    let (data, kind) = (required(&a.data, "--data")?, *required(&a.encoder, "--encoder")?);
+    let (data, kind) = (
+        required(&a.data, "--data")?,
+        *required(&a.encoder, "--encoder")?,
+    );
     let weights = required(&a.encoder_weights, "--encoder-weights")?;
     let out: PathBuf = match (&a.shard, &a.shard_out, &a.out) {
         (Some(_), Some(p), _) => p.clone(),
@@ -121,7 +124,13 @@ fn extract(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
 /// Whether `out` already holds this extraction (`--skip-existing`): the same fingerprint,
 /// `--grid` and, for a shard, the same shard of the same whole. A file that cannot be read as
 /// a cache is not up to date (it is rewritten).
-fn up_to_date(out: &Path, fingerprint: &str, whole: &str, grid: bool, shard: Option<Shard>) -> bool {
+fn up_to_date(
+    out: &Path,
+    fingerprint: &str,
+    whole: &str,
+    grid: bool,
+    shard: Option<Shard>,
+) -> bool {
     let Ok(f) = FeatureFile::open(out) else {
         return false;
     };

@@ -231,7 +231,8 @@ impl FeatureFile {
             return Err(bad("impossible header length"));
         }
         let mut h = vec![0u8; n as usize];
-        file.read_exact_at(&mut h, 8).map_err(|e| Error::io(path, e))?;
+        file.read_exact_at(&mut h, 8)
+            .map_err(|e| Error::io(path, e))?;
         let mut raw: BTreeMap<String, serde_json::Value> =
             serde_json::from_slice(&h).map_err(|e| bad(&crate::input::one_line(e)))?;
         let meta: BTreeMap<String, String> = match raw.remove("__metadata__") {
@@ -338,7 +339,11 @@ impl FeatureFile {
             let mut done = 0;
             while done < total {
                 let k = step.min(total - done);
-                if !t.spec.dtype.all_finite(&self.read_at(t.start + done, k as usize)?) {
+                if !t
+                    .spec
+                    .dtype
+                    .all_finite(&self.read_at(t.start + done, k as usize)?)
+                {
                     return Err(Error::invalid(format!(
                         "{}: not a captag feature cache: `{}` holds NaN or infinite values",
                         self.path.display(),
@@ -451,7 +456,10 @@ mod tests {
         assert_eq!(f.ids().unwrap(), ["a", "b", "c"]);
         f.check_finite().unwrap();
         let r = f.rows("pooled", &[2, 0, 1]).unwrap();
-        assert_eq!(Vec::<f32>::try_from(r.view([-1])).unwrap(), [4., 5., 0., 1., 2., 3.]);
+        assert_eq!(
+            Vec::<f32>::try_from(r.view([-1])).unwrap(),
+            [4., 5., 0., 1., 2., 3.]
+        );
         let g = f.rows("grid", &[1, 2]).unwrap();
         assert_eq!(g.kind(), Kind::Half);
         assert_eq!(
@@ -467,7 +475,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("c.safetensors");
         let e = write(&p, &meta(), &specs(), |_, w| {
-            w.write_all(&[0u8; 3]).map_err(|e| Error::io(Path::new("x"), e))
+            w.write_all(&[0u8; 3])
+                .map_err(|e| Error::io(Path::new("x"), e))
         });
         assert!(e.is_err());
         assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);

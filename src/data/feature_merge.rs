@@ -53,9 +53,8 @@ impl ShardInfo {
         let Some(shard) = f.meta.get("shard") else {
             return Ok(None);
         };
-        let bad = |m: String| {
-            Error::invalid(format!("{}: not a feature shard: {m}", f.path.display()))
-        };
+        let bad =
+            |m: String| Error::invalid(format!("{}: not a feature shard: {m}", f.path.display()));
         let num = |k: &str| -> Result<usize> {
             f.get(k)?
                 .parse()
@@ -137,7 +136,9 @@ pub fn merge(paths: &[PathBuf], out: &Path) -> Result<Merged> {
     let enc = first.file.get("encoder")?;
     let meta = cache_meta(&first.info.dataset, enc, &ids, grid.is_some())?;
     let specs = cache_specs(ids.len(), pooled_dim, grid);
-    feature_file::write(out, &meta, &specs, |t, w| copy_rows(&inputs, &order, &specs[t], w))?;
+    feature_file::write(out, &meta, &specs, |t, w| {
+        copy_rows(&inputs, &order, &specs[t], w)
+    })?;
     Ok(Merged {
         images: ids.len(),
         shards: inputs.len(),
@@ -157,9 +158,21 @@ fn agree(a: &Input, b: &Input) -> Result<()> {
             b.info.shard.count.to_string(),
         ),
         ("encoder", get(a, "encoder"), get(b, "encoder")),
-        ("encoder weights", a.info.weights.clone(), b.info.weights.clone()),
-        ("preprocessing", a.info.preprocess.clone(), b.info.preprocess.clone()),
-        ("dataset (image list)", a.info.images.clone(), b.info.images.clone()),
+        (
+            "encoder weights",
+            a.info.weights.clone(),
+            b.info.weights.clone(),
+        ),
+        (
+            "preprocessing",
+            a.info.preprocess.clone(),
+            b.info.preprocess.clone(),
+        ),
+        (
+            "dataset (image list)",
+            a.info.images.clone(),
+            b.info.images.clone(),
+        ),
         ("--grid", get(a, "grid"), get(b, "grid")),
     ];
     for (what, x, y) in checks {
@@ -201,7 +214,12 @@ fn complete(inputs: &[Input]) -> Result<()> {
         .map(|k| format!("{k}/{n}"))
         .collect();
     if !missing.is_empty() {
-        let shown = missing.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+        let shown = missing
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         let more = if missing.len() > 10 { ", …" } else { "" };
         return Err(Error::invalid(format!(
             "{} of {n} shards missing ({shown}{more}): merge needs every shard",
@@ -211,9 +229,12 @@ fn complete(inputs: &[Input]) -> Result<()> {
     Ok(())
 }
 
+/// A pooled width and, with grids, their `(cells, channels)`.
+type Dims = (usize, Option<(usize, usize)>);
+
 /// The pooled width and grid shape every non-empty shard shares.
-fn dims(inputs: &[Input]) -> Result<(usize, Option<(usize, usize)>)> {
-    let mut seen: Option<(usize, Option<(usize, usize)>, &Path)> = None;
+fn dims(inputs: &[Input]) -> Result<Dims> {
+    let mut seen: Option<(Dims, &Path)> = None;
     let grid = inputs[0].file.meta.get("grid").map(String::as_str) == Some("true");
     for i in inputs.iter().filter(|i| !i.ids.is_empty()) {
         let p = &i.file.tensor("pooled")?.spec.shape;
@@ -223,9 +244,9 @@ fn dims(inputs: &[Input]) -> Result<(usize, Option<(usize, usize)>)> {
         } else {
             None
         };
-        let here = (p.get(1).copied().unwrap_or(0), g);
+        let here: Dims = (p.get(1).copied().unwrap_or(0), g);
         match seen {
-            Some((d, g0, path)) if (d, g0) != here => {
+            Some((dims, path)) if dims != here => {
                 return Err(Error::invalid(format!(
                     "{}: feature shapes differ from {}'s",
                     i.file.path.display(),
@@ -233,10 +254,10 @@ fn dims(inputs: &[Input]) -> Result<(usize, Option<(usize, usize)>)> {
                 )))
             }
             Some(_) => {}
-            None => seen = Some((here.0, here.1, &i.file.path)),
+            None => seen = Some((here, &i.file.path)),
         }
     }
-    Ok(seen.map(|(d, g, _)| (d, g)).unwrap_or((0, None)))
+    Ok(seen.map(|(dims, _)| dims).unwrap_or((0, None)))
 }
 
 /// Writes tensor `spec`'s rows in `order`, reading runs of consecutive rows of one shard

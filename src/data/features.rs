@@ -10,8 +10,8 @@ use std::path::Path;
 use safetensors::tensor::{Dtype as StDtype, SafeTensors};
 use tch::{Kind, Tensor};
 
-use crate::data::image::Preprocess;
 use super::feature_file::{self, Dtype, TensorSpec};
+use crate::data::image::Preprocess;
 use crate::fsio::Fingerprint;
 use crate::{Error, Result};
 
@@ -100,7 +100,11 @@ pub fn cache_meta(
 
 /// The tensors of a cache of `rows` images: pooled `(rows, D)` float32 and, with a grid,
 /// `(rows, cells, C)` float16, in this order in the file.
-pub fn cache_specs(rows: usize, pooled_dim: usize, grid: Option<(usize, usize)>) -> Vec<TensorSpec> {
+pub fn cache_specs(
+    rows: usize,
+    pooled_dim: usize,
+    grid: Option<(usize, usize)>,
+) -> Vec<TensorSpec> {
     let mut v = vec![TensorSpec {
         name: "pooled".into(),
         dtype: Dtype::F32,
@@ -132,7 +136,12 @@ impl FeatureCache {
             p.get(1).copied().unwrap_or(0),
             g.map(|g| (g[1], g[2])),
         );
-        let mut meta = cache_meta(&self.fingerprint, &self.encoder, &self.ids, self.grid.is_some())?;
+        let mut meta = cache_meta(
+            &self.fingerprint,
+            &self.encoder,
+            &self.ids,
+            self.grid.is_some(),
+        )?;
         meta.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         feature_file::write(path, &meta, &specs, |i, w| {
             let bytes = match i {

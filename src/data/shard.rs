@@ -21,7 +21,8 @@ pub const MAX_SHARDS: usize = 1_000_000;
 impl FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> Result<Shard, String> {
-        let bad = || format!("`{s}` is not a shard: write INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/8");
+        let bad =
+            || format!("`{s}` is not a shard: write INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/8");
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
         let (index, count): (usize, usize) = (
             i.trim().parse().map_err(|_| bad())?,
@@ -55,7 +56,11 @@ impl Shard {
 
     /// This shard's part of `images` (order kept).
     pub fn select<T: Clone>(&self, images: &[(String, T)]) -> Vec<(String, T)> {
-        images.iter().filter(|(id, _)| self.owns(id)).cloned().collect()
+        images
+            .iter()
+            .filter(|(id, _)| self.owns(id))
+            .cloned()
+            .collect()
     }
 
     /// `OUT.shard-I-of-N.safetensors` beside `out` (a `.safetensors` extension is replaced).
@@ -65,7 +70,10 @@ impl Shard {
             _ => out.to_path_buf(),
         };
         let mut name = stem.file_name().unwrap_or_default().to_os_string();
-        name.push(format!(".shard-{}-of-{}.safetensors", self.index, self.count));
+        name.push(format!(
+            ".shard-{}-of-{}.safetensors",
+            self.index, self.count
+        ));
         stem.with_file_name(name)
     }
 }
@@ -119,7 +127,10 @@ mod tests {
 
     #[test]
     fn shard_paths_sit_beside_the_output() {
-        let s = Shard { index: 3, count: 16 };
+        let s = Shard {
+            index: 3,
+            count: 16,
+        };
         assert_eq!(
             s.path_for(Path::new("/c/feat.safetensors")),
             Path::new("/c/feat.shard-3-of-16.safetensors")

@@ -257,7 +257,9 @@ pub fn extract_any(
             encoder: spec.kind.as_str().to_string(),
             ids,
             pooled: Tensor::zeros([0, 0], cpu),
-            grid: spec.keep_grid.then(|| Tensor::zeros([0, 0, 0], cpu).to_kind(tch::Kind::Half)),
+            grid: spec
+                .keep_grid
+                .then(|| Tensor::zeros([0, 0, 0], cpu).to_kind(tch::Kind::Half)),
         };
         return Ok(Extracted { cache, failed });
     }

@@ -62,7 +62,8 @@ impl Images {
             }
             Images::File { file, grid, .. } => {
                 let (uniq, owner) = distinct(rows);
-                let uniq = Vec::<i64>::try_from(&uniq).map_err(|e| Error::invalid(e.to_string()))?;
+                let uniq =
+                    Vec::<i64>::try_from(&uniq).map_err(|e| Error::invalid(e.to_string()))?;
                 let pooled = file.rows("pooled", &uniq)?; // (U, D) float32
                 let grid = match grid {
                     true => Some(file.rows("grid", &uniq)?), // (U, N, C) float16

@@ -59,12 +59,19 @@ fn three_shard_processes_merge_into_the_single_process_cache_byte_for_byte() {
     squeezenet(&w, 1);
     let one = t.path().join("one.safetensors");
     let out = features(&data, &w, &["--grid", "--out", s(&one)]);
-    assert!(out.contains("29 images") && out.contains("1 unreadable"), "{out}");
+    assert!(
+        out.contains("29 images") && out.contains("1 unreadable"),
+        "{out}"
+    );
     let parts = t.path().join("parts.safetensors");
     let mut per_shard = vec![];
     for i in 0..3 {
         let shard_arg = format!("{i}/3");
-        let out = features(&data, &w, &["--grid", "--out", s(&parts), "--shard", &shard_arg]);
+        let out = features(
+            &data,
+            &w,
+            &["--grid", "--out", s(&parts), "--shard", &shard_arg],
+        );
         assert!(out.contains(&format!("shard {i}/3: ")), "{out}");
         per_shard.push(out);
     }
@@ -86,50 +93,117 @@ fn three_shard_processes_merge_into_the_single_process_cache_byte_for_byte() {
         "--out",
         s(&merged),
     ]);
-    assert!(out.contains("3 shards, 29 images") && out.contains("1 unreadable"), "{out}");
-    assert!(fs::read(&one).unwrap() == fs::read(&merged).unwrap(), "merged differs from one process");
+    assert!(
+        out.contains("3 shards, 29 images") && out.contains("1 unreadable"),
+        "{out}"
+    );
+    assert!(
+        fs::read(&one).unwrap() == fs::read(&merged).unwrap(),
+        "merged differs from one process"
+    );
     // A shard is a cache of its own images.
     let c = captag::data::features::FeatureCache::load(&shards[0]).unwrap();
     assert!(!c.ids.is_empty() && c.ids.len() < 29);
 
     // Refusals, each before anything is written.
     let gone = t.path().join("never.safetensors");
-    let e = bad_input(&["features", "merge", s(&shards[0]), s(&shards[2]), "--out", s(&gone)]);
+    let e = bad_input(&[
+        "features",
+        "merge",
+        s(&shards[0]),
+        s(&shards[2]),
+        "--out",
+        s(&gone),
+    ]);
     assert!(e.contains("1 of 3 shards missing (1/3)"), "{e}");
     let e = bad_input(&[
-        "features", "merge", s(&shards[0]), s(&shards[1]), s(&shards[1]), s(&shards[2]), "--out",
+        "features",
+        "merge",
+        s(&shards[0]),
+        s(&shards[1]),
+        s(&shards[1]),
+        s(&shards[2]),
+        "--out",
         s(&gone),
     ]);
     assert!(e.contains("shard 1/3 given twice"), "{e}");
-    let e = bad_input(&["features", "merge", s(&shards[0]), s(&one), "--out", s(&gone)]);
+    let e = bad_input(&[
+        "features",
+        "merge",
+        s(&shards[0]),
+        s(&one),
+        "--out",
+        s(&gone),
+    ]);
     assert!(e.contains("not a shard"), "{e}");
     // Other weights, another N, no grid, another dataset: each named.
     let w2 = t.path().join("sq2.safetensors");
     squeezenet(&w2, 2);
     let other = t.path().join("other.safetensors");
-    features(&data, &w2, &["--grid", "--out", s(&other), "--shard", "1/3"]);
+    features(
+        &data,
+        &w2,
+        &["--grid", "--out", s(&other), "--shard", "1/3"],
+    );
     let e = bad_input(&[
-        "features", "merge", s(&shards[0]), s(&shard(&other, 1, 3)), s(&shards[2]), "--out", s(&gone),
+        "features",
+        "merge",
+        s(&shards[0]),
+        s(&shard(&other, 1, 3)),
+        s(&shards[2]),
+        "--out",
+        s(&gone),
     ]);
     assert!(e.contains("encoder weights differs"), "{e}");
     features(&data, &w, &["--grid", "--out", s(&other), "--shard", "1/2"]);
-    let e = bad_input(&["features", "merge", s(&shards[0]), s(&shard(&other, 1, 2)), "--out", s(&gone)]);
+    let e = bad_input(&[
+        "features",
+        "merge",
+        s(&shards[0]),
+        s(&shard(&other, 1, 2)),
+        "--out",
+        s(&gone),
+    ]);
     assert!(e.contains("shard count differs"), "{e}");
     features(&data, &w, &["--out", s(&other), "--shard", "1/3"]);
     let e = bad_input(&[
-        "features", "merge", s(&shards[0]), s(&shard(&other, 1, 3)), s(&shards[2]), "--out", s(&gone),
+        "features",
+        "merge",
+        s(&shards[0]),
+        s(&shard(&other, 1, 3)),
+        s(&shards[2]),
+        "--out",
+        s(&gone),
     ]);
     assert!(e.contains("--grid differs"), "{e}");
     let data2 = t.path().join("data2");
     synth(&data2, 31, 32, "flickr8k");
-    features(&data2, &w, &["--grid", "--out", s(&other), "--shard", "1/3"]);
+    features(
+        &data2,
+        &w,
+        &["--grid", "--out", s(&other), "--shard", "1/3"],
+    );
     let e = bad_input(&[
-        "features", "merge", s(&shards[0]), s(&shard(&other, 1, 3)), s(&shards[2]), "--out", s(&gone),
+        "features",
+        "merge",
+        s(&shards[0]),
+        s(&shard(&other, 1, 3)),
+        s(&shards[2]),
+        "--out",
+        s(&gone),
     ]);
     assert!(e.contains("dataset (image list) differs"), "{e}");
     assert!(!gone.exists());
     // The output may not be one of the shards.
-    let e = bad_input(&["features", "merge", s(&shards[0]), s(&shards[1]), s(&shards[2]), "--out", s(&shards[1])]);
+    let e = bad_input(&[
+        "features",
+        "merge",
+        s(&shards[0]),
+        s(&shards[1]),
+        s(&shards[2]),
+        "--out",
+        s(&shards[1]),
+    ]);
     assert!(e.contains("--out"), "{e}");
 }
 
@@ -156,7 +230,10 @@ fn skip_existing_redoes_only_missing_and_stale_shards() {
     fs::write(shard(&out, 2, 3), cut).unwrap();
     let again: Vec<String> = (0..3).map(|i| run(i, &[])).collect();
     assert!(again[0].contains("up to date"), "{again:?}");
-    assert!(!again[1].contains("up to date") && !again[2].contains("up to date"), "{again:?}");
+    assert!(
+        !again[1].contains("up to date") && !again[2].contains("up to date"),
+        "{again:?}"
+    );
     assert_eq!(fs::read(shard(&out, 0, 3)).unwrap(), before);
     // Another setting (--grid) is not the same extraction: redone.
     assert!(!run(0, &["--grid"]).contains("up to date"));
@@ -173,8 +250,15 @@ fn skip_existing_redoes_only_missing_and_stale_shards() {
 
 /// `sh`/`bash` running `script` (a file or `-c` text) with `env` and captag on the PATH.
 fn shell(program: &str, script: &[&str], env: &[(&str, String)]) {
-    let bin = Path::new(env!("CARGO_BIN_EXE_captag")).parent().unwrap().to_path_buf();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let bin = Path::new(env!("CARGO_BIN_EXE_captag"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new(program)
         .args(script)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -202,19 +286,26 @@ fn yaml(path: &Path) -> Yaml {
 fn check_job(job: &Yaml) -> &Yaml {
     assert_eq!(job["apiVersion"].as_str(), Some("batch/v1"));
     assert_eq!(job["kind"].as_str(), Some("Job"));
-    assert!(job["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty()));
+    assert!(job["metadata"]["name"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty()));
     let spec = &job["spec"];
     assert!(spec["completions"].as_i64().is_some_and(|n| n >= 1));
     assert!(spec["parallelism"].as_i64().is_some_and(|n| n >= 1));
     let pod = &spec["template"]["spec"];
     let restart = pod["restartPolicy"].as_str();
-    assert!(matches!(restart, Some("Never" | "OnFailure")), "{restart:?}");
+    assert!(
+        matches!(restart, Some("Never" | "OnFailure")),
+        "{restart:?}"
+    );
     let containers = pod["containers"].as_vec().expect("containers");
     assert!(!containers.is_empty());
     for c in containers {
         assert!(c["name"].as_str().is_some());
         assert!(c["image"].as_str().is_some_and(|i| !i.is_empty()));
-        assert!(c["command"].as_vec().is_some_and(|v| v.iter().all(|x| x.as_str().is_some())));
+        assert!(c["command"]
+            .as_vec()
+            .is_some_and(|v| v.iter().all(|x| x.as_str().is_some())));
     }
     &containers[0]
 }
@@ -225,7 +316,12 @@ fn container_env(c: &Yaml, over: &[(&str, String)]) -> Vec<(String, String)> {
         .as_vec()
         .unwrap()
         .iter()
-        .map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for (k, v) in over {
         match env.iter_mut().find(|(n, _)| n == k) {
@@ -237,7 +333,12 @@ fn container_env(c: &Yaml, over: &[(&str, String)]) -> Vec<(String, String)> {
 }
 
 fn run_container(c: &Yaml, env: &[(String, String)]) {
-    let cmd: Vec<&str> = c["command"].as_vec().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    let cmd: Vec<&str> = c["command"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect();
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     shell(cmd[0], &cmd[1..], &env);
 }
@@ -249,7 +350,18 @@ fn the_slurm_scripts_and_kubernetes_jobs_run_as_written() {
     synth(&data, 20, 32, "flickr8k");
     let clip = repo().join("tests/fixtures/hf/clip");
     let one = t.path().join("one.safetensors");
-    ok(&["features", "--data", s(&data), "--encoder", "clip", "--encoder-weights", s(&clip), "--grid", "--out", s(&one)]);
+    ok(&[
+        "features",
+        "--data",
+        s(&data),
+        "--encoder",
+        "clip",
+        "--encoder-weights",
+        s(&clip),
+        "--grid",
+        "--out",
+        s(&one),
+    ]);
 
     // Slurm: the array's size and N agree; every task, then the merge job.
     let dir = repo().join("scripts/scale");
@@ -276,9 +388,15 @@ fn the_slurm_scripts_and_kubernetes_jobs_run_as_written() {
     // A resubmitted task finds its shard and does nothing.
     let stamp = fs::metadata(shard(&out, 1, n)).unwrap().modified().unwrap();
     shell("bash", &[s(&dir.join("features.sbatch"))], &env(1));
-    assert_eq!(fs::metadata(shard(&out, 1, n)).unwrap().modified().unwrap(), stamp);
+    assert_eq!(
+        fs::metadata(shard(&out, 1, n)).unwrap().modified().unwrap(),
+        stamp
+    );
     shell("bash", &[s(&dir.join("merge.sbatch"))], &env(0));
-    assert!(fs::read(&one).unwrap() == fs::read(&out).unwrap(), "Slurm merge differs from one process");
+    assert!(
+        fs::read(&one).unwrap() == fs::read(&out).unwrap(),
+        "Slurm merge differs from one process"
+    );
 
     // Kubernetes: an Indexed Job whose completions are N, its container's command run once
     // per index with the variables Kubernetes sets, then the merge Job's.
@@ -290,7 +408,10 @@ fn the_slurm_scripts_and_kubernetes_jobs_run_as_written() {
     let n_env = env0.iter().find(|(k, _)| k == "N").unwrap().1.clone();
     assert_eq!(n_env, completions.to_string(), "env N = spec.completions");
     let command = c["command"].as_vec().unwrap();
-    assert!(command.iter().any(|x| x.as_str().unwrap().contains("--shard \"$JOB_COMPLETION_INDEX/$N\"")));
+    assert!(command.iter().any(|x| x
+        .as_str()
+        .unwrap()
+        .contains("--shard \"$JOB_COMPLETION_INDEX/$N\"")));
     let out = t.path().join("k8s/clip.safetensors");
     fs::create_dir_all(out.parent().unwrap()).unwrap();
     let over = |i: usize| {
@@ -312,11 +433,27 @@ fn the_slurm_scripts_and_kubernetes_jobs_run_as_written() {
     }
     let merge = yaml(&dir.join("features-merge-job.yaml"));
     let m = check_job(&merge);
-    run_container(m, &container_env(m, &[("N", n.to_string()), ("OUT", s(&out).to_string())]));
+    run_container(
+        m,
+        &container_env(m, &[("N", n.to_string()), ("OUT", s(&out).to_string())]),
+    );
     // Without --grid (the manifest's command has none).
     let plain = t.path().join("plain.safetensors");
-    ok(&["features", "--data", s(&data), "--encoder", "clip", "--encoder-weights", s(&clip), "--out", s(&plain)]);
-    assert!(fs::read(&plain).unwrap() == fs::read(&out).unwrap(), "Kubernetes merge differs from one process");
+    ok(&[
+        "features",
+        "--data",
+        s(&data),
+        "--encoder",
+        "clip",
+        "--encoder-weights",
+        s(&clip),
+        "--out",
+        s(&plain),
+    ]);
+    assert!(
+        fs::read(&plain).unwrap() == fs::read(&out).unwrap(),
+        "Kubernetes merge differs from one process"
+    );
 }
 
 #[test]
@@ -349,8 +486,19 @@ fn train_refuses_a_cache_with_nan_before_training() {
     fs::write(&cache, bytes).unwrap();
     let run = t.path().join("run");
     let mut args: Vec<String> = [
-        "train", "--data", s(&data), "--out", s(&run), "--epochs", "1", "--encoder",
-        "squeezenet1_1", "--encoder-weights", s(&w), "--features", s(&cache),
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&run),
+        "--epochs",
+        "1",
+        "--encoder",
+        "squeezenet1_1",
+        "--encoder-weights",
+        s(&w),
+        "--features",
+        s(&cache),
     ]
     .iter()
     .map(|x| x.to_string())
