@@ -7,7 +7,6 @@
 //!
 //!     cargo bench --bench big_feature_cache -- DATA WEIGHTS OUT [--cells 1024]
 mod common;
-use std::io::Write;
 use std::path::PathBuf;
 
 use captag::config::EncoderKind;

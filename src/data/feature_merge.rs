@@ -229,9 +229,12 @@ fn complete(inputs: &[Input]) -> Result<()> {
     Ok(())
 }
 
+/// A pooled width and, with grids, their `(cells, channels)`.
+type Dims = (usize, Option<(usize, usize)>);
+
 /// The pooled width and grid shape every non-empty shard shares.
-fn dims(inputs: &[Input]) -> Result<(usize, Option<(usize, usize)>)> {
-    let mut seen: Option<(usize, Option<(usize, usize)>, &Path)> = None;
+fn dims(inputs: &[Input]) -> Result<Dims> {
+    let mut seen: Option<(Dims, &Path)> = None;
     let grid = inputs[0].file.meta.get("grid").map(String::as_str) == Some("true");
     for i in inputs.iter().filter(|i| !i.ids.is_empty()) {
         let p = &i.file.tensor("pooled")?.spec.shape;
@@ -241,9 +244,9 @@ fn dims(inputs: &[Input]) -> Result<(usize, Option<(usize, usize)>)> {
         } else {
             None
         };
-        let here = (p.get(1).copied().unwrap_or(0), g);
+        let here: Dims = (p.get(1).copied().unwrap_or(0), g);
         match seen {
-            Some((d, g0, path)) if (d, g0) != here => {
+            Some((dims, path)) if dims != here => {
                 return Err(Error::invalid(format!(
                     "{}: feature shapes differ from {}'s",
                     i.file.path.display(),
@@ -251,10 +254,10 @@ fn dims(inputs: &[Input]) -> Result<(usize, Option<(usize, usize)>)> {
                 )))
             }
             Some(_) => {}
-            None => seen = Some((here.0, here.1, &i.file.path)),
+            None => seen = Some((here, &i.file.path)),
         }
     }
-    Ok(seen.map(|(d, g, _)| (d, g)).unwrap_or((0, None)))
+    Ok(seen.map(|(dims, _)| dims).unwrap_or((0, None)))
 }
 
 /// Writes tensor `spec`'s rows in `order`, reading runs of consecutive rows of one shard
