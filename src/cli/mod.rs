@@ -3,10 +3,12 @@
 mod restore;
 mod serve;
 mod train;
+mod translate;
 pub use restore::*;
 pub use serve::{RatingsCommand, ServeArgs};
 use std::path::PathBuf;
 pub use train::{DistillArgs, ScheduleArg, TrainArgs};
+pub use translate::{TranslateArgs, TranslateFlags};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -89,6 +91,9 @@ pub enum Command {
     Damage(DamageArgs),
     /// Restore damaged photos: `restore train`, `restore eval`, or `restore RUN IMAGE|DIR --out DIR`.
     Restore(RestoreArgs),
+    /// Translate texts (captions) with a Hugging Face translation folder: Marian opus-mt,
+    /// M2M100 or NLLB, e.g. into Hindi, Bengali or Tamil (docs/translation.md).
+    Translate(TranslateArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -361,6 +366,8 @@ pub struct CaptionArgs {
     pub restore: Option<PathBuf>,
     #[command(flatten)]
     pub tags: TagOutArgs,
+    #[command(flatten)]
+    pub translate: TranslateFlags,
 }
 
 /// Hashtag output flags.

@@ -76,7 +76,8 @@ fn caption_io<'a>(io: &mut Io<'a>, a: &'a CaptionArgs) {
         .opt_folder(&a.clip)
         .opt_folder(&a.restore)
         .opt_file(&a.tags.text_tags)
-        .opt_file(&a.tags.emoji);
+        .opt_file(&a.tags.emoji)
+        .opt_folder(&a.translate.translate);
     if let Some(Some(labels)) = &a.moods {
         io.file(labels);
     }
@@ -93,6 +94,8 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
     let mut io = Io::default();
     match cmd {
         Command::Synth(_) | Command::Demo(_) | Command::Bleu(_) | Command::Data(_) => {}
+        // Reads a folder, writes only to standard output.
+        Command::Translate(_) => {}
         Command::Vocab(crate::cli::VocabCommand::Build { dir, out, .. }) => {
             io.folder(dir).out("--out", out);
         }

@@ -8,6 +8,7 @@ pub mod out;
 mod restore;
 mod serve;
 mod tags;
+mod translate;
 
 use std::path::{Path, PathBuf};
 
@@ -104,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plot(a) => compare::plot(&a),
         Command::Damage(a) => restore::damage(&ctx, &a),
         Command::Restore(a) => restore::restore(&ctx, &a),
+        Command::Translate(a) => translate::translate(&ctx, &a),
     }
 }
 

@@ -20,4 +20,5 @@ mod outputs;
 mod restore;
 mod serve;
 mod special_files;
+mod translate;
 mod unk;
