@@ -40,6 +40,8 @@ pub struct ServeArgs {
     /// Use the last epoch's weights instead of the best.
     #[arg(long)]
     pub last: bool,
+    #[command(flatten)]
+    pub translate: super::TranslateFlags,
 }
 
 #[derive(Debug, Subcommand)]

@@ -137,6 +137,7 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
             io.folder(&a.checkpoint)
                 .opt_file(&a.text_tags)
                 .opt_file(&a.emoji)
+                .opt_folder(&a.translate.translate)
                 // The ratings database is read and extended across restarts (kept in the run
                 // directory by some); SQLite refuses a file that is not a database.
                 .out_dir("--db", &a.db);

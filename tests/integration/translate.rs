@@ -112,3 +112,25 @@ fn caption_translate_adds_the_translation_and_regional_tags() {
     assert_eq!(plain.lines().count(), 2, "{plain}");
     assert!(plain.lines().nth(1).unwrap().contains("\thin_Deva: "), "{plain}");
 }
+
+#[test]
+fn serve_translate_answers_with_the_translation() {
+    use crate::serve::{an_image, caption_raw, Server};
+    let t = tempfile::tempdir().unwrap();
+    let nllb = fixture("nllb");
+    let srv = Server::start(
+        &t.path().join("db.sqlite"),
+        &["--translate", s(&nllb), "--lang", "ben_Beng"],
+        &[],
+    );
+    let bytes = std::fs::read(an_image()).unwrap();
+    let (st, v) = caption_raw(&srv.addr, &bytes, "");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["translation"]["lang"], "ben_Beng", "{v}");
+    assert!(v["translation"]["text"].is_string(), "{v}");
+    // Tags are listed only when some translated into Bengali script.
+    for tag in v["translation"]["hashtags"].as_array().into_iter().flatten() {
+        let tag = tag.as_str().unwrap();
+        assert!(tag.chars().all(|c| c == '_' || ('\u{980}'..='\u{9ff}').contains(&c)), "{tag}");
+    }
+}
