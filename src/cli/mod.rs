@@ -6,11 +6,13 @@ mod scst;
 mod serve;
 mod train;
 pub use features::{FeaturesArgs, FeaturesCommand, FeaturesMergeArgs};
+mod translate;
 pub use restore::*;
 pub use scst::{Objective, ScstArgs};
 pub use serve::{RatingsCommand, ServeArgs};
 use std::path::PathBuf;
 pub use train::{DistillArgs, ScheduleArg, TrainArgs};
+pub use translate::{TranslateArgs, TranslateFlags};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -94,6 +96,9 @@ pub enum Command {
     Damage(DamageArgs),
     /// Restore damaged photos: `restore train`, `restore eval`, or `restore RUN IMAGE|DIR --out DIR`.
     Restore(RestoreArgs),
+    /// Translate texts (captions) with a Hugging Face translation folder: Marian opus-mt,
+    /// M2M100 or NLLB, e.g. into Hindi, Bengali or Tamil (docs/translation.md).
+    Translate(TranslateArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -353,6 +358,8 @@ pub struct CaptionArgs {
     /// BLIP/GIT folders: the text every caption starts with (BLIP's "a picture of").
     #[arg(long)]
     pub prompt: Option<String>,
+    #[command(flatten)]
+    pub translate: TranslateFlags,
 }
 
 /// Hashtag output flags.

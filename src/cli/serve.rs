@@ -44,6 +44,8 @@ pub struct ServeArgs {
     /// weights under autocast on CUDA (half the weights' memory).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: crate::config::precision::Precision,
+    #[command(flatten)]
+    pub translate: super::TranslateFlags,
 }
 
 #[derive(Debug, Subcommand)]

@@ -78,7 +78,8 @@ fn caption_io<'a>(io: &mut Io<'a>, a: &'a CaptionArgs) {
         .opt_folder(&a.clip)
         .opt_folder(&a.restore)
         .opt_file(&a.tags.text_tags)
-        .opt_file(&a.tags.emoji);
+        .opt_file(&a.tags.emoji)
+        .opt_folder(&a.translate.translate);
     if let Some(Some(labels)) = &a.moods {
         io.file(labels);
     }
@@ -95,6 +96,8 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
     let mut io = Io::default();
     match cmd {
         Command::Synth(_) | Command::Demo(_) | Command::Bleu(_) | Command::Data(_) => {}
+        // Reads a folder, writes only to standard output.
+        Command::Translate(_) => {}
         Command::Vocab(crate::cli::VocabCommand::Build { dir, out, .. }) => {
             io.folder(dir).out("--out", out);
         }
@@ -148,6 +151,7 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
             io.folder(&a.checkpoint)
                 .opt_file(&a.text_tags)
                 .opt_file(&a.emoji)
+                .opt_folder(&a.translate.translate)
                 // The ratings database is read and extended across restarts (kept in the run
                 // directory by some); SQLite refuses a file that is not a database.
                 .out_dir("--db", &a.db);

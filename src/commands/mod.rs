@@ -10,6 +10,7 @@ mod restore;
 mod serve;
 mod tags;
 mod vl;
+mod translate;
 
 use std::path::{Path, PathBuf};
 
@@ -106,6 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plot(a) => compare::plot(&a),
         Command::Damage(a) => restore::damage(&ctx, &a),
         Command::Restore(a) => restore::restore(&ctx, &a),
+        Command::Translate(a) => translate::translate(&ctx, &a),
     }
 }
 

@@ -402,6 +402,11 @@ struct CaptionJob {
     decoding: Decoding,
     /// A hashtag-only run: its captions are not shown.
     tags_only: bool,
+    /// `--translate HF_DIR [--lang L]`.
+    translator: Option<(
+        crate::model::seq2seq::Translator,
+        crate::model::seq2seq::translator::TranslateOptions,
+    )>,
 }
 
 impl CaptionJob {
@@ -422,7 +427,17 @@ impl CaptionJob {
                 model.decoder.name()
             );
         }
+        let translator = match &a.translate.translate {
+            Some(dir) => {
+                let opts = super::translate::options(a.translate.lang.as_deref(), None, None)?;
+                let t = crate::model::seq2seq::Translator::load(dir, ctx.device)?;
+                t.settings(&opts)?;
+                Some((t, opts))
+            }
+            None => None,
+        };
         Ok(CaptionJob {
+            translator,
             tags_only: model.hashtags.as_ref().is_some_and(|t| t.only),
             text_tags: text_tags.transpose()?,
             emoji: emoji.transpose()?,
@@ -482,6 +497,12 @@ fn print_caption(
         .as_ref()
         .map(|m| m.rank(path, a.top_moods))
         .transpose()?;
+    if let Some((t, opts)) = &job.translator {
+        let tags: Vec<String> = r.hashtags.iter().map(|t| t.tag.clone()).collect();
+        let text = vec![r.caption_text().to_string()];
+        let mut done = crate::infer::translate::translate_all(t, &text, &[tags], opts)?;
+        r.translation = done.pop();
+    }
     let social = a.tags.style == crate::cli::StyleArg::Social;
     if a.json {
         r.image = Some(path.display().to_string());
@@ -498,6 +519,10 @@ fn print_caption(
         outln!("{}\t{}", path.display(), flat.join(" / "))?;
     } else {
         print_plain(path, &r)?;
+    }
+    if let Some(tr) = &r.translation {
+        let tags = tr.hashtags.iter().map(|t| format!(" #{t}")).collect::<String>();
+        outln!("{}\t{}: {}{tags}", path.display(), tr.lang, tr.text)?;
     }
     if let Some(b) = &before {
         outln!("{}\tbefore restoration: {b}", path.display())?;

@@ -47,6 +47,8 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     let (dir, device, last, allow_unk) = (a.checkpoint.clone(), ctx.device, a.last, a.allow_unk);
     let precision = a.precision;
     let (text_tags, emoji) = (a.text_tags.clone(), a.emoji.clone());
+    let translate = a.translate.translate.clone();
+    let opts = super::translate::options(a.translate.lang.as_deref(), None, None)?;
     let load = move || -> crate::Result<worker::Models> {
         Ok(worker::Models {
             captioner: crate::infer::Loaded {
@@ -55,6 +57,14 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
             },
             text_tags: text_tags.as_deref().map(TextTagger::load).transpose()?,
             emoji: emoji.as_deref().map(TextTagger::load_emoji).transpose()?,
+            translator: match &translate {
+                Some(d) => {
+                    let t = crate::model::seq2seq::Translator::load(d, device)?;
+                    t.settings(&opts)?;
+                    Some((t, opts))
+                }
+                None => None,
+            },
         })
     };
     serve::run(config, load, |bound| {

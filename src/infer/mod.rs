@@ -6,6 +6,7 @@ pub mod moods;
 mod result;
 pub mod social;
 pub mod tags;
+pub mod translate;
 
 pub use result::{CaptionResult, Extras};
 

@@ -37,6 +37,9 @@ pub struct CaptionResult {
     /// The description, emoji and hashtags as one post text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub social: Option<String>,
+    /// `caption --translate`: the caption and its hashtags in another language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translation: Option<super::translate::Translation>,
     /// `caption --moods`: CLIP's ranking of mood labels.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moods: Option<Vec<Mood>>,

@@ -25,6 +25,11 @@ pub struct Models {
     pub captioner: Loaded,
     pub text_tags: Option<TextTagger>,
     pub emoji: Option<TextTagger>,
+    /// `serve --translate HF_DIR --lang L`: the caption and its hashtags translated.
+    pub translator: Option<(
+        crate::model::seq2seq::Translator,
+        crate::model::seq2seq::translator::TranslateOptions,
+    )>,
 }
 
 impl Models {
@@ -41,6 +46,11 @@ impl Models {
         let mut r = CaptionResult::new(&best, false, &extras);
         r.emoji.get_or_insert_with(Vec::new);
         r.decoding = Some(o.decoding.name());
+        if let Some((t, opts)) = &self.translator {
+            let tags: Vec<String> = r.hashtags.iter().map(|t| t.tag.clone()).collect();
+            let text = vec![r.caption_text().to_string()];
+            r.translation = crate::infer::translate::translate_all(t, &text, &[tags], opts)?.pop();
+        }
         Ok(r)
     }
 }

@@ -6,10 +6,8 @@
 //! `vocab.json` + `merges.txt` for GPT-2 (`GPT2Converter`) and CLIP (`CLIPConverter`),
 //! `vocab.txt` for BERT (`BertConverter`, `do_lower_case` from `tokenizer_config.json`).
 //!
-//! What the crate cannot do, and so captag does not: read a SentencePiece `.model`/`.spm`
-//! protobuf without `tokenizer.json` (`transformers` converts it with the `sentencepiece`
-//! Python package; download the folder's `tokenizer.json`, or save one with
-//! `AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)`).
+//! SentencePiece `.model`/`.spm` files without `tokenizer.json` (Marian, M2M100) are read by
+//! `text::spm`, which builds the same kind of `tokenizer.json` from the protobuf.
 //!
 //! Parity: `tests/fixtures/hf/tokenizer_cases.json`, written by `notebooks/make_hf_fixtures.py`
 //! (docs/ARCHITECTURE.md, "CLIP and GPT-2 on Hugging Face folders").

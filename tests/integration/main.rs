@@ -22,5 +22,6 @@ mod scale;
 mod scst;
 mod serve;
 mod special_files;
+mod translate;
 mod unk;
 mod vl;

@@ -198,14 +198,21 @@ impl Translator {
         opts: &TranslateOptions,
     ) -> Result<(Vec<String>, String)> {
         let (g, prefix, label) = self.settings(opts)?;
-        let inputs: Vec<Vec<i64>> = texts.iter().map(|t| self.tok.encode(t, prefix)).collect();
-        let limit = self.model.config.max_position_embeddings as usize;
-        if let Some(long) = inputs.iter().find(|x| x.len() > limit) {
-            return Err(Error::invalid(format!(
-                "a text of {} tokens is longer than the model's {limit} positions",
-                long.len()
-            )));
-        }
+        // A text longer than the model's positions keeps its first tokens and its `</s>`
+        // (`transformers` would fail on it; a caption should still be translated).
+        let limit = (self.model.config.max_position_embeddings as usize).max(2);
+        let eos = self.tok.eos;
+        let inputs: Vec<Vec<i64>> = texts
+            .iter()
+            .map(|t| {
+                let mut ids = self.tok.encode(t, prefix);
+                if ids.len() > limit {
+                    ids.truncate(limit - 1);
+                    ids.push(eos);
+                }
+                ids
+            })
+            .collect();
         let out = self.generate_ids(&inputs, &g)?;
         Ok((out.iter().map(|ids| self.tok.decode(ids)).collect(), label))
     }
