@@ -149,6 +149,7 @@ pub(super) fn train_epoch(
     );
     let mut done = Trained::new(super::commit::Unit::Images);
     let (mut reward_sum, mut greedy_sum, mut samples) = (0.0, 0.0, 0usize);
+    let (mut draw_secs, mut reward_secs) = (0.0, 0.0);
     for (b, rows) in batches.iter().enumerate() {
         let s = scst_step(prep, cfg, reward, t, rows, step_seed(seed, b))?;
         let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
@@ -158,6 +159,8 @@ pub(super) fn train_epoch(
         reward_sum += s.rewards.iter().sum::<f64>();
         greedy_sum += s.greedy.iter().sum::<f64>();
         samples += s.rewards.len();
+        draw_secs += s.draw_seconds;
+        reward_secs += s.reward_seconds;
         bar.set_position(b as u64 + 1);
         bar.set_message(format!("reward {:.3}", reward_sum / samples.max(1) as f64));
     }
@@ -169,6 +172,11 @@ pub(super) fn train_epoch(
         done.extra
             .push(("greedy_reward", greedy_sum / done.seen.max(1) as f64));
     }
+    // Where a step's time goes: drawing captions, the CIDEr-D reward; the rest is the
+    // teacher-forced pass, backward and the update.
+    let total = done.seconds.max(1e-9);
+    done.extra.push(("draw_share", draw_secs / total));
+    done.extra.push(("reward_share", reward_secs / total));
     Ok(done)
 }
 
@@ -177,6 +185,9 @@ struct Step {
     loss: Tensor,
     rewards: Vec<f64>,
     greedy: Vec<f64>,
+    /// Drawing the captions (and the greedy ones), and rewarding them.
+    draw_seconds: f64,
+    reward_seconds: f64,
 }
 
 /// Draw, reward and score the captions of one batch of images (`rows`).
@@ -201,27 +212,28 @@ fn scst_step(
         samples: k,
         seed,
     });
+    let t0 = Instant::now();
     let drawn = model.draw(&feats, how, sp)?;
-    let mut score =
-        |d: &Drawn, row: i64| reward.score(prep.vocab.decode(&d.hyp.tokens), d.finished, row);
+    let greedy_drawn = match cfg.baseline {
+        Baseline::Greedy => model.draw(&feats, Draw::Greedy { max_len: tc.max_words }, sp)?,
+        Baseline::Mean => vec![],
+    };
+    let t1 = Instant::now();
+    let mut score = |d: &Drawn, row: i64| {
+        reward.score(prep.vocab.decode(&d.hyp.tokens), d.finished, row)
+    };
     let rewards: Vec<f64> = drawn
         .iter()
         .enumerate()
         .map(|(c, d)| score(d, rows[c / k]))
         .collect();
-    let greedy: Vec<f64> = match cfg.baseline {
-        Baseline::Greedy => {
-            let g = model.draw(
-                &feats,
-                Draw::Greedy {
-                    max_len: tc.max_words,
-                },
-                sp,
-            )?;
-            g.iter().zip(rows).map(|(d, &r)| score(d, r)).collect()
-        }
-        Baseline::Mean => vec![],
-    };
+    let greedy: Vec<f64> = greedy_drawn
+        .iter()
+        .zip(rows)
+        .map(|(d, &r)| score(d, r))
+        .collect();
+    let reward_seconds = t1.elapsed().as_secs_f64();
+    let draw_seconds = (t1 - t0).as_secs_f64();
     if rewards.iter().chain(&greedy).any(|r| !r.is_finite()) {
         return Err(Error::invalid("SCST: a non-finite CIDEr-D reward"));
     }
@@ -245,6 +257,8 @@ fn scst_step(
         loss,
         rewards,
         greedy,
+        draw_seconds,
+        reward_seconds,
     })
 }
 

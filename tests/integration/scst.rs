@@ -84,6 +84,8 @@ fn scst_raises_cider_over_its_cross_entropy_start() {
         assert!(line["reward"].as_f64().unwrap().is_finite(), "{line}");
         assert!(line["cider"].as_f64().is_some(), "{line}");
         assert!(line["images_per_s"].as_f64().is_some(), "{line}");
+        let share = line["reward_share"].as_f64().unwrap();
+        assert!((0.0..1.0).contains(&share), "{line}");
     }
     let first = m[0]["reward"].as_f64().unwrap();
     let last = m[7]["reward"].as_f64().unwrap();
