@@ -1,8 +1,10 @@
 //! The command line (clap derive): global flags, one subcommand per job, `ValueEnum`s for
 //! choices. Doc comments are the `--help` text.
+mod llm;
 mod restore;
 mod serve;
 mod train;
+pub use llm::*;
 pub use restore::*;
 pub use serve::{RatingsCommand, ServeArgs};
 use std::path::PathBuf;
@@ -89,6 +91,10 @@ pub enum Command {
     Damage(DamageArgs),
     /// Restore damaged photos: `restore train`, `restore eval`, or `restore RUN IMAGE|DIR --out DIR`.
     Restore(RestoreArgs),
+    /// Chat with a Llama/SmolLM2/Qwen2 folder, LoRA-fine-tune it on prompt/response pairs,
+    /// merge adapters, build pairs from Instagram captions (docs/llm.md).
+    #[command(subcommand)]
+    Llm(LlmCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

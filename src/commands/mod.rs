@@ -3,6 +3,7 @@
 mod compare;
 mod demo;
 mod guard;
+mod llm;
 mod model;
 pub mod out;
 mod restore;
@@ -104,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plot(a) => compare::plot(&a),
         Command::Damage(a) => restore::damage(&ctx, &a),
         Command::Restore(a) => restore::restore(&ctx, &a),
+        Command::Llm(c) => llm::run(&ctx, &c),
     }
 }
 

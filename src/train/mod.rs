@@ -13,6 +13,7 @@
 mod batches;
 pub mod commit;
 pub mod distill;
+pub mod lora;
 pub mod optim;
 pub mod prepare;
 pub mod scaler;
