@@ -92,6 +92,7 @@ def adapter():
     cfg_path = out / "adapter_config.json"
     saved = json.loads(cfg_path.read_text())
     saved["base_model_name_or_path"] = "tests/fixtures/hf/llama"
+    saved["target_modules"] = sorted(saved["target_modules"])  # peft saves a set
     cfg_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
     ids = load_file(BASE / "expected.safetensors")["input_ids"]
     with torch.no_grad():
