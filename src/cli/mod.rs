@@ -367,6 +367,13 @@ pub struct CaptionArgs {
     pub restore: Option<PathBuf>,
     #[command(flatten)]
     pub tags: TagOutArgs,
+    /// Write the social post with an instruction-tuned LLM folder (Llama/SmolLM2/Qwen2,
+    /// docs/llm.md) from the caption, moods and hashtags, in place of the template post.
+    #[arg(long, value_name = "HF_DIR")]
+    pub llm: Option<PathBuf>,
+    /// A LoRA adapter for --llm (`captag llm train`).
+    #[arg(long, requires = "llm")]
+    pub adapter: Option<PathBuf>,
 }
 
 /// Hashtag output flags.

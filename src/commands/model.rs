@@ -427,6 +427,8 @@ struct CaptionJob {
     decoding: Decoding,
     /// A hashtag-only run: its captions are not shown.
     tags_only: bool,
+    /// `--llm`: the model that writes the social post.
+    llm: Option<crate::model::llama::chat::ChatLm>,
 }
 
 impl CaptionJob {
@@ -453,6 +455,11 @@ impl CaptionJob {
             moods: mood_ranker(ctx, a)?,
             decoding,
             loaded,
+            llm: a
+                .llm
+                .as_deref()
+                .map(|d| crate::model::llama::chat::ChatLm::load(d, a.adapter.as_deref(), ctx.device))
+                .transpose()?,
         })
     }
 }
@@ -506,7 +513,10 @@ fn print_caption(
         .as_ref()
         .map(|m| m.rank(path, a.top_moods))
         .transpose()?;
-    let social = a.tags.style == crate::cli::StyleArg::Social;
+    if let Some(lm) = &job.llm {
+        r.social = Some(super::llm::social_post(lm, &r)?);
+    }
+    let social = a.tags.style == crate::cli::StyleArg::Social || job.llm.is_some();
     if a.json {
         r.image = Some(path.display().to_string());
         r.unrestored_caption = before.filter(|_| !job.tags_only);

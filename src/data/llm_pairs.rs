@@ -107,6 +107,23 @@ pub fn prompt_for(caption: &str) -> Option<String> {
     Some(p)
 }
 
+/// The prompt for a photo captag has captioned (`caption --llm`): the seed project's recipe,
+/// its description, moods and hashtags, in the words the training prompts use.
+pub fn prompt_from_photo(caption: &str, moods: &[String], hashtags: &[String]) -> String {
+    let mut p = format!(
+        "Write an Instagram caption for my photo. What the photo shows: {}.",
+        caption.trim().trim_end_matches('.')
+    );
+    if !moods.is_empty() {
+        p += &format!(" Mood: {}.", moods.join(", "));
+    }
+    if !hashtags.is_empty() {
+        let tags: Vec<String> = hashtags.iter().map(|t| format!("#{t}")).collect();
+        p += &format!(" Hashtags: {}.", tags.join(" "));
+    }
+    p
+}
+
 /// FNV-1a of the post's name: the held-out split is a property of the post alone.
 fn held_out(id: &str, share: f64) -> bool {
     let mut h: u64 = 0xcbf29ce484222325;

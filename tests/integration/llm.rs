@@ -115,3 +115,27 @@ fn llm_pairs_keep_the_caption_and_hold_out_by_post() {
     ok(&["llm", "pairs", "--data", s(d.path()), "--out", s(&again), "--test-share", "0.5"]);
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
 }
+
+#[test]
+fn caption_with_llm_prints_the_post_the_llm_writes() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, run) = (d.path().join("data"), d.path().join("run"));
+    crate::common::synth(&data, 12, 32, "flickr8k");
+    let args = crate::common::tiny_train_args(&data, &run, 1, "lstm", "32");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&args);
+    let image = std::fs::read_dir(data.join("Images")).unwrap().next().unwrap().unwrap().path();
+    let model = fixtures().join("hf/llama");
+    let lora = fixtures().join("hf/llama_lora");
+    let post = |extra: &[&str]| {
+        let mut a = vec!["caption", s(&run), s(&image), "--llm", s(&model), "--json"];
+        a.extend_from_slice(extra);
+        let out = ok(&a);
+        let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        v["social"].as_str().unwrap().to_string()
+    };
+    let (plain, adapted) = (post(&[]), post(&["--adapter", s(&lora)]));
+    assert_ne!(plain, adapted, "the adapter should change the post");
+    let e = bad_input(&["caption", s(&run), s(&image), "--llm", s(d.path())]);
+    assert!(e.contains("config.json"), "{e}");
+}
