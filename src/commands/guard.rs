@@ -160,7 +160,9 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
                 io.folder(&t.model).file(&t.data).out_dir("--out", &t.out);
             }
             crate::cli::LlmCommand::Merge(m) => {
-                io.folder(&m.model).folder(&m.adapter).out_dir("--out", &m.out);
+                io.folder(&m.model)
+                    .folder(&m.adapter)
+                    .out_dir("--out", &m.out);
             }
             crate::cli::LlmCommand::Pairs(p) => {
                 io.folder(&p.data).out("--out", &p.out);

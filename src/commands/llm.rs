@@ -26,7 +26,13 @@ pub fn run(ctx: &Ctx, cmd: &LlmCommand) -> anyhow::Result<()> {
     }
 }
 
-fn decoding(max_new: usize, beam: usize, top_p: Option<f64>, temperature: f64, seed: u64) -> anyhow::Result<Decoding> {
+fn decoding(
+    max_new: usize,
+    beam: usize,
+    top_p: Option<f64>,
+    temperature: f64,
+    seed: u64,
+) -> anyhow::Result<Decoding> {
     let req = DecodeRequest {
         beam,
         length_alpha: 0.0,
@@ -117,14 +123,19 @@ fn merge(ctx: &Ctx, a: &LlmMergeArgs) -> anyhow::Result<()> {
         bail!("{}: exists; merge writes a new folder", a.out.display());
     }
     let lm = ChatLm::load(&a.model, Some(&a.adapter), ctx.device)?;
-    let parent = a.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = a
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
     let tmp = tempfile_dir(parent)?;
     for entry in std::fs::read_dir(&a.model).with_context(|| a.model.display().to_string())? {
         let entry = entry?;
         let name = entry.file_name();
         let n = name.to_string_lossy();
-        let skip = n.starts_with("model") && (n.ends_with(".safetensors") || n.ends_with(".json") && n.contains("index"));
+        let skip = n.starts_with("model")
+            && (n.ends_with(".safetensors") || n.ends_with(".json") && n.contains("index"));
         if entry.file_type()?.is_file() && !skip {
             std::fs::copy(entry.path(), tmp.join(&name))?;
         }
@@ -219,12 +230,18 @@ pub fn distinct_2(texts: &[String]) -> f64 {
 
 fn eval(ctx: &Ctx, a: &LlmEvalArgs) -> anyhow::Result<()> {
     let lm = ChatLm::load(&a.model.model, a.model.adapter.as_deref(), ctx.device)?;
-    let mut test: Vec<Pair> = read_pairs(&a.data)?.into_iter().filter(Pair::is_test).collect();
+    let mut test: Vec<Pair> = read_pairs(&a.data)?
+        .into_iter()
+        .filter(Pair::is_test)
+        .collect();
     if let Some(n) = a.limit {
         test.truncate(n);
     }
     if test.is_empty() {
-        bail!("{}: no held-out (\"split\": \"test\") pairs", a.data.display());
+        bail!(
+            "{}: no held-out (\"split\": \"test\") pairs",
+            a.data.display()
+        );
     }
     let started = std::time::Instant::now();
     let (nll, tokens) = lora_train::mean_nll(&lm, &test, a.max_len, a.batch_size)?;

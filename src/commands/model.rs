@@ -458,7 +458,9 @@ impl CaptionJob {
             llm: a
                 .llm
                 .as_deref()
-                .map(|d| crate::model::llama::chat::ChatLm::load(d, a.adapter.as_deref(), ctx.device))
+                .map(|d| {
+                    crate::model::llama::chat::ChatLm::load(d, a.adapter.as_deref(), ctx.device)
+                })
                 .transpose()?,
         })
     }

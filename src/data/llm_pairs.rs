@@ -101,7 +101,12 @@ pub fn prompt_for(caption: &str) -> Option<String> {
         p += ": (no words).";
     }
     if !tagged.hashtags.is_empty() {
-        let tags: Vec<String> = tagged.hashtags.iter().take(10).map(|t| format!("#{t}")).collect();
+        let tags: Vec<String> = tagged
+            .hashtags
+            .iter()
+            .take(10)
+            .map(|t| format!("#{t}"))
+            .collect();
         p += &format!(" Hashtags: {}.", tags.join(" "));
     }
     Some(p)
@@ -146,7 +151,10 @@ fn csv_files(dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
         if base.join("captions_csv.csv").is_file() {
             found.push((base.join("captions_csv.csv"), true));
         }
-        for two in [base.join("captions_csv2.csv"), dir.join("instagram_data2/captions_csv2.csv")] {
+        for two in [
+            base.join("captions_csv2.csv"),
+            dir.join("instagram_data2/captions_csv2.csv"),
+        ] {
             if two.is_file() {
                 found.push((two, false));
                 break;
@@ -206,7 +214,11 @@ pub fn pairs_from_instagram(
                 stats.no_prompt += 1;
                 continue;
             };
-            let split = if held_out(id, test_share) { "test" } else { "train" };
+            let split = if held_out(id, test_share) {
+                "test"
+            } else {
+                "train"
+            };
             pairs.push(Pair {
                 prompt,
                 response: caption.to_string(),
@@ -226,14 +238,19 @@ mod tests {
     #[test]
     fn prompt_names_content_words_and_hashtags() {
         let p = prompt_for("Sunday brunch with the girls 🥂 #brunch #NYC @anna").unwrap();
-        assert!(p.ends_with(": sunday, brunch, girls. Hashtags: #brunch #nyc."), "{p}");
+        assert!(
+            p.ends_with(": sunday, brunch, girls. Hashtags: #brunch #nyc."),
+            "{p}"
+        );
         assert!(p.contains("No picture is available"), "{p}");
         assert_eq!(prompt_for("🥂🥂 @anna"), None);
     }
 
     #[test]
     fn the_split_depends_on_the_post_only() {
-        let n = (0..2000).filter(|i| held_out(&format!("img/insta{i}"), 0.1)).count();
+        let n = (0..2000)
+            .filter(|i| held_out(&format!("img/insta{i}"), 0.1))
+            .count();
         assert!((150..250).contains(&n), "{n}");
         assert_eq!(held_out("img/insta7", 0.1), held_out("img/insta7", 0.1));
     }

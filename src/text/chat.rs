@@ -65,7 +65,8 @@ impl ChatTemplate {
     pub fn load(dir: &Path) -> Result<Option<Self>> {
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: Value = if cfg_path.is_file() {
-            let text = crate::input::read_text(&cfg_path, crate::input::TEXT, "a tokenizer config")?;
+            let text =
+                crate::input::read_text(&cfg_path, crate::input::TEXT, "a tokenizer config")?;
             serde_json::from_str(&text).map_err(|e| {
                 Error::invalid(format!("{}: not valid JSON ({e})", cfg_path.display()))
             })?
@@ -110,9 +111,12 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<Jinja, _> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<Jinja, _> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_template("chat", &self.source)
             .map_err(|e| Error::invalid(format!("chat template does not compile ({e:#})")))?;
         Ok(env)
@@ -185,7 +189,10 @@ mod tests {
         // The tiny parity folders carry theirs in tokenizer_config.json, read as a download.
         let hf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf");
         let smol = ChatTemplate::load(&hf.join("llama")).unwrap().unwrap();
-        let want = &cases.iter().find(|c| c["name"] == "smollm2/0/open").unwrap()["expected"];
+        let want = &cases
+            .iter()
+            .find(|c| c["name"] == "smollm2/0/open")
+            .unwrap()["expected"];
         let msgs: Vec<Message> = serde_json::from_value(cases[0]["messages"].clone()).unwrap();
         assert_eq!(smol.render(&msgs, true).unwrap(), want.as_str().unwrap());
         let qwen = ChatTemplate::load(&hf.join("qwen2")).unwrap().unwrap();

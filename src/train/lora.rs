@@ -52,7 +52,12 @@ pub fn encode_pair(lm: &ChatLm, p: &Pair, max_len: usize) -> Result<Option<(Vec<
         Error::invalid("the model folder has no chat_template; LoRA pairs are chat-formatted")
     })?;
     let prompt = t.render(&one_turn(p.system.as_deref(), &p.prompt), true)?;
-    let mut ids: Vec<i64> = lm.tok.encode_plain(&prompt).into_iter().map(i64::from).collect();
+    let mut ids: Vec<i64> = lm
+        .tok
+        .encode_plain(&prompt)
+        .into_iter()
+        .map(i64::from)
+        .collect();
     let n_prompt = ids.len();
     if n_prompt + 1 >= max_len {
         return Ok(None);
@@ -65,7 +70,11 @@ pub fn encode_pair(lm: &ChatLm, p: &Pair, max_len: usize) -> Result<Option<(Vec<
 
 /// Summed response-token cross-entropy of a batch and the number of response tokens:
 /// `examples` are `(ids, prompt length)`.
-pub fn batch_loss(lm: &ChatLm, examples: &[&(Vec<i64>, usize)], train: bool) -> Result<(Tensor, i64)> {
+pub fn batch_loss(
+    lm: &ChatLm,
+    examples: &[&(Vec<i64>, usize)],
+    train: bool,
+) -> Result<(Tensor, i64)> {
     let m = &lm.llama.model;
     let dev = lm.llama.vs.device();
     let longest = examples.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
@@ -87,9 +96,13 @@ pub fn batch_loss(lm: &ChatLm, examples: &[&(Vec<i64>, usize)], train: bool) -> 
     let tgt = Tensor::from_slice(&tgt).to_device(dev); // (N,)
     let logits = m.lm_head(&h.flatten(0, 1).index_select(0, &at)); // (N, V)
     let n = tgt.size()[0];
-    let loss = logits
-        .to_kind(Kind::Float)
-        .cross_entropy_loss::<Tensor>(&tgt, None, tch::Reduction::Sum, -100, 0.0);
+    let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
+        &tgt,
+        None,
+        tch::Reduction::Sum,
+        -100,
+        0.0,
+    );
     Ok((loss, n))
 }
 

@@ -6,7 +6,10 @@ use tch::{nn, Tensor};
 #[derive(Debug)]
 pub enum Proj {
     Linear(nn::Linear),
-    Conv1D { weight: Tensor, bias: Tensor },
+    Conv1D {
+        weight: Tensor,
+        bias: Tensor,
+    },
     /// A frozen `nn.Linear` plus a low-rank update (LoRA, Hu et al. 2021, as `peft` runs it):
     /// `base(x) + scale · B(A(x))`, `a (r, in)`, `b (out, r)` (no LoRA dropout: `peft`'s
     /// default `lora_dropout` 0).

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
+use super::{lora, Llama};
 use crate::model::blocks::KvCache;
 use crate::model::decoding::{decode_nbest, first_or_empty, Decoding, Hypothesis, Specials};
-use super::{lora, Llama};
 use crate::text::chat::{one_turn, ChatTemplate};
 use crate::text::hf_tokenizer::{Family, HfTokenizer};
 use crate::{Error, Result};
@@ -114,7 +114,8 @@ impl ChatLm {
                 }
             }
             first = false;
-            let identity = parents.len() == rows && parents.iter().enumerate().all(|(i, &p)| i == p);
+            let identity =
+                parents.len() == rows && parents.iter().enumerate().all(|(i, &p)| i == p);
             let past = match cache.take() {
                 Some(c) if !identity => {
                     let idx: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
@@ -127,7 +128,9 @@ impl ChatLm {
             let (logits, next) = tch::no_grad(|| m.forward_t(&ids, past.as_ref(), false))?;
             cache = Some(next);
             let lp = logits.select(1, -1).log_softmax(-1, Kind::Float); // (R, V)
-            Ok(Vec::<f32>::try_from(lp.flatten(0, -1).to_device(Device::Cpu))?)
+            Ok(Vec::<f32>::try_from(
+                lp.flatten(0, -1).to_device(Device::Cpu),
+            )?)
         };
         let best = first_or_empty(decode_nbest(1, decoding, sp, step)?.remove(0));
         if streams {

@@ -113,7 +113,10 @@ impl LoraConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
         if self.peft_type != "LORA" {
-            return bad(format!("peft_type is `{}`, captag reads LORA", self.peft_type));
+            return bad(format!(
+                "peft_type is `{}`, captag reads LORA",
+                self.peft_type
+            ));
         }
         if self.r <= 0 || !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
             return bad(format!(
@@ -138,7 +141,10 @@ impl LoraConfig {
             (self.use_rslora, "use_rslora"),
             (self.fan_in_fan_out, "fan_in_fan_out"),
             (self.bias != "none", "bias other than none"),
-            (self.modules_to_save.as_ref().is_some_and(|v| !v.is_null()), "modules_to_save"),
+            (
+                self.modules_to_save.as_ref().is_some_and(|v| !v.is_null()),
+                "modules_to_save",
+            ),
             (self.layers_to_transform.is_some(), "layers_to_transform"),
             (has_entries(&self.rank_pattern), "rank_pattern"),
             (has_entries(&self.alpha_pattern), "alpha_pattern"),
@@ -238,7 +244,9 @@ pub fn read_tensors(dir: &Path) -> Result<HfWeights> {
             dir.display()
         )));
     }
-    let tensors = crate::model::weights::read_tensors(&path)?.into_iter().collect();
+    let tensors = crate::model::weights::read_tensors(&path)?
+        .into_iter()
+        .collect();
     Ok(HfWeights { path, tensors })
 }
 
@@ -258,9 +266,14 @@ pub fn merge_into(base: &mut nn::VarStore, layers: usize, dir: &Path) -> Result<
             for target in &cfg.target_modules {
                 let name = peft_name(i, target);
                 let get = |s: &str| {
-                    file.tensors.get(&format!("{name}.{s}.weight")).ok_or_else(|| {
-                        Error::invalid(format!("{}: has no {name}.{s}.weight", file.path.display()))
-                    })
+                    file.tensors
+                        .get(&format!("{name}.{s}.weight"))
+                        .ok_or_else(|| {
+                            Error::invalid(format!(
+                                "{}: has no {name}.{s}.weight",
+                                file.path.display()
+                            ))
+                        })
                 };
                 let (a, b) = (get("lora_A")?, get("lora_B")?);
                 let w = weights.get_mut(&base_name(i, target)).ok_or_else(|| {
@@ -277,7 +290,10 @@ pub fn merge_into(base: &mut nn::VarStore, layers: usize, dir: &Path) -> Result<
                         cfg.r
                     )));
                 }
-                let delta = b.to_kind(tch::Kind::Float).matmul(&a.to_kind(tch::Kind::Float)) * cfg.scale(); // (out, in)
+                let delta = b
+                    .to_kind(tch::Kind::Float)
+                    .matmul(&a.to_kind(tch::Kind::Float))
+                    * cfg.scale(); // (out, in)
                 let _ = w.g_add_(&delta.to_kind(w.kind()).to_device(w.device()));
             }
         }

@@ -8,7 +8,9 @@ use crate::model::clip::tests::{close, expected, fixture};
 use crate::model::llama::Llama;
 
 fn logits(l: &Llama, ids: &Tensor) -> Tensor {
-    tch::no_grad(|| l.model.forward_t(ids, None, false)).unwrap().0
+    tch::no_grad(|| l.model.forward_t(ids, None, false))
+        .unwrap()
+        .0
 }
 
 #[test]
@@ -24,7 +26,10 @@ fn peft_adapter_gives_peft_logits_wrapped_and_merged() {
     let mut vs = nn::VarStore::new(Device::Cpu);
     l.model.add_lora(&vs.root(), &cfg).unwrap();
     // A fresh adapter (B = 0) changes nothing.
-    assert_eq!(f64::try_from((logits(&l, ids) - &plain).abs().max()).unwrap(), 0.0);
+    assert_eq!(
+        f64::try_from((logits(&l, ids) - &plain).abs().max()).unwrap(),
+        0.0
+    );
     load_adapter(&dir, &mut vs).unwrap();
     close("lora wrapped logits", &logits(&l, ids), &want["logits"]);
     assert!(f64::try_from((&want["logits"] - &plain).abs().max()).unwrap() > 1.0);
@@ -49,7 +54,10 @@ fn adapters_captag_cannot_run_are_one_clear_error() {
         e
     };
     assert!(msg(&|c| c["use_dora"] = true.into()).contains("use_dora"));
-    assert!(msg(&|c| c["target_modules"] = serde_json::json!(["embed_tokens"])).contains("embed_tokens"));
+    assert!(
+        msg(&|c| c["target_modules"] = serde_json::json!(["embed_tokens"]))
+            .contains("embed_tokens")
+    );
     assert!(msg(&|c| c["peft_type"] = "IA3".into()).contains("IA3"));
     // An adapter of another shape is refused, not broadcast.
     let mut c = cfg.clone();
