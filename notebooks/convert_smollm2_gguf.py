@@ -199,7 +199,7 @@ def check(out: Path, gguf_path: Path, captag):
              "--max-new-tokens", "12", "--device", "cpu"],
             check=True, capture_output=True, text=True,
         ).stdout
-        print(f"captag greedy:       {PROMPT!r} -> {got.rstrip(chr(10))!r}")
+        print(f"captag's greedy:     {PROMPT!r} -> {got.rstrip(chr(10))!r}")
         assert got.rstrip("\n") == text, "captag's greedy text differs from transformers'"
 
 
