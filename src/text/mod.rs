@@ -2,6 +2,7 @@
 //! ([`tokenize`]), Instagram hashtag/mention extraction ([`extract_tags`]) and the word
 //! vocabulary saved as `vocab.json` in a run directory ([`Vocab`], docs/ARCHITECTURE.md "Run directory"),
 //! or a pretrained GPT-2's BPE in its place ([`Tokens`]).
+pub mod chat;
 pub mod emoji;
 pub mod hashtag;
 pub mod hf_tokenizer;

@@ -14,6 +14,7 @@ mod batches;
 pub mod commit;
 pub mod distill;
 pub mod init;
+pub mod lora;
 pub mod optim;
 pub mod prepare;
 pub mod scaler;

@@ -15,6 +15,7 @@ mod faults;
 mod fuzz;
 mod guarantees;
 mod hashtags;
+mod llm;
 mod models;
 mod outputs;
 mod restore;

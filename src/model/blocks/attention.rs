@@ -211,6 +211,21 @@ impl Attention {
         }
     }
 
+    /// The projection stored under `name` (`q_proj`, `k_proj`, `v_proj`, `o_proj`, … as the
+    /// layout names them), for adapters (LoRA) that wrap it.
+    pub fn proj_mut(&mut self, name: &str) -> Option<&mut Proj> {
+        let Layout::Separate { q, k, v, out } = self.cfg.layout else {
+            return None;
+        };
+        match (&mut self.qkv, name) {
+            (Qkv::Separate { q: p, .. }, n) if n == q => Some(p),
+            (Qkv::Separate { k: p, .. }, n) if n == k => Some(p),
+            (Qkv::Separate { v: p, .. }, n) if n == v => Some(p),
+            (_, n) if n == out => Some(&mut self.out),
+            _ => None,
+        }
+    }
+
     /// `(B, T, n·hd)` ⇒ `(B, n, T, hd)`.
     fn split(&self, x: &Tensor, n: i64) -> Tensor {
         x.unflatten(-1, [n, self.cfg.head_dim]).transpose(1, 2)

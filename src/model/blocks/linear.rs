@@ -6,7 +6,19 @@ use tch::{nn, Tensor};
 #[derive(Debug)]
 pub enum Proj {
     Linear(nn::Linear),
-    Conv1D { weight: Tensor, bias: Tensor },
+    Conv1D {
+        weight: Tensor,
+        bias: Tensor,
+    },
+    /// A frozen `nn.Linear` plus a low-rank update (LoRA, Hu et al. 2021, as `peft` runs it):
+    /// `base(x) + scale · B(A(x))`, `a (r, in)`, `b (out, r)` (no LoRA dropout: `peft`'s
+    /// default `lora_dropout` 0).
+    Lora {
+        base: nn::Linear,
+        a: Tensor,
+        b: Tensor,
+        scale: f64,
+    },
 }
 
 impl Proj {
@@ -31,10 +43,36 @@ impl Proj {
         }
     }
 
+    /// The `nn.Linear` weight `[out, in]` (`None` for `Conv1D`).
+    pub fn linear_weight(&self) -> Option<&Tensor> {
+        match self {
+            Proj::Linear(l) | Proj::Lora { base: l, .. } => Some(&l.ws),
+            Proj::Conv1D { .. } => None,
+        }
+    }
+
+    /// Adds a LoRA update `a (r, in)`, `b (out, r)` to an `nn.Linear` (a no-op `false` for
+    /// `Conv1D` or a projection that already has one).
+    pub fn add_lora(&mut self, a: Tensor, b: Tensor, scale: f64) -> bool {
+        let Proj::Linear(l) = self else {
+            return false;
+        };
+        let base = nn::Linear {
+            ws: l.ws.shallow_clone(),
+            bs: l.bs.as_ref().map(Tensor::shallow_clone),
+        };
+        *self = Proj::Lora { base, a, b, scale };
+        true
+    }
+
     /// `x (…, in)` ⇒ `(…, out)`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         match self {
             Proj::Linear(l) => x.apply(l),
+            Proj::Lora { base, a, b, scale } => {
+                let low = x.matmul(&a.tr()).matmul(&b.tr()); // (…, out)
+                x.apply(base) + low * *scale
+            }
             Proj::Conv1D { weight, bias } => {
                 let mut shape = x.size();
                 if let Some(last) = shape.last_mut() {

@@ -110,6 +110,16 @@ impl SwiGlu {
         }
     }
 
+    /// `gate_proj`, `up_proj` or `down_proj`, for adapters (LoRA) that wrap it.
+    pub fn proj_mut(&mut self, name: &str) -> Option<&mut Proj> {
+        match name {
+            "gate_proj" => Some(&mut self.gate_proj),
+            "up_proj" => Some(&mut self.up_proj),
+            "down_proj" => Some(&mut self.down_proj),
+            _ => None,
+        }
+    }
+
     /// `(…, d)` ⇒ `(…, d)`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let g = self.gate_proj.forward(x).silu() * self.up_proj.forward(x); // (…, hidden)

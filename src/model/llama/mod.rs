@@ -199,5 +199,8 @@ impl Llama {
     }
 }
 
+pub mod chat;
+pub mod lora;
+
 #[cfg(test)]
 mod tests;
