@@ -10,8 +10,8 @@ pub mod out;
 mod restore;
 mod serve;
 mod tags;
-mod vl;
 mod translate;
+mod vl;
 
 use std::path::{Path, PathBuf};
 

@@ -533,7 +533,11 @@ fn print_caption(
         print_plain(path, &r)?;
     }
     if let Some(tr) = &r.translation {
-        let tags = tr.hashtags.iter().map(|t| format!(" #{t}")).collect::<String>();
+        let tags = tr
+            .hashtags
+            .iter()
+            .map(|t| format!(" #{t}"))
+            .collect::<String>();
         outln!("{}\t{}: {}{tags}", path.display(), tr.lang, tr.text)?;
     }
     if let Some(b) = &before {

@@ -11,7 +11,11 @@ use crate::cli::TranslateArgs;
 use crate::infer::translate::translate_all;
 use crate::model::seq2seq::translator::{TranslateOptions, Translator};
 
-pub fn options(lang: Option<&str>, beam: Option<usize>, max_len: Option<usize>) -> anyhow::Result<TranslateOptions> {
+pub fn options(
+    lang: Option<&str>,
+    beam: Option<usize>,
+    max_len: Option<usize>,
+) -> anyhow::Result<TranslateOptions> {
     if beam == Some(0) {
         bail!("--beam must be ≥ 1");
     }

@@ -47,7 +47,10 @@ pub fn tag_words(tag: &str) -> String {
         prev_lower = c.is_lowercase();
         out.push(c);
     }
-    out.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    out.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// A translation made into one tag: words joined by `_`, punctuation and emoji dropped, the
@@ -58,8 +61,10 @@ pub fn as_tag(text: &str) -> String {
             return c.is_ascii_alphanumeric();
         }
         let u = c as u32;
-        let punct = matches!(c, '।' | '॥' | '«' | '»' | '“' | '”' | '‘' | '’' | '…' | '،' | '۔')
-            || (0x2000..=0x206F).contains(&u)
+        let punct = matches!(
+            c,
+            '।' | '॥' | '«' | '»' | '“' | '”' | '‘' | '’' | '…' | '،' | '۔'
+        ) || (0x2000..=0x206F).contains(&u)
             || (0x2190..=0x2BFF).contains(&u)
             || u >= 0x1F000
             || (0xFE00..=0xFE0F).contains(&u);
@@ -85,7 +90,12 @@ fn script_blocks(script: &str) -> Option<&'static [(u32, u32)]> {
         "Knda" => &[(0x0C80, 0x0CFF)],
         "Mlym" => &[(0x0D00, 0x0D7F)],
         "Sinh" => &[(0x0D80, 0x0DFF)],
-        "Arab" => &[(0x0600, 0x06FF), (0x0750, 0x077F), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF)],
+        "Arab" => &[
+            (0x0600, 0x06FF),
+            (0x0750, 0x077F),
+            (0xFB50, 0xFDFF),
+            (0xFE70, 0xFEFF),
+        ],
         _ => return None,
     })
 }
@@ -101,7 +111,9 @@ pub fn is_translated(tag: &str, english: &str, lang: &str) -> bool {
     let letters = || tag.chars().filter(|c| *c != '_' && !c.is_ascii_digit());
     match script(lang) {
         Some(s) if s != "Latn" => match script_blocks(s) {
-            Some(blocks) => letters().all(|c| blocks.iter().any(|&(a, b)| (a..=b).contains(&(c as u32)))),
+            Some(blocks) => {
+                letters().all(|c| blocks.iter().any(|&(a, b)| (a..=b).contains(&(c as u32))))
+            }
             None => !tag.chars().any(|c| c.is_ascii_alphabetic()),
         },
         _ => tag.to_lowercase().replace('_', " ") != english.to_lowercase(),

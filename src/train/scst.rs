@@ -215,13 +215,18 @@ fn scst_step(
     let t0 = Instant::now();
     let drawn = model.draw(&feats, how, sp)?;
     let greedy_drawn = match cfg.baseline {
-        Baseline::Greedy => model.draw(&feats, Draw::Greedy { max_len: tc.max_words }, sp)?,
+        Baseline::Greedy => model.draw(
+            &feats,
+            Draw::Greedy {
+                max_len: tc.max_words,
+            },
+            sp,
+        )?,
         Baseline::Mean => vec![],
     };
     let t1 = Instant::now();
-    let mut score = |d: &Drawn, row: i64| {
-        reward.score(prep.vocab.decode(&d.hyp.tokens), d.finished, row)
-    };
+    let mut score =
+        |d: &Drawn, row: i64| reward.score(prep.vocab.decode(&d.hyp.tokens), d.finished, row);
     let rewards: Vec<f64> = drawn
         .iter()
         .enumerate()

@@ -36,7 +36,10 @@ fn translate_prints_transformers_beam_texts() {
         args.extend(&texts);
         let out = ok(&args);
         let got: Vec<String> = out.lines().map(words).collect();
-        let want: Vec<String> = cases.iter().map(|c| words(c["beam_text"].as_str().unwrap())).collect();
+        let want: Vec<String> = cases
+            .iter()
+            .map(|c| words(c["beam_text"].as_str().unwrap()))
+            .collect();
         assert_eq!(got, want, "{name}");
     }
 }
@@ -45,7 +48,16 @@ fn translate_prints_transformers_beam_texts() {
 fn translate_reads_standard_input_and_writes_json() {
     let dir = fixture("m2m100");
     let mut child = Command::new(env!("CARGO_BIN_EXE_captag"))
-        .args(["--device", "cpu", "--threads", "1", "-q", "translate", "--model", s(&dir)])
+        .args([
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "-q",
+            "translate",
+            "--model",
+            s(&dir),
+        ])
         .args(["--lang", "hin_Deva", "--beam", "1", "--json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -66,14 +78,21 @@ fn translate_reads_standard_input_and_writes_json() {
         .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["lang"], "hin_Deva");
-    assert_eq!(lines[1]["hashtags"], serde_json::json!(["travel", "sunset"]));
+    assert_eq!(
+        lines[1]["hashtags"],
+        serde_json::json!(["travel", "sunset"])
+    );
     // Every regional tag is Devanagari; the others are listed as untranslated, never mixed in.
     let regional = lines[1]["regional_hashtags"].as_array().unwrap();
     let untranslated = lines[1]["untranslated_hashtags"].as_array().unwrap();
     assert_eq!(regional.len() + untranslated.len(), 2, "{:?}", lines[1]);
     for t in regional {
         let t = t.as_str().unwrap();
-        assert!(t.chars().all(|c| c == '_' || ('\u{900}'..='\u{97f}').contains(&c)), "{t}");
+        assert!(
+            t.chars()
+                .all(|c| c == '_' || ('\u{900}'..='\u{97f}').contains(&c)),
+            "{t}"
+        );
     }
 }
 
@@ -83,12 +102,30 @@ fn translate_refuses_bad_folders_and_languages() {
     assert!(e.contains("config.json"), "{e}");
     let e = bad_input(&["translate", "--model", "/no/such/folder", "x"]);
     assert!(e.contains("not a folder"), "{e}");
-    let e = bad_input(&["translate", "--model", s(&fixture("nllb")), "--lang", "xx_Yyyy", "x"]);
+    let e = bad_input(&[
+        "translate",
+        "--model",
+        s(&fixture("nllb")),
+        "--lang",
+        "xx_Yyyy",
+        "x",
+    ]);
     assert!(e.contains("xx_Yyyy"), "{e}");
-    let e = bad_input(&["translate", "--model", s(&fixture("marian")), "--lang", "tam_Taml", "x"]);
+    let e = bad_input(&[
+        "translate",
+        "--model",
+        s(&fixture("marian")),
+        "--lang",
+        "tam_Taml",
+        "x",
+    ]);
     assert!(e.contains("translates into `hi` only"), "{e}");
     let t = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture("nllb").join("config.json"), t.path().join("config.json")).unwrap();
+    std::fs::copy(
+        fixture("nllb").join("config.json"),
+        t.path().join("config.json"),
+    )
+    .unwrap();
     std::fs::write(t.path().join("model.safetensors"), b"not safetensors").unwrap();
     let e = bad_input(&["translate", "--model", s(t.path()), "x"]);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
@@ -101,16 +138,33 @@ fn caption_translate_adds_the_translation_and_regional_tags() {
     synth(&data, 8, 32, "flickr8k");
     let args = tiny_train_args(&data, &run, 1, "lstm", "32");
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let img = std::fs::read_dir(data.join("Images")).unwrap().next().unwrap().unwrap().path();
+    let img = std::fs::read_dir(data.join("Images"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let nllb = fixture("nllb");
-    let out = ok(&["caption", s(&run), s(&img), "--translate", s(&nllb), "--lang", "tam_Taml", "--json"]);
+    let out = ok(&[
+        "caption",
+        s(&run),
+        s(&img),
+        "--translate",
+        s(&nllb),
+        "--lang",
+        "tam_Taml",
+        "--json",
+    ]);
     let v: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert!(v["caption"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
     assert_eq!(v["translation"]["lang"], "tam_Taml", "{v}");
     assert!(v["translation"]["text"].is_string(), "{v}");
     let plain = ok(&["caption", s(&run), s(&img), "--translate", s(&nllb)]);
     assert_eq!(plain.lines().count(), 2, "{plain}");
-    assert!(plain.lines().nth(1).unwrap().contains("\thin_Deva: "), "{plain}");
+    assert!(
+        plain.lines().nth(1).unwrap().contains("\thin_Deva: "),
+        "{plain}"
+    );
 }
 
 #[test]
@@ -129,8 +183,16 @@ fn serve_translate_answers_with_the_translation() {
     assert_eq!(v["translation"]["lang"], "ben_Beng", "{v}");
     assert!(v["translation"]["text"].is_string(), "{v}");
     // Tags are listed only when some translated into Bengali script.
-    for tag in v["translation"]["hashtags"].as_array().into_iter().flatten() {
+    for tag in v["translation"]["hashtags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let tag = tag.as_str().unwrap();
-        assert!(tag.chars().all(|c| c == '_' || ('\u{980}'..='\u{9ff}').contains(&c)), "{tag}");
+        assert!(
+            tag.chars()
+                .all(|c| c == '_' || ('\u{980}'..='\u{9ff}').contains(&c)),
+            "{tag}"
+        );
     }
 }

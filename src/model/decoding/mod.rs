@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
-pub mod hf;
 mod draw;
+pub mod hf;
 mod request;
 mod sample;
 pub use draw::{draw_counted, Draw, Drawn};
