@@ -71,7 +71,10 @@ fn scst_raises_cider_over_its_cross_entropy_start() {
     ce_run(&data, &ce, "attention", 8);
     let before = train_cider(&ce, &data, false);
     let run = t.path().join("scst");
-    ok(&scst_args(&data, &ce, &run, "8"));
+    // 16 epochs: on a set this small the gain after 8 depends on the start's last bits
+    // (0.07 -> 0.10 here once batches were padded for byte-identical shards), after 16 it is
+    // clear (0.07 -> 0.33).
+    ok(&scst_args(&data, &ce, &run, "16"));
     let after = train_cider(&run, &data, true);
     assert!(
         after > before + 0.1,
@@ -79,7 +82,7 @@ fn scst_raises_cider_over_its_cross_entropy_start() {
     );
     // Per epoch: the mean sample reward and dev CIDEr-D; the best epoch is picked by the latter.
     let m = metrics(&run);
-    assert_eq!(m.len(), 8);
+    assert_eq!(m.len(), 16);
     for line in &m {
         assert!(line["reward"].as_f64().unwrap().is_finite(), "{line}");
         assert!(line["cider"].as_f64().is_some(), "{line}");
@@ -88,7 +91,7 @@ fn scst_raises_cider_over_its_cross_entropy_start() {
         assert!((0.0..1.0).contains(&share), "{line}");
     }
     let first = m[0]["reward"].as_f64().unwrap();
-    let last = m[7]["reward"].as_f64().unwrap();
+    let last = m[15]["reward"].as_f64().unwrap();
     assert!(last > first, "the reward grows: {first} -> {last}");
     let state: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("train_state.json")).unwrap()).unwrap();
