@@ -106,7 +106,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
     let cache = spec
         .features
         .as_deref()
-        .map(crate::data::features::FeatureCache::load)
+        .map(crate::data::feature_file::FeatureFile::open)
         .transpose()?;
     let opts = load_options(ctx, &a.dataset);
     let es = EvalSpec {

@@ -284,7 +284,7 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     let cache = a
         .features
         .as_deref()
-        .map(crate::data::features::FeatureCache::load)
+        .map(crate::data::feature_file::FeatureFile::open)
         .transpose()?;
     let opts = load_options(ctx, &a.dataset);
     let spec = EvalSpec {

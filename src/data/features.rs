@@ -10,7 +10,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype as StDtype, SafeTensors};
 use tch::{Kind, Tensor};
 
-use super::feature_file::{self, Dtype, TensorSpec};
+use super::feature_file::{self, Dtype, FeatureFile, TensorSpec};
 use crate::data::image::Preprocess;
 use crate::fsio::Fingerprint;
 use crate::{Error, Result};
@@ -213,6 +213,48 @@ impl FeatureCache {
             ids,
             pooled,
             grid,
+        })
+    }
+
+    /// The rows of `wanted` ids that the cache holds (in the cache's order), read from `file`
+    /// in bounded reads: evaluating a split of a cache larger than memory holds that split's
+    /// rows only, as training does (docs/scale.md). Ids the cache lacks are left out; the
+    /// fingerprint is the whole cache's, for the caller's check.
+    pub fn read_rows(file: &FeatureFile, wanted: &[String]) -> Result<FeatureCache> {
+        let want: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
+        let (mut ids, mut rows) = (vec![], vec![]);
+        for (i, id) in file.ids()?.into_iter().enumerate() {
+            if want.contains(id.as_str()) {
+                rows.push(i as i64);
+                ids.push(id);
+            }
+        }
+        let read = |name: &str| -> Result<Tensor> {
+            let t = file.rows(name, &rows)?;
+            if t.numel() > 0 && t.isfinite().all().int64_value(&[]) == 0 {
+                return Err(Error::invalid(format!(
+                    "{}: not a captag feature cache: `{name}` holds NaN or infinite values",
+                    file.path.display()
+                )));
+            }
+            Ok(t)
+        };
+        let grid = match file.tensors.get("grid") {
+            Some(g) if g.spec.shape.len() != 3 => {
+                return Err(Error::invalid(format!(
+                    "{}: not a captag feature cache: grid is not (images, cells, channels)",
+                    file.path.display()
+                )))
+            }
+            Some(_) => Some(read("grid")?),
+            None => None,
+        };
+        Ok(FeatureCache {
+            fingerprint: file.get("fingerprint")?.to_string(),
+            encoder: file.get("encoder")?.to_string(),
+            pooled: read("pooled")?.to_kind(Kind::Float),
+            grid,
+            ids,
         })
     }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::bleu::{corpus_bleu, BleuMode, BleuScores};
 use super::tag_metrics::{self, TagScores};
+use crate::data::feature_file::FeatureFile;
 use crate::data::features::FeatureCache;
 use crate::data::synth::truth::{judge, Grounded, Scenes};
 use crate::data::{LoadOptions, Sample, Split};
@@ -120,7 +121,7 @@ pub fn evaluate(
     data: &Path,
     load: &LoadOptions,
     spec: &EvalSpec,
-    features: Option<&FeatureCache>,
+    features: Option<&FeatureFile>,
 ) -> Result<EvalReport> {
     let EvalSpec {
         split, mode, tag_k, ..
@@ -211,9 +212,9 @@ fn caption_split(
     ds: &crate::data::Dataset,
     samples: &[&Sample],
     decoding: &Decoding,
-    features: Option<&FeatureCache>,
+    features: Option<&FeatureFile>,
 ) -> Result<Vec<Captioned>> {
-    let Some(cache) = features else {
+    let Some(file) = features else {
         let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
         return loaded.caption_files(&paths, decoding);
     };
@@ -226,6 +227,8 @@ fn caption_split(
         .unwrap_or_default();
     let want =
         crate::data::features::fingerprint(m.encoder.as_str(), encoder_fp, &m.preprocess, &images);
+    let ids: Vec<String> = samples.iter().map(|s| s.id.clone()).collect();
+    let cache = FeatureCache::read_rows(file, &ids)?;
     if !m.frozen_encoder || cache.fingerprint != want {
         return Err(Error::invalid(
             "--features: the cache was not computed by this checkpoint's encoder on this dataset",
@@ -238,8 +241,7 @@ fn caption_split(
             m.decoder.name()
         )));
     }
-    let ids: Vec<String> = samples.iter().map(|s| s.id.clone()).collect();
-    loaded.caption_cached(cache, &ids, decoding)
+    loaded.caption_cached(&cache, &ids, decoding)
 }
 
 /// The captions of the readable images with their references, predictions (judged against
