@@ -46,6 +46,14 @@ pub struct ServeArgs {
     pub precision: crate::config::precision::Precision,
     #[command(flatten)]
     pub translate: super::TranslateFlags,
+    /// Also show the social post an instruction-tuned LLM folder (Llama/SmolLM2/Qwen2,
+    /// docs/llm.md) writes from the caption and hashtags, beside the plain caption (rated and
+    /// edited like the others). Each answer then takes the LLM's time too: raise --timeout-s.
+    #[arg(long, value_name = "HF_DIR")]
+    pub llm: Option<PathBuf>,
+    /// A LoRA adapter for --llm (`captag llm train`).
+    #[arg(long, requires = "llm")]
+    pub adapter: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -199,17 +199,6 @@ fn pairs(ctx: &Ctx, a: &LlmPairsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `caption --llm`: the post the LLM writes from captag's caption, moods and hashtags (greedy,
-/// at most 96 new tokens).
-pub fn social_post(lm: &ChatLm, r: &crate::infer::CaptionResult) -> anyhow::Result<String> {
-    let moods: Vec<String> = r.moods.iter().flatten().map(|m| m.label.clone()).collect();
-    let tags: Vec<String> = r.hashtags.iter().map(|t| t.tag.clone()).collect();
-    let prompt = crate::data::llm_pairs::prompt_from_photo(r.caption_text(), &moods, &tags);
-    let ids = lm.prompt_ids(Some(crate::data::llm_pairs::SYSTEM), &prompt, false)?;
-    let h = lm.generate(&ids, &Decoding::Greedy { max_len: 96 }, |_| {})?;
-    Ok(lm.decode(&h.tokens).trim().to_string())
-}
-
 /// Distinct bigrams over all bigrams of the texts (whitespace words).
 pub fn distinct_2(texts: &[String]) -> f64 {
     let mut seen = HashSet::new();

@@ -513,7 +513,9 @@ fn print_caption(
         r.translation = done.pop();
     }
     if let Some(lm) = &job.llm {
-        r.social = Some(super::llm::social_post(lm, &r)?);
+        let post = crate::infer::llm_post::social_post(lm, &r)?;
+        r.social = Some(post.clone());
+        r.llm_post = Some(post);
     }
     let social = a.tags.style == crate::cli::StyleArg::Social || job.llm.is_some();
     if a.json {

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use super::out::outln;
 use super::Ctx;
 use crate::cli::{RatingsCommand, ServeArgs};
+use crate::model::llama::chat::ChatLm;
 use crate::model::text_tagger::TextTagger;
 use crate::serve::{self, db, worker};
 
@@ -49,6 +50,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     let (text_tags, emoji) = (a.text_tags.clone(), a.emoji.clone());
     let translate = a.translate.translate.clone();
     let opts = super::translate::options(a.translate.lang.as_deref(), None, None)?;
+    let (llm, adapter) = (a.llm.clone(), a.adapter.clone());
     let load = move || -> crate::Result<worker::Models> {
         Ok(worker::Models {
             captioner: crate::infer::Loaded {
@@ -65,6 +67,12 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
                 }
                 None => None,
             },
+            // Loaded before the port opens (`serve::run` binds once the models are ready), so
+            // a wrong folder or adapter is one error line and exit 2.
+            llm: llm
+                .as_deref()
+                .map(|d| ChatLm::load(d, adapter.as_deref(), device))
+                .transpose()?,
         })
     };
     serve::run(config, load, |bound| {
@@ -89,12 +97,14 @@ pub fn ratings(_ctx: &Ctx, c: &RatingsCommand) -> anyhow::Result<()> {
             let done = db::export(&ratings, images, out, *min_rating)?;
             outln!(
                 "wrote {} captions of {} images to {} ({} ratings below {min_rating} without an \
-                 edit, {} without a kept image, {} with a malformed image hash skipped)",
+                 edit, {} without a kept image, {} of LLM posts, {} with a malformed image hash \
+                 skipped)",
                 done.captions,
                 done.images,
                 out.display(),
                 done.below_threshold,
                 done.no_image,
+                done.llm_posts,
                 done.bad_rows
             )?;
             Ok(())

@@ -2,6 +2,7 @@
 //! captions image files (decoded on worker threads, batched through the encoder and the
 //! decoder) or images of a feature cache.
 pub mod attention_map;
+pub mod llm_post;
 pub mod moods;
 mod result;
 pub mod social;

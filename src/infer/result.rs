@@ -37,6 +37,11 @@ pub struct CaptionResult {
     /// The description, emoji and hashtags as one post text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub social: Option<String>,
+    /// `--llm HF_DIR`: the post the LLM wrote from the caption, moods and hashtags
+    /// (`infer::llm_post`). `caption --llm` also puts it in `social`; the server keeps the
+    /// template post there and shows this one beside the plain caption.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_post: Option<String>,
     /// `caption --translate`: the caption and its hashtags in another language.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub translation: Option<super::translate::Translation>,

@@ -51,6 +51,11 @@ pub struct Rating {
     pub created_at: String,
 }
 
+/// The `style` of a rating of the LLM's post (`serve --llm`): kept in the database (the
+/// `/api/ratings/export` JSON lists it) but not written into the captioner's dataset by
+/// `ratings export` — a post with hashtags and emoji is not a photo description.
+pub const LLM_STYLE: &str = "llm";
+
 fn plain() -> String {
     "plain".into()
 }
@@ -264,6 +269,8 @@ pub struct Exported {
     pub below_threshold: usize,
     /// Ratings whose image was not kept (`serve` ran without `--keep-images`).
     pub no_image: usize,
+    /// Ratings of the LLM's post (style [`LLM_STYLE`]), not captions for the captioner.
+    pub llm_posts: usize,
     /// Rows whose `image_sha256` is not 64 hex digits (a hand-edited database): the name
     /// would be a path, so the row is skipped and counted instead.
     pub bad_rows: usize,
@@ -307,6 +314,10 @@ pub fn export(db: &Ratings, images: &Path, out: &Path, min_rating: u8) -> Result
     header.map_err(|e| Error::invalid(e.to_string()))?;
     let mut copied = std::collections::HashSet::new();
     for r in db.all()? {
+        if r.style == LLM_STYLE {
+            done.llm_posts += 1;
+            continue;
+        }
         let Some(text) = training_caption(&r, min_rating) else {
             done.below_threshold += 1;
             continue;
@@ -397,11 +408,17 @@ mod tests {
                 .unwrap();
             db.add(&rating(&"c".repeat(64), "gone", Some(5), None))
                 .unwrap();
+            let post = Rating {
+                style: LLM_STYLE.into(),
+                ..rating(&a, "Sunset walk 🌅 #beach", Some(5), None)
+            };
+            db.add(&post).unwrap();
             assert!(db.add(&rating(&a, "x", Some(9), None)).is_err());
         }
         let db = Ratings::open_existing(&path).unwrap();
         let all = db.all().unwrap();
-        assert_eq!(all.len(), 4);
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[4].style, LLM_STYLE);
         assert_eq!(all[2].edited.as_deref(), Some("two green triangles"));
         assert!(all[0].created_at.ends_with('Z'));
         let images = t.path().join("kept");
@@ -417,6 +434,7 @@ mod tests {
                 images: 2,
                 below_threshold: 1,
                 no_image: 1,
+                llm_posts: 1,
                 bad_rows: 0
             }
         );

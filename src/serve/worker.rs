@@ -30,6 +30,8 @@ pub struct Models {
         crate::model::seq2seq::Translator,
         crate::model::seq2seq::translator::TranslateOptions,
     )>,
+    /// `serve --llm HF_DIR [--adapter A]`: the LLM's social post (`llm_post` in the answer).
+    pub llm: Option<crate::model::llama::chat::ChatLm>,
 }
 
 impl Models {
@@ -50,6 +52,9 @@ impl Models {
             let tags: Vec<String> = r.hashtags.iter().map(|t| t.tag.clone()).collect();
             let text = vec![r.caption_text().to_string()];
             r.translation = crate::infer::translate::translate_all(t, &text, &[tags], opts)?.pop();
+        }
+        if let Some(lm) = &self.llm {
+            r.llm_post = Some(crate::infer::llm_post::social_post(lm, &r)?);
         }
         Ok(r)
     }

@@ -225,3 +225,48 @@ fn the_page_captions_an_upload_and_stores_a_rating_in_a_real_browser() {
         .unwrap();
     assert_eq!((stored.as_str(), stars), (caption.trim(), 4));
 }
+
+#[test]
+fn the_page_shows_and_rates_the_llm_post_in_a_real_browser() {
+    let t = tempfile::tempdir().unwrap();
+    let db = t.path().join("ratings.sqlite");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/llama");
+    let srv = Server::start(&db, &["--llm", s(&model), "--timeout-s", "120"], &[]);
+    let Some(d) = Driver::start() else { return };
+    d.call(
+        "POST",
+        "/url",
+        json!({"url": format!("http://{}/", srv.addr)}),
+    );
+    let input = d.find("#file");
+    let img = an_image();
+    d.call(
+        "POST",
+        &format!("/element/{input}/value"),
+        json!({"text": s(&img)}),
+    );
+    // The plain caption and, beside it, the LLM's post: the one the API answers.
+    let caption = d.wait_text("#cards .caption-text", |t| !t.trim().is_empty());
+    let post = d.wait_text("#llm-post .caption-text", |t| !t.trim().is_empty());
+    let bytes = std::fs::read(&img).unwrap();
+    let (_, v) = super::serve::caption_raw(&srv.addr, &bytes, "?beam=3");
+    assert_eq!(caption.trim(), v["caption"].as_str().unwrap());
+    assert_eq!(post.trim(), v["llm_post"].as_str().unwrap());
+    let star = d.find("#llm-post .card button[data-rating='5']");
+    d.call("POST", &format!("/element/{star}/click"), json!({}));
+    let save = d.find("#llm-post .card button.save");
+    d.call("POST", &format!("/element/{save}/click"), json!({}));
+    d.wait_text("#status", |t| t.starts_with("Saved rating #"));
+    drop(d);
+    drop(srv);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (stored, style, stars): (String, String, i64) = conn
+        .query_row("SELECT caption, style, rating FROM ratings", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(
+        (stored.as_str(), style.as_str(), stars),
+        (post.trim(), "llm", 5)
+    );
+}

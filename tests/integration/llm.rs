@@ -268,3 +268,101 @@ fn caption_with_llm_prints_the_post_the_llm_writes() {
     let e = bad_input(&["caption", s(&run), s(&image), "--llm", s(d.path())]);
     assert!(e.contains("config.json"), "{e}");
 }
+
+#[test]
+fn serve_with_llm_answers_with_the_post_and_stores_its_rating() {
+    use crate::serve::{an_image, caption_raw, fixture, http, Server};
+    let d = tempfile::tempdir().unwrap();
+    let (_, run) = fixture();
+    let (model, lora) = (
+        fixtures().join("hf/llama"),
+        fixtures().join("hf/llama_lora"),
+    );
+    let img = an_image();
+    let bytes = std::fs::read(&img).unwrap();
+    let db = d.path().join("db.sqlite");
+    let srv = Server::start(&db, &["--llm", s(&model), "--timeout-s", "120"], &[]);
+    let (st, v) = caption_raw(&srv.addr, &bytes, "?beam=3");
+    assert_eq!(st, 200, "{v}");
+    let post = v["llm_post"]
+        .as_str()
+        .expect("an llm_post field")
+        .to_string();
+    assert!(!post.is_empty(), "{v}");
+    // The plain caption stays beside it, and the post is the one `caption --llm` writes.
+    assert_eq!(v["style"], "plain", "{v}");
+    assert_eq!(v["text"], v["caption"], "{v}");
+    let cli = ok(&[
+        "caption",
+        s(run),
+        s(&img),
+        "--beam",
+        "3",
+        "--llm",
+        s(&model),
+        "--json",
+    ]);
+    let cli: serde_json::Value = serde_json::from_str(cli.lines().next().unwrap()).unwrap();
+    assert_eq!(cli["caption"], v["caption"], "{cli}");
+    assert_eq!(cli["llm_post"].as_str(), Some(post.as_str()), "{cli}");
+    assert_eq!(cli["social"].as_str(), Some(post.as_str()), "{cli}");
+    // Rated and edited like the captions, under the style "llm".
+    let sha = v["image_sha256"].as_str().unwrap();
+    let rating = serde_json::json!({"image_sha256": sha, "caption": post, "style": "llm",
+        "rating": 4, "edited": "Sunny shapes ☀️ #shapes"});
+    let (st, r) = http(
+        &srv.addr,
+        "POST",
+        "/api/ratings",
+        "application/json",
+        rating.to_string().as_bytes(),
+    );
+    assert_eq!(st, 200, "{r}");
+    let (st, e) = http(&srv.addr, "GET", "/api/ratings/export", "text/plain", b"");
+    assert_eq!(st, 200);
+    let rows = e["ratings"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{e}");
+    assert_eq!(rows[0]["style"], "llm");
+    assert_eq!(rows[0]["caption"].as_str(), Some(post.as_str()));
+    assert_eq!(rows[0]["edited"], "Sunny shapes ☀️ #shapes");
+    assert!(srv.terminate().success());
+    // The adapter is applied: another post for the same photo.
+    let srv = Server::start(
+        &d.path().join("db2.sqlite"),
+        &[
+            "--llm",
+            s(&model),
+            "--adapter",
+            s(&lora),
+            "--timeout-s",
+            "120",
+        ],
+        &[],
+    );
+    let (st, w) = caption_raw(&srv.addr, &bytes, "?beam=3");
+    assert_eq!(st, 200, "{w}");
+    assert_eq!(w["caption"], v["caption"]);
+    assert_ne!(w["llm_post"].as_str(), Some(post.as_str()), "{w}");
+    drop(srv);
+    // Without --llm the answer has no post.
+    let srv = Server::start(&d.path().join("db3.sqlite"), &[], &[]);
+    let (_, p) = caption_raw(&srv.addr, &bytes, "?beam=3");
+    assert!(p.get("llm_post").is_none(), "{p}");
+}
+
+#[test]
+fn serve_refuses_a_bad_llm_folder_before_listening() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, run) = crate::serve::fixture();
+    let model = fixtures().join("hf/llama");
+    let db = d.path().join("db.sqlite");
+    let base = ["serve", s(run), "--addr", "127.0.0.1:0", "--db", s(&db)];
+    let mut args = base.to_vec();
+    args.extend(["--llm", s(d.path())]);
+    let e = bad_input(&args);
+    assert!(e.contains("config.json"), "{e}");
+    let mut args = base.to_vec();
+    args.extend(["--llm", s(&model), "--adapter", s(d.path())]);
+    let e = bad_input(&args);
+    assert!(e.contains("adapter_config.json"), "{e}");
+}
