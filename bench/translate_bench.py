@@ -4,7 +4,7 @@ Marian-base-sized random folder (d_model 512, 6 + 6 layers, 8 heads, FFN 2048, v
 same 32 English captions as one batch, beam 4, the same `max_length`, the same thread count,
 back to back on one machine.
 
-    /tmp/venv-gpt2lm/bin/python bench/translate_bench.py [--threads 2] [--max-length 32] [--reps 2]
+    python3 bench/translate_bench.py [--threads 2] [--max-length 32] [--reps 2]
 
 The folder goes to /tmp/captag-marian-base (never committed). captag is timed as a whole
 process (`target/release/captag translate`, model loading included) on one batch and on
