@@ -164,6 +164,40 @@ fn fine_tuned_squeezenet_trains_its_last_fire_module_only() {
         moved.iter().all(|n| n.starts_with("features.12.")),
         "{moved:?}"
     );
+    // Self-critical training from the fine-tuned run keeps fine-tuning the same module.
+    let scst = t.path().join("scst");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&scst),
+        "--init-from",
+        s(&run),
+        "--objective",
+        "scst",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+    ]);
+    let (before, after) = (
+        tensors(&run.join("model.safetensors")),
+        tensors(&scst.join("last.safetensors")),
+    );
+    let mut moved: Vec<&String> = before
+        .iter()
+        .filter(|(n, t)| {
+            n.starts_with("encoder.") && (*t - &after[*n]).abs().max().double_value(&[]) > 0.0
+        })
+        .map(|(n, _)| n)
+        .collect();
+    moved.sort();
+    assert!(!moved.is_empty());
+    assert!(
+        moved.iter().all(|n| n.starts_with("encoder.features.12.")),
+        "{moved:?}"
+    );
 }
 
 #[test]
