@@ -28,6 +28,19 @@ pub struct TrainArgs {
     /// vocab.json + merges.txt): the LM starts from its weights and captions are its BPE tokens.
     #[arg(long)]
     pub lm_weights: Option<PathBuf>,
+    /// Fine-tune the pretrained encoder (--encoder-weights; efficientnet_lite0/2,
+    /// squeezenet1_1): its last --fine-tune-blocks blocks train with the decoder at
+    /// --encoder-lr, BatchNorm statistics stay frozen. Trains from images, not a feature cache.
+    #[arg(long)]
+    pub fine_tune_encoder: bool,
+    /// With --fine-tune-encoder: the encoder's learning rate (default 1e-4; --lr is the
+    /// decoder's, and the schedule scales both).
+    #[arg(long)]
+    pub encoder_lr: Option<f64>,
+    /// With --fine-tune-encoder: how many of the encoder's last blocks train (default:
+    /// EfficientNet-Lite's last two stages, SqueezeNet's last two fire modules).
+    #[arg(long)]
+    pub fine_tune_blocks: Option<usize>,
     /// Feature cache to reuse or create (default: OUT/features.safetensors).
     #[arg(long)]
     pub features: Option<PathBuf>,

@@ -7,8 +7,8 @@ use anyhow::bail;
 use super::{bleu_table, collect_images, load_options, Ctx};
 use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, ScheduleArg, TrainArgs};
 use crate::config::{
-    Batching, DecoderConfig, DecoderOverrides, Distill, EncoderKind, Gpt2Sizes, ModelConfig,
-    PretrainedLm, Schedule, TagsConfig, TrainConfig,
+    Batching, DecoderConfig, DecoderOverrides, Distill, EncoderKind, FineTune, Gpt2Sizes,
+    ModelConfig, PretrainedLm, Schedule, TagsConfig, TrainConfig,
 };
 use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
@@ -26,8 +26,17 @@ use crate::train::{self as training, TrainJob};
 /// overrides applied by the config ([`DecoderConfig::apply`]), ClipCap's pretrained LM and CLIP's
 /// folder read, the hashtag model added.
 fn model_config(a: &TrainArgs) -> anyhow::Result<ModelConfig> {
-    let frozen = a.encoder_weights.is_some();
+    let frozen = a.encoder_weights.is_some() && !a.fine_tune_encoder;
     let mut model = ModelConfig::preset(a.encoder, frozen, a.decoder, 0);
+    if a.fine_tune_encoder {
+        let f = FineTune {
+            blocks: a
+                .fine_tune_blocks
+                .unwrap_or_else(|| a.encoder.default_fine_tune_blocks()),
+        };
+        f.check(a.encoder).map_err(anyhow::Error::msg)?;
+        model.fine_tune = Some(f);
+    }
     model.decoder.apply(&decoder_overrides(a));
     if let Some(dir) = &a.lm_weights {
         pretrained_lm(a, dir, &mut model.decoder)?;
@@ -123,6 +132,16 @@ fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
                 .and_then(|c| c.train.captions_per_image),
             (k, _) => k,
         },
+        // Resuming without --encoder-lr continues with the run's, as --lr does.
+        encoder_lr: match (a.fine_tune_encoder, a.encoder_lr, a.resume) {
+            (false, _, _) => None,
+            (true, Some(lr), _) => Some(lr),
+            (true, None, true) => run::read_config(&a.out.join(run::CONFIG))
+                .ok()
+                .and_then(|c| c.train.encoder_lr)
+                .or(Some(crate::config::defaults::ENCODER_LR)),
+            (true, None, false) => Some(crate::config::defaults::ENCODER_LR),
+        },
         precision: match (a.precision, a.resume) {
             (Some(p), _) => p,
             (None, true) => run::read_config(&a.out.join(run::CONFIG))
@@ -146,6 +165,7 @@ fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
 }
 
 pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
+    check_fine_tune(a)?;
     let mut model = model_config(a)?;
     let mut features = a.features.clone();
     // --init-from: the architecture (and the feature cache, unless given) are the source run's.
@@ -174,6 +194,32 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
         quiet: ctx.quiet,
         verbose: ctx.verbose,
     })
+}
+
+/// `--fine-tune-encoder` and the flags that only make sense with it.
+fn check_fine_tune(a: &TrainArgs) -> anyhow::Result<()> {
+    if !a.fine_tune_encoder {
+        if a.encoder_lr.is_some() || a.fine_tune_blocks.is_some() {
+            bail!("--encoder-lr and --fine-tune-blocks need --fine-tune-encoder");
+        }
+        return Ok(());
+    }
+    if a.encoder_weights.is_none() {
+        bail!(
+            "--fine-tune-encoder needs the pretrained weights (--encoder-weights FILE); without \
+             them the encoder trains end to end from scratch anyway"
+        );
+    }
+    if a.features.is_some() {
+        bail!(
+            "--fine-tune-encoder trains from images (the encoder changes every step), so it \
+             cannot read a feature cache: drop --features"
+        );
+    }
+    if a.scst.init_from.is_some() {
+        bail!("--fine-tune-encoder starts from --encoder-weights, not from --init-from RUN");
+    }
+    Ok(())
 }
 
 /// `--encoder clip`: the tower's sizes and preprocessing from the `--encoder-weights` folder.

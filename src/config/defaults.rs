@@ -9,6 +9,8 @@ pub const EPOCHS: usize = 10;
 pub const BATCH_SIZE: usize = 64;
 /// `train --lr`.
 pub const LR: f64 = 2e-3;
+/// `train --encoder-lr`: the fine-tuned encoder's rate (the Show-Attend-Tell tutorial's 1e-4).
+pub const ENCODER_LR: f64 = 1e-4;
 /// `train --lr` of `--objective scst` (ruotianluo's self-critical rate).
 pub const SCST_LR: f64 = 5e-5;
 /// `train --scst-samples`: captions sampled per image.

@@ -54,6 +54,10 @@ pub struct TrainConfig {
     /// `--init-from`: the run whose best weights this run started from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<super::scst::InitFrom>,
+    /// `--encoder-lr`: the fine-tuned encoder's learning rate where `lr` is the decoder's;
+    /// the schedule scales both alike (PyTorch parameter groups under one scheduler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_lr: Option<f64>,
 }
 
 /// `--batching`: the order of an epoch's captions (feature-cache training; with an
@@ -179,6 +183,7 @@ impl Default for TrainConfig {
             precision: Default::default(),
             scst: None,
             init_from: None,
+            encoder_lr: None,
         }
     }
 }
@@ -194,6 +199,12 @@ impl TrainConfig {
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad("learning rate must be a positive number");
+        }
+        if self
+            .encoder_lr
+            .is_some_and(|lr| !(lr > 0.0 && lr.is_finite()))
+        {
+            return bad("--encoder-lr must be a positive number");
         }
         if let Some(s) = &self.scst {
             s.validate()?;

@@ -61,7 +61,11 @@ impl Captioner {
             .map(|t| Tagger::new(vs.root() / "tags", cfg, t));
         let (encoder, frozen_vs) = if !cfg.frozen_encoder {
             let p = vs.root() / "encoder";
-            (Some(Encoder::new(p, cfg.encoder, cfg.clip.as_ref())), None)
+            let enc = Encoder::new(p, cfg.encoder, cfg.clip.as_ref());
+            if let Some(f) = &cfg.fine_tune {
+                freeze_encoder_but(&vs, cfg, f);
+            }
+            (Some(enc), None)
         } else if with_encoder {
             let mut fvs = VarStore::new(device);
             let enc = Encoder::new(fvs.root(), cfg.encoder, cfg.clip.as_ref());
@@ -126,6 +130,10 @@ impl Captioner {
         let f = self.in_precision(|| {
             if self.cfg.frozen_encoder {
                 tch::no_grad(|| enc.forward_t(&images, false))
+            } else if self.cfg.fine_tune.is_some() {
+                // Eval mode while training: BatchNorm normalises with (and keeps) the
+                // pretrained running statistics; gradients still reach the trainable blocks.
+                enc.forward_t(&images, false)
             } else {
                 enc.forward_t(&images, train)
             }
@@ -287,6 +295,19 @@ impl Captioner {
     }
 }
 
+/// A fine-tuned encoder (`encoder.*` in the trainable store): every variable but those of the
+/// last `f.blocks` blocks and the head stops requiring gradients, so the optimizer (which takes
+/// the variables that do) leaves it as the pretrained weights have it (config::FineTune).
+fn freeze_encoder_but(vs: &VarStore, cfg: &ModelConfig, f: &crate::config::FineTune) {
+    for (name, t) in vs.variables() {
+        if let Some(rest) = name.strip_prefix("encoder.") {
+            // BatchNorm's running statistics never require gradients (they are buffers).
+            let trains = f.trains(cfg.encoder, rest) && t.requires_grad();
+            let _ = t.set_requires_grad(trains);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +348,62 @@ mod tests {
             load_vars(&mut b.vs, &path).unwrap();
             let feats_b = b.encode(&images, false).unwrap();
             assert_eq!(before, b.generate(&feats_b, &dec, sp, 2).unwrap(), "{p:?}");
+        }
+    }
+
+    /// `--fine-tune-encoder`: only the last blocks and the head require gradients and get
+    /// them, and a training step leaves BatchNorm's running statistics as they were (the
+    /// encoder runs in eval mode while the decoder trains).
+    #[test]
+    fn a_fine_tuned_encoder_trains_its_last_blocks_with_frozen_batchnorm_statistics() {
+        let mut cfg = ModelConfig::preset(
+            EncoderKind::EfficientnetLite0,
+            false,
+            DecoderPreset::Attention,
+            20,
+        );
+        cfg.preprocess.size = 64;
+        cfg.fine_tune = Some(crate::config::FineTune { blocks: 2 });
+        tch::manual_seed(4);
+        let m = Captioner::new(&cfg, Device::Cpu, true);
+        let trains = |n: &str| {
+            [
+                "encoder._blocks.14.",
+                "encoder._blocks.15.",
+                "encoder._conv_head.",
+                "encoder._bn1.",
+            ]
+            .iter()
+            .any(|p| n.starts_with(p))
+                && !n.contains("running_")
+        };
+        let vars = m.vs.variables();
+        for (name, t) in &vars {
+            let want = !name.starts_with("encoder.") || trains(name);
+            assert_eq!(t.requires_grad(), want, "{name}");
+        }
+        let before: Vec<(String, Tensor)> = vars
+            .iter()
+            .filter(|(n, _)| n.contains("running_"))
+            .map(|(n, t)| (n.clone(), t.copy()))
+            .collect();
+        assert_eq!(
+            before.len(),
+            2 * 49,
+            "running mean and var of 49 BatchNorms"
+        );
+        let images = Tensor::rand([3, 3, 64, 64], (Kind::Float, Device::Cpu));
+        let tokens =
+            Tensor::from_slice(&[1i64, 5, 6, 7, 2, 1, 8, 9, 2, 0, 1, 4, 2, 0, 0]).view([3, 5]);
+        let f = m.encode(&images, true).unwrap();
+        m.loss(&f, &tokens, true).backward();
+        for (name, t) in &vars {
+            if name.starts_with("encoder.") {
+                assert_eq!(t.grad().defined(), trains(name), "{name}");
+            }
+        }
+        for (name, t0) in &before {
+            assert_eq!(&vars[name], t0, "{name} changed in a training step");
         }
     }
 

@@ -99,16 +99,27 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
 /// not a checkpoint, a missing name, or a shape that does not match (another vocabulary or
 /// architecture).
 pub fn load_vars(vs: &mut VarStore, path: &Path) -> Result<()> {
-    let named: HashMap<String, Tensor> = read_tensors(path)?.into_iter().collect();
+    load_under(vs, path, "")
+}
+
+/// Load the variables of `vs` named `prefix` + N from the file's tensors N (a pretrained
+/// encoder's file into a run's `encoder.*`); the store's other variables are left alone.
+pub fn load_under(vs: &mut VarStore, path: &Path, prefix: &str) -> Result<()> {
+    let named: HashMap<String, Tensor> = read_tensors(path)?
+        .into_iter()
+        .map(|(n, t)| (format!("{prefix}{n}"), t))
+        .collect();
     let mut vars = vs.variables();
+    vars.retain(|name, _| name.starts_with(prefix));
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
     for name in names {
         let dst = &vars[name];
         let src = named.get(name).ok_or_else(|| {
             Error::invalid(format!(
-                "{}: has no tensor `{name}` — it was written for another architecture",
-                path.display()
+                "{}: has no tensor `{}` — it was written for another architecture",
+                path.display(),
+                &name[prefix.len()..]
             ))
         })?;
         if src.size() != dst.size() {

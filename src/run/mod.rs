@@ -1,6 +1,6 @@
 //! The run directory (docs/ARCHITECTURE.md, "Run directory"): `config.json`, `vocab.json` (or
 //! `lm/`, a pretrained GPT-2's tokenizer), `hashtags.json`, `model.safetensors` (best), `last.safetensors`, `encoder.safetensors` (frozen
-//! encoders), `train_state.json` + `train_state.safetensors` (exact resume), `metrics.jsonl`.
+//! encoders; a fine-tuned encoder's starting weights), `train_state.json` + `train_state.safetensors` (exact resume), `metrics.jsonl`.
 //! This module is the only one that knows the layout: training creates and reopens runs through
 //! [`create`] and [`reopen`], evaluation and inference load them with [`open`].
 //!
@@ -68,7 +68,8 @@ pub struct RunConfig {
     /// Where the training data came from and a fingerprint of its captions and splits.
     pub data_path: String,
     pub data_fingerprint: String,
-    /// Fingerprint of the frozen encoder's weights (None for end-to-end encoders).
+    /// Fingerprint of the frozen encoder's weights, or of a fine-tuned encoder's starting
+    /// weights (None for end-to-end encoders).
     pub encoder_fingerprint: Option<String>,
 }
 
@@ -162,7 +163,8 @@ pub struct NewRun<'a> {
     pub tags: Option<&'a TagList>,
     /// A pretrained GPT-2 folder (ClipCap `--lm-weights`): its files are copied into `lm/`.
     pub lm: Option<&'a Path>,
-    /// The user's pretrained encoder weights (frozen encoders), installed as `encoder.safetensors`.
+    /// The user's pretrained encoder weights (frozen or fine-tuned encoders), installed as
+    /// `encoder.safetensors`.
     pub encoder_weights: Option<&'a Path>,
 }
 
@@ -270,7 +272,10 @@ pub fn create(new: NewRun) -> Result<RunConfig> {
     ensure_new(dir)?;
     new.model.validate()?;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let encoder_fingerprint = match (new.encoder_weights, new.model.frozen_encoder) {
+    // A fine-tuned encoder starts from the user's weights too: the run keeps them (its own
+    // weights file holds the fine-tuned ones).
+    let pretrained = new.model.frozen_encoder || new.model.fine_tune.is_some();
+    let encoder_fingerprint = match (new.encoder_weights, pretrained) {
         (Some(w), true) if new.model.encoder == EncoderKind::Clip => {
             Some(install_clip_weights(w, &new.model, &dir.join(ENCODER))?)
         }

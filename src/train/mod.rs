@@ -17,6 +17,7 @@ pub mod init;
 pub mod lora;
 pub mod optim;
 pub mod prepare;
+mod resume;
 pub mod scaler;
 pub mod scst;
 mod step;
@@ -36,7 +37,6 @@ use crate::eval::bleu::{corpus_bleu, BleuMode};
 use crate::eval::tag_metrics::TagScores;
 use crate::model::captioner::Captioner;
 use crate::model::decoding::Decoding;
-use crate::model::tagger::Tagger;
 use crate::run::{self, TrainState};
 use crate::text::vocab::PAD;
 use crate::{Error, Result};
@@ -110,7 +110,7 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
     let (prep, teacher) = prepare_with_teacher(job)?;
     let tc = &prep.run.train;
     let selection = SelectionScore::of(&prep.run);
-    let mut t = open_or_resume(job, &prep)?;
+    let mut t = resume::open_or_resume(job, &prep)?;
     // SCST: the CIDEr-D reward over the training references, built once.
     let mut reward = tc.scst.as_ref().map(|_| scst::Reward::new(&prep));
     let mut best_bleu = None;
@@ -232,83 +232,6 @@ struct Training {
     state: TrainState,
     /// fp16 runs: the dynamic loss scale.
     scaler: Option<LossScaler>,
-}
-
-/// A fresh model (ClipCap's pretrained LM loaded when asked), or with `--resume` the run's last
-/// epoch: its weights, optimizer moments and state.
-fn open_or_resume(job: &TrainJob, prep: &Prepared) -> Result<Training> {
-    let (cfg, tc, dir) = (&prep.run.model, &prep.run.train, &job.out);
-    let mut model = Captioner::new(cfg, job.device, false);
-    if let (Some(Tagger::Head(head)), Some(td)) = (model.tagger.as_mut(), &prep.tags) {
-        head.set_pos_weight(&td.pos_weight);
-    }
-    let mut adam = optim::Adam::new(&model.vs, tc.lr, 0.0);
-    let state = TrainState {
-        lr: tc.lr,
-        ..Default::default()
-    };
-    let saved = dir.join(run::STATE).is_file();
-    if let (Some(lm), false) = (&job.lm_weights, job.resume && saved) {
-        crate::model::decoder::clipcap::load_pretrained_lm(&mut model.vs, lm)?;
-    }
-    if let (Some(src), false) = (&job.init_from, job.resume && saved) {
-        init::load_weights(src, &mut model.vs)?;
-    }
-    if job.resume && !saved {
-        // Stopped during its first epoch (killed, diverged, disk full): no epoch was saved, so
-        // there is nothing to continue; the run starts over under its saved config.
-        if !job.quiet {
-            crate::fsio::errln!(
-                "{}: no epoch was saved yet; training from the first epoch",
-                dir.display()
-            );
-        }
-    }
-    if !(job.resume && saved) {
-        let scaler = loss_scaler(tc, &state, job.device);
-        return Ok(Training {
-            model,
-            adam,
-            state,
-            scaler,
-        });
-    }
-    let state: TrainState = run::read_json(&dir.join(run::STATE))?;
-    // The best epoch's weights are what the run's score stands for: check they load before
-    // training on (a damaged file would otherwise surface only at eval time).
-    let mut best = Captioner::new(cfg, job.device, false);
-    run::load_vars(&mut best.vs, &dir.join(run::BEST)).map_err(|e| {
-        Error::invalid(format!(
-            "--resume: the best epoch's weights cannot be read ({e}); restore {}, or copy {} \
-             over it to make the last epoch the best",
-            run::BEST,
-            run::LAST
-        ))
-    })?;
-    run::load_vars(&mut model.vs, &dir.join(run::LAST))?;
-    adam.load(&dir.join(run::OPTIMIZER), state.step, state.lr)?;
-    if !job.quiet {
-        crate::fsio::errln!(
-            "resuming {} after epoch {} (step {})",
-            dir.display(),
-            state.epoch,
-            state.step
-        );
-    }
-    let scaler = loss_scaler(tc, &state, job.device);
-    Ok(Training {
-        model,
-        adam,
-        state,
-        scaler,
-    })
-}
-
-/// fp16 runs: the loss scale where the run left it (or GradScaler's start).
-fn loss_scaler(tc: &TrainConfig, state: &TrainState, device: Device) -> Option<LossScaler> {
-    tc.precision
-        .scales_loss()
-        .then(|| LossScaler::new(state.loss_scale.unwrap_or_default(), device))
 }
 
 /// The training half of one epoch.

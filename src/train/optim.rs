@@ -38,6 +38,9 @@ pub struct Adam {
     /// multi-megabyte temporaries cost page faults on every CPU step.
     g_flat: Tensor,
     scratch: Tensor,
+    /// Per variable: its learning rate as a multiple of `lr` (1 but for a parameter group with
+    /// its own rate: a fine-tuned encoder's `--encoder-lr`, [`Adam::scale_lr`]).
+    lr_scale: Vec<f64>,
 }
 
 impl Adam {
@@ -64,6 +67,7 @@ impl Adam {
         let v = (0..params.len())
             .map(|i| slot(&v_flat, &layout, i))
             .collect();
+        let lr_scale = vec![1.0; params.len()];
         Adam {
             lr,
             beta1: 0.9,
@@ -79,6 +83,18 @@ impl Adam {
             v,
             g_flat,
             scratch,
+            lr_scale,
+        }
+    }
+
+    /// The variables named `prefix*` update at `factor × lr` from now on: a parameter group
+    /// with its own rate that the schedule scales as it scales `lr` (PyTorch's parameter
+    /// groups under one scheduler). Not saved: the run's config gives it again on resume.
+    pub fn scale_lr(&mut self, prefix: &str, factor: f64) {
+        for (i, (name, _)) in self.params.iter().enumerate() {
+            if name.starts_with(prefix) {
+                self.lr_scale[i] = factor;
+            }
         }
     }
 
@@ -131,7 +147,13 @@ impl Adam {
                 );
                 adam_into(m, v, g, s, &c);
                 for (i, (_, p)) in self.params.iter_mut().enumerate() {
-                    let _ = p.g_sub_(&slot(&self.scratch, &self.layout, i));
+                    let update = slot(&self.scratch, &self.layout, i);
+                    let k = self.lr_scale[i];
+                    let _ = if k == 1.0 {
+                        p.g_sub_(&update)
+                    } else {
+                        p.g_sub_(&(update * k))
+                    };
                 }
                 Some(norm)
             } else {
@@ -150,7 +172,12 @@ impl Adam {
                     }
                     let mut s = slot(&self.scratch, &self.layout, i);
                     adam_into(&mut self.m[i], &mut self.v[i], &gi, &mut s, &c);
-                    let _ = p.g_sub_(&s);
+                    let k = self.lr_scale[i];
+                    let _ = if k == 1.0 {
+                        p.g_sub_(&s)
+                    } else {
+                        p.g_sub_(&(&s * k))
+                    };
                 }
                 Some(norm)
             }
@@ -290,6 +317,30 @@ mod tests {
             "{a:?}"
         );
         assert_eq!(b, vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn a_scaled_group_moves_by_its_own_rate() {
+        // Adam's first step is ±lr per weight: `enc.*` at a tenth of the rate moves ±0.01.
+        let vs = VarStore::new(tch::Device::Cpu);
+        let a = vs.root().var("dec", &[2], nn::Init::Const(1.0));
+        let b = (vs.root() / "enc").var("w", &[2], nn::Init::Const(1.0));
+        let mut adam = Adam::new(&vs, 0.1, 0.0);
+        adam.scale_lr("enc.", 0.1);
+        let g = Tensor::from_slice(&[1.0f32, -1.0]);
+        adam.zero_grad();
+        ((&a * &g).sum(Kind::Float) + (&b * &g).sum(Kind::Float)).backward();
+        adam.step(0.0);
+        let get = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+        let (a, b) = (get(&a), get(&b));
+        assert!(
+            (a[0] - 0.9).abs() < 1e-5 && (a[1] - 1.1).abs() < 1e-5,
+            "{a:?}"
+        );
+        assert!(
+            (b[0] - 0.99).abs() < 1e-5 && (b[1] - 1.01).abs() < 1e-5,
+            "{b:?}"
+        );
     }
 
     #[test]

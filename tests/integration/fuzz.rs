@@ -125,6 +125,7 @@ fn make_seeds() -> Seeds {
         model: ModelConfig {
             encoder: enc,
             frozen_encoder: false,
+            fine_tune: None,
             decoder: DecoderConfig::preset(DecoderPreset::Attention, enc),
             vocab_size: vocab.len() as i64,
             preprocess: enc.default_preprocess(),

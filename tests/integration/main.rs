@@ -12,6 +12,7 @@ mod docs;
 mod effnet;
 mod emoji;
 mod faults;
+mod fine_tune;
 mod fuzz;
 mod guarantees;
 mod hashtags;
