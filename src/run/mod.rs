@@ -115,6 +115,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 mod epoch;
+pub mod vl;
 pub use epoch::{commit_epoch, committed_path, recover, Epoch, Recovered};
 
 pub use crate::fsio::Fingerprint;
