@@ -207,3 +207,63 @@ fn flags_of_captags_own_models_are_refused_for_a_folder() {
     ]);
     assert!(e.contains("--freeze-vision"), "{e}");
 }
+
+/// `compare` puts a fine-tuned GIT run (trained from the spec's args) and a folder as given
+/// beside a classic LSTM run: one table, every run scored on the same dev images and words.
+#[test]
+fn compare_puts_git_runs_and_folders_beside_classic_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    synth(&data, 16, 32, "flickr8k");
+    let (out, spec) = (t.path().join("cmp"), t.path().join("spec.json"));
+    fs::write(
+        &spec,
+        format!(
+            r#"{{"data": "{}", "train": ["--epochs", "2", "--early-stop", "0"],
+                "runs": [
+                  {{"name": "lstm", "args": ["--decoder", "lstm", "--image-size", "32",
+                     "--embed", "32", "--hidden", "64", "--min-count", "1"]}},
+                  {{"name": "git-ft", "args": ["--init-from", "{}", "--batch-size", "8",
+                     "--lr", "1e-3"]}},
+                  {{"name": "git-folder", "dir": "{}"}}]}}"#,
+            s(&data),
+            s(&folder("git")),
+            s(&folder("git"))
+        ),
+    )
+    .unwrap();
+    let table = ok(&[
+        "compare",
+        "--spec",
+        s(&spec),
+        "--out",
+        s(&out),
+        "--resamples",
+        "50",
+    ]);
+    for row in ["| lstm |", "| git-ft |", "| git-folder |"] {
+        assert!(table.contains(row), "{row} missing:\n{table}");
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    let rows = j["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["epochs"], 2);
+    assert!(
+        rows[1]["architecture"].as_str().unwrap().contains("GIT"),
+        "{j}"
+    );
+    assert!(rows[2]["cider_vs_baseline"]["lo"].is_number(), "{j}");
+    // The fine-tuned run is finished: a second compare evaluates it without training.
+    let again = ok(&[
+        "compare",
+        "--spec",
+        s(&spec),
+        "--out",
+        s(&out),
+        "--resamples",
+        "50",
+    ]);
+    assert!(again.contains("| git-ft |"), "{again}");
+    assert_eq!(metrics(&out.join("runs/git-ft")).len(), 2);
+}
