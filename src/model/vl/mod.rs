@@ -450,10 +450,18 @@ impl VlCaptioner {
                 unk: None,
                 allow_unk: true,
             };
+            // Rows of the cache now: a step whose parents are exactly those rows in order (every
+            // greedy step, and sampling) keeps the cache as it is instead of copying it.
+            let mut held = n;
             let step = |parents: &[usize], tokens: &[i64]| -> Result<Vec<f32>> {
-                let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
-                let rows = Tensor::from_slice(&rows).to_device(dev);
-                let mut c = cache.take().unwrap_or_default().select(&rows);
+                let c = cache.take().unwrap_or_default();
+                let mut c = if is_identity(parents, held) {
+                    c
+                } else {
+                    let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
+                    c.select(&Tensor::from_slice(&rows).to_device(dev))
+                };
+                held = parents.len();
                 let ids = Tensor::from_slice(tokens).to_device(dev).unsqueeze(1); // (R, 1)
                 let logits = self.model.step(&mut c, &ids); // (R, V)
                 cache = Some(c);
@@ -529,6 +537,11 @@ impl VlCaptioner {
         let all: Vec<u32> = prefix.0[1..].iter().chain(ids).map(|&i| i as u32).collect();
         self.tokenizer.decode(&all, true)
     }
+}
+
+/// Whether `parents` is `0, 1, …, held - 1`: the rows stay as they are.
+fn is_identity(parents: &[usize], held: usize) -> bool {
+    parents.len() == held && parents.iter().enumerate().all(|(i, &p)| i == p)
 }
 
 /// `decoding` with at most `limit` words (the model's positions bound the caption).
