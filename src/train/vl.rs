@@ -298,16 +298,37 @@ fn batch_loss(m: &VlCaptioner, pixels: &Tensor, pairs: &[&(i64, Vec<i64>)], trai
     m.loss(&memory, &ids, &keep, train)
 }
 
-/// Train epoch `t.state.epoch`: the captions in the order `(seed, epoch)` fixes, one update
-/// per batch.
+/// One epoch's batches of caption indices: the images shuffled by `seed`, each image's captions
+/// kept together and packed into batches of about `batch_size` captions, so the image tower
+/// runs once per image and epoch rather than once per caption.
+fn image_batches(train: &[(i64, Vec<i64>)], batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut groups: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
+    for (i, (row, _)) in train.iter().enumerate() {
+        groups.entry(*row).or_default().push(i);
+    }
+    let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
+    groups.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let mut batches: Vec<Vec<usize>> = vec![];
+    let mut cur: Vec<usize> = vec![];
+    for g in groups {
+        if !cur.is_empty() && cur.len() + g.len() > batch_size.max(1) {
+            batches.push(std::mem::take(&mut cur));
+        }
+        cur.extend(g);
+    }
+    if !cur.is_empty() {
+        batches.push(cur);
+    }
+    batches
+}
+
+/// Train epoch `t.state.epoch`: the batches `(seed, epoch)` fixes, one update per batch.
 fn train_epoch(job: &VlTrainJob, tc: &TrainConfig, data: &VlData, t: &mut Fine) -> Result<Trained> {
     let e = t.state.epoch;
     let seed = super::epoch_seed(tc.seed, e);
     let t0 = Instant::now();
     tch::manual_seed(seed as i64);
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
-    let batches: Vec<&[usize]> = order.chunks(tc.batch_size.max(1)).collect();
+    let batches = image_batches(&data.train, tc.batch_size, seed);
     let steps = batches.len();
     let bar = super::progress(
         job.quiet,
@@ -378,4 +399,31 @@ fn validate(data: &VlData, m: &VlCaptioner, tc: &TrainConfig) -> Result<Dev> {
         captions: Some(super::dev_scores(&hyps, &data.dev_refs)?),
         tags: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_keep_each_images_captions_together_and_use_every_caption_once() {
+        let train: Vec<(i64, Vec<i64>)> = (0..23).map(|i| (i % 5, vec![i])).collect();
+        let b = image_batches(&train, 8, 7);
+        let mut all: Vec<usize> = b.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..23).collect::<Vec<_>>());
+        for batch in &b {
+            let rows: std::collections::HashSet<i64> = batch.iter().map(|&i| train[i].0).collect();
+            // Whole images only: every caption of an image in the batch is in it.
+            for r in rows {
+                assert!(train
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.0 == r)
+                    .all(|(i, _)| batch.contains(&i)));
+            }
+        }
+        assert_eq!(b, image_batches(&train, 8, 7));
+        assert_ne!(b, image_batches(&train, 8, 8));
+    }
 }
