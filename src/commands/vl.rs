@@ -11,9 +11,7 @@ use super::out::outln;
 use super::{bleu_table, collect_images, load_options, Ctx};
 use crate::cli::{CaptionArgs, EvalArgs, TrainArgs};
 use crate::data::Split;
-use crate::infer::{Alternative, Caption};
 use crate::infer::{CaptionResult, Extras};
-use crate::model::decoding::Hypothesis;
 use crate::model::text_tagger::TextTagger;
 use crate::model::vl::{is_vl_folder, VlCaptioner};
 use crate::run::vl as vlrun;
@@ -76,7 +74,7 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<VlTrainJob> {
         (None, Some(r)) => r.train.lr,
         (None, None) => crate::config::defaults::VL_LR,
     };
-    // One plain shuffle of the captions per epoch (`train::vl`).
+    // Whole images shuffled per epoch (`train::vl`): recorded as the shuffled order.
     train.batching = crate::config::Batching::Shuffle;
     if let (None, Some(r)) = (a.precision, &old) {
         train.precision = r.train.precision;
@@ -110,28 +108,6 @@ fn load_at(ctx: &Ctx, dir: &Path, last: bool) -> anyhow::Result<VlCaptioner> {
         );
     }
     Ok(m)
-}
-
-/// One image's n-best list as captag's caption (words, log-probability, alternatives).
-fn to_caption(m: &VlCaptioner, prefix: &crate::model::vl::Prefix, hs: &[Hypothesis]) -> Caption {
-    let text = |h: &Hypothesis| m.text(prefix, &h.tokens);
-    let best = hs.first();
-    Caption {
-        words: best
-            .map(|h| text(h).split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default(),
-        logp: best.map_or(f64::NEG_INFINITY, |h| h.logp),
-        tags: None,
-        attention: None,
-        alternatives: hs
-            .iter()
-            .skip(1)
-            .map(|h| Alternative {
-                text: text(h),
-                logp: h.logp,
-            })
-            .collect(),
-    }
 }
 
 pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
@@ -175,7 +151,11 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let mut r = CaptionResult::new(&to_caption(&m, &prefix, &hs), false, &extras);
+        let mut r = CaptionResult::new(
+            &crate::infer::vl::to_caption(&m, &prefix, &hs),
+            false,
+            &extras,
+        );
         if a.json {
             r.image = Some(path.display().to_string());
             if !social {

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::common::{bad_input, ok, s, synth};
+use super::serve::{caption_raw, Server};
 
 fn folder(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -102,6 +103,9 @@ fn blip_and_git_folders_fine_tune_and_caption_from_the_run_alone() {
         assert_eq!(moved(vision), name == "git", "{name} vision tower");
         assert!(moved(text), "{name} text side");
         let pic = data.join("Images/synth_00001.jpg");
+        if name == "git" {
+            served_as_the_cli_captions(&run, &pic, &t.path().join("ratings.db"));
+        }
         let out = ok(&["caption", s(&run), s(&pic), "--json"]);
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert!(v["caption"].is_string(), "{out}");
@@ -266,4 +270,17 @@ fn compare_puts_git_runs_and_folders_beside_classic_runs() {
     ]);
     assert!(again.contains("| git-ft |"), "{again}");
     assert_eq!(metrics(&out.join("runs/git-ft")).len(), 2);
+}
+
+/// `serve RUN` on a fine-tuned run: the page's answer (beam 3, the server's default) is the
+/// caption `caption RUN --beam 3` writes.
+fn served_as_the_cli_captions(run: &Path, pic: &Path, db: &Path) {
+    let cli: serde_json::Value =
+        serde_json::from_str(ok(&["caption", s(run), s(pic), "--beam", "3", "--json"]).trim())
+            .unwrap();
+    let server = Server::start_on(run, db, &[], &[]);
+    let (status, v) = caption_raw(&server.addr, &fs::read(pic).unwrap(), "");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["caption"], cli["caption"], "{v}");
+    assert!(server.terminate().success());
 }
