@@ -384,6 +384,13 @@ pub fn read(dir: &Path) -> Result<Contents> {
             dir.display()
         )));
     }
+    if vl::is_vl_run(dir) {
+        return Err(Error::invalid(format!(
+            "{}: a BLIP/GIT run fine-tuned from a Hugging Face folder; caption, eval, serve, \
+             compare and train --resume read it, this does not",
+            dir.display()
+        )));
+    }
     let run = read_config(&path)?;
     run.model.validate()?;
     let vocab = read_tokens(dir, &run.model)?;

@@ -210,6 +210,21 @@ fn flags_of_captags_own_models_are_refused_for_a_folder() {
         "--freeze-vision",
     ]);
     assert!(e.contains("--freeze-vision"), "{e}");
+    // A fine-tuned run is no source for captag's own runs (SCST from it is not implemented).
+    let run = t.path().join("git");
+    train(&data, Some(&git), &run, 1, &[]);
+    let e = bad_input(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--init-from",
+        s(&run),
+        "--objective",
+        "scst",
+    ]);
+    assert!(e.contains("a BLIP/GIT run"), "{e}");
 }
 
 /// `compare` puts a fine-tuned GIT run (trained from the spec's args) and a folder as given
