@@ -5,7 +5,8 @@ use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Run directory of the captioner.
+    /// Run directory of the captioner (or a Hugging Face BLIP/GIT folder, or a run fine-tuned
+    /// from one).
     pub checkpoint: PathBuf,
     /// Caption-text hashtag model (`captag tags train`).
     #[arg(long)]

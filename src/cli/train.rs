@@ -44,6 +44,10 @@ pub struct TrainArgs {
     /// Feature cache to reuse or create (default: OUT/features.safetensors).
     #[arg(long)]
     pub features: Option<PathBuf>,
+    /// With --init-from a BLIP/GIT folder: keep the image tower as loaded (only the text side
+    /// and GIT's visual projection are trained).
+    #[arg(long)]
+    pub freeze_vision: bool,
     /// Total number of epochs (with --resume: the new total).
     #[arg(long, default_value_t = defaults::EPOCHS)]
     pub epochs: usize,

@@ -22,8 +22,11 @@ fn finished(dir: &Path) -> anyhow::Result<Option<bool>> {
     let Ok(state) = run::read_json::<TrainState>(&dir.join(run::STATE)) else {
         return Ok(Some(false));
     };
-    let cfg = run::read_config(&dir.join(run::CONFIG))?;
-    Ok(Some(state.stopped_early || state.epoch >= cfg.train.epochs))
+    let epochs = match run::vl::is_vl_run(dir) {
+        true => run::vl::read(dir)?.train.epochs,
+        false => run::read_config(&dir.join(run::CONFIG))?.train.epochs,
+    };
+    Ok(Some(state.stopped_early || state.epoch >= epochs))
 }
 
 fn train_run(
@@ -50,8 +53,7 @@ fn train_run(
     let Command::Train(a) = cli.command else {
         bail!("not a train command line");
     };
-    let job = super::model::train_job(ctx, &a)?;
-    crate::train::run(&job)?;
+    super::model::run_train(ctx, &a)?;
     Ok(())
 }
 
@@ -118,6 +120,20 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
     let mut evaluated = vec![];
     for r in &spec.runs {
         let dir: PathBuf = spec.run_dir(r, &a.out);
+        if super::vl::is_vl(&dir) {
+            // A BLIP/GIT run or folder: its own tokenizer, the same scoring on words.
+            let m = super::vl::open(&dir, ctx.device, false)?;
+            let report =
+                crate::eval::vl::evaluate(&m, &spec.data, &opts, es.split, &es.decoding, es.mode)?;
+            let how = match run::vl::is_vl_run(&dir) {
+                true => "fine-tuned",
+                false => "folder as given",
+            };
+            let arch = format!("{} ({how})", m.config.name());
+            say_scores(ctx, &r.name, &report);
+            evaluated.push((r.name.clone(), dir, arch, report));
+            continue;
+        }
         let mut loaded = crate::infer::load_checkpoint(&dir, ctx.device, false)?;
         loaded.allow_unk = a.decode.allow_unk;
         let frozen = loaded.run.model.frozen_encoder;
@@ -130,14 +146,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
         )?;
         let m = &loaded.run.model;
         let arch = format!("{} + {}", m.encoder.as_str(), m.decoder.name());
-        if !ctx.quiet {
-            crate::fsio::errln!(
-                "{}: BLEU-4 {:.2}  CIDEr-D {:.2}",
-                r.name,
-                100.0 * report.bleu.bleu[3],
-                100.0 * report.cider
-            );
-        }
+        say_scores(ctx, &r.name, &report);
         evaluated.push((r.name.clone(), dir, arch, report));
     }
     let name = decoding.name();
@@ -157,6 +166,16 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
         a.out.display()
     )?;
     Ok(())
+}
+
+fn say_scores(ctx: &Ctx, name: &str, report: &crate::eval::runner::EvalReport) {
+    if !ctx.quiet {
+        crate::fsio::errln!(
+            "{name}: BLEU-4 {:.2}  CIDEr-D {:.2}",
+            100.0 * report.bleu.bleu[3],
+            100.0 * report.cider
+        );
+    }
 }
 
 pub fn plot(a: &PlotArgs) -> anyhow::Result<()> {

@@ -105,6 +105,7 @@ fn train_args(a: &DemoArgs, data: &Path, run: &Path) -> TrainArgs {
         fine_tune_blocks: None,
         lm_weights: None,
         features: None,
+        freeze_vision: false,
         epochs: a.epochs,
         out: run.to_path_buf(),
         resume: false,

@@ -81,7 +81,7 @@ fn decoder_overrides(a: &TrainArgs) -> DecoderOverrides {
 
 /// The training settings `train` asks for; resuming without `--batching` or
 /// `--captions-per-image` keeps the run's.
-fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
+pub(super) fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
     let (scst, init_from) = training::scst::settings(&a.scst)?;
     Ok(TrainConfig {
         epochs: a.epochs,
@@ -166,6 +166,9 @@ fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
 
 pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
     check_fine_tune(a)?;
+    if a.freeze_vision {
+        bail!("--freeze-vision needs --init-from a BLIP or GIT Hugging Face folder");
+    }
     let mut model = model_config(a)?;
     let mut features = a.features.clone();
     // --init-from: the architecture (and the feature cache, unless given) are the source run's.
@@ -288,9 +291,17 @@ fn pretrained_lm(a: &TrainArgs, dir: &Path, decoder: &mut DecoderConfig) -> anyh
     Ok(())
 }
 
+/// Train a run: captag's own models, or a BLIP/GIT folder fine-tuned (`--init-from HF_DIR`,
+/// or `--resume` of such a run).
+pub fn run_train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<training::TrainSummary> {
+    if super::vl::wants_training(a) {
+        return Ok(training::vl::run(&super::vl::train_job(ctx, a)?)?);
+    }
+    Ok(training::run(&train_job(ctx, a)?)?)
+}
+
 pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
-    let job = train_job(ctx, a)?;
-    let s = training::run(&job)?;
+    let s = run_train(ctx, a)?;
     outln!(
         "{} epochs in {:.0}s; best dev {} {:.2} at epoch {} → {}",
         s.epochs,

@@ -24,13 +24,27 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
         bail!("--beam must be 1 to {cap}");
     }
     // Checked here, before the port opens, so a typo is one error line.
-    crate::run::read(&a.checkpoint)?;
+    let vl = super::vl::is_vl(&a.checkpoint);
+    let folder = vl && !crate::run::vl::is_vl_run(&a.checkpoint);
+    if vl && !a.precision.is_fp32() {
+        bail!("--precision: BLIP/GIT models are served in fp32");
+    }
+    if folder && a.last {
+        bail!("--last needs a run directory, not a Hugging Face BLIP/GIT folder");
+    }
+    if !vl {
+        crate::run::read(&a.checkpoint)?;
+    }
     let name = a
         .checkpoint
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let run_id = format!("{name}@{}", crate::run::fingerprint(&a.checkpoint)?);
+    let fingerprint = match folder {
+        true => crate::run::vl::folder_fingerprint(&a.checkpoint)?,
+        false => crate::run::fingerprint(&a.checkpoint)?,
+    };
+    let run_id = format!("{name}@{fingerprint}");
     let config = serve::Config {
         addr,
         db: a.db.clone(),
@@ -52,11 +66,15 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     let opts = super::translate::options(a.translate.lang.as_deref(), None, None)?;
     let (llm, adapter) = (a.llm.clone(), a.adapter.clone());
     let load = move || -> crate::Result<worker::Models> {
-        Ok(worker::Models {
-            captioner: crate::infer::Loaded {
+        let captioner = match vl {
+            true => worker::Captioner::Vl(super::vl::open(&dir, device, last)?),
+            false => worker::Captioner::Run(crate::infer::Loaded {
                 allow_unk,
                 ..crate::infer::load_checkpoint(&dir, device, last)?.in_precision(precision)?
-            },
+            }),
+        };
+        Ok(worker::Models {
+            captioner,
             text_tags: text_tags.as_deref().map(TextTagger::load).transpose()?,
             emoji: emoji.as_deref().map(TextTagger::load_emoji).transpose()?,
             translator: match &translate {

@@ -8,26 +8,95 @@ use std::path::Path;
 use anyhow::bail;
 
 use super::out::outln;
-use super::{bleu_table, collect_images, load_dataset, load_options, Ctx};
-use crate::cli::{CaptionArgs, EvalArgs};
+use super::{bleu_table, collect_images, load_options, Ctx};
+use crate::cli::{CaptionArgs, EvalArgs, TrainArgs};
 use crate::data::Split;
-use crate::infer::{Alternative, Caption};
 use crate::infer::{CaptionResult, Extras};
-use crate::model::decoding::Hypothesis;
 use crate::model::text_tagger::TextTagger;
 use crate::model::vl::{is_vl_folder, VlCaptioner};
-use crate::text::tokenize;
+use crate::run::vl as vlrun;
+use crate::train::vl::VlTrainJob;
 
 /// Images per forward pass.
 const BATCH: usize = 16;
 
-/// Whether `caption`/`eval` should read `dir` as a BLIP or GIT folder.
+/// Whether `caption`/`eval` should read `dir` as a BLIP or GIT folder, or a run fine-tuned
+/// from one.
 pub fn is_vl(dir: &Path) -> bool {
-    is_vl_folder(dir)
+    is_vl_folder(dir) || vlrun::is_vl_run(dir)
 }
 
-fn load(ctx: &Ctx, dir: &Path) -> anyhow::Result<VlCaptioner> {
-    let m = VlCaptioner::load(dir, ctx.device)?;
+/// A folder as downloaded, or a fine-tuned run (its best weights; `last`: its last epoch's).
+pub fn open(dir: &Path, device: tch::Device, last: bool) -> crate::Result<VlCaptioner> {
+    if vlrun::is_vl_run(dir) {
+        return Ok(vlrun::open(dir, device, last)?.1);
+    }
+    VlCaptioner::load(dir, device)
+}
+
+/// Whether `train` fine-tunes a BLIP/GIT folder: `--init-from` names one, or `--resume`
+/// continues such a run.
+pub fn wants_training(a: &TrainArgs) -> bool {
+    match &a.scst.init_from {
+        Some(src) => is_vl_folder(src),
+        None => a.resume && vlrun::is_vl_run(&a.out),
+    }
+}
+
+/// `train --init-from HF_DIR`'s job: the training flags that apply to a folder (the
+/// architecture, vocabulary and feature flags of captag's own models are refused).
+pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<VlTrainJob> {
+    let refused = [
+        ("--encoder-weights", a.encoder_weights.is_some()),
+        ("--lm-weights", a.lm_weights.is_some()),
+        ("--features", a.features.is_some()),
+        ("--hashtags", a.hashtags || a.hashtags_only),
+        ("--teacher", a.distill.teacher.is_some()),
+        ("--captions-per-image", a.captions_per_image.is_some()),
+        ("--image-size", a.image_size.is_some()),
+        (
+            "--objective scst",
+            a.scst.objective == crate::cli::Objective::Scst,
+        ),
+    ];
+    if let Some((flag, _)) = refused.iter().find(|(_, given)| *given) {
+        bail!(
+            "{flag} does not apply to fine-tuning a BLIP/GIT folder (its architecture, tokenizer              and preprocessing are the folder's; SCST on these models is not implemented)"
+        );
+    }
+    let old = match a.resume {
+        true => Some(vlrun::read(&a.out)?),
+        false => None,
+    };
+    let mut train = super::model::train_config(ctx, a)?;
+    train.lr = match (a.lr, &old) {
+        (Some(lr), _) => lr,
+        (None, Some(r)) => r.train.lr,
+        (None, None) => crate::config::defaults::VL_LR,
+    };
+    // Whole images shuffled per epoch (`train::vl`): recorded as the shuffled order.
+    train.batching = crate::config::Batching::Shuffle;
+    if let (None, Some(r)) = (a.precision, &old) {
+        train.precision = r.train.precision;
+    }
+    train.validate()?;
+    Ok(VlTrainJob {
+        data: a.data.clone(),
+        load: load_options(ctx, &a.dataset),
+        out: a.out.clone(),
+        resume: a.resume,
+        folder: a.scst.init_from.clone(),
+        // Resuming without the flag keeps the run's setting.
+        freeze_vision: a.freeze_vision || old.is_some_and(|r| r.freeze_vision),
+        train,
+        device: ctx.device,
+        quiet: ctx.quiet,
+        verbose: ctx.verbose,
+    })
+}
+
+fn load_at(ctx: &Ctx, dir: &Path, last: bool) -> anyhow::Result<VlCaptioner> {
+    let m = open(dir, ctx.device, last)?;
     if ctx.verbose {
         crate::fsio::errln!(
             "{}: {} on {:?}, {} tokens, {}-pixel images",
@@ -41,38 +110,16 @@ fn load(ctx: &Ctx, dir: &Path) -> anyhow::Result<VlCaptioner> {
     Ok(m)
 }
 
-/// One image's n-best list as captag's caption (words, log-probability, alternatives).
-fn to_caption(m: &VlCaptioner, prefix: &crate::model::vl::Prefix, hs: &[Hypothesis]) -> Caption {
-    let text = |h: &Hypothesis| m.text(prefix, &h.tokens);
-    let best = hs.first();
-    Caption {
-        words: best
-            .map(|h| text(h).split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default(),
-        logp: best.map_or(f64::NEG_INFINITY, |h| h.logp),
-        tags: None,
-        attention: None,
-        alternatives: hs
-            .iter()
-            .skip(1)
-            .map(|h| Alternative {
-                text: text(h),
-                logp: h.logp,
-            })
-            .collect(),
-    }
-}
-
 pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
     let decoding = super::model::decoding(&a.decode, ctx.seed)?;
-    if a.attention.is_some() || a.restore.is_some() || a.moods.is_some() || a.last {
-        bail!(
-            "--attention, --restore, --moods and --last need a captag run directory, not a \
-             Hugging Face BLIP/GIT folder"
-        );
+    if a.attention.is_some() || a.restore.is_some() || a.moods.is_some() {
+        bail!("--attention, --restore and --moods are not available for BLIP/GIT models");
+    }
+    if a.last && !vlrun::is_vl_run(&a.checkpoint) {
+        bail!("--last needs a run directory, not a Hugging Face BLIP/GIT folder");
     }
     let files = collect_images(&a.inputs)?;
-    let m = load(ctx, &a.checkpoint)?;
+    let m = load_at(ctx, &a.checkpoint, a.last)?;
     let text_tags = a
         .tags
         .text_tags
@@ -104,7 +151,11 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let mut r = CaptionResult::new(&to_caption(&m, &prefix, &hs), false, &extras);
+        let mut r = CaptionResult::new(
+            &crate::infer::vl::to_caption(&m, &prefix, &hs),
+            false,
+            &extras,
+        );
         if a.json {
             r.image = Some(path.display().to_string());
             if !social {
@@ -136,68 +187,41 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
 /// Zero-shot scores of a folder on a dataset split.
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     let decoding = super::model::decoding(&a.decode, ctx.seed)?;
-    if a.features.is_some() || a.last {
-        bail!(
-            "--features and --last need a captag run directory, not a Hugging Face BLIP/GIT folder"
-        );
+    if a.features.is_some() {
+        bail!("--features does not apply to BLIP/GIT models (they read the pictures)");
     }
-    let m = load(ctx, &a.checkpoint)?;
-    let ds = load_dataset(ctx, &a.data, &load_options(ctx, &a.dataset))?;
+    if a.last && !vlrun::is_vl_run(&a.checkpoint) {
+        bail!("--last needs a run directory, not a Hugging Face BLIP/GIT folder");
+    }
+    let m = load_at(ctx, &a.checkpoint, a.last)?;
     let split: Split = a.split.into();
-    let samples: Vec<_> = ds.samples.iter().filter(|s| s.split == split).collect();
-    if samples.is_empty() {
-        bail!("{}: no images in the {split} split", a.data.display());
-    }
-    let paths: Vec<_> = samples.iter().map(|s| s.path.clone()).collect();
-    let prefix = m.prefix(None);
-    let t0 = std::time::Instant::now();
-    let results = m.caption_paths(&paths, &prefix, &decoding, BATCH)?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let (mut hyps, mut refs, mut preds) = (vec![], vec![], vec![]);
-    let mut unreadable = 0;
-    for (s, r) in samples.iter().zip(results) {
-        match r {
-            Ok(hs) => {
-                let text = hs
-                    .first()
-                    .map(|h| m.text(&prefix, &h.tokens))
-                    .unwrap_or_default();
-                hyps.push(tokenize(&text));
-                refs.push(s.captions.iter().map(|c| tokenize(c)).collect::<Vec<_>>());
-                preds.push(serde_json::json!({"image_id": s.id, "caption": text}));
-            }
-            Err(why) => {
-                unreadable += 1;
-                if ctx.verbose {
-                    crate::fsio::errln!("skipped: {why}");
-                }
-            }
-        }
-    }
-    if hyps.is_empty() {
-        bail!("no image of the {split} split could be read");
-    }
-    let bleu = crate::eval::bleu::corpus_bleu(&hyps, &refs, a.mode.into())?;
-    let cider = crate::eval::cider::cider_d(&hyps, &refs).map_err(anyhow::Error::msg)?;
-    let rouge = crate::eval::rouge::rouge_l(&hyps, &refs).map_err(anyhow::Error::msg)?;
+    let opts = load_options(ctx, &a.dataset);
+    let r = crate::eval::vl::evaluate(&m, &a.data, &opts, split, &decoding, a.mode.into())?;
+    let (bleu, seconds, unreadable) = (&r.bleu, r.caption_seconds, r.unreadable);
+    let hyps = &r.predictions;
     if let Some(out) = &a.predictions {
-        crate::run::write_json(&preds, out)?;
+        crate::run::write_json(&r.predictions, out)?;
     }
     let name = decoding.name();
     if a.json {
         let v = serde_json::json!({
             "model": m.config.name(), "folder": a.checkpoint, "split": split.to_string(),
             "images": hyps.len(), "unreadable": unreadable, "decoding": name,
-            "bleu": bleu.bleu, "cider": cider.score, "rouge_l": rouge.score,
+            "bleu": bleu, "cider": r.cider, "rouge_l": r.rouge_l,
             "seconds": seconds,
         });
         outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     outln!(
-        "{} images of {split} ({unreadable} unreadable), {} zero-shot, {name}, {:.1}s ({:.2} ms per image)",
+        "{} images of {split} ({unreadable} unreadable), {} {}, {name}, {:.1}s ({:.2} ms per image)",
         hyps.len(),
         m.config.name(),
+        if vlrun::is_vl_run(&a.checkpoint) {
+            "fine-tuned"
+        } else {
+            "zero-shot"
+        },
         seconds,
         1000.0 * seconds / hyps.len() as f64
     )?;
@@ -207,8 +231,8 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     )?;
     outln!(
         "CIDEr-D {:.2}  ROUGE-L {:.2}",
-        100.0 * cider.score,
-        100.0 * rouge.score
+        100.0 * r.cider,
+        100.0 * r.rouge_l
     )?;
     if let Some(out) = &a.predictions {
         outln!("predictions: {}", out.display())?;

@@ -13,6 +13,8 @@ pub const LR: f64 = 2e-3;
 pub const ENCODER_LR: f64 = 1e-4;
 /// `train --lr` of `--objective scst` (ruotianluo's self-critical rate).
 pub const SCST_LR: f64 = 5e-5;
+/// Learning rate of BLIP/GIT fine-tuning from a Hugging Face folder (`train --init-from HF_DIR`).
+pub const VL_LR: f64 = 5e-5;
 /// `train --scst-samples`: captions sampled per image.
 pub const SCST_SAMPLES: usize = 5;
 /// `train --grad-clip`: global gradient-norm clip (0 = off).

@@ -10,3 +10,4 @@ mod numpy;
 pub mod rouge;
 pub mod runner;
 pub mod tag_metrics;
+pub mod vl;

@@ -162,21 +162,7 @@ pub fn evaluate(
             "no image of the {split} split could be decoded"
         )));
     }
-    let bleu = corpus_bleu(&hyps, &refs, mode)?;
-    let cider = crate::eval::cider::cider_d(&hyps, &refs).map_err(Error::invalid)?;
-    let rouge = crate::eval::rouge::rouge_l(&hyps, &refs).map_err(Error::invalid)?;
-    let per_image = PerImage {
-        ids: predictions.iter().map(|p| p.image_id.clone()).collect(),
-        bleu: hyps
-            .iter()
-            .zip(&refs)
-            .map(|(h, r)| {
-                crate::eval::bleu::corpus_stats(std::slice::from_ref(h), std::slice::from_ref(r))
-            })
-            .collect::<Result<_>>()?,
-        cider: cider.per_image.clone(),
-    };
-    let distinct_captions = hyps.iter().collect::<std::collections::HashSet<_>>().len();
+    let w = word_scores(&hyps, &refs, &predictions, mode)?;
     let unk_word = crate::text::vocab::SPECIALS[crate::text::vocab::UNK as usize];
     let unk_captions = hyps
         .iter()
@@ -188,10 +174,10 @@ pub fn evaluate(
         unreadable,
         decoding: spec.decoding,
         mode,
-        bleu,
-        cider: cider.score,
-        rouge_l: rouge.score,
-        distinct_captions,
+        bleu: w.bleu,
+        cider: w.cider,
+        rouge_l: w.rouge_l,
+        distinct_captions: w.distinct,
         unk_captions,
         unk,
         seconds: t0.elapsed().as_secs_f64(),
@@ -200,6 +186,46 @@ pub fn evaluate(
         hashtags,
         grounded: grounded.filter(|g| g.captions > 0),
         predictions,
+        per_image: w.per_image,
+    })
+}
+
+/// The word-level scores of a split's captions (`hyps`, one per prediction) against `refs`.
+pub struct WordScores {
+    pub bleu: BleuScores,
+    pub cider: f64,
+    pub rouge_l: f64,
+    pub distinct: usize,
+    pub per_image: PerImage,
+}
+
+/// BLEU (`mode`), CIDEr-D and ROUGE-L of tokenized captions, and the per-image statistics of
+/// the paired bootstrap: the one scoring of `eval` and `compare`, whatever wrote the captions.
+pub fn word_scores(
+    hyps: &[Vec<String>],
+    refs: &[Vec<Vec<String>>],
+    predictions: &[Prediction],
+    mode: BleuMode,
+) -> Result<WordScores> {
+    let bleu = corpus_bleu(hyps, refs, mode)?;
+    let cider = crate::eval::cider::cider_d(hyps, refs).map_err(Error::invalid)?;
+    let rouge = crate::eval::rouge::rouge_l(hyps, refs).map_err(Error::invalid)?;
+    let per_image = PerImage {
+        ids: predictions.iter().map(|p| p.image_id.clone()).collect(),
+        bleu: hyps
+            .iter()
+            .zip(refs)
+            .map(|(h, r)| {
+                crate::eval::bleu::corpus_stats(std::slice::from_ref(h), std::slice::from_ref(r))
+            })
+            .collect::<Result<_>>()?,
+        cider: cider.per_image.clone(),
+    };
+    Ok(WordScores {
+        bleu,
+        cider: cider.score,
+        rouge_l: rouge.score,
+        distinct: hyps.iter().collect::<std::collections::HashSet<_>>().len(),
         per_image,
     })
 }

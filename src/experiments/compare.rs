@@ -330,9 +330,11 @@ impl Comparison {
         let json = serde_json::to_string_pretty(self).map_err(|e| Error::invalid(e.to_string()))?;
         w("compare.json", &json)?;
         w("compare.csv", &self.csv())?;
+        // A row without training (a BLIP/GIT folder as downloaded) has no curve.
         let curves: Vec<plot::Curves> = self
             .rows
             .iter()
+            .filter(|r| Path::new(&r.dir).join(crate::run::METRICS).is_file())
             .map(|r| plot::read_curves(&r.name, &Path::new(&r.dir).join(crate::run::METRICS)))
             .collect::<Result<_>>()?;
         plot::curves_chart(&curves).save(&out.join("curves"))?;

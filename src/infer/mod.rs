@@ -8,6 +8,7 @@ mod result;
 pub mod social;
 pub mod tags;
 pub mod translate;
+pub mod vl;
 
 pub use result::{CaptionResult, Extras};
 

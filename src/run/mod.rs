@@ -116,6 +116,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 mod epoch;
+pub mod vl;
 pub use epoch::{commit_epoch, committed_path, recover, Epoch, Recovered};
 
 pub use crate::fsio::Fingerprint;
@@ -385,6 +386,13 @@ pub fn read(dir: &Path) -> Result<Contents> {
     if !path.is_file() {
         return Err(Error::invalid(format!(
             "{}: not a captag run directory (no config.json)",
+            dir.display()
+        )));
+    }
+    if vl::is_vl_run(dir) {
+        return Err(Error::invalid(format!(
+            "{}: a BLIP/GIT run fine-tuned from a Hugging Face folder; caption, eval, serve, \
+             compare and train --resume read it, this does not",
             dir.display()
         )));
     }

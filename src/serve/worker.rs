@@ -20,9 +20,28 @@ pub struct Options {
     pub social: bool,
 }
 
+/// What captions: a captag run, or a BLIP/GIT folder or run fine-tuned from one.
+pub enum Captioner {
+    Run(Loaded),
+    Vl(crate::model::vl::VlCaptioner),
+}
+
+impl Captioner {
+    fn caption_image(
+        &self,
+        img: &image::RgbImage,
+        d: &Decoding,
+    ) -> crate::Result<crate::infer::Caption> {
+        match self {
+            Captioner::Run(l) => l.caption_image(img, d),
+            Captioner::Vl(m) => crate::infer::vl::caption_image(m, img, d),
+        }
+    }
+}
+
 /// The models the thread owns.
 pub struct Models {
-    pub captioner: Loaded,
+    pub captioner: Captioner,
     pub text_tags: Option<TextTagger>,
     pub emoji: Option<TextTagger>,
     /// `serve --translate HF_DIR --lang L`: the caption and its hashtags translated.

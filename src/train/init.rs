@@ -1,7 +1,8 @@
 //! `train --init-from PATH`: a new run whose first weights are another run's best. The source
 //! is read in one place ([`open`]): today a captag run directory, whose architecture,
 //! vocabulary, hashtag list and frozen encoder weights the new run takes over unchanged (so
-//! its weights fit); another kind of source (a Hugging Face folder) is one more arm there.
+//! its weights fit). A Hugging Face BLIP or GIT folder is the other kind of source: it is
+//! fine-tuned by `train::vl` into a run of its own architecture ([`record`] notes it).
 use std::path::{Path, PathBuf};
 
 use tch::nn::VarStore;
@@ -56,8 +57,14 @@ pub fn adopt(
     Ok(())
 }
 
-/// What `config.json` records of the source.
+/// What `config.json` records of the source: a run, or a BLIP/GIT folder (`train::vl`).
 pub fn record(path: &Path) -> Result<InitFrom> {
+    if crate::model::vl::is_vl_folder(path) {
+        return Ok(InitFrom {
+            run: path.display().to_string(),
+            fingerprint: run::vl::folder_fingerprint(path)?,
+        });
+    }
     open(path)?;
     Ok(InitFrom {
         run: path.display().to_string(),

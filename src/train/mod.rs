@@ -22,6 +22,7 @@ pub mod scaler;
 pub mod scst;
 mod step;
 pub mod tagdata;
+pub mod vl;
 
 use batches::epoch_batches;
 pub use batches::{captions_in_turn, length_buckets};
@@ -176,7 +177,11 @@ fn check_job(job: &TrainJob) -> Result<()> {
 
 /// Tell the user what [`run::recover`] had to do.
 fn say_recovered(job: &TrainJob, rec: &run::Recovered) {
-    if job.quiet {
+    say_recovered_in(&job.out, job.quiet, rec)
+}
+
+fn say_recovered_in(out: &std::path::Path, quiet: bool, rec: &run::Recovered) {
+    if quiet {
         return;
     }
     for (done, what) in [
@@ -191,7 +196,7 @@ fn say_recovered(job: &TrainJob, rec: &run::Recovered) {
         ),
     ] {
         if done {
-            crate::fsio::errln!("{}: {what}", job.out.display());
+            crate::fsio::errln!("{}: {what}", out.display());
         }
     }
 }
@@ -425,9 +430,19 @@ impl SelectionScore {
 /// Close the epoch in `t.state`: is it the best so far (higher `score`, ties to the lower dev
 /// loss), the schedule's per-epoch learning rate, early stopping. Returns whether it is the best.
 fn select_and_schedule(t: &mut Training, tc: &TrainConfig, score: f64, dev_loss: f64) -> bool {
-    let s = &mut t.state;
+    close_epoch(&mut t.state, &mut t.adam, tc, score, dev_loss)
+}
+
+/// [`select_and_schedule`] on the state and optimizer alone.
+fn close_epoch(
+    s: &mut TrainState,
+    adam: &mut optim::Adam,
+    tc: &TrainConfig,
+    score: f64,
+    dev_loss: f64,
+) -> bool {
     s.epoch += 1;
-    s.step = t.adam.step;
+    s.step = adam.step;
     let improved = s.epoch == 1
         || score > s.best_score
         || (score == s.best_score && dev_loss < s.best_dev_loss);
@@ -439,10 +454,10 @@ fn select_and_schedule(t: &mut Training, tc: &TrainConfig, score: f64, dev_loss:
     } else {
         s.bad_epochs += 1;
     }
-    t.adam.lr = tc
+    adam.lr = tc
         .schedule
-        .after_epoch(t.adam.lr, s.epoch, dev_loss, &mut s.plateau);
-    s.lr = t.adam.lr;
+        .after_epoch(adam.lr, s.epoch, dev_loss, &mut s.plateau);
+    s.lr = adam.lr;
     s.stopped_early = tc.early_stop > 0 && s.bad_epochs >= tc.early_stop;
     improved
 }

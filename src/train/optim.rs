@@ -22,6 +22,9 @@ pub struct Adam {
     beta2: f64,
     eps: f64,
     weight_decay: f64,
+    /// AdamW (Loshchilov & Hutter 2019, `torch.optim.AdamW`): the weights shrink by
+    /// `lr · weight_decay` before the update instead of the decay entering the gradient.
+    decoupled: bool,
     /// Number of updates done so far (the bias-correction `t`).
     pub step: i64,
     /// Trainable variables by name (sorted, so saved state is stable).
@@ -74,6 +77,7 @@ impl Adam {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay,
+            decoupled: false,
             step: 0,
             params,
             m_flat,
@@ -95,6 +99,14 @@ impl Adam {
             if name.starts_with(prefix) {
                 self.lr_scale[i] = factor;
             }
+        }
+    }
+
+    /// `torch.optim.AdamW`: decoupled weight decay (BLIP/GIT fine-tuning).
+    pub fn adamw(vs: &VarStore, lr: f64, weight_decay: f64) -> Self {
+        Adam {
+            decoupled: true,
+            ..Adam::new(vs, lr, weight_decay)
         }
     }
 
@@ -127,8 +139,21 @@ impl Adam {
             bc2_sqrt: (1.0 - self.beta2.powi(t)).sqrt(),
             step_size: self.lr / (1.0 - self.beta1.powi(t)),
         };
-        let wd = self.weight_decay;
+        let wd = if self.decoupled {
+            0.0
+        } else {
+            self.weight_decay
+        };
+        let shrink = 1.0 - self.lr * self.weight_decay;
         tch::no_grad(|| {
+            if self.decoupled && self.weight_decay != 0.0 {
+                // As PyTorch: a variable without a gradient this step is not decayed either.
+                for ((_, p), g) in self.params.iter_mut().zip(&grads) {
+                    if g.defined() {
+                        let _ = p.g_mul_scalar_(shrink);
+                    }
+                }
+            }
             let live: Vec<usize> = (0..grads.len()).filter(|&i| grads[i].defined()).collect();
             let flat: Vec<Tensor> = live.iter().map(|&i| grads[i].view(-1)).collect();
             if live.len() == grads.len() {
@@ -305,6 +330,19 @@ mod tests {
             "{b:?}"
         );
         assert!((norm - (9.0f64 + 16.0 + 0.25).sqrt()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn adamw_shrinks_the_weights_before_the_update() {
+        // torch.optim.AdamW(lr=0.1, weight_decay=0.5), one step from 1 with gradient 3:
+        // 1 · (1 − 0.1 · 0.5) − 0.1 · 3 / (3 + ε) = 0.85.
+        let vs = VarStore::new(tch::Device::Cpu);
+        let x = vs.root().var("x", &[1], nn::Init::Const(1.0));
+        let mut adam = Adam::adamw(&vs, 0.1, 0.5);
+        adam.zero_grad();
+        (&x * 3.0).sum(Kind::Float).backward();
+        adam.step(0.0);
+        assert!((x.double_value(&[0]) - 0.85).abs() < 1e-6);
     }
 
     #[test]

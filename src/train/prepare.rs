@@ -92,7 +92,7 @@ impl Images {
 }
 
 /// The distinct rows `(U,)` of a batch, sorted, and each row's index among them `(B,)`.
-fn distinct(rows: &[i64]) -> (Tensor, Tensor) {
+pub(super) fn distinct(rows: &[i64]) -> (Tensor, Tensor) {
     let mut uniq: Vec<i64> = rows.to_vec();
     uniq.sort_unstable();
     uniq.dedup();

@@ -88,7 +88,11 @@ pub(super) fn open_or_resume(job: &TrainJob, prep: &Prepared) -> Result<Training
 }
 
 /// fp16 runs: the loss scale where the run left it (or GradScaler's start).
-fn loss_scaler(tc: &TrainConfig, state: &TrainState, device: Device) -> Option<LossScaler> {
+pub(super) fn loss_scaler(
+    tc: &TrainConfig,
+    state: &TrainState,
+    device: Device,
+) -> Option<LossScaler> {
     tc.precision
         .scales_loss()
         .then(|| LossScaler::new(state.loss_scale.unwrap_or_default(), device))

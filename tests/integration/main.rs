@@ -27,3 +27,4 @@ mod special_files;
 mod translate;
 mod unk;
 mod vl;
+mod vl_train;

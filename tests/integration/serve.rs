@@ -45,6 +45,11 @@ pub struct Server {
 impl Server {
     pub fn start(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let (_, run) = fixture();
+        Server::start_on(run, db, extra, env)
+    }
+
+    /// The server on another checkpoint (a run directory or a BLIP/GIT folder).
+    pub fn start_on(run: &Path, db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_captag"));
         cmd.args(["--device", "cpu", "--threads", "1", "-q", "serve", s(run)])
             .args(["--addr", "127.0.0.1:0", "--db", s(db)])

@@ -169,5 +169,5 @@ fn a_broken_folder_is_one_error_line() {
         "--attention",
         s(tmp.path()),
     ]);
-    assert!(e.contains("need a captag run directory"), "{e}");
+    assert!(e.contains("not available for BLIP/GIT"), "{e}");
 }

@@ -144,6 +144,14 @@ impl VlConfig {
         }
     }
 
+    /// The variables of the image tower (`--freeze-vision` keeps them as loaded).
+    pub fn vision_prefix(&self) -> &'static str {
+        match self {
+            VlConfig::Blip(_) => "vision_model.",
+            VlConfig::Git(_) => "git.image_encoder.",
+        }
+    }
+
     /// The folder names a variable may have.
     pub fn weight_names(&self, var: &str) -> Vec<String> {
         match self {
@@ -317,12 +325,28 @@ impl VlCaptioner {
     /// A user's folder as downloaded: config.json, model.safetensors (or shards),
     /// preprocessor_config.json, tokenizer.json or vocab.txt.
     pub fn load(dir: &Path, device: Device) -> Result<VlCaptioner> {
+        Self::load_with(dir, None, device)
+    }
+
+    /// The folder's config, preprocessing and tokenizer from `dir`, the weights from `weights`
+    /// (a safetensors file under the same names, as a fine-tuned run saves them) or else from
+    /// the folder.
+    pub fn load_with(dir: &Path, weights: Option<&Path>, device: Device) -> Result<VlCaptioner> {
         let config = VlConfig::read(dir)?;
         let preprocess = VlPreprocess::read(dir, &config)?;
         let tokenizer = HfTokenizer::load(dir, Family::Bert)?;
         let mut vs = nn::VarStore::new(device);
         let model = config.build(&vs.root());
-        HfWeights::read(dir)?.load_into(&mut vs, |n| config.weight_names(n))?;
+        let weights = match weights {
+            None => HfWeights::read(dir)?,
+            Some(f) => HfWeights {
+                path: f.to_path_buf(),
+                tensors: crate::model::weights::read_tensors(f)?
+                    .into_iter()
+                    .collect(),
+            },
+        };
+        weights.load_into(&mut vs, |n| config.weight_names(n))?;
         if (tokenizer.vocab_size() as i64) > model.vocab() {
             return Err(Error::invalid(format!(
                 "{}: the tokenizer has {} tokens, the model {}",
@@ -343,6 +367,52 @@ impl VlCaptioner {
 
     pub fn device(&self) -> Device {
         self.vs.device()
+    }
+
+    /// Keep the image tower's weights as they are: its variables leave the trainable set
+    /// (before the optimizer is built).
+    pub fn freeze_vision(&mut self) {
+        let prefix = self.config.vision_prefix();
+        for (name, t) in self.vs.variables() {
+            if name.starts_with(prefix) {
+                let _ = t.set_requires_grad(false);
+            }
+        }
+    }
+
+    /// The caption ids of `text` for teacher forcing: the start token, the tokenizer's
+    /// WordPiece ids (at most `max_tokens`, the model's positions permitting), the end token.
+    pub fn caption_ids(&self, text: &str, max_tokens: usize) -> Vec<i64> {
+        let room = (self.model.max_positions() - 2).max(0) as usize;
+        let mut ids = vec![self.model.start_token()];
+        ids.extend(
+            self.tokenizer
+                .encode_plain(text)
+                .into_iter()
+                .take(max_tokens.min(room))
+                .map(i64::from),
+        );
+        ids.push(self.model.end_token());
+        ids
+    }
+
+    /// Teacher-forced cross-entropy of `ids (B, T)` (`keep (B, T)`: true at real tokens) after
+    /// the image tokens `memory (B, I, D)`: every caption token after the start predicted from
+    /// the ones before it, padding left out; the mean over predicted tokens.
+    pub fn loss(&self, memory: &Tensor, ids: &Tensor, keep: &Tensor, train: bool) -> Tensor {
+        let t = ids.size()[1];
+        let logits = self.model.logits_t(memory, ids, keep, train); // (B, T, V)
+        let logits = logits.narrow(1, 0, t - 1).to_kind(Kind::Float); // (B, T-1, V)
+        let target = ids.narrow(1, 1, t - 1); // (B, T-1)
+        let mask = keep.narrow(1, 1, t - 1).to_kind(Kind::Float); // (B, T-1)
+        let v = logits.size()[2];
+        let nll = logits
+            .log_softmax(-1, Kind::Float)
+            .view([-1, v])
+            .gather(1, &target.reshape([-1, 1]), false)
+            .neg()
+            .view_as(&mask); // (B, T-1)
+        (nll * &mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
     }
 
     /// The prefix of every caption: the start token and the prompt's tokens (no `[CLS]`/`[SEP]`).
@@ -380,10 +450,18 @@ impl VlCaptioner {
                 unk: None,
                 allow_unk: true,
             };
+            // Rows of the cache now: a step whose parents are exactly those rows in order (every
+            // greedy step, and sampling) keeps the cache as it is instead of copying it.
+            let mut held = n;
             let step = |parents: &[usize], tokens: &[i64]| -> Result<Vec<f32>> {
-                let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
-                let rows = Tensor::from_slice(&rows).to_device(dev);
-                let mut c = cache.take().unwrap_or_default().select(&rows);
+                let c = cache.take().unwrap_or_default();
+                let mut c = if is_identity(parents, held) {
+                    c
+                } else {
+                    let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
+                    c.select(&Tensor::from_slice(&rows).to_device(dev))
+                };
+                held = parents.len();
                 let ids = Tensor::from_slice(tokens).to_device(dev).unsqueeze(1); // (R, 1)
                 let logits = self.model.step(&mut c, &ids); // (R, V)
                 cache = Some(c);
@@ -459,6 +537,11 @@ impl VlCaptioner {
         let all: Vec<u32> = prefix.0[1..].iter().chain(ids).map(|&i| i as u32).collect();
         self.tokenizer.decode(&all, true)
     }
+}
+
+/// Whether `parents` is `0, 1, …, held - 1`: the rows stay as they are.
+fn is_identity(parents: &[usize], held: usize) -> bool {
+    parents.len() == held && parents.iter().enumerate().all(|(i, &p)| i == p)
 }
 
 /// `decoding` with at most `limit` words (the model's positions bound the caption).
