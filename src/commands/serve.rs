@@ -68,10 +68,10 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     let load = move || -> crate::Result<worker::Models> {
         let captioner = match vl {
             true => worker::Captioner::Vl(super::vl::open(&dir, device, last)?),
-            false => worker::Captioner::Run(crate::infer::Loaded {
+            false => worker::Captioner::Run(Box::new(crate::infer::Loaded {
                 allow_unk,
                 ..crate::infer::load_checkpoint(&dir, device, last)?.in_precision(precision)?
-            }),
+            })),
         };
         Ok(worker::Models {
             captioner,

@@ -22,7 +22,7 @@ pub struct Options {
 
 /// What captions: a captag run, or a BLIP/GIT folder or run fine-tuned from one.
 pub enum Captioner {
-    Run(Loaded),
+    Run(Box<Loaded>),
     Vl(crate::model::vl::VlCaptioner),
 }
 
