@@ -67,7 +67,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     let (llm, adapter) = (a.llm.clone(), a.adapter.clone());
     let load = move || -> crate::Result<worker::Models> {
         let captioner = match vl {
-            true => worker::Captioner::Vl(super::vl::open(&dir, device, last)?),
+            true => worker::Captioner::Vl(Box::new(super::vl::open(&dir, device, last)?)),
             false => worker::Captioner::Run(Box::new(crate::infer::Loaded {
                 allow_unk,
                 ..crate::infer::load_checkpoint(&dir, device, last)?.in_precision(precision)?

@@ -23,7 +23,7 @@ pub struct Options {
 /// What captions: a captag run, or a BLIP/GIT folder or run fine-tuned from one.
 pub enum Captioner {
     Run(Box<Loaded>),
-    Vl(crate::model::vl::VlCaptioner),
+    Vl(Box<crate::model::vl::VlCaptioner>),
 }
 
 impl Captioner {
