@@ -16,6 +16,7 @@ mod fuzz;
 mod guarantees;
 mod hashtags;
 mod llm;
+mod llm_pairs;
 mod models;
 mod outputs;
 mod restore;
