@@ -30,6 +30,10 @@ pub struct LlmModelArgs {
     /// `captag llm train` is one).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
+    /// Numeric precision: fp32 (default; the only one on CPU), or the model's weights in
+    /// bf16/fp16 and its forward passes under autocast, on CUDA (half the weights' memory).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: crate::config::precision::Precision,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +94,12 @@ pub struct LlmTrainArgs {
     /// it are skipped).
     #[arg(long, default_value_t = 256)]
     pub max_len: usize,
+    /// Numeric precision of training: fp32 (default; the only one on CPU), or the frozen base
+    /// weights in bf16/fp16 and the forward pass under autocast, on CUDA; the LoRA adapter and
+    /// Adam's moments stay float32 (fp16 adds a dynamic loss scale). A resumed run keeps its
+    /// precision.
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: crate::config::precision::Precision,
 }
 
 #[derive(Debug, Args)]

@@ -51,9 +51,16 @@ fn decoding(
     })?)
 }
 
+/// The model (and adapter) of `generate`/`eval` in `--precision` (refused on the CPU before
+/// anything is loaded).
+fn load_lm(ctx: &Ctx, a: &crate::cli::LlmModelArgs) -> anyhow::Result<ChatLm> {
+    a.precision.check(ctx.device)?;
+    Ok(ChatLm::load(&a.model, a.adapter.as_deref(), ctx.device)?.in_precision(a.precision)?)
+}
+
 fn generate(ctx: &Ctx, a: &LlmGenerateArgs) -> anyhow::Result<()> {
     let dec = decoding(a.max_new_tokens, a.beam, a.top_p, a.temperature, ctx.seed)?;
-    let lm = ChatLm::load(&a.model.model, a.model.adapter.as_deref(), ctx.device)?;
+    let lm = load_lm(ctx, &a.model)?;
     let ids = lm.prompt_ids(a.system.as_deref(), &a.prompt, a.raw)?;
     let started = std::time::Instant::now();
     let mut failed = None;
@@ -85,6 +92,8 @@ fn train(ctx: &Ctx, a: &LlmTrainArgs) -> anyhow::Result<()> {
     if !(a.lr.is_finite() && a.lr > 0.0) {
         bail!("--lr must be a positive number, not {}", a.lr);
     }
+    // A 16-bit precision on the CPU is refused before the run directory is made.
+    a.precision.check(ctx.device)?;
     let model = std::path::absolute(&a.model).with_context(|| a.model.display().to_string())?;
     let data = std::path::absolute(&a.data).with_context(|| a.data.display().to_string())?;
     let settings = LoraTrain {
@@ -98,6 +107,7 @@ fn train(ctx: &Ctx, a: &LlmTrainArgs) -> anyhow::Result<()> {
         batch_size: a.batch_size,
         max_len: a.max_len,
         seed: ctx.seed,
+        precision: a.precision,
     };
     lora::LoraConfig::new(a.lora_rank, a.lora_alpha, &a.lora_targets)
         .validate()
@@ -330,7 +340,7 @@ pub fn distinct_2(texts: &[String]) -> f64 {
 }
 
 fn eval(ctx: &Ctx, a: &LlmEvalArgs) -> anyhow::Result<()> {
-    let lm = ChatLm::load(&a.model.model, a.model.adapter.as_deref(), ctx.device)?;
+    let lm = load_lm(ctx, &a.model)?;
     let mut test: Vec<Pair> = read_pairs(&a.data)?
         .into_iter()
         .filter(Pair::is_test)
