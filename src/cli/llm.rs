@@ -30,6 +30,10 @@ pub struct LlmModelArgs {
     /// `captag llm train` is one).
     #[arg(long)]
     pub adapter: Option<PathBuf>,
+    /// Numeric precision: fp32 (default; the only one on CPU), or the model's weights in
+    /// bf16/fp16 and its forward passes under autocast, on CUDA (half the weights' memory).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: crate::config::precision::Precision,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +94,12 @@ pub struct LlmTrainArgs {
     /// it are skipped).
     #[arg(long, default_value_t = 256)]
     pub max_len: usize,
+    /// Numeric precision of training: fp32 (default; the only one on CPU), or the frozen base
+    /// weights in bf16/fp16 and the forward pass under autocast, on CUDA; the LoRA adapter and
+    /// Adam's moments stay float32 (fp16 adds a dynamic loss scale). A resumed run keeps its
+    /// precision.
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: crate::config::precision::Precision,
 }
 
 #[derive(Debug, Args)]
@@ -118,9 +128,26 @@ pub struct LlmPairsArgs {
     /// Keep only posts with at least one hashtag.
     #[arg(long)]
     pub with_hashtags: bool,
-    /// At most this many pairs (a seeded random subset, held-out split unchanged).
+    /// At most this many pairs (a seeded random subset, held-out split unchanged; with
+    /// --captioner, of the posts whose picture is a file, before captioning).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// The image recipe: a captioning run (`captag train`) describes each post's picture, and
+    /// the prompt is built as `caption RUN IMAGE --llm` builds it (its caption, its hashtag
+    /// head's tags, CLIP moods with --clip). Posts whose picture is missing or unreadable are
+    /// left out and counted. Without it: the text recipe (the caption's own words).
+    #[arg(long, value_name = "RUN")]
+    pub captioner: Option<PathBuf>,
+    /// A Hugging Face CLIP folder: with --captioner, the prompt names the picture's top moods
+    /// of the built-in list, as `caption --moods --clip HF_DIR` ranks them.
+    #[arg(long, value_name = "HF_DIR", requires = "captioner")]
+    pub clip: Option<PathBuf>,
+    /// How many mood labels go into each prompt (with --clip).
+    #[arg(long, default_value_t = 3)]
+    pub top_moods: usize,
+    /// The captioner's decoding (as `caption`'s flags).
+    #[command(flatten)]
+    pub decode: super::DecodeArgs,
 }
 
 #[derive(Debug, Args)]

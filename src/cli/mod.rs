@@ -335,7 +335,8 @@ pub struct CaptionArgs {
     #[arg(long)]
     pub last: bool,
     /// Numeric precision of decoding: fp32 (default; the only one on CPU), or bf16/fp16
-    /// weights under autocast on CUDA (half the weights' memory).
+    /// weights under autocast on CUDA (half the weights' memory);
+    /// the --llm model too.
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: crate::config::precision::Precision,
     /// Attention decoders: write one PNG per caption into DIR showing each word's attention

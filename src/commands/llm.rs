@@ -51,9 +51,16 @@ fn decoding(
     })?)
 }
 
+/// The model (and adapter) of `generate`/`eval` in `--precision` (refused on the CPU before
+/// anything is loaded).
+fn load_lm(ctx: &Ctx, a: &crate::cli::LlmModelArgs) -> anyhow::Result<ChatLm> {
+    a.precision.check(ctx.device)?;
+    Ok(ChatLm::load(&a.model, a.adapter.as_deref(), ctx.device)?.in_precision(a.precision)?)
+}
+
 fn generate(ctx: &Ctx, a: &LlmGenerateArgs) -> anyhow::Result<()> {
     let dec = decoding(a.max_new_tokens, a.beam, a.top_p, a.temperature, ctx.seed)?;
-    let lm = ChatLm::load(&a.model.model, a.model.adapter.as_deref(), ctx.device)?;
+    let lm = load_lm(ctx, &a.model)?;
     let ids = lm.prompt_ids(a.system.as_deref(), &a.prompt, a.raw)?;
     let started = std::time::Instant::now();
     let mut failed = None;
@@ -85,6 +92,8 @@ fn train(ctx: &Ctx, a: &LlmTrainArgs) -> anyhow::Result<()> {
     if !(a.lr.is_finite() && a.lr > 0.0) {
         bail!("--lr must be a positive number, not {}", a.lr);
     }
+    // A 16-bit precision on the CPU is refused before the run directory is made.
+    a.precision.check(ctx.device)?;
     let model = std::path::absolute(&a.model).with_context(|| a.model.display().to_string())?;
     let data = std::path::absolute(&a.data).with_context(|| a.data.display().to_string())?;
     let settings = LoraTrain {
@@ -98,6 +107,7 @@ fn train(ctx: &Ctx, a: &LlmTrainArgs) -> anyhow::Result<()> {
         batch_size: a.batch_size,
         max_len: a.max_len,
         seed: ctx.seed,
+        precision: a.precision,
     };
     lora::LoraConfig::new(a.lora_rank, a.lora_alpha, &a.lora_targets)
         .validate()
@@ -156,21 +166,38 @@ fn tempfile_dir(parent: &Path) -> anyhow::Result<std::path::PathBuf> {
 }
 
 fn pairs(ctx: &Ctx, a: &LlmPairsArgs) -> anyhow::Result<()> {
-    use rand::seq::SliceRandom;
-    use rand::SeedableRng;
+    use crate::data::llm_pairs::{read_posts, text_pairs};
     if !(0.0..1.0).contains(&a.test_share) {
         bail!("--test-share must be in [0, 1)");
     }
-    let (mut pairs, stats) =
-        crate::data::llm_pairs::pairs_from_instagram(&a.data, a.test_share, a.with_hashtags)?;
-    if let Some(n) = a.limit {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ctx.seed);
-        let mut idx: Vec<usize> = (0..pairs.len()).collect();
-        idx.shuffle(&mut rng);
-        idx.truncate(n);
-        idx.sort_unstable();
-        pairs = idx.into_iter().map(|i| pairs[i].clone()).collect();
-    }
+    // Flags and models first: a bad one is refused before anything is read or written.
+    let photo = a
+        .captioner
+        .as_deref()
+        .map(|run| PhotoRecipe::open(ctx, a, run))
+        .transpose()?;
+    let (posts, mut stats) = read_posts(&a.data, a.with_hashtags)?;
+    let (pairs, unreadable) = match &photo {
+        None => {
+            let pairs = text_pairs(&posts, a.test_share, &mut stats);
+            (subset(pairs, a.limit, ctx.seed), None)
+        }
+        Some(photo) => {
+            let with_file: Vec<_> = posts.iter().filter(|p| p.image_file().is_some()).collect();
+            let missing = posts.len() - with_file.len();
+            if with_file.is_empty() {
+                bail!(
+                    "{}: none of the {} posts with a caption has its picture here; without \
+                     --captioner, `llm pairs` builds prompts from the captions' own words",
+                    a.data.display(),
+                    posts.len()
+                );
+            }
+            let chosen = subset(with_file, a.limit, ctx.seed);
+            let (pairs, corrupt) = photo.pairs(ctx, &chosen, a.test_share)?;
+            (pairs, Some((missing, corrupt)))
+        }
+    };
     if pairs.is_empty() {
         bail!("{}: no post gives a pair", a.data.display());
     }
@@ -181,22 +208,117 @@ fn pairs(ctx: &Ctx, a: &LlmPairsArgs) -> anyhow::Result<()> {
     }
     crate::fsio::write_atomic(&a.out, text.as_bytes(), true)?;
     let test = pairs.iter().filter(|p| p.is_test()).count();
+    let mut left_out = vec![format!("{} empty", stats.empty)];
+    match unreadable {
+        None => left_out.push(format!("{} without words or hashtags", stats.no_prompt)),
+        Some((missing, corrupt)) => {
+            left_out.push(format!("{missing} without their picture"));
+            left_out.push(format!("{corrupt} whose picture could not be read"));
+        }
+    }
+    if a.with_hashtags {
+        left_out.push(format!("{} without hashtags", stats.without_hashtags));
+    }
     outln!(
-        "{}: {} pairs ({} train, {} held out) from {} posts ({} empty, {} without words or hashtags{})",
+        "{}: {} pairs ({} train, {} held out; {} recipe) from {} posts ({})",
         a.out.display(),
         pairs.len(),
         pairs.len() - test,
         test,
+        if photo.is_some() { "image" } else { "text" },
         stats.posts,
-        stats.empty,
-        stats.no_prompt,
-        if a.with_hashtags {
-            format!(", {} without hashtags", stats.without_hashtags)
-        } else {
-            String::new()
-        }
+        left_out.join(", ")
     )?;
     Ok(())
+}
+
+/// At most `limit` of `items`: a seeded random subset, in the original order.
+fn subset<T>(items: Vec<T>, limit: Option<usize>, seed: u64) -> Vec<T> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let Some(n) = limit else { return items };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut idx: Vec<usize> = (0..items.len()).collect();
+    idx.shuffle(&mut rng);
+    idx.truncate(n);
+    let keep: HashSet<usize> = idx.into_iter().collect();
+    items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, x)| keep.contains(&i).then_some(x))
+        .collect()
+}
+
+/// `llm pairs --captioner RUN [--clip HF_DIR]`: the captioner (and CLIP) loaded once.
+struct PhotoRecipe {
+    loaded: crate::infer::Loaded,
+    decoding: Decoding,
+    moods: Option<crate::infer::moods::MoodRanker>,
+    top_moods: usize,
+}
+
+impl PhotoRecipe {
+    fn open(ctx: &Ctx, a: &LlmPairsArgs, run: &Path) -> anyhow::Result<Self> {
+        let decoding = super::model::decoding(&a.decode, ctx.seed)?;
+        if a.top_moods == 0 {
+            bail!("--top-moods must be ≥ 1");
+        }
+        if super::vl::is_vl(run) {
+            bail!(
+                "--captioner {}: a BLIP/GIT folder; --captioner takes a run of `captag train`",
+                run.display()
+            );
+        }
+        let mut loaded = crate::infer::load_checkpoint(run, ctx.device, false)?;
+        loaded.allow_unk = a.decode.allow_unk;
+        let moods = a
+            .clip
+            .as_deref()
+            .map(|dir| crate::infer::moods::MoodRanker::load(dir, None, ctx.device))
+            .transpose()?;
+        Ok(PhotoRecipe {
+            loaded,
+            decoding,
+            moods,
+            top_moods: a.top_moods,
+        })
+    }
+
+    /// The image recipe's pairs of `posts` and how many pictures could not be read.
+    fn pairs(
+        &self,
+        ctx: &Ctx,
+        posts: &[&crate::data::llm_pairs::Post],
+        test_share: f64,
+    ) -> anyhow::Result<(Vec<Pair>, usize)> {
+        use crate::data::llm_pairs::RECIPE_IMAGE;
+        use crate::infer::llm_post::{photo_prompts, Moods};
+        // Every chosen post has a picture path (`image_file`), so prompts line up with posts.
+        let paths: Vec<std::path::PathBuf> = posts.iter().filter_map(|p| p.image.clone()).collect();
+        let moods = self.moods.as_ref().map(|ranker| Moods {
+            ranker,
+            top: self.top_moods,
+        });
+        let total = paths.len();
+        let prompts = photo_prompts(&self.loaded, &self.decoding, moods.as_ref(), &paths, |n| {
+            if ctx.verbose {
+                errln!("captioned {n} of {total} pictures");
+            }
+        })?;
+        let (mut pairs, mut corrupt) = (Vec::with_capacity(total), 0);
+        for (post, prompt) in posts.iter().zip(prompts) {
+            match prompt {
+                Ok(prompt) => pairs.push(post.pair(prompt, RECIPE_IMAGE, test_share)),
+                Err(why) => {
+                    corrupt += 1;
+                    if ctx.verbose {
+                        errln!("{}: left out: {why}", post.id);
+                    }
+                }
+            }
+        }
+        Ok((pairs, corrupt))
+    }
 }
 
 /// Distinct bigrams over all bigrams of the texts (whitespace words).
@@ -218,7 +340,7 @@ pub fn distinct_2(texts: &[String]) -> f64 {
 }
 
 fn eval(ctx: &Ctx, a: &LlmEvalArgs) -> anyhow::Result<()> {
-    let lm = ChatLm::load(&a.model.model, a.model.adapter.as_deref(), ctx.device)?;
+    let lm = load_lm(ctx, &a.model)?;
     let mut test: Vec<Pair> = read_pairs(&a.data)?
         .into_iter()
         .filter(Pair::is_test)

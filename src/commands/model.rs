@@ -507,7 +507,8 @@ impl CaptionJob {
                 .llm
                 .as_deref()
                 .map(|d| {
-                    crate::model::llama::chat::ChatLm::load(d, a.adapter.as_deref(), ctx.device)
+                    crate::model::llama::chat::ChatLm::load(d, a.adapter.as_deref(), ctx.device)?
+                        .in_precision(a.precision)
                 })
                 .transpose()?,
         })

@@ -89,7 +89,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
             // a wrong folder or adapter is one error line and exit 2.
             llm: llm
                 .as_deref()
-                .map(|d| ChatLm::load(d, adapter.as_deref(), device))
+                .map(|d| ChatLm::load(d, adapter.as_deref(), device)?.in_precision(precision))
                 .transpose()?,
         })
     };

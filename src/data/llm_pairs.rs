@@ -1,9 +1,11 @@
 //! Prompt/response pairs for LoRA fine-tuning from Instagram posts (`captag llm pairs`,
 //! docs/llm.md). The response is the real caption exactly as posted (hashtags, emoji, casing,
-//! line breaks kept, only outer whitespace trimmed). The seed project's prompt describes the
-//! photo (a captioner's description, CLIP moods, predicted hashtags); with no images at hand
-//! the prompt is built from the caption itself — its content words (stop words dropped, first
-//! eight distinct) and its hashtags — and says so. Posts are held out by a hash of their image
+//! line breaks kept, only outer whitespace trimmed). Two recipes make the prompt, and each pair
+//! names its own (`recipe`): `image`, the seed project's — the photo described by a captioner,
+//! CLIP moods, predicted hashtags ([`prompt_from_photo`], filled in by `infer::llm_post`) — and
+//! `text`, for posts without images — the caption's own content words (stop words dropped,
+//! first eight distinct) and hashtags, saying so ([`prompt_for`]). This module reads the posts
+//! and writes the text recipe; it runs no model. Posts are held out by a hash of their image
 //! name, so a post and its pair are never on both sides.
 use std::path::{Path, PathBuf};
 
@@ -25,7 +27,16 @@ pub struct Pair {
     /// Where the pair came from (the post), for held-out splits by post.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Which recipe made the prompt: [`RECIPE_IMAGE`] or [`RECIPE_TEXT`] (absent in files
+    /// written before the image recipe: those are all text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
 }
+
+/// The prompt describes the photo: captioner, CLIP moods, image hashtags (`caption --llm`'s).
+pub const RECIPE_IMAGE: &str = "image";
+/// The prompt is built from the caption's own words and hashtags (no image).
+pub const RECIPE_TEXT: &str = "text";
 
 impl Pair {
     pub fn is_test(&self) -> bool {
@@ -171,7 +182,7 @@ fn csv_files(dir: &Path) -> Result<Vec<(PathBuf, bool)>> {
     )))
 }
 
-/// Counts of what [`pairs_from_instagram`] read.
+/// Counts of what [`read_posts`] and [`text_pairs`] read and left out.
 #[derive(Debug, Default)]
 pub struct PairStats {
     pub posts: usize,
@@ -180,15 +191,58 @@ pub struct PairStats {
     pub without_hashtags: usize,
 }
 
-/// Every usable post as a pair, in file order, with its split.
-pub fn pairs_from_instagram(
-    dir: &Path,
-    test_share: f64,
-    with_hashtags: bool,
-) -> Result<(Vec<Pair>, PairStats)> {
+/// One post with a caption: its name in the CSV, the caption as posted (outer whitespace
+/// trimmed) and where its picture would be (the CSV's folder + the name, `.jpg` added when it
+/// has no image extension; `None` when the name points outside the dataset).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Post {
+    pub id: String,
+    pub caption: String,
+    pub image: Option<PathBuf>,
+}
+
+impl Post {
+    /// The pair of this post with `prompt` (made by `recipe`), split by the post's name.
+    pub fn pair(&self, prompt: String, recipe: &str, test_share: f64) -> Pair {
+        let split = if held_out(&self.id, test_share) {
+            "test"
+        } else {
+            "train"
+        };
+        Pair {
+            prompt,
+            response: self.caption.clone(),
+            system: Some(SYSTEM.to_string()),
+            split: Some(split.into()),
+            id: Some(self.id.clone()),
+            recipe: Some(recipe.to_string()),
+        }
+    }
+
+    /// The picture, when it is a file (whether it decodes is the captioner's to find out).
+    pub fn image_file(&self) -> Option<&Path> {
+        self.image.as_deref().filter(|p| p.is_file())
+    }
+}
+
+/// The picture a CSV row names, as the dataset loader resolves it (`img/insta2` →
+/// `CSV_DIR/img/insta2.jpg`).
+fn image_path(csv_dir: &Path, id: &str) -> Option<PathBuf> {
+    let lower = id.to_ascii_lowercase();
+    let rel = if [".jpg", ".jpeg", ".png"].iter().any(|e| lower.ends_with(e)) {
+        id.to_string()
+    } else {
+        format!("{id}.jpg")
+    };
+    super::resolve_inside(csv_dir, &rel)
+}
+
+/// Every post with a caption (and, with `with_hashtags`, a hashtag), in file order.
+pub fn read_posts(dir: &Path, with_hashtags: bool) -> Result<(Vec<Post>, PairStats)> {
     let mut stats = PairStats::default();
-    let mut pairs = Vec::new();
+    let mut posts = Vec::new();
     for (path, header) in csv_files(dir)? {
+        let csv_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(header)
             .flexible(true)
@@ -210,25 +264,27 @@ pub fn pairs_from_instagram(
                 stats.without_hashtags += 1;
                 continue;
             }
-            let Some(prompt) = prompt_for(caption) else {
-                stats.no_prompt += 1;
-                continue;
-            };
-            let split = if held_out(id, test_share) {
-                "test"
-            } else {
-                "train"
-            };
-            pairs.push(Pair {
-                prompt,
-                response: caption.to_string(),
-                system: Some(SYSTEM.to_string()),
-                split: Some(split.into()),
-                id: Some(id.to_string()),
+            posts.push(Post {
+                id: id.to_string(),
+                caption: caption.to_string(),
+                image: image_path(&csv_dir, id),
             });
         }
     }
-    Ok((pairs, stats))
+    Ok((posts, stats))
+}
+
+/// The text recipe's pair of every post whose caption has words or hashtags
+/// (`stats.no_prompt` counts the others).
+pub fn text_pairs(posts: &[Post], test_share: f64, stats: &mut PairStats) -> Vec<Pair> {
+    let mut pairs = Vec::with_capacity(posts.len());
+    for post in posts {
+        match prompt_for(&post.caption) {
+            Some(prompt) => pairs.push(post.pair(prompt, RECIPE_TEXT, test_share)),
+            None => stats.no_prompt += 1,
+        }
+    }
+    pairs
 }
 
 #[cfg(test)]
@@ -253,5 +309,28 @@ mod tests {
             .count();
         assert!((150..250).contains(&n), "{n}");
         assert_eq!(held_out("img/insta7", 0.1), held_out("img/insta7", 0.1));
+    }
+
+    #[test]
+    fn posts_find_their_pictures_beside_the_csv_and_text_pairs_say_so() {
+        let d = tempfile::tempdir().unwrap();
+        let csv = "Sr No,Image File,Caption\n1,img/insta1,Beach day #beach\n2,img/insta2,\n\
+                   3,../../etc/x,Sunny #sun\n4,img/insta4.png,🥂🥂\n";
+        std::fs::write(d.path().join("captions_csv.csv"), csv).unwrap();
+        let (posts, stats) = read_posts(d.path(), false).unwrap();
+        assert_eq!((stats.posts, stats.empty, posts.len()), (4, 1, 3));
+        assert_eq!(posts[0].image, Some(d.path().join("img/insta1.jpg")));
+        assert_eq!(posts[1].image, None, "outside the dataset");
+        assert_eq!(posts[2].image, Some(d.path().join("img/insta4.png")));
+        assert_eq!(posts[0].image_file(), None, "not written");
+        let mut stats = PairStats::default();
+        let pairs = text_pairs(&posts, 0.1, &mut stats);
+        assert_eq!((pairs.len(), stats.no_prompt), (2, 1));
+        assert_eq!(pairs[0].recipe.as_deref(), Some(RECIPE_TEXT));
+        assert_eq!(pairs[0].response, "Beach day #beach");
+        let line = serde_json::to_string(&pairs[0]).unwrap();
+        assert!(line.contains("\"recipe\":\"text\""), "{line}");
+        let old: Pair = serde_json::from_str("{\"prompt\":\"p\",\"response\":\"r\"}").unwrap();
+        assert_eq!(old.recipe, None);
     }
 }

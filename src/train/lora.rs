@@ -23,9 +23,11 @@ use tch::{nn, Device, Kind, Tensor};
 pub use crate::data::llm_pairs::{read_pairs, Pair};
 use crate::model::llama::chat::ChatLm;
 use crate::model::llama::lora::{self, LoraConfig};
+use crate::model::precision::Precision;
 use crate::run::{self, Epoch, TrainState};
 use crate::text::chat::one_turn;
 use crate::train::optim::Adam;
+use crate::train::scaler::LossScaler;
 use crate::{Error, Result};
 
 /// The training settings, saved as `llm_train.json` in the run and checked on resume.
@@ -41,6 +43,10 @@ pub struct LoraTrain {
     pub batch_size: usize,
     pub max_len: usize,
     pub seed: u64,
+    /// `--precision`: the base weights' type and the forward pass's autocast (runs written
+    /// before the flag existed are fp32). LoRA's A and B and Adam's moments stay float32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 pub const SETTINGS: &str = "llm_train.json";
@@ -91,10 +97,13 @@ pub fn batch_loss(
         }
     }
     let inp = Tensor::from_slice(&inp).view([b, t]).to_device(dev); // (B, T)
-    let (h, _) = m.hidden_t(&m.embed(&inp), None, None, train)?; // (B, T, D)
     let at = Tensor::from_slice(&at).to_device(dev); // (N,)
     let tgt = Tensor::from_slice(&tgt).to_device(dev); // (N,)
-    let logits = m.lm_head(&h.flatten(0, 1).index_select(0, &at)); // (N, V)
+                                                       // bf16/fp16: the forward pass under autocast; the loss below is taken in float32.
+    let logits = lm.llama.in_precision(|| -> Result<Tensor> {
+        let (h, _) = m.hidden_t(&m.embed(&inp), None, None, train)?; // (B, T, D)
+        Ok(m.lm_head(&h.flatten(0, 1).index_select(0, &at))) // (N, V)
+    })?;
     let n = tgt.size()[0];
     let loss = logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(
         &tgt,
@@ -138,6 +147,8 @@ pub struct EpochReport {
 }
 
 /// Trains (or resumes) the run `out` for `epochs` epochs in all; `report` sees each epoch.
+/// `settings.precision` is not checked against the device here (the command refuses a 16-bit
+/// one on the CPU before anything is written; tests run it on the CPU).
 pub fn train(
     settings: LoraTrain,
     epochs: usize,
@@ -171,6 +182,7 @@ pub fn train(
     }
     let mut lm = ChatLm::load(&settings.model, None, device)?;
     lm.llama.vs.freeze();
+    lm.llama.set_precision(settings.precision);
     let cfg = LoraConfig {
         base_model_name_or_path: Some(settings.model.display().to_string()),
         ..LoraConfig::new(settings.rank, settings.alpha, &settings.targets)
@@ -191,6 +203,11 @@ pub fn train(
         run::write_json(&settings, &out.join(SETTINGS))?;
         cfg.write(out)?;
     }
+    // fp16: GradScaler's loss scale, where the run left it.
+    let mut scaler = settings
+        .precision
+        .scales_loss()
+        .then(|| LossScaler::new(state.loss_scale.unwrap_or_default(), device));
     let pairs = read_pairs(&settings.data)?;
     let train_pairs: Vec<Pair> = pairs.iter().filter(|p| !p.is_test()).cloned().collect();
     let examples: Vec<(Vec<i64>, usize)> = train_pairs
@@ -218,8 +235,27 @@ pub fn train(
             opt.zero_grad();
             let (loss, n) = batch_loss(&lm, &batch, true)?;
             let mean = loss / n.max(1) as f64;
-            mean.backward();
-            opt.step(1.0);
+            match scaler.as_mut() {
+                None => {
+                    mean.backward();
+                    opt.step(1.0);
+                }
+                Some(s) => {
+                    // Scaled backward, unscaled gradients, the step skipped on inf/NaN.
+                    s.scale_loss(&mean).backward();
+                    let mut grads: Vec<Tensor> = adapter
+                        .trainable_variables()
+                        .iter()
+                        .map(Tensor::grad)
+                        .collect();
+                    let (found_inf, overflow) = s.unscale(&mut grads);
+                    if !overflow {
+                        opt.step(1.0);
+                    }
+                    s.update(&found_inf);
+                    state.loss_scale = Some(s.state());
+                }
+            }
             sum += mean.double_value(&[]) * n as f64;
             tokens += n;
         }
@@ -270,3 +306,7 @@ fn first_difference(a: &LoraTrain, b: &LoraTrain) -> String {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+#[path = "lora_tests.rs"]
+mod tests;

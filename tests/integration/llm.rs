@@ -196,6 +196,45 @@ fn llm_bad_inputs_are_one_line_errors() {
         s(&d.path().join("p.jsonl")),
     ]);
     assert!(e.contains("not an Instagram captions folder"), "{e}");
+    // A 16-bit precision is CUDA-only: refused on the CPU before anything is loaded or written.
+    let e = bad_input(&[
+        "llm",
+        "generate",
+        "--model",
+        s(&model),
+        "--prompt",
+        "hi",
+        "--precision",
+        "bf16",
+    ]);
+    assert!(e.contains("--precision bf16 needs a CUDA device"), "{e}");
+    let pairs = fixtures().join("llm/pairs.jsonl");
+    let e = bad_input(&[
+        "llm",
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&pairs),
+        "--precision",
+        "fp16",
+    ]);
+    assert!(e.contains("--precision fp16 needs a CUDA device"), "{e}");
+    let run = d.path().join("r16");
+    let e = bad_input(&[
+        "llm",
+        "train",
+        "--model",
+        s(&model),
+        "--data",
+        s(&pairs),
+        "--out",
+        s(&run),
+        "--precision",
+        "bf16",
+    ]);
+    assert!(e.contains("--precision bf16 needs a CUDA device"), "{e}");
+    assert!(!run.exists(), "nothing written");
 }
 
 #[test]

@@ -17,6 +17,7 @@ mod fuzz;
 mod guarantees;
 mod hashtags;
 mod llm;
+mod llm_pairs;
 mod models;
 mod outputs;
 mod restore;

@@ -11,6 +11,7 @@ use tch::{Device, Kind, Tensor};
 use super::{lora, Llama};
 use crate::model::blocks::KvCache;
 use crate::model::decoding::{decode_nbest, first_or_empty, Decoding, Hypothesis, Specials};
+use crate::model::precision::Precision;
 use crate::text::chat::{one_turn, ChatTemplate};
 use crate::text::hf_tokenizer::{Family, HfTokenizer};
 use crate::{Error, Result};
@@ -45,6 +46,14 @@ impl ChatLm {
             tok,
             template: ChatTemplate::load(dir)?,
         })
+    }
+
+    /// Run in `p` (`--precision`): refused on the CPU ([`Precision::check`]); see
+    /// [`super::Llama::set_precision`].
+    pub fn in_precision(mut self, p: Precision) -> Result<Self> {
+        p.check(self.llama.vs.device())?;
+        self.llama.set_precision(p);
+        Ok(self)
     }
 
     /// The prompt's ids: the chat template's rendering of `[system?, user]` with the assistant's
@@ -95,7 +104,11 @@ impl ChatLm {
             None
         } else {
             let ids = Tensor::from_slice(head).view([1, -1]).to_device(dev); // (1, P − 1)
-            Some(tch::no_grad(|| m.forward_t(&ids, None, false))?.1)
+            Some(
+                self.llama
+                    .in_precision(|| tch::no_grad(|| m.forward_t(&ids, None, false)))?
+                    .1,
+            )
         };
         let streams = !matches!(decoding, Decoding::Beam { .. });
         let mut stream = TextStream::default();
@@ -125,7 +138,9 @@ impl ChatLm {
             };
             rows = tokens.len();
             let ids = Tensor::from_slice(tokens).view([-1, 1]).to_device(dev); // (R, 1)
-            let (logits, next) = tch::no_grad(|| m.forward_t(&ids, past.as_ref(), false))?;
+            let (logits, next) = self
+                .llama
+                .in_precision(|| tch::no_grad(|| m.forward_t(&ids, past.as_ref(), false)))?;
             cache = Some(next);
             let lp = logits.select(1, -1).log_softmax(-1, Kind::Float); // (R, V)
             Ok(Vec::<f32>::try_from(

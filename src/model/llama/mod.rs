@@ -17,6 +17,7 @@ use crate::model::blocks::{
     attention::Layout, generate, Attention, AttentionConfig, KvCache, RmsNorm, Rotary, SwiGlu,
 };
 use crate::model::hf::{read_config, HfWeights};
+use crate::model::precision::Precision;
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -181,10 +182,14 @@ impl LlamaModel {
     }
 }
 
-/// A Llama-family LM loaded from a Hugging Face folder, with its variable store.
+/// A Llama-family LM loaded from a Hugging Face folder, with its variable store and the
+/// precision its forward passes run in.
 pub struct Llama {
     pub vs: nn::VarStore,
     pub model: LlamaModel,
+    /// `--precision` of `llm generate/eval/train`, `caption/serve --llm`: fp32, or the base
+    /// weights in bf16/fp16 and every forward pass under autocast ([`Llama::in_precision`]).
+    pub precision: Precision,
 }
 
 impl Llama {
@@ -195,7 +200,27 @@ impl Llama {
         let mut vs = nn::VarStore::new(device);
         let model = LlamaModel::new(vs.root(), &config);
         HfWeights::read(dir)?.load_into(&mut vs, |name| vec![name.to_string()])?;
-        Ok(Llama { vs, model })
+        Ok(Llama {
+            vs,
+            model,
+            precision: Precision::Fp32,
+        })
+    }
+
+    /// Run in `p` from now on: the base weights (this store's variables: not a LoRA adapter's,
+    /// which live in their own store and stay float32 with their optimizer state) are cast to
+    /// its 16-bit type, halving their memory — a 7B model's 30 GB become 15 GB — and
+    /// [`Llama::in_precision`] runs forward passes under autocast. Merge adapters into the
+    /// weights before (merging adds in float32). The CUDA-only rule is the caller's
+    /// ([`Precision::check`]); on the CPU it works, which is how it is tested.
+    pub fn set_precision(&mut self, p: Precision) {
+        self.vs.set_kind(p.half_kind().unwrap_or(Kind::Float));
+        self.precision = p;
+    }
+
+    /// `f` under this model's precision (as it is in fp32).
+    pub fn in_precision<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.precision.autocast(self.vs.device(), f)
     }
 }
 

@@ -98,3 +98,48 @@ fn configs_captag_cannot_run_are_one_clear_error() {
     c.rope_theta = Some(123.0);
     assert_eq!(c.rope_theta(), 123.0);
 }
+
+/// `--precision bf16` (CUDA-only on the command line; CPU autocast has the same switches, so it
+/// runs here): the base weights become bfloat16, the logits stay within bf16's rounding of
+/// float32's, cached generation runs, and back in fp32 the logits are float32's again.
+#[test]
+fn bf16_casts_the_base_and_stays_near_float32() {
+    let dir = fixture("llama");
+    let ids = &expected(&dir)["input_ids"];
+    let mut lm = chat::ChatLm::load(&dir, None, Device::Cpu).unwrap();
+    let logits = |l: &Llama| {
+        l.in_precision(|| tch::no_grad(|| l.model.forward_t(ids, None, false)))
+            .unwrap()
+            .0
+    };
+    let fp32 = logits(&lm.llama);
+    assert!(Precision::Bf16.check(Device::Cpu).is_err());
+    lm.llama.set_precision(Precision::Bf16);
+    for (name, t) in lm.llama.vs.variables() {
+        assert_eq!(t.kind(), Kind::BFloat16, "{name}");
+    }
+    let bf16 = logits(&lm.llama);
+    assert_eq!(bf16.kind(), Kind::BFloat16);
+    let diff = (bf16.to_kind(Kind::Float) - &fp32)
+        .abs()
+        .max()
+        .double_value(&[]);
+    let scale = fp32.abs().max().double_value(&[]);
+    assert!(
+        diff <= 0.05 * scale,
+        "bf16 logits {diff} away (scale {scale})"
+    );
+    let prompt = lm.prompt_ids(None, "hi there", false).unwrap();
+    let h = lm
+        .generate(
+            &prompt,
+            &crate::model::decoding::Decoding::Greedy { max_len: 5 },
+            |_| {},
+        )
+        .unwrap();
+    assert!(h.logp.is_finite() && h.tokens.iter().all(|&t| (0..64).contains(&t)));
+    lm.llama.set_precision(Precision::Fp32);
+    let back = logits(&lm.llama);
+    assert_eq!(back.kind(), Kind::Float);
+    assert!((back - &fp32).abs().max().double_value(&[]) <= 0.05 * scale);
+}
