@@ -285,6 +285,29 @@ struct Item {
 
 const NEG: f32 = -1.0e9;
 
+/// `transformers`' order of beam candidates: higher accumulated score first, then the lower
+/// flat index `beam · V + token`.
+fn by_score(a: &(f32, usize), b: &(f32, usize)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
+/// The best `k` of `(score + row[t], off + t)` in [`by_score`] order, in one pass that keeps a
+/// sorted list of `k`: a candidate that does not beat the `k`-th costs one comparison.
+fn row_top_k(row: &[f32], score: f32, off: usize, k: usize) -> Vec<(f32, usize)> {
+    let mut top: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+    for (t, &x) in row.iter().enumerate() {
+        let c = (score + x, off + t);
+        // Indices grow along the row, so a tie with the k-th loses: only a higher score enters.
+        if top.len() == k && c.0.total_cmp(&top[k - 1].0) != std::cmp::Ordering::Greater {
+            continue;
+        }
+        let at = top.partition_point(|e| by_score(e, &c) == std::cmp::Ordering::Less);
+        top.insert(at, c);
+        top.truncate(k);
+    }
+    top
+}
+
 fn beam<F>(n: usize, prompt: &[i64], g: &Generate, mut step: F) -> Result<Vec<Vec<Generated>>>
 where
     F: FnMut(&[usize], &[i64]) -> Result<Vec<f32>>,
@@ -318,20 +341,17 @@ where
         for (slot, &i) in live.iter().enumerate() {
             let it = &mut items[i];
             let base = slot * nb;
-            // Accumulated scores of every (beam, token), float32 as in `transformers`.
-            let mut acc: Vec<(f32, usize)> = Vec::with_capacity(nb * v);
+            // Accumulated scores (float32 as in `transformers`) of the best `k` (beam, token)
+            // pairs: the best `k` overall are among each beam's best `k`, so only those are
+            // kept from a row (not `beams × V` pairs).
+            let mut acc: Vec<(f32, usize)> = Vec::with_capacity(nb * k);
             for (b, (seq, score)) in it.running.iter().enumerate() {
                 let r = &mut lp[(base + b) * v..(base + b + 1) * v];
                 g.process(r, seq);
-                acc.extend(r.iter().enumerate().map(|(t, &x)| (score + x, b * v + t)));
-            }
-            let by_score =
-                |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            if acc.len() > k {
-                acc.select_nth_unstable_by(k - 1, by_score);
-                acc.truncate(k);
+                acc.extend(row_top_k(r, *score, b * v, k));
             }
             acc.sort_by(by_score);
+            acc.truncate(k);
             let at_max = cur_len + 1 >= g.max_length;
             let cands: Vec<(f32, usize, i64, bool)> = acc
                 .iter()

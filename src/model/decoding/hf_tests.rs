@@ -181,3 +181,33 @@ fn a_prompt_counts_in_max_length_and_the_ngram_rule_only() {
         2
     );
 }
+
+#[test]
+fn a_rows_top_k_is_the_head_of_the_fully_sorted_row() {
+    // Ties (equal values, and values that round to one sum with the beam's score) and banned
+    // tokens: the one-pass selection must keep exactly what sorting everything keeps.
+    let row = [
+        -1.0,
+        -0.5,
+        f32::NEG_INFINITY,
+        -0.5,
+        -2.0,
+        -0.5 - 1e-9,
+        -0.25,
+        -0.5,
+        f32::NEG_INFINITY,
+        -3.0,
+    ];
+    for score in [0.0f32, -7.0, -1.0e6] {
+        for k in 1..=row.len() + 2 {
+            let mut all: Vec<(f32, usize)> = row
+                .iter()
+                .enumerate()
+                .map(|(t, &x)| (score + x, 40 + t))
+                .collect();
+            all.sort_by(by_score);
+            all.truncate(k);
+            assert_eq!(row_top_k(&row, score, 40, k), all, "score {score}, k {k}");
+        }
+    }
+}
