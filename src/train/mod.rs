@@ -136,23 +136,37 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             job.quiet,
         )?;
     }
-    if t.state.stopped_early && !job.quiet {
+    Ok(summary(&job.out, job.quiet, &t.state, &selection, tc.early_stop, best_bleu, started))
+}
+
+/// The summary of a finished `train` (said once when it stopped early), for captag's own loop
+/// and the BLIP/GIT one.
+fn summary(
+    out: &std::path::Path,
+    quiet: bool,
+    state: &TrainState,
+    selection: &SelectionScore,
+    early_stop: usize,
+    best_bleu: Option<[f64; 4]>,
+    started: Instant,
+) -> TrainSummary {
+    if state.stopped_early && !quiet {
         crate::fsio::errln!(
             "stopped early: no better dev {} for {} epochs",
             selection.name(),
-            tc.early_stop
+            early_stop
         );
     }
-    Ok(TrainSummary {
-        out: job.out.clone(),
-        epochs: t.state.epoch,
-        best_epoch: t.state.best_epoch,
+    TrainSummary {
+        out: out.to_path_buf(),
+        epochs: state.epoch,
+        best_epoch: state.best_epoch,
         best_bleu,
         selected_by: selection.name(),
-        best_score: t.state.best_score,
+        best_score: state.best_score,
         seconds: started.elapsed().as_secs_f64(),
-        stopped_early: t.state.stopped_early,
-    })
+        stopped_early: state.stopped_early,
+    }
 }
 
 /// Settings that only make sense together, checked before the run directory is touched.

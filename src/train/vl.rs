@@ -98,23 +98,7 @@ pub fn run(job: &VlTrainJob) -> Result<TrainSummary> {
             &job.out, &t.state, &t.m.vs, &t.adam, improved, &log, job.quiet,
         )?;
     }
-    if t.state.stopped_early && !job.quiet {
-        crate::fsio::errln!(
-            "stopped early: no better dev {} for {} epochs",
-            selection.name(),
-            tc.early_stop
-        );
-    }
-    Ok(TrainSummary {
-        out: job.out.clone(),
-        epochs: t.state.epoch,
-        best_epoch: t.state.best_epoch,
-        best_bleu,
-        selected_by: selection.name(),
-        best_score: t.state.best_score,
-        seconds: started.elapsed().as_secs_f64(),
-        stopped_early: t.state.stopped_early,
-    })
+    Ok(super::summary(&job.out, job.quiet, &t.state, &selection, tc.early_stop, best_bleu, started))
 }
 
 /// A new run from the folder, or with `--resume` the run's last epoch: its weights, optimizer
