@@ -136,7 +136,15 @@ pub fn run(job: &TrainJob) -> Result<TrainSummary> {
             job.quiet,
         )?;
     }
-    Ok(summary(&job.out, job.quiet, &t.state, &selection, tc.early_stop, best_bleu, started))
+    Ok(summary(
+        &job.out,
+        job.quiet,
+        &t.state,
+        &selection,
+        tc.early_stop,
+        best_bleu,
+        started,
+    ))
 }
 
 /// The summary of a finished `train` (said once when it stopped early), for captag's own loop

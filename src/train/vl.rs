@@ -98,7 +98,15 @@ pub fn run(job: &VlTrainJob) -> Result<TrainSummary> {
             &job.out, &t.state, &t.m.vs, &t.adam, improved, &log, job.quiet,
         )?;
     }
-    Ok(super::summary(&job.out, job.quiet, &t.state, &selection, tc.early_stop, best_bleu, started))
+    Ok(super::summary(
+        &job.out,
+        job.quiet,
+        &t.state,
+        &selection,
+        tc.early_stop,
+        best_bleu,
+        started,
+    ))
 }
 
 /// A new run from the folder, or with `--resume` the run's last epoch: its weights, optimizer
