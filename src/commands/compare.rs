@@ -59,7 +59,7 @@ fn train_run(
 
 pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
     let spec = Spec::load(&a.spec)?;
-    let decoding = super::model::decoding(&a.decode, ctx.seed)?;
+    let decoding = super::shared::decoding(&a.decode, ctx.seed)?;
     let baseline = match &a.baseline {
         Some(b) => spec
             .runs

@@ -259,7 +259,7 @@ struct PhotoRecipe {
 
 impl PhotoRecipe {
     fn open(ctx: &Ctx, a: &LlmPairsArgs, run: &Path) -> anyhow::Result<Self> {
-        let decoding = super::model::decoding(&a.decode, ctx.seed)?;
+        let decoding = super::shared::decoding(&a.decode, ctx.seed)?;
         if a.top_moods == 0 {
             bail!("--top-moods must be ≥ 1");
         }

@@ -9,6 +9,7 @@ mod model;
 pub mod out;
 mod restore;
 mod serve;
+mod shared;
 mod tags;
 mod translate;
 mod vl;

@@ -4,17 +4,18 @@ use std::path::Path;
 use super::out::outln;
 use anyhow::bail;
 
+use super::shared::{decoding, print_plain, train_config};
 use super::{bleu_table, collect_images, load_options, Ctx};
-use crate::cli::{CaptionArgs, DecodeArgs, EvalArgs, ScheduleArg, TrainArgs};
+use crate::cli::{CaptionArgs, EvalArgs, TrainArgs};
 use crate::config::{
-    Batching, DecoderConfig, DecoderOverrides, Distill, EncoderKind, FineTune, Gpt2Sizes,
-    ModelConfig, PretrainedLm, Schedule, TagsConfig, TrainConfig,
+    DecoderConfig, DecoderOverrides, EncoderKind, FineTune, Gpt2Sizes, ModelConfig, PretrainedLm,
+    TagsConfig,
 };
 use crate::eval::runner::EvalSpec;
 use crate::fsio::Fingerprint;
 use crate::infer::{CaptionResult, Extras};
 use crate::model::clip::ClipImageFolder;
-use crate::model::decoding::{cli_flag, DecodeRequest, Decoding};
+use crate::model::decoding::Decoding;
 use crate::model::gpt2::{Gpt2, Gpt2Config};
 use crate::model::hf::read_config;
 use crate::model::text_tagger::TextTagger;
@@ -77,91 +78,6 @@ fn decoder_overrides(a: &TrainArgs) -> DecoderOverrides {
         mapper_layers: a.mapper_layers,
         lm: a.lm,
     }
-}
-
-/// The training settings `train` asks for; resuming without `--batching` or
-/// `--captions-per-image` keeps the run's.
-pub(super) fn train_config(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainConfig> {
-    let (scst, init_from) = training::scst::settings(&a.scst)?;
-    Ok(TrainConfig {
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        // Resuming without --lr continues with the run's rate (a changed one is refused).
-        lr: match (a.lr, a.resume) {
-            (Some(lr), _) => lr,
-            (None, true) => run::read_config(&a.out.join(run::CONFIG))
-                .map(|c| c.train.lr)
-                .unwrap_or(crate::config::defaults::LR),
-            (None, false) if scst.is_some() => crate::config::defaults::SCST_LR,
-            (None, false) => crate::config::defaults::LR,
-        },
-        grad_clip: a.grad_clip,
-        schedule: match a.schedule {
-            ScheduleArg::Constant => Schedule::Constant,
-            ScheduleArg::Step => Schedule::step(),
-            ScheduleArg::Plateau => Schedule::plateau(),
-            ScheduleArg::Warmup => Schedule::Warmup { warmup: a.warmup },
-            ScheduleArg::Cosine => Schedule::Cosine { warmup: a.warmup },
-        },
-        early_stop: a.early_stop,
-        min_count: a.min_count,
-        max_words: a.max_words,
-        seed: ctx.seed,
-        tag_min_agree: a.tag_min_agree,
-        tag_min_count: a.tag_min_count,
-        // Self-critical runs optimise CIDEr-D and are selected by it.
-        select: if scst.is_some() {
-            crate::config::Selection::Cider
-        } else {
-            a.select
-        },
-        scst,
-        init_from,
-        batching: match (a.batching, a.resume) {
-            (Some(b), _) => b,
-            // Resuming: the order the run was trained in (an older run's is `shuffle`).
-            (None, true) => run::read_config(&a.out.join(run::CONFIG))
-                .map(|c| c.train.batching)
-                .unwrap_or(Batching::Buckets),
-            (None, false) => Batching::Buckets,
-        },
-        // Resuming without the flag keeps the run's setting, as for --batching.
-        captions_per_image: match (a.captions_per_image, a.resume) {
-            (None, true) => run::read_config(&a.out.join(run::CONFIG))
-                .ok()
-                .and_then(|c| c.train.captions_per_image),
-            (k, _) => k,
-        },
-        // Resuming without --encoder-lr continues with the run's, as --lr does.
-        encoder_lr: match (a.fine_tune_encoder, a.encoder_lr, a.resume) {
-            (false, _, _) => None,
-            (true, Some(lr), _) => Some(lr),
-            (true, None, true) => run::read_config(&a.out.join(run::CONFIG))
-                .ok()
-                .and_then(|c| c.train.encoder_lr)
-                .or(Some(crate::config::defaults::ENCODER_LR)),
-            (true, None, false) => Some(crate::config::defaults::ENCODER_LR),
-        },
-        precision: match (a.precision, a.resume) {
-            (Some(p), _) => p,
-            (None, true) => run::read_config(&a.out.join(run::CONFIG))
-                .map(|c| c.train.precision)
-                .unwrap_or_default(),
-            (None, false) => Default::default(),
-        },
-        distill: match &a.distill.teacher {
-            Some(dir) => Some(Distill {
-                teacher: dir.display().to_string(),
-                teacher_fingerprint: crate::train::distill::teacher_fingerprint(dir)?,
-                method: a.distill.kd,
-                temperature: a.distill.temperature,
-                kd_alpha: a.distill.kd_alpha,
-                beam: a.distill.kd_beam,
-                teacher_only: a.distill.kd_teacher_only,
-            }),
-            None => None,
-        },
-    })
 }
 
 pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<TrainJob> {
@@ -312,20 +228,6 @@ pub fn train(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<()> {
         s.out.join(run::BEST).display()
     )?;
     Ok(())
-}
-
-/// The decoding flags, checked by the rule the web API uses too ([`DecodeRequest`]).
-pub fn decoding(d: &DecodeArgs, seed: u64) -> anyhow::Result<Decoding> {
-    let request = DecodeRequest {
-        beam: d.beam,
-        length_alpha: d.length_alpha,
-        max_len: d.max_len,
-        top_p: d.top_p,
-        temperature: d.temperature,
-        samples: d.samples,
-        seed,
-    };
-    Ok(request.validate(cli_flag)?)
 }
 
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
@@ -614,28 +516,6 @@ fn print_caption(
                 alt.logp
             )?;
         }
-    }
-    Ok(())
-}
-
-/// `PATH<TAB>caption emoji #tags`, then `<TAB>moods: ...` when ranked.
-pub(super) fn print_plain(path: &Path, r: &CaptionResult) -> anyhow::Result<()> {
-    let line: Vec<String> = std::iter::once(r.caption_text().to_string())
-        .chain(r.emoji.iter().flatten().cloned())
-        .chain(r.hashtags.iter().map(|t| format!("#{}", t.tag)))
-        .filter(|w| !w.is_empty())
-        .collect();
-    let mood: String = r
-        .moods
-        .iter()
-        .flatten()
-        .map(|m| format!("{} ({:.3})", m.label, m.score))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if mood.is_empty() {
-        outln!("{}\t{}", path.display(), line.join(" "))?;
-    } else {
-        outln!("{}\t{}\tmoods: {mood}", path.display(), line.join(" "))?;
     }
     Ok(())
 }

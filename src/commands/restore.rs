@@ -110,7 +110,7 @@ fn eval(ctx: &Ctx, a: &RestoreEvalArgs) -> anyhow::Result<()> {
                 allow_unk: a.decode.allow_unk,
                 ..crate::infer::load_checkpoint(dir, ctx.device, false)?
             },
-            super::model::decoding(&a.decode, ctx.seed)?,
+            super::shared::decoding(&a.decode, ctx.seed)?,
         )),
         None => None,
     };

@@ -68,7 +68,7 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<VlTrainJob> {
         true => Some(vlrun::read(&a.out)?),
         false => None,
     };
-    let mut train = super::model::train_config(ctx, a)?;
+    let mut train = super::shared::train_config(ctx, a)?;
     train.lr = match (a.lr, &old) {
         (Some(lr), _) => lr,
         (None, Some(r)) => r.train.lr,
@@ -111,7 +111,7 @@ fn load_at(ctx: &Ctx, dir: &Path, last: bool) -> anyhow::Result<VlCaptioner> {
 }
 
 pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
-    let decoding = super::model::decoding(&a.decode, ctx.seed)?;
+    let decoding = super::shared::decoding(&a.decode, ctx.seed)?;
     if a.attention.is_some() || a.restore.is_some() || a.moods.is_some() {
         bail!("--attention, --restore and --moods are not available for BLIP/GIT models");
     }
@@ -167,7 +167,7 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
             let flat: Vec<&str> = post.lines().filter(|l| !l.trim().is_empty()).collect();
             outln!("{}\t{}", path.display(), flat.join(" / "))?;
         } else {
-            super::model::print_plain(path, &r)?;
+            super::shared::print_plain(path, &r)?;
         }
     }
     if failed == files.len() {
@@ -186,7 +186,7 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
 
 /// Zero-shot scores of a folder on a dataset split.
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
-    let decoding = super::model::decoding(&a.decode, ctx.seed)?;
+    let decoding = super::shared::decoding(&a.decode, ctx.seed)?;
     if a.features.is_some() {
         bail!("--features does not apply to BLIP/GIT models (they read the pictures)");
     }

@@ -16,7 +16,7 @@ use crate::model::blocks::{
     layer_norm, Attention, AttentionConfig, LayerNorm, Layout, Mlp, MlpConfig,
 };
 use crate::model::hf::Activation;
-use crate::model::vl::{Prefix, VlCache, VlModel};
+use crate::model::vl::interface::{Prefix, VlCache, VlModel};
 use crate::{Error, Result};
 
 /// `BlipVisionConfig`, `transformers`' defaults (BLIP-base) for absent fields.

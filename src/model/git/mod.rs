@@ -16,7 +16,7 @@ use crate::model::bert::{self, BertEmbeddings, BertLayer, BertSizes};
 use crate::model::blocks::{layer_norm, LayerNorm};
 use crate::model::clip::{ClipVisionConfig, VisionTower};
 use crate::model::hf::Activation;
-use crate::model::vl::{Prefix, VlCache, VlModel};
+use crate::model::vl::interface::{Prefix, VlCache, VlModel};
 use crate::{Error, Result};
 
 /// `GitConfig`, `transformers`' defaults (GIT-base) for absent fields.
