@@ -288,6 +288,62 @@ impl Trained {
     }
 }
 
+/// An epoch's progress on standard error: the bar, and where standard error is no terminal
+/// (logs, CI), which shows no bar, a line every tenth of the epoch. One copy for captag's loop
+/// and the BLIP/GIT one.
+struct EpochBar {
+    bar: indicatif::ProgressBar,
+    plain: bool,
+    steps: usize,
+    epoch: usize,
+    epochs: usize,
+    t0: Instant,
+}
+
+impl EpochBar {
+    /// `t0`: when the epoch began (its training seconds count from there).
+    fn new(quiet: bool, steps: usize, epoch: usize, epochs: usize, t0: Instant) -> Self {
+        EpochBar {
+            bar: progress(
+                quiet,
+                steps as u64,
+                &format!("epoch {}/{epochs}", epoch + 1),
+            ),
+            plain: !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            steps,
+            epoch,
+            epochs,
+            t0,
+        }
+    }
+
+    /// Step `b` (from 0) had mean loss `loss` over `n` examples: added to `done`, shown.
+    fn step(&self, done: &mut Trained, b: usize, loss: f64, n: usize) {
+        done.loss_sum += loss * n as f64;
+        done.seen += n;
+        self.bar.set_position(b as u64 + 1);
+        let rate = done.seen as f64 / self.t0.elapsed().as_secs_f64().max(1e-9);
+        let steps = self.steps;
+        if self.plain && (b + 1).is_multiple_of(steps.div_ceil(10).max(1)) && b + 1 < steps {
+            crate::fsio::errln!(
+                "epoch {}/{}: step {}/{steps}  loss {:.3}  {rate:.1} captions/s",
+                self.epoch + 1,
+                self.epochs,
+                b + 1,
+                done.loss()
+            );
+        }
+        self.bar
+            .set_message(format!("loss {:.3} · {rate:.1} captions/s", done.loss()));
+    }
+
+    /// The bar cleared; the epoch's training seconds into `done`.
+    fn finish(self, done: &mut Trained) {
+        self.bar.finish_and_clear();
+        done.seconds = self.t0.elapsed().as_secs_f64();
+    }
+}
+
 /// Train epoch `t.state.epoch` (0-based): its batches in the order `(seed, epoch)` fixes, one
 /// optimizer step each, with the per-step learning rate of the schedule.
 fn train_epoch(
@@ -309,12 +365,7 @@ fn train_epoch(
         tc.captions_per_image.map(|k| (k, e)),
     );
     let steps = batches.len();
-    let bar = progress(
-        job.quiet,
-        steps as u64,
-        &format!("epoch {}/{}", e + 1, tc.epochs),
-    );
-    let plain_log = !job.quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = EpochBar::new(job.quiet, steps, e, tc.epochs, t0);
     let mut done = Trained::new(commit::Unit::Captions);
     for (b, chunk) in batches.iter().enumerate() {
         // bf16/fp16: the forward pass under autocast; weights and moments stay float32.
@@ -323,24 +374,9 @@ fn train_epoch(
         })?;
         let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
         let l = step::update(t, tc, &loss, progress)?;
-        done.loss_sum += l * chunk.len() as f64;
-        done.seen += chunk.len();
-        bar.set_position(b as u64 + 1);
-        let rate = done.seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        // Logs and CI see no progress bar: a line every tenth of an epoch instead.
-        if plain_log && (b + 1) % steps.div_ceil(10).max(1) == 0 && b + 1 < steps {
-            crate::fsio::errln!(
-                "epoch {}/{}: step {}/{steps}  loss {:.3}  {rate:.0} captions/s",
-                e + 1,
-                tc.epochs,
-                b + 1,
-                done.loss()
-            );
-        }
-        bar.set_message(format!("loss {:.3} · {rate:.0} captions/s", done.loss()));
+        bar.step(&mut done, b, l, chunk.len());
     }
-    bar.finish_and_clear();
-    done.seconds = t0.elapsed().as_secs_f64();
+    bar.finish(&mut done);
     Ok(done)
 }
 

@@ -322,12 +322,7 @@ fn train_epoch(job: &VlTrainJob, tc: &TrainConfig, data: &VlData, t: &mut Fine) 
     tch::manual_seed(seed as i64);
     let batches = image_batches(&data.train, tc.batch_size, seed);
     let steps = batches.len();
-    let bar = super::progress(
-        job.quiet,
-        steps as u64,
-        &format!("epoch {}/{}", e + 1, tc.epochs),
-    );
-    let plain_log = !job.quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = super::EpochBar::new(job.quiet, steps, e, tc.epochs, t0);
     let mut done = Trained::new(commit::Unit::Captions);
     for (b, chunk) in batches.iter().enumerate() {
         let pairs: Vec<&(i64, Vec<i64>)> = chunk.iter().map(|&i| &data.train[i]).collect();
@@ -342,23 +337,9 @@ fn train_epoch(job: &VlTrainJob, tc: &TrainConfig, data: &VlData, t: &mut Fine) 
             state: &mut t.state,
         };
         let l = update_parts(&mut parts, tc, &loss, progress)?;
-        done.loss_sum += l * chunk.len() as f64;
-        done.seen += chunk.len();
-        bar.set_position(b as u64 + 1);
-        let rate = done.seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        if plain_log && (b + 1) % steps.div_ceil(10).max(1) == 0 && b + 1 < steps {
-            crate::fsio::errln!(
-                "epoch {}/{}: step {}/{steps}  loss {:.3}  {rate:.1} captions/s",
-                e + 1,
-                tc.epochs,
-                b + 1,
-                done.loss()
-            );
-        }
-        bar.set_message(format!("loss {:.3} · {rate:.1} captions/s", done.loss()));
+        bar.step(&mut done, b, l, chunk.len());
     }
-    bar.finish_and_clear();
-    done.seconds = t0.elapsed().as_secs_f64();
+    bar.finish(&mut done);
     Ok(done)
 }
 

@@ -291,6 +291,110 @@ fn by_score(a: &(f32, usize), b: &(f32, usize)) -> std::cmp::Ordering {
     b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
 }
 
+impl Item {
+    /// One step of beam search for this input: `rows` its beams' processed log-probabilities
+    /// (`beams × V`), `cur_len` the length before the step, `p` the prompt's. Updates the
+    /// running and finished hypotheses; returns whether every candidate ended and, while the
+    /// input is still open, the running beams' parents (beam indices of the step's input).
+    fn advance(
+        &mut self,
+        rows: &mut [f32],
+        g: &Generate,
+        cur_len: usize,
+        p: usize,
+    ) -> (bool, Option<Vec<usize>>) {
+        let nb = g.beams;
+        let k = 2 * nb;
+        let v = rows.len() / nb;
+        let lp_pow = |len: usize| (len as f64).powf(g.length_penalty) as f32;
+        // Accumulated scores (float32 as in `transformers`) of the best `k` (beam, token)
+        // pairs: the best `k` overall are among each beam's best `k`, so only those are
+        // kept from a row (not `beams × V` pairs).
+        let mut acc: Vec<(f32, usize)> = Vec::with_capacity(nb * k);
+        for (b, (seq, score)) in self.running.iter().enumerate() {
+            let r = &mut rows[b * v..(b + 1) * v];
+            g.process(r, seq);
+            acc.extend(row_top_k(r, *score, b * v, k));
+        }
+        acc.sort_by(by_score);
+        acc.truncate(k);
+        let at_max = cur_len + 1 >= g.max_length;
+        let cands: Vec<(f32, usize, i64, bool)> = acc
+            .iter()
+            .map(|&(s, idx)| {
+                let t = (idx % v) as i64;
+                (s, idx / v, t, t == g.eos || at_max)
+            })
+            .collect();
+        let all_hit = cands.iter().all(|c| c.3);
+        let extend = |b: usize, t: i64| {
+            let mut s = self.running[b].0.clone();
+            s.push(t);
+            s
+        };
+        // The next running beams: the best that did not just end.
+        let mut run: Vec<(f32, usize)> = cands
+            .iter()
+            .enumerate()
+            .map(|(j, c)| (c.0 + if c.3 { NEG } else { 0.0 }, j))
+            .collect();
+        run.sort_by(by_score);
+        let new_running: Vec<(Vec<i64>, f32)> = run[..nb]
+            .iter()
+            .map(|&(s, j)| (extend(cands[j].1, cands[j].2), s))
+            .collect();
+        // Finished hypotheses: the ending ones among the best `nb`, length-penalised.
+        let denom = lp_pow(cur_len + 1 - p);
+        let full = self.finished.iter().all(|f| f.3) && g.early_stopping == EarlyStopping::True;
+        let mut merged: Vec<(f32, Vec<i64>, f32, bool)> = self
+            .finished
+            .drain(..)
+            .map(|(s, sc, raw, fin)| (sc, s, raw, fin))
+            .collect();
+        for (j, c) in cands.iter().enumerate() {
+            let done = j < nb && c.3;
+            let mut s = c.0 / denom;
+            if full {
+                s += NEG;
+            }
+            if !self.unsatisfied {
+                s += NEG;
+            }
+            if !done {
+                s += NEG;
+            }
+            merged.push((s, extend(c.1, c.2), c.0, done));
+        }
+        let mut order: Vec<(f32, usize)> =
+            merged.iter().enumerate().map(|(j, m)| (m.0, j)).collect();
+        order.sort_by(by_score);
+        self.finished = order[..nb]
+            .iter()
+            .map(|&(_, j)| (merged[j].1.clone(), merged[j].0, merged[j].2, merged[j].3))
+            .collect();
+        self.running = new_running;
+        // Can a running beam still beat the worst finished one?
+        let best_len = match g.early_stopping {
+            EarlyStopping::Never if g.length_penalty > 0.0 => g.max_length - p,
+            _ => cur_len + 1 - p,
+        };
+        let best = self.running[0].1 / lp_pow(best_len);
+        let worst = self
+            .finished
+            .iter()
+            .map(|f| f.1)
+            .fold(f32::INFINITY, f32::min);
+        self.unsatisfied &= self
+            .finished
+            .iter()
+            .any(|f| best > if f.3 { worst } else { NEG });
+        let closed = self.finished.iter().all(|f| f.3) && g.early_stopping == EarlyStopping::True;
+        let parents =
+            (self.unsatisfied && !closed).then(|| (0..nb).map(|b| cands[run[b].1].1).collect());
+        (all_hit, parents)
+    }
+}
+
 /// The best `k` of `(score + row[t], off + t)` in [`by_score`] order, in one pass that keeps a
 /// sorted list of `k`: a candidate that does not beat the `k`-th costs one comparison.
 fn row_top_k(row: &[f32], score: f32, off: usize, k: usize) -> Vec<(f32, usize)> {
@@ -315,8 +419,6 @@ where
     let nb = g.beams;
     let p = prompt.len();
     let start = *prompt.last().unwrap_or(&g.start);
-    let k = 2 * nb;
-    let lp_pow = |len: usize| (len as f64).powf(g.length_penalty) as f32;
     let mut items: Vec<Item> = (0..n)
         .map(|_| Item {
             running: (0..nb)
@@ -339,94 +441,13 @@ where
         let (mut next_live, mut next_parents, mut next_tokens) = (vec![], vec![], vec![]);
         let mut all_hit = true;
         for (slot, &i) in live.iter().enumerate() {
-            let it = &mut items[i];
-            let base = slot * nb;
-            // Accumulated scores (float32 as in `transformers`) of the best `k` (beam, token)
-            // pairs: the best `k` overall are among each beam's best `k`, so only those are
-            // kept from a row (not `beams × V` pairs).
-            let mut acc: Vec<(f32, usize)> = Vec::with_capacity(nb * k);
-            for (b, (seq, score)) in it.running.iter().enumerate() {
-                let r = &mut lp[(base + b) * v..(base + b + 1) * v];
-                g.process(r, seq);
-                acc.extend(row_top_k(r, *score, b * v, k));
-            }
-            acc.sort_by(by_score);
-            acc.truncate(k);
-            let at_max = cur_len + 1 >= g.max_length;
-            let cands: Vec<(f32, usize, i64, bool)> = acc
-                .iter()
-                .map(|&(s, idx)| {
-                    let t = (idx % v) as i64;
-                    (s, idx / v, t, t == g.eos || at_max)
-                })
-                .collect();
-            all_hit &= cands.iter().all(|c| c.3);
-            let extend = |b: usize, t: i64| {
-                let mut s = it.running[b].0.clone();
-                s.push(t);
-                s
-            };
-            // The next running beams: the best that did not just end.
-            let mut run: Vec<(f32, usize)> = cands
-                .iter()
-                .enumerate()
-                .map(|(j, c)| (c.0 + if c.3 { NEG } else { 0.0 }, j))
-                .collect();
-            run.sort_by(by_score);
-            let new_running: Vec<(Vec<i64>, f32)> = run[..nb]
-                .iter()
-                .map(|&(s, j)| (extend(cands[j].1, cands[j].2), s))
-                .collect();
-            // Finished hypotheses: the ending ones among the best `nb`, length-penalised.
-            let denom = lp_pow(cur_len + 1 - p);
-            let full = it.finished.iter().all(|f| f.3) && g.early_stopping == EarlyStopping::True;
-            let mut merged: Vec<(f32, Vec<i64>, f32, bool)> = it
-                .finished
-                .drain(..)
-                .map(|(s, sc, raw, fin)| (sc, s, raw, fin))
-                .collect();
-            for (j, c) in cands.iter().enumerate() {
-                let done = j < nb && c.3;
-                let mut s = c.0 / denom;
-                if full {
-                    s += NEG;
-                }
-                if !it.unsatisfied {
-                    s += NEG;
-                }
-                if !done {
-                    s += NEG;
-                }
-                merged.push((s, extend(c.1, c.2), c.0, done));
-            }
-            let mut order: Vec<(f32, usize)> =
-                merged.iter().enumerate().map(|(j, m)| (m.0, j)).collect();
-            order.sort_by(by_score);
-            it.finished = order[..nb]
-                .iter()
-                .map(|&(_, j)| (merged[j].1.clone(), merged[j].0, merged[j].2, merged[j].3))
-                .collect();
-            it.running = new_running;
-            // Can a running beam still beat the worst finished one?
-            let best_len = match g.early_stopping {
-                EarlyStopping::Never if g.length_penalty > 0.0 => g.max_length - p,
-                _ => cur_len + 1 - p,
-            };
-            let best = it.running[0].1 / lp_pow(best_len);
-            let worst = it
-                .finished
-                .iter()
-                .map(|f| f.1)
-                .fold(f32::INFINITY, f32::min);
-            it.unsatisfied &= it
-                .finished
-                .iter()
-                .any(|f| best > if f.3 { worst } else { NEG });
-            let closed = it.finished.iter().all(|f| f.3) && g.early_stopping == EarlyStopping::True;
-            if it.unsatisfied && !closed {
+            let rows = &mut lp[slot * nb * v..(slot + 1) * nb * v];
+            let (hit, next) = items[i].advance(rows, g, cur_len, p);
+            all_hit &= hit;
+            if let Some(parents) = next {
                 next_live.push(i);
-                for (b, (seq, _)) in it.running.iter().enumerate() {
-                    next_parents.push(base + cands[run[b].1].1);
+                for (b, (seq, _)) in items[i].running.iter().enumerate() {
+                    next_parents.push(slot * nb + parents[b]);
                     next_tokens.push(*seq.last().unwrap_or(&start));
                 }
             }
