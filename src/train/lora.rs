@@ -159,27 +159,7 @@ pub fn train(
     let _lock = run::lock(out)?;
     run::recover(out)?;
     let state_path = out.join(run::STATE);
-    let resuming = state_path.is_file();
-    if resuming {
-        let saved: LoraTrain = run::read_json(&out.join(SETTINGS))?;
-        if saved != settings {
-            return Err(Error::invalid(format!(
-                "{}: a LoRA run with other settings ({}); resume with the same --model, --data \
-                 and LoRA flags, or choose another --out",
-                out.display(),
-                first_difference(&saved, &settings)
-            )));
-        }
-    } else if std::fs::read_dir(out)
-        .map_err(|e| Error::io(out, e))?
-        .flatten()
-        .any(|e| e.file_name() != run::LOCK)
-    {
-        return Err(Error::invalid(format!(
-            "{}: exists and is not a LoRA run of captag llm train; choose an empty or new --out",
-            out.display()
-        )));
-    }
+    let resuming = resumes(&settings, out)?;
     let mut lm = ChatLm::load(&settings.model, None, device)?;
     lm.llama.vs.freeze();
     lm.llama.set_precision(settings.precision);
@@ -235,27 +215,7 @@ pub fn train(
             opt.zero_grad();
             let (loss, n) = batch_loss(&lm, &batch, true)?;
             let mean = loss / n.max(1) as f64;
-            match scaler.as_mut() {
-                None => {
-                    mean.backward();
-                    opt.step(1.0);
-                }
-                Some(s) => {
-                    // Scaled backward, unscaled gradients, the step skipped on inf/NaN.
-                    s.scale_loss(&mean).backward();
-                    let mut grads: Vec<Tensor> = adapter
-                        .trainable_variables()
-                        .iter()
-                        .map(Tensor::grad)
-                        .collect();
-                    let (found_inf, overflow) = s.unscale(&mut grads);
-                    if !overflow {
-                        opt.step(1.0);
-                    }
-                    s.update(&found_inf);
-                    state.loss_scale = Some(s.state());
-                }
-            }
+            backward_and_step(&mean, &mut opt, scaler.as_mut(), &adapter, &mut state);
             sum += mean.double_value(&[]) * n as f64;
             tokens += n;
         }
@@ -287,6 +247,65 @@ pub fn train(
         export_adapter(out)?;
     }
     Ok(())
+}
+
+/// Whether `out` is this LoRA run to resume (its saved settings must equal `settings`); a new
+/// run needs an empty or new folder (the lock file aside).
+fn resumes(settings: &LoraTrain, out: &Path) -> Result<bool> {
+    if out.join(run::STATE).is_file() {
+        let saved: LoraTrain = run::read_json(&out.join(SETTINGS))?;
+        if saved != *settings {
+            return Err(Error::invalid(format!(
+                "{}: a LoRA run with other settings ({}); resume with the same --model, --data \
+                 and LoRA flags, or choose another --out",
+                out.display(),
+                first_difference(&saved, settings)
+            )));
+        }
+        return Ok(true);
+    }
+    if std::fs::read_dir(out)
+        .map_err(|e| Error::io(out, e))?
+        .flatten()
+        .any(|e| e.file_name() != run::LOCK)
+    {
+        return Err(Error::invalid(format!(
+            "{}: exists and is not a LoRA run of captag llm train; choose an empty or new --out",
+            out.display()
+        )));
+    }
+    Ok(false)
+}
+
+/// Backward pass and Adam step on the adapter; with fp16's scaler a scaled backward, unscaled
+/// gradients and the step skipped on inf/NaN, the loss scale kept in `state` for resume.
+fn backward_and_step(
+    mean: &Tensor,
+    opt: &mut Adam,
+    scaler: Option<&mut LossScaler>,
+    adapter: &nn::VarStore,
+    state: &mut TrainState,
+) {
+    match scaler {
+        None => {
+            mean.backward();
+            opt.step(1.0);
+        }
+        Some(s) => {
+            s.scale_loss(mean).backward();
+            let mut grads: Vec<Tensor> = adapter
+                .trainable_variables()
+                .iter()
+                .map(Tensor::grad)
+                .collect();
+            let (found_inf, overflow) = s.unscale(&mut grads);
+            if !overflow {
+                opt.step(1.0);
+            }
+            s.update(&found_inf);
+            state.loss_scale = Some(s.state());
+        }
+    }
 }
 
 /// `adapter_model.safetensors` = the committed `last.safetensors` (the names are `peft`'s).
