@@ -10,7 +10,7 @@ use clap::Parser;
 use super::{load_options, Ctx};
 use crate::cli::{Cli, Command, CompareArgs, PlotArgs};
 use crate::eval::runner::EvalSpec;
-use crate::experiments::compare::{self, Spec};
+use crate::experiments::compare::{self, RunSpec, Spec};
 use crate::experiments::plot;
 use crate::run::{self, TrainState};
 
@@ -32,6 +32,7 @@ fn finished(dir: &Path) -> anyhow::Result<Option<bool>> {
 fn train_run(
     ctx: &Ctx,
     spec: &Spec,
+    r: &RunSpec,
     dir: &Path,
     args: &[String],
     resume: bool,
@@ -39,7 +40,7 @@ fn train_run(
     let mut argv: Vec<String> = vec!["captag".into(), "train".into()];
     argv.extend(["--data".into(), spec.data.display().to_string()]);
     argv.extend(["--out".into(), dir.display().to_string()]);
-    if let Some(f) = &spec.features {
+    if let Some(f) = spec.features_of(r) {
         argv.extend(["--features".into(), f.display().to_string()]);
     }
     argv.extend(spec.train.iter().cloned());
@@ -92,7 +93,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
                         dir.display()
                     );
                 }
-                train_run(ctx, &spec, &dir, args, resume)?;
+                train_run(ctx, &spec, r, &dir, args, resume)?;
             }
             (Some(false), None) => {
                 if !ctx.quiet {
@@ -104,12 +105,9 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
             }
         }
     }
-    // 2. Evaluate every run identically.
-    let cache = spec
-        .features
-        .as_deref()
-        .map(crate::data::feature_file::FeatureFile::open)
-        .transpose()?;
+    // 2. Evaluate every run identically (each frozen-encoder run from its feature cache; runs
+    // sharing one cache share one open file).
+    let mut caches: Vec<(PathBuf, crate::data::feature_file::FeatureFile)> = vec![];
     let opts = load_options(ctx, &a.dataset);
     let es = EvalSpec {
         split: a.split.into(),
@@ -136,14 +134,21 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
         }
         let mut loaded = crate::infer::load_checkpoint(&dir, ctx.device, false)?;
         loaded.allow_unk = a.decode.allow_unk;
-        let frozen = loaded.run.model.frozen_encoder;
-        let report = crate::eval::runner::evaluate(
-            &loaded,
-            &spec.data,
-            &opts,
-            &es,
-            cache.as_ref().filter(|_| frozen),
-        )?;
+        let cache = match spec.features_of(r) {
+            Some(f) if loaded.run.model.frozen_encoder => {
+                let i = match caches.iter().position(|(p, _)| p == f) {
+                    Some(i) => i,
+                    None => {
+                        let file = crate::data::feature_file::FeatureFile::open(f)?;
+                        caches.push((f.to_path_buf(), file));
+                        caches.len() - 1
+                    }
+                };
+                Some(&caches[i].1)
+            }
+            _ => None,
+        };
+        let report = crate::eval::runner::evaluate(&loaded, &spec.data, &opts, &es, cache)?;
         let m = &loaded.run.model;
         let arch = format!("{} + {}", m.encoder.as_str(), m.decoder.name());
         say_scores(ctx, &r.name, &report);

@@ -17,7 +17,8 @@ use crate::{Error, Result};
 pub struct Spec {
     /// Dataset directory (training and evaluation).
     pub data: PathBuf,
-    /// Feature cache shared by the frozen-encoder runs (training and evaluation).
+    /// Feature cache shared by the frozen-encoder runs (training and evaluation); a run's own
+    /// `features` replaces it for that run (runs on different encoders each need their own).
     #[serde(default)]
     pub features: Option<PathBuf>,
     /// `captag train` flags every trained run gets (e.g. `["--encoder", "squeezenet1_1"]`).
@@ -36,6 +37,9 @@ pub struct RunSpec {
     pub dir: Option<PathBuf>,
     #[serde(default)]
     pub args: Option<Vec<String>>,
+    /// This run's feature cache, in place of the spec's `features` (e.g. another encoder's).
+    #[serde(default)]
+    pub features: Option<PathBuf>,
 }
 
 impl Spec {
@@ -100,6 +104,11 @@ impl Spec {
             }
         }
         Ok(spec)
+    }
+
+    /// The feature cache run `r` trains and is evaluated from: its own, else the spec's.
+    pub fn features_of<'a>(&'a self, r: &'a RunSpec) -> Option<&'a Path> {
+        r.features.as_deref().or(self.features.as_deref())
     }
 
     /// Where run `r` lives.

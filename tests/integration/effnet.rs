@@ -1,13 +1,14 @@
 //! `--encoder efficientnet_lite0` end to end on random weights (the real ones come from
 //! `make weights`; tests never need them): a feature cache with 1280-d pooled vectors and 7×7
 //! grids, an attention decoder trained on it, the run's preprocessing and encoder stored in the
-//! run, and `eval`/`caption` from the run alone agreeing with the cache.
+//! run, `eval`/`caption` from the run alone agreeing with the cache, and `compare` reading a
+//! run's own cache.
 use std::fs;
 use std::path::Path;
 
 use tch::Tensor;
 
-use super::common::{ok, s, synth};
+use super::common::{bad_input, ok, s, synth};
 
 fn predictions(path: &Path) -> Vec<(String, String)> {
     let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
@@ -113,4 +114,43 @@ fn efficientnet_lite0_features_train_eval_and_caption() {
         out.trim_end().ends_with(caption.as_str()),
         "{out} vs {caption}"
     );
+
+    // `compare`: a run's own `features` replaces the spec's cache for that run (runs on
+    // different encoders each read their own); here the spec's is a pooled-only cache, which the
+    // attention run refuses unless its own grid cache is named.
+    let pooled = t.path().join("pooled.safetensors");
+    let weights = run.join("encoder.safetensors"); // the user's copy is gone
+    ok(&[
+        "features",
+        "--data",
+        s(&data),
+        "--out",
+        s(&pooled),
+        "--encoder",
+        "efficientnet_lite0",
+        "--encoder-weights",
+        s(&weights),
+    ]);
+    let spec = t.path().join("spec.json");
+    let write_spec = |own: Option<&Path>| {
+        let own = own.map_or(String::new(), |p| format!(r#", "features": "{}""#, s(p)));
+        let text = format!(
+            r#"{{"data": "{}", "features": "{}",
+                "runs": [{{"name": "l0", "dir": "{}"{own}}}]}}"#,
+            s(&data),
+            s(&pooled),
+            s(&run)
+        );
+        fs::write(&spec, text).unwrap();
+    };
+    let cmp = t.path().join("cmp");
+    let argv = ["compare", "--spec", s(&spec), "--out", s(&cmp), "--split", "train"];
+    write_spec(None);
+    let e = bad_input(&argv);
+    assert!(e.contains("grid"), "{e}");
+    write_spec(Some(&cache));
+    ok(&argv);
+    let j: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(cmp.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(j["rows"][0]["images"], cached.len());
 }
