@@ -34,11 +34,11 @@ pub fn open(dir: &Path, device: tch::Device, last: bool) -> crate::Result<VlCapt
     VlCaptioner::load(dir, device)
 }
 
-/// Whether `train` fine-tunes a BLIP/GIT folder: `--init-from` names one, or `--resume`
-/// continues such a run.
+/// Whether `train` fine-tunes a BLIP/GIT model: `--init-from` names a folder or a run
+/// fine-tuned from one, or `--resume` continues such a run.
 pub fn wants_training(a: &TrainArgs) -> bool {
     match &a.scst.init_from {
-        Some(src) => is_vl_folder(src),
+        Some(src) => is_vl_folder(src) || vlrun::is_vl_run(src),
         None => a.resume && vlrun::is_vl_run(&a.out),
     }
 }
@@ -54,14 +54,11 @@ pub fn train_job(ctx: &Ctx, a: &TrainArgs) -> anyhow::Result<VlTrainJob> {
         ("--teacher", a.distill.teacher.is_some()),
         ("--captions-per-image", a.captions_per_image.is_some()),
         ("--image-size", a.image_size.is_some()),
-        (
-            "--objective scst",
-            a.scst.objective == crate::cli::Objective::Scst,
-        ),
     ];
     if let Some((flag, _)) = refused.iter().find(|(_, given)| *given) {
         bail!(
-            "{flag} does not apply to fine-tuning a BLIP/GIT folder (its architecture, tokenizer              and preprocessing are the folder's; SCST on these models is not implemented)"
+            "{flag} does not apply to fine-tuning a BLIP/GIT folder (its architecture, tokenizer \
+             and preprocessing are the folder's)"
         );
     }
     let old = match a.resume {

@@ -155,7 +155,11 @@ pub fn source(run: &VlRunConfig) -> Result<PathBuf> {
         .as_ref()
         .ok_or_else(|| Error::invalid("the run records no --init-from folder"))?;
     let dir = PathBuf::from(&init.run);
-    if !dir.is_dir() || folder_fingerprint(&dir)? != init.fingerprint {
+    let now = match is_vl_run(&dir) {
+        true => super::fingerprint(&dir),
+        false => folder_fingerprint(&dir),
+    };
+    if !dir.is_dir() || now? != init.fingerprint {
         return Err(Error::invalid(format!(
             "no epoch was saved yet and the folder it started from ({}) is gone or changed: \
              start a new run with --init-from",
@@ -163,4 +167,13 @@ pub fn source(run: &VlRunConfig) -> Result<PathBuf> {
         )));
     }
     Ok(dir)
+}
+
+/// What `--init-from` names, loaded: a folder as downloaded, or a BLIP/GIT run (its best
+/// weights); with the folder whose config, preprocessing and tokenizer files a new run copies.
+pub fn load_source(src: &Path, device: tch::Device) -> Result<(VlCaptioner, PathBuf)> {
+    if is_vl_run(src) {
+        return Ok((open(src, device, false)?.1, src.join(HF)));
+    }
+    Ok((VlCaptioner::load(src, device)?, src.to_path_buf()))
 }

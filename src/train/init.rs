@@ -1,8 +1,9 @@
 //! `train --init-from PATH`: a new run whose first weights are another run's best. The source
 //! is read in one place ([`open`]): today a captag run directory, whose architecture,
 //! vocabulary, hashtag list and frozen encoder weights the new run takes over unchanged (so
-//! its weights fit). A Hugging Face BLIP or GIT folder is the other kind of source: it is
-//! fine-tuned by `train::vl` into a run of its own architecture ([`record`] notes it).
+//! its weights fit). A Hugging Face BLIP or GIT folder, or a run fine-tuned from one, is the
+//! other kind of source: `train::vl` trains it into a run of its own architecture ([`record`]
+//! notes it).
 use std::path::{Path, PathBuf};
 
 use tch::nn::VarStore;
@@ -63,6 +64,12 @@ pub fn record(path: &Path) -> Result<InitFrom> {
         return Ok(InitFrom {
             run: path.display().to_string(),
             fingerprint: run::vl::folder_fingerprint(path)?,
+        });
+    }
+    if run::vl::is_vl_run(path) {
+        return Ok(InitFrom {
+            run: path.display().to_string(),
+            fingerprint: run::fingerprint(path)?,
         });
     }
     open(path)?;

@@ -57,19 +57,28 @@ pub struct Reward {
 
 impl Reward {
     pub fn new(prep: &Prepared) -> Reward {
+        Reward::from_refs(&prep.train_refs)
+    }
+
+    /// From `(image row, its references as words)` per training image.
+    pub fn from_refs(train_refs: &[(i64, Vec<Vec<String>>)]) -> Reward {
         let with_eos = |rs: &Vec<Vec<String>>| -> Vec<Vec<String>> {
             rs.iter()
                 .map(|r| r.iter().cloned().chain([EOS.to_string()]).collect())
                 .collect()
         };
-        let refs: Vec<Vec<Vec<String>>> =
-            prep.train_refs.iter().map(|(_, r)| with_eos(r)).collect();
-        let rows: Vec<i64> = prep.train_refs.iter().map(|(r, _)| *r).collect();
+        let refs: Vec<Vec<Vec<String>>> = train_refs.iter().map(|(_, r)| with_eos(r)).collect();
+        let rows: Vec<i64> = train_refs.iter().map(|(r, _)| *r).collect();
         Reward {
             cider: CiderReward::new(&refs),
             index: rows.iter().enumerate().map(|(i, &r)| (r, i)).collect(),
             rows,
         }
+    }
+
+    /// The training images' rows, in the dataset's order.
+    pub fn rows(&self) -> &[i64] {
+        &self.rows
     }
 
     /// CIDEr-D of a caption (words) of image `row`; `finished`: it ended with `<end>`.
@@ -122,7 +131,7 @@ pub fn loss(logp: &Tensor, advantages: &[f64], scored: &[i64]) -> Tensor {
 
 /// The drawing seed of step `b` of an epoch: every image of the step draws from its own stream
 /// (`decoding::sample`), so a resumed epoch draws what the uninterrupted one drew.
-fn step_seed(epoch_seed: u64, b: usize) -> u64 {
+pub(super) fn step_seed(epoch_seed: u64, b: usize) -> u64 {
     epoch_seed.wrapping_add((b as u64).wrapping_mul(0xD1B5_4A32_D192_ED03))
 }
 

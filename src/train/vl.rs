@@ -1,6 +1,7 @@
-//! `train --init-from HF_DIR`: fine-tuning a BLIP or GIT Hugging Face folder
-//! (docs/vision-language.md, "Fine-tuning") with teacher-forced cross-entropy on the folder's
-//! own tokenizer (the loss on caption tokens only, padding left out) and AdamW. The loop is the
+//! `train --init-from HF_DIR`: fine-tuning a BLIP or GIT Hugging Face folder (or a run
+//! fine-tuned from one; docs/vision-language.md, "Fine-tuning") with teacher-forced
+//! cross-entropy on the folder's own tokenizer (the loss on caption tokens only, padding left
+//! out) and AdamW, or with `--objective scst` self-critically (`vl_scst.rs`). The loop is the
 //! captioning loop's, phase for phase, on its shared pieces: the run's lock and crash recovery,
 //! the per-epoch seeds (shuffle order and dropout from `(seed, epoch)`), the optimizer update
 //! (`step.rs`), best-epoch selection on dev (`--select`) with the schedule and early stopping,
@@ -47,11 +48,13 @@ pub struct VlTrainJob {
 }
 
 /// The train and dev splits in the model's terms.
-struct VlData {
+pub(super) struct VlData {
     /// Every usable image, preprocessed by the folder's image processor: `(N, 3, S, S)`.
-    pixels: Tensor,
+    pub(super) pixels: Tensor,
     /// `(image row, [start, tokens.., end])` per caption.
     train: Vec<(i64, Vec<i64>)>,
+    /// `(image row, its references as words)` per training image (SCST's rewards).
+    train_refs: Vec<(i64, Vec<Vec<String>>)>,
     dev: Vec<(i64, Vec<i64>)>,
     /// One row per dev image, with its references as words (the common evaluation).
     dev_images: Vec<i64>,
@@ -59,11 +62,11 @@ struct VlData {
 }
 
 /// What the loop carries: the model, its optimizer and `train_state.json`.
-struct Fine {
-    m: VlCaptioner,
-    adam: super::optim::Adam,
-    state: TrainState,
-    scaler: Option<super::scaler::LossScaler>,
+pub(super) struct Fine {
+    pub(super) m: VlCaptioner,
+    pub(super) adam: super::optim::Adam,
+    pub(super) state: TrainState,
+    pub(super) scaler: Option<super::scaler::LossScaler>,
 }
 
 pub fn run(job: &VlTrainJob) -> Result<TrainSummary> {
@@ -80,8 +83,16 @@ pub fn run(job: &VlTrainJob) -> Result<TrainSummary> {
     let data = prepare(job, &t.m, &ds.samples, tc.max_words)?;
     let selection = SelectionScore::Captions(tc.select);
     let mut best_bleu = None;
+    // `--objective scst`: the rewards' references and document frequencies, built once.
+    let mut scst = tc
+        .scst
+        .as_ref()
+        .map(|c| (c, super::scst::Reward::from_refs(&data.train_refs)));
     while t.state.epoch < tc.epochs && !t.state.stopped_early {
-        let trained = train_epoch(job, tc, &data, &mut t)?;
+        let trained = match scst.as_mut() {
+            Some((c, reward)) => super::vl_scst::train_epoch(job, tc, c, &data, reward, &mut t)?,
+            None => train_epoch(job, tc, &data, &mut t)?,
+        };
         let dev = validate(&data, &t.m, tc)?;
         let improved = super::close_epoch(
             &mut t.state,
@@ -141,7 +152,7 @@ fn open_or_create(job: &VlTrainJob, data_fp: &str) -> Result<(VlRunConfig, Fine)
                     dir.display()
                 );
             }
-            (cfg, VlCaptioner::load(&src, job.device)?, false)
+            (cfg, vlrun::load_source(&src, job.device)?.0, false)
         }
     } else {
         run::ensure_new(dir)?;
@@ -149,7 +160,7 @@ fn open_or_create(job: &VlTrainJob, data_fp: &str) -> Result<(VlRunConfig, Fine)
             .folder
             .as_ref()
             .ok_or_else(|| Error::invalid("--init-from: no BLIP/GIT folder given"))?;
-        let m = VlCaptioner::load(src, job.device)?;
+        let (m, files) = vlrun::load_source(src, job.device)?;
         let cfg = VlRunConfig {
             captag_version: env!("CARGO_PKG_VERSION").to_string(),
             vl: m.config.clone(),
@@ -158,7 +169,7 @@ fn open_or_create(job: &VlTrainJob, data_fp: &str) -> Result<(VlRunConfig, Fine)
             data_path: job.data.display().to_string(),
             data_fingerprint: data_fp.to_string(),
         };
-        vlrun::create(dir, src, &cfg)?;
+        vlrun::create(dir, &files, &cfg)?;
         (cfg, m, false)
     };
     if cfg.freeze_vision {
@@ -212,6 +223,7 @@ fn prepare(
     let mut d = VlData {
         pixels: Tensor::new(),
         train: vec![],
+        train_refs: vec![],
         dev: vec![],
         dev_images: vec![],
         dev_refs: vec![],
@@ -235,13 +247,14 @@ fn prepare(
             .captions
             .iter()
             .map(|c| (row, m.caption_ids(c, max_words)));
+        let words = || s.captions.iter().map(|c| tokenize(c)).collect::<Vec<_>>();
         if s.split == Split::Train {
             d.train.extend(caps);
+            d.train_refs.push((row, words()));
         } else {
             d.dev.extend(caps);
             d.dev_images.push(row);
-            d.dev_refs
-                .push(s.captions.iter().map(|c| tokenize(c)).collect::<Vec<_>>());
+            d.dev_refs.push(words());
         }
     }
     bar.finish_and_clear();

@@ -144,7 +144,15 @@ fn efficientnet_lite0_features_train_eval_and_caption() {
         fs::write(&spec, text).unwrap();
     };
     let cmp = t.path().join("cmp");
-    let argv = ["compare", "--spec", s(&spec), "--out", s(&cmp), "--split", "train"];
+    let argv = [
+        "compare",
+        "--spec",
+        s(&spec),
+        "--out",
+        s(&cmp),
+        "--split",
+        "train",
+    ];
     write_spec(None);
     let e = bad_input(&argv);
     assert!(e.contains("grid"), "{e}");

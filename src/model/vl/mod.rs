@@ -14,7 +14,9 @@ use tch::{nn, Device, Kind, Tensor};
 use crate::data::image::clip::{resample, ClipPreprocess, Filter};
 use crate::model::blip::{Blip, BlipConfig};
 use crate::model::decoding::hf::{generate_nbest, Generate, Generated, GenerationConfig};
-use crate::model::decoding::{decode_nbest, Decoding, Hypothesis, Specials};
+use crate::model::decoding::{
+    decode_nbest, draw_counted, Decoding, Draw, Drawn, Hypothesis, Specials, UnkStats,
+};
 use crate::model::git::{Git, GitConfig};
 use crate::model::hf::{read_config, HfWeights};
 use crate::text::hf_tokenizer::{Family, HfTokenizer};
@@ -370,6 +372,48 @@ impl VlCaptioner {
         Tensor::stack(&t, 0).to_device(self.device())
     }
 
+    /// The decoding walk's `step` closure over `n` images' cache (see `model::decoding`): the
+    /// cache starts from `memory (n, I, D)` and `prefix`; a step whose parents are exactly the
+    /// rows held (every greedy step, and sampling) keeps the cache as it is instead of copying.
+    fn stepper<'a>(
+        &'a self,
+        memory: &Tensor,
+        prefix: &Prefix,
+        n: usize,
+    ) -> impl FnMut(&[usize], &[i64]) -> Result<Vec<f32>> + 'a {
+        let mut cache = Some(self.model.begin(memory, prefix));
+        let dev = self.device();
+        let mut held = n;
+        move |parents: &[usize], tokens: &[i64]| -> Result<Vec<f32>> {
+            let c = cache.take().unwrap_or_default();
+            let mut c = if is_identity(parents, held) {
+                c
+            } else {
+                let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
+                c.select(&Tensor::from_slice(&rows).to_device(dev))
+            };
+            held = parents.len();
+            let ids = Tensor::from_slice(tokens).to_device(dev).unsqueeze(1); // (R, 1)
+            let logits = self.model.step(&mut c, &ids); // (R, V)
+            cache = Some(c);
+            let lp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
+            Ok(Vec::<f32>::try_from(
+                lp.to_device(Device::Cpu).flatten(0, -1),
+            )?)
+        }
+    }
+
+    /// The special tokens decoding needs after `prefix` (no unknown word is masked: the
+    /// folder's tokenizer decides what it writes, as `generate` does).
+    fn specials(&self, prefix: &Prefix) -> Specials {
+        Specials {
+            start: prefix.last(),
+            end: self.model.end_token(),
+            unk: None,
+            allow_unk: true,
+        }
+    }
+
     /// Each image's hypotheses (token ids after the prefix, without `[SEP]`), best first.
     pub fn decode(
         &self,
@@ -382,34 +426,8 @@ impl VlCaptioner {
         let decoding = clamp_len(decoding, limit.max(1) as usize);
         tch::no_grad(|| {
             let memory = self.model.image_memory(pixels, false);
-            let mut cache = Some(self.model.begin(&memory, prefix));
-            let dev = self.device();
-            let sp = Specials {
-                start: prefix.last(),
-                end: self.model.end_token(),
-                unk: None,
-                allow_unk: true,
-            };
-            // Rows of the cache now: a step whose parents are exactly those rows in order (every
-            // greedy step, and sampling) keeps the cache as it is instead of copying it.
-            let mut held = n;
-            let step = |parents: &[usize], tokens: &[i64]| -> Result<Vec<f32>> {
-                let c = cache.take().unwrap_or_default();
-                let mut c = if is_identity(parents, held) {
-                    c
-                } else {
-                    let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
-                    c.select(&Tensor::from_slice(&rows).to_device(dev))
-                };
-                held = parents.len();
-                let ids = Tensor::from_slice(tokens).to_device(dev).unsqueeze(1); // (R, 1)
-                let logits = self.model.step(&mut c, &ids); // (R, V)
-                cache = Some(c);
-                let lp = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
-                Ok(Vec::<f32>::try_from(
-                    lp.to_device(Device::Cpu).flatten(0, -1),
-                )?)
-            };
+            let step = self.stepper(&memory, prefix, n);
+            let sp = self.specials(prefix);
             match decoding {
                 // `transformers`' beam bookkeeping, so a folder's beam captions are the ones
                 // `generate(num_beams=K)` writes (`decoding::hf`, after the prefix).
@@ -433,6 +451,79 @@ impl VlCaptioner {
                 d => decode_nbest(n, &d, sp, step),
             }
         })
+    }
+
+    /// Captions drawn for self-critical training (`train::vl_scst`), without gradient in eval
+    /// mode: greedy, or `samples` per image (image-major), each with whether it ended with
+    /// `[SEP]` — the walk `decode` uses, through `model::decoding::draw_counted`.
+    pub fn draw(&self, pixels: &Tensor, prefix: &Prefix, how: Draw) -> Result<Vec<Drawn>> {
+        let n = pixels.size()[0] as usize;
+        let limit = (self.model.max_positions() - prefix.0.len() as i64).max(1) as usize;
+        let how = match how {
+            Draw::Greedy { max_len } => Draw::Greedy {
+                max_len: max_len.min(limit),
+            },
+            Draw::Sample(mut c) => {
+                c.max_len = c.max_len.min(limit);
+                Draw::Sample(c)
+            }
+        };
+        tch::no_grad(|| {
+            let memory = self.model.image_memory(pixels, false);
+            let step = self.stepper(&memory, prefix, n);
+            draw_counted(
+                n,
+                how,
+                self.specials(prefix),
+                step,
+                &mut UnkStats::default(),
+            )
+        })
+    }
+
+    /// `log p(caption | image)` of each drawn caption, with gradient, in eval mode: `(B,)`
+    /// float32. `memory (B, I, D)` is each caption's image tokens, `prefix` what the captions
+    /// were drawn after; only the drawn tokens (and their `[SEP]` when finished) are scored.
+    pub fn caption_logp(&self, memory: &Tensor, prefix: &Prefix, drawn: &[&Drawn]) -> Tensor {
+        let dev = self.device();
+        let p = prefix.0.len();
+        let seqs: Vec<Vec<i64>> = drawn
+            .iter()
+            .map(|d| {
+                let mut ids = prefix.0.clone();
+                ids.extend(&d.hyp.tokens);
+                if d.finished {
+                    ids.push(self.model.end_token());
+                }
+                ids
+            })
+            .collect();
+        let t = seqs.iter().map(Vec::len).max().unwrap_or(p).max(p + 1);
+        let (mut ids, mut keep, mut scored) = (vec![0i64; seqs.len() * t], vec![], vec![]);
+        for (i, s) in seqs.iter().enumerate() {
+            ids[i * t..i * t + s.len()].copy_from_slice(s);
+            keep.extend((0..t).map(|j| j < s.len()));
+            // Target j is token j + 1: the drawn ones are targets p - 1 .. len - 1.
+            scored.extend((0..t - 1).map(|j| j + 1 >= p && j + 1 < s.len()));
+        }
+        let b = seqs.len() as i64;
+        let ids = Tensor::from_slice(&ids).view([b, t as i64]).to_device(dev);
+        let keep = Tensor::from_slice(&keep).view([b, t as i64]).to_device(dev);
+        let scored = Tensor::from_slice(&scored)
+            .view([b, t as i64 - 1])
+            .to_device(dev);
+        let logits = self.model.logits_t(memory, &ids, &keep, false); // (B, T, V)
+        let lp = logits
+            .narrow(1, 0, t as i64 - 1)
+            .to_kind(Kind::Float)
+            .log_softmax(-1, Kind::Float); // (B, T-1, V)
+        let picked = lp
+            .gather(2, &ids.narrow(1, 1, t as i64 - 1).unsqueeze(-1), false)
+            .squeeze_dim(-1); // (B, T-1)
+                              // Zeroed rather than multiplied by 0: a padded position may pick a −∞.
+        picked
+            .masked_fill(&scored.logical_not(), 0.0)
+            .sum_dim_intlist(1, false, Kind::Float)
     }
 
     /// Image files, `batch` at a time: each one's hypotheses (best first), or why it could not be

@@ -146,3 +146,40 @@ fn a_folder_of_another_model_is_one_clear_error() {
         .to_string();
     assert!(e.contains("not a folder"), "{e}");
 }
+
+/// SCST scores drawn captions by teacher forcing (`caption_logp`); that must be the probability
+/// the cached decoding walk drew them with (`draw`: the sum of the chosen tokens' log-probs,
+/// `[SEP]` included when finished), with a prompt and cut captions too, for BLIP and GIT.
+#[test]
+fn teacher_forced_caption_logp_is_the_drawn_captions_logp() {
+    for (name, prompt) in [("blip", Some("a picture of")), ("git", None)] {
+        let dir = fixture(name);
+        let m = VlCaptioner::load(&dir, Device::Cpu).unwrap();
+        let pixels = &expected(&dir)["pixel_values"]; // (2, 3, S, S)
+        let prefix = m.prefix(prompt);
+        let how = Draw::Sample(crate::model::decoding::Nucleus {
+            max_len: 5,
+            top_p: 1.0,
+            temperature: 1.0,
+            samples: 3,
+            seed: 11,
+        });
+        let drawn = m.draw(pixels, &prefix, how).unwrap();
+        assert_eq!(drawn.len(), 6);
+        let owner = Tensor::from_slice(&[0i64, 0, 0, 1, 1, 1]);
+        let memory = m.model.image_memory(pixels, false).index_select(0, &owner);
+        let refs: Vec<&Drawn> = drawn.iter().collect();
+        let got = m.caption_logp(&memory, &prefix, &refs);
+        assert!(got.requires_grad(), "{name}: no gradient");
+        for (i, d) in drawn.iter().enumerate() {
+            let lp = got.double_value(&[i as i64]);
+            assert!(
+                (lp - d.hyp.logp).abs() < 1e-4 * (1.0 + d.hyp.logp.abs()),
+                "{name} caption {i} ({:?}, finished {}): {lp} vs {}",
+                d.hyp.tokens,
+                d.finished,
+                d.hyp.logp
+            );
+        }
+    }
+}
