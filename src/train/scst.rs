@@ -157,46 +157,92 @@ pub(super) fn train_epoch(
         &format!("scst {}/{}", e + 1, tc.epochs),
     );
     let mut done = Trained::new(super::commit::Unit::Images);
-    let (mut reward_sum, mut greedy_sum, mut samples) = (0.0, 0.0, 0usize);
-    let (mut draw_secs, mut reward_secs) = (0.0, 0.0);
+    let mut tally = Tally::default();
     for (b, rows) in batches.iter().enumerate() {
         let s = scst_step(prep, cfg, reward, t, rows, step_seed(seed, b))?;
         let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
         let l = step::update(t, tc, &s.loss, progress)?;
         done.loss_sum += l * rows.len() as f64;
         done.seen += rows.len();
-        reward_sum += s.rewards.iter().sum::<f64>();
-        greedy_sum += s.greedy.iter().sum::<f64>();
-        samples += s.rewards.len();
-        draw_secs += s.draw_seconds;
-        reward_secs += s.reward_seconds;
+        tally.add(&s);
         bar.set_position(b as u64 + 1);
-        bar.set_message(format!("reward {:.3}", reward_sum / samples.max(1) as f64));
+        bar.set_message(format!("reward {:.3}", tally.mean_reward()));
     }
     bar.finish_and_clear();
     done.seconds = t0.elapsed().as_secs_f64();
-    done.extra
-        .push(("reward", reward_sum / samples.max(1) as f64));
-    if cfg.baseline == Baseline::Greedy {
-        done.extra
-            .push(("greedy_reward", greedy_sum / done.seen.max(1) as f64));
-    }
-    // Where a step's time goes: drawing captions, the CIDEr-D reward; the rest is the
-    // teacher-forced pass, backward and the update.
-    let total = done.seconds.max(1e-9);
-    done.extra.push(("draw_share", draw_secs / total));
-    done.extra.push(("reward_share", reward_secs / total));
+    tally.log(cfg, &mut done);
     Ok(done)
 }
 
+/// An epoch's sums over its steps, logged in `metrics.jsonl`.
+#[derive(Default)]
+pub(super) struct Tally {
+    reward_sum: f64,
+    greedy_sum: f64,
+    samples: usize,
+    draw_secs: f64,
+    reward_secs: f64,
+}
+
+impl Tally {
+    pub(super) fn add(&mut self, s: &Step) {
+        self.reward_sum += s.rewards.iter().sum::<f64>();
+        self.greedy_sum += s.greedy.iter().sum::<f64>();
+        self.samples += s.rewards.len();
+        self.draw_secs += s.draw_seconds;
+        self.reward_secs += s.reward_seconds;
+    }
+
+    fn mean_reward(&self) -> f64 {
+        self.reward_sum / self.samples.max(1) as f64
+    }
+
+    /// The mean sample (and greedy) reward, and where a step's time goes: drawing captions, the
+    /// CIDEr-D reward; the rest is the teacher-forced pass, backward and the update.
+    pub(super) fn log(&self, cfg: &Scst, done: &mut Trained) {
+        done.extra.push(("reward", self.mean_reward()));
+        if cfg.baseline == Baseline::Greedy {
+            done.extra
+                .push(("greedy_reward", self.greedy_sum / done.seen.max(1) as f64));
+        }
+        let total = done.seconds.max(1e-9);
+        done.extra.push(("draw_share", self.draw_secs / total));
+        done.extra.push(("reward_share", self.reward_secs / total));
+    }
+}
+
+/// The rewards of one step's captions: `drawn` (`k` per image of `rows`, image-major) and the
+/// `greedy` ones (one per image, or none), each read as words by `words`; a non-finite reward
+/// is an error.
+pub(super) fn rewards(
+    reward: &mut Reward,
+    drawn: &[Drawn],
+    greedy: &[Drawn],
+    rows: &[i64],
+    k: usize,
+    words: impl Fn(&Drawn) -> Vec<String>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let mut score = |d: &Drawn, row: i64| reward.score(words(d), d.finished, row);
+    let sampled: Vec<f64> = drawn
+        .iter()
+        .enumerate()
+        .map(|(c, d)| score(d, rows[c / k.max(1)]))
+        .collect();
+    let greedy: Vec<f64> = greedy.iter().zip(rows).map(|(d, &r)| score(d, r)).collect();
+    if sampled.iter().chain(&greedy).any(|r| !r.is_finite()) {
+        return Err(Error::invalid("SCST: a non-finite CIDEr-D reward"));
+    }
+    Ok((sampled, greedy))
+}
+
 /// What one step computed: its loss (with gradient) and the rewards it saw.
-struct Step {
-    loss: Tensor,
-    rewards: Vec<f64>,
-    greedy: Vec<f64>,
+pub(super) struct Step {
+    pub(super) loss: Tensor,
+    pub(super) rewards: Vec<f64>,
+    pub(super) greedy: Vec<f64>,
     /// Drawing the captions (and the greedy ones), and rewarding them.
-    draw_seconds: f64,
-    reward_seconds: f64,
+    pub(super) draw_seconds: f64,
+    pub(super) reward_seconds: f64,
 }
 
 /// Draw, reward and score the captions of one batch of images (`rows`).
@@ -234,23 +280,11 @@ fn scst_step(
         Baseline::Mean => vec![],
     };
     let t1 = Instant::now();
-    let mut score =
-        |d: &Drawn, row: i64| reward.score(prep.vocab.decode(&d.hyp.tokens), d.finished, row);
-    let rewards: Vec<f64> = drawn
-        .iter()
-        .enumerate()
-        .map(|(c, d)| score(d, rows[c / k]))
-        .collect();
-    let greedy: Vec<f64> = greedy_drawn
-        .iter()
-        .zip(rows)
-        .map(|(d, &r)| score(d, r))
-        .collect();
+    let (rewards, greedy) = self::rewards(reward, &drawn, &greedy_drawn, rows, k, |d| {
+        prep.vocab.decode(&d.hyp.tokens)
+    })?;
     let reward_seconds = t1.elapsed().as_secs_f64();
     let draw_seconds = (t1 - t0).as_secs_f64();
-    if rewards.iter().chain(&greedy).any(|r| !r.is_finite()) {
-        return Err(Error::invalid("SCST: a non-finite CIDEr-D reward"));
-    }
     let adv = advantages(&rewards, k, cfg.baseline, &greedy);
     let (tokens, scored) = drawn_tokens(&drawn, sp);
     let owner: Vec<i64> = (0..rows.len() as i64)

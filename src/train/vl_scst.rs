@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::Tensor;
 
-use super::scst::{advantages, loss, step_seed, Reward};
+use super::scst::{advantages, loss, step_seed, Reward, Step, Tally};
 use super::step::{update_parts, Parts};
 use super::vl::{Fine, VlData, VlTrainJob};
 use super::{commit, Trained};
@@ -21,7 +21,7 @@ use crate::config::TrainConfig;
 use crate::model::decoding::{Draw, Drawn, Nucleus};
 use crate::model::vl::VlCaptioner;
 use crate::text::tokenize;
-use crate::{Error, Result};
+use crate::Result;
 
 /// One SCST epoch over the training images (each once, `--batch-size` images a step, in an
 /// order seeded by `(seed, epoch)`, so a resumed run draws what the uninterrupted one drew).
@@ -43,8 +43,7 @@ pub(super) fn train_epoch(
     let steps = batches.len();
     let bar = super::EpochBar::new(job.quiet, steps, e, tc.epochs, t0);
     let mut done = Trained::new(commit::Unit::Images);
-    let (mut reward_sum, mut greedy_sum, mut samples) = (0.0, 0.0, 0usize);
-    let (mut draw_secs, mut reward_secs) = (0.0, 0.0);
+    let mut tally = Tally::default();
     for (b, rows) in batches.iter().enumerate() {
         let s = scst_step(&t.m, data, tc, cfg, reward, rows, step_seed(seed, b))?;
         let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
@@ -56,32 +55,11 @@ pub(super) fn train_epoch(
         };
         let l = update_parts(&mut parts, tc, &s.loss, progress)?;
         bar.step(&mut done, b, l, rows.len());
-        reward_sum += s.rewards.iter().sum::<f64>();
-        greedy_sum += s.greedy.iter().sum::<f64>();
-        samples += s.rewards.len();
-        draw_secs += s.draw_seconds;
-        reward_secs += s.reward_seconds;
+        tally.add(&s);
     }
     bar.finish(&mut done);
-    done.extra
-        .push(("reward", reward_sum / samples.max(1) as f64));
-    if cfg.baseline == Baseline::Greedy {
-        done.extra
-            .push(("greedy_reward", greedy_sum / done.seen.max(1) as f64));
-    }
-    let total = done.seconds.max(1e-9);
-    done.extra.push(("draw_share", draw_secs / total));
-    done.extra.push(("reward_share", reward_secs / total));
+    tally.log(cfg, &mut done);
     Ok(done)
-}
-
-/// What one step computed: its loss (with gradient) and the rewards it saw.
-struct Step {
-    loss: Tensor,
-    rewards: Vec<f64>,
-    greedy: Vec<f64>,
-    draw_seconds: f64,
-    reward_seconds: f64,
 }
 
 /// Draw, reward and score the captions of the images `rows` (rows of `data.pixels`).
@@ -121,25 +99,11 @@ fn scst_step(
         Baseline::Mean => vec![],
     };
     let t1 = Instant::now();
-    let mut score = |d: &Drawn, row: i64| {
-        let words = tokenize(&m.text(&prefix, &d.hyp.tokens));
-        reward.score(words, d.finished, row)
-    };
-    let rewards: Vec<f64> = drawn
-        .iter()
-        .enumerate()
-        .map(|(c, d)| score(d, rows[c / k]))
-        .collect();
-    let greedy: Vec<f64> = greedy_drawn
-        .iter()
-        .zip(rows)
-        .map(|(d, &r)| score(d, r))
-        .collect();
+    let (rewards, greedy) = super::scst::rewards(reward, &drawn, &greedy_drawn, rows, k, |d| {
+        tokenize(&m.text(&prefix, &d.hyp.tokens))
+    })?;
     let reward_seconds = t1.elapsed().as_secs_f64();
     let draw_seconds = (t1 - t0).as_secs_f64();
-    if rewards.iter().chain(&greedy).any(|r| !r.is_finite()) {
-        return Err(Error::invalid("SCST: a non-finite CIDEr-D reward"));
-    }
     let adv = advantages(&rewards, k, cfg.baseline, &greedy);
     let scored: Vec<i64> = drawn
         .iter()
