@@ -28,7 +28,7 @@ impl Unit {
     }
 
     /// The throughput as the console shows it.
-    fn show(self, rate: f64) -> String {
+    pub(super) fn show(self, rate: f64) -> String {
         match self {
             Unit::Captions => format!("{rate:.0} captions/s"),
             Unit::Images => format!("{rate:.1} images/s"),

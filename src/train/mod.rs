@@ -324,10 +324,11 @@ impl EpochBar {
         done.seen += n;
         self.bar.set_position(b as u64 + 1);
         let rate = done.seen as f64 / self.t0.elapsed().as_secs_f64().max(1e-9);
+        let rate = done.unit.show(rate);
         let steps = self.steps;
         if self.plain && (b + 1).is_multiple_of(steps.div_ceil(10).max(1)) && b + 1 < steps {
             crate::fsio::errln!(
-                "epoch {}/{}: step {}/{steps}  loss {:.3}  {rate:.1} captions/s",
+                "epoch {}/{}: step {}/{steps}  loss {:.3}  {rate}",
                 self.epoch + 1,
                 self.epochs,
                 b + 1,
@@ -335,7 +336,7 @@ impl EpochBar {
             );
         }
         self.bar
-            .set_message(format!("loss {:.3} · {rate:.1} captions/s", done.loss()));
+            .set_message(format!("loss {:.3} · {rate}", done.loss()));
     }
 
     /// The bar cleared; the epoch's training seconds into `done`.

@@ -23,7 +23,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tch::{Kind, Tensor};
 
-use super::{epoch_seed, progress, step, Prepared, TrainJob, Trained, Training};
+use super::{epoch_seed, step, Prepared, TrainJob, Trained, Training};
 use crate::cli::{Objective, ScstArgs};
 use crate::config::scst::{Baseline, InitFrom, Scst};
 use crate::eval::cider_reward::{CiderReward, EOS};
@@ -151,25 +151,17 @@ pub(super) fn train_epoch(
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
     let batches: Vec<&[i64]> = order.chunks(tc.batch_size.max(1)).collect();
     let steps = batches.len();
-    let bar = progress(
-        job.quiet,
-        steps as u64,
-        &format!("scst {}/{}", e + 1, tc.epochs),
-    );
+    let bar = super::EpochBar::new(job.quiet, steps, e, tc.epochs, t0);
     let mut done = Trained::new(super::commit::Unit::Images);
     let mut tally = Tally::default();
     for (b, rows) in batches.iter().enumerate() {
         let s = scst_step(prep, cfg, reward, t, rows, step_seed(seed, b))?;
         let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
         let l = step::update(t, tc, &s.loss, progress)?;
-        done.loss_sum += l * rows.len() as f64;
-        done.seen += rows.len();
+        bar.step(&mut done, b, l, rows.len());
         tally.add(&s);
-        bar.set_position(b as u64 + 1);
-        bar.set_message(format!("reward {:.3}", tally.mean_reward()));
     }
-    bar.finish_and_clear();
-    done.seconds = t0.elapsed().as_secs_f64();
+    bar.finish(&mut done);
     tally.log(cfg, &mut done);
     Ok(done)
 }
@@ -196,7 +188,6 @@ impl Tally {
     fn mean_reward(&self) -> f64 {
         self.reward_sum / self.samples.max(1) as f64
     }
-
     /// The mean sample (and greedy) reward, and where a step's time goes: drawing captions, the
     /// CIDEr-D reward; the rest is the teacher-forced pass, backward and the update.
     pub(super) fn log(&self, cfg: &Scst, done: &mut Trained) {
