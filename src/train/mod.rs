@@ -23,7 +23,6 @@ pub mod scst;
 mod step;
 pub mod tagdata;
 pub mod vl;
-mod vl_scst;
 
 use batches::epoch_batches;
 pub use batches::{captions_in_turn, length_buckets};

@@ -453,7 +453,7 @@ impl VlCaptioner {
         })
     }
 
-    /// Captions drawn for self-critical training (`train::vl_scst`), without gradient in eval
+    /// Captions drawn for self-critical training (`train::vl`), without gradient in eval
     /// mode: greedy, or `samples` per image (image-major), each with whether it ended with
     /// `[SEP]` — the walk `decode` uses, through `model::decoding::draw_counted`.
     pub fn draw(&self, pixels: &Tensor, prefix: &Prefix, how: Draw) -> Result<Vec<Drawn>> {
