@@ -55,11 +55,12 @@ fn extract(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
         Some(s) => s.select(&all),
         None => all.clone(),
     };
-    let fingerprint = match a.shard {
-        Some(_) => features::fingerprint(kind.as_str(), &weights_fp, &preprocess, &list),
-        None => whole.clone(),
+    // A shard's key is its own list's; the whole cache's (`whole`) is what merge writes.
+    let key = match a.shard {
+        Some(_) => features::CacheKey::of(kind.as_str(), &weights_fp, &preprocess, &list),
+        None => features::CacheKey::of(kind.as_str(), &weights_fp, &preprocess, &all),
     };
-    if a.skip_existing && up_to_date(&out, &fingerprint, &whole, a.grid, a.shard) {
+    if a.skip_existing && up_to_date(&out, &key.fingerprint, &whole, a.grid, a.shard) {
         outln!(
             "{} is up to date ({} images{}): skipped",
             out.display(),
@@ -84,7 +85,7 @@ fn extract(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
         None => encoder::extract(&enc, &spec, &list, &bar)?,
     };
     bar.finish_and_clear();
-    ex.cache.fingerprint = fingerprint;
+    ex.cache.key = key;
     for (_, why) in &ex.failed {
         if ctx.verbose {
             // `why` names the file already.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::feature_file::{self, FeatureFile, TensorSpec};
-use super::features::{cache_meta, cache_specs};
+use super::features::{cache_meta, cache_specs, CacheKey};
 use super::shard::Shard;
 use crate::{Error, Result};
 
@@ -134,7 +134,11 @@ pub fn merge(paths: &[PathBuf], out: &Path) -> Result<Merged> {
     }
     let ids: Vec<String> = order.iter().map(|(id, _, _)| id.to_string()).collect();
     let enc = first.file.get("encoder")?;
-    let meta = cache_meta(&first.info.dataset, enc, &ids, grid.is_some())?;
+    let key = CacheKey {
+        fingerprint: first.info.dataset.clone(),
+        image_files: first.info.images.clone(),
+    };
+    let meta = cache_meta(&key, enc, &ids, grid.is_some())?;
     let specs = cache_specs(ids.len(), pooled_dim, grid);
     feature_file::write(out, &meta, &specs, |t, w| {
         copy_rows(&inputs, &order, &specs[t], w)

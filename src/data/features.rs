@@ -17,7 +17,7 @@ use crate::{Error, Result};
 
 #[derive(Debug)]
 pub struct FeatureCache {
-    pub fingerprint: String,
+    pub key: CacheKey,
     /// The encoder's name (`squeezenet1_1`, `vgg19`, ...), as `EncoderKind::as_str` writes it.
     pub encoder: String,
     /// Image ids, row order of `pooled`.
@@ -45,6 +45,82 @@ pub fn fingerprint(
     f.update(serde_json::to_string(pre).unwrap_or_default().as_bytes());
     hash_images(&mut f, images);
     f.hex()
+}
+
+/// What a cache was computed from, as two fingerprints: the whole key ([`fingerprint`]: encoder,
+/// weights, preprocessing and image files), which alone decides whether a cache is reused, and
+/// the image files alone ([`images_fingerprint`]), stored beside it so that a refusal can say
+/// which side changed (a fresh copy of the dataset, or another encoder) instead of only "another
+/// cache". Caches written before the second was kept have it empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheKey {
+    pub fingerprint: String,
+    pub image_files: String,
+}
+
+impl CacheKey {
+    pub fn of(
+        encoder: &str,
+        weights_fp: &str,
+        pre: &Preprocess,
+        images: &[(String, std::path::PathBuf)],
+    ) -> Self {
+        CacheKey {
+            fingerprint: fingerprint(encoder, weights_fp, pre, images),
+            image_files: images_fingerprint(images),
+        }
+    }
+}
+
+/// Refuses (one line, naming the file) a cache that `want` — this run's key over `images`, the
+/// dataset's list — does not fit, and says why: another image list (how many ids differ),
+/// the same names with other files (sizes or modification times: a fresh copy of the
+/// dataset), or another encoder, weights or preprocessing. Training and evaluation both ask
+/// here, so the reasons read the same everywhere.
+pub fn check_fits(
+    file: &FeatureFile,
+    want: &CacheKey,
+    images: &[(String, std::path::PathBuf)],
+) -> Result<()> {
+    if file.get("fingerprint")? == want.fingerprint {
+        return Ok(());
+    }
+    let fix = "recompute it with `captag features` (or delete it to have train make one) or pass another --features";
+    let why = match file.meta.get("image_files") {
+        Some(stored) if *stored != want.image_files => {
+            let ids = file.ids()?;
+            let have: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let wanted: std::collections::HashSet<&str> =
+                images.iter().map(|(id, _)| id.as_str()).collect();
+            let (gone, new) = (
+                have.difference(&wanted).count(),
+                wanted.difference(&have).count(),
+            );
+            if gone + new > 0 {
+                format!(
+                    "was computed on another image list ({gone} of its {} images are not in this \
+                     dataset, {new} of this dataset's {} are not in it)",
+                    have.len(),
+                    wanted.len()
+                )
+            } else {
+                "was computed from other image files under the same names (their sizes or \
+                 modification times differ: the dataset was changed or copied again without \
+                 keeping times)"
+                    .to_string()
+            }
+        }
+        Some(_) => format!(
+            "was computed from these images by another encoder, weights or preprocessing \
+             (it holds {} features)",
+            file.get("encoder")?
+        ),
+        None => "was computed for another encoder, weights, preprocessing or image list".into(),
+    };
+    Err(Error::invalid(format!(
+        "{}: the feature cache {why}; {fix}",
+        file.path.display()
+    )))
 }
 
 /// A fingerprint of the image list alone (ids and file identities, as [`fingerprint`] hashes
@@ -80,7 +156,7 @@ fn to_bytes(t: &Tensor, kind: Kind) -> Vec<u8> {
 /// The metadata of a cache: the same keys and values whether one process or a merge of
 /// shards writes it (`extra` adds a shard's own keys).
 pub fn cache_meta(
-    fingerprint: &str,
+    key: &CacheKey,
     encoder: &str,
     ids: &[String],
     grid: bool,
@@ -88,7 +164,8 @@ pub fn cache_meta(
     let ids = serde_json::to_string(ids).map_err(|e| Error::invalid(e.to_string()))?;
     Ok([
         ("format", "captag-features-1".to_string()),
-        ("fingerprint", fingerprint.to_string()),
+        ("fingerprint", key.fingerprint.clone()),
+        ("image_files", key.image_files.clone()),
         ("encoder", encoder.to_string()),
         ("ids", ids),
         ("grid", grid.to_string()),
@@ -136,12 +213,7 @@ impl FeatureCache {
             p.get(1).copied().unwrap_or(0),
             g.map(|g| (g[1], g[2])),
         );
-        let mut meta = cache_meta(
-            &self.fingerprint,
-            &self.encoder,
-            &self.ids,
-            self.grid.is_some(),
-        )?;
+        let mut meta = cache_meta(&self.key, &self.encoder, &self.ids, self.grid.is_some())?;
         meta.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
         feature_file::write(path, &meta, &specs, |i, w| {
             let bytes = match i {
@@ -208,7 +280,10 @@ impl FeatureCache {
             None
         };
         Ok(FeatureCache {
-            fingerprint: get("fingerprint")?,
+            key: CacheKey {
+                fingerprint: get("fingerprint")?,
+                image_files: meta.get("image_files").cloned().unwrap_or_default(),
+            },
             encoder,
             ids,
             pooled,
@@ -219,7 +294,7 @@ impl FeatureCache {
     /// The rows of `wanted` ids that the cache holds (in the cache's order), read from `file`
     /// in bounded reads: evaluating a split of a cache larger than memory holds that split's
     /// rows only, as training does (docs/scale.md). Ids the cache lacks are left out; the
-    /// fingerprint is the whole cache's, for the caller's check.
+    /// key is the whole cache's ([`check_fits`] is the caller's check).
     pub fn read_rows(file: &FeatureFile, wanted: &[String]) -> Result<FeatureCache> {
         let want: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
         let (mut ids, mut rows) = (vec![], vec![]);
@@ -250,7 +325,10 @@ impl FeatureCache {
             None => None,
         };
         Ok(FeatureCache {
-            fingerprint: file.get("fingerprint")?.to_string(),
+            key: CacheKey {
+                fingerprint: file.get("fingerprint")?.to_string(),
+                image_files: file.meta.get("image_files").cloned().unwrap_or_default(),
+            },
             encoder: file.get("encoder")?.to_string(),
             pooled: read("pooled")?.to_kind(Kind::Float),
             grid,
@@ -265,5 +343,79 @@ impl FeatureCache {
             .enumerate()
             .map(|(i, id)| (id.as_str(), i as i64))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// A two-image cache of `key` written under `dir`, opened as a file.
+    fn cache(dir: &Path, key: CacheKey) -> FeatureFile {
+        let path = dir.join("f.safetensors");
+        FeatureCache {
+            key,
+            encoder: "small-cnn".into(),
+            ids: vec!["a.jpg".into(), "b.jpg".into()],
+            pooled: Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)),
+            grid: None,
+        }
+        .save(&path)
+        .unwrap();
+        FeatureFile::open(&path).unwrap()
+    }
+
+    #[test]
+    fn a_refused_cache_says_which_side_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let list: Vec<(String, std::path::PathBuf)> = ["a.jpg", "b.jpg"]
+            .iter()
+            .map(|n| {
+                let p = d.path().join(n);
+                std::fs::write(&p, n.as_bytes()).unwrap();
+                (n.to_string(), p)
+            })
+            .collect();
+        let pre = Preprocess::clip_default();
+        let key = |enc: &str, l: &[(String, std::path::PathBuf)]| CacheKey::of(enc, "w", &pre, l);
+        let file = cache(d.path(), key("small-cnn", &list));
+        check_fits(&file, &key("small-cnn", &list), &list).unwrap();
+        let why = |want: &CacheKey, l: &[(String, std::path::PathBuf)]| {
+            check_fits(&file, want, l).unwrap_err().to_string()
+        };
+        let e = why(&key("squeezenet1_1", &list), &list);
+        assert!(
+            e.contains("another encoder, weights or preprocessing (it holds small-cnn"),
+            "{e}"
+        );
+        let mut more = list.clone();
+        more.push(("c.jpg".into(), d.path().join("c.jpg")));
+        let e = why(&key("small-cnn", &more), &more);
+        assert!(e.contains("another image list (0 of its 2 images are not in this dataset, 1 of this dataset's 3"), "{e}");
+        // A fresh copy: the same names and bytes, another modification time.
+        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&list[0].1)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        let e = why(&key("small-cnn", &list), &list);
+        assert!(e.contains("other image files under the same names"), "{e}");
+        assert!(
+            e.starts_with(&file.path.display().to_string()) && !e.contains('\n'),
+            "{e}"
+        );
+        // A cache from before the image-files key was kept: the general reason.
+        let mut f = cache(d.path(), key("small-cnn", &list));
+        f.meta.remove("image_files");
+        let e = check_fits(&f, &key("squeezenet1_1", &list), &list)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("another encoder, weights, preprocessing or image list"),
+            "{e}"
+        );
     }
 }

@@ -251,15 +251,16 @@ fn caption_split(
         .encoder_fingerprint
         .as_deref()
         .unwrap_or_default();
-    let want =
-        crate::data::features::fingerprint(m.encoder.as_str(), encoder_fp, &m.preprocess, &images);
-    let ids: Vec<String> = samples.iter().map(|s| s.id.clone()).collect();
-    let cache = FeatureCache::read_rows(file, &ids)?;
-    if !m.frozen_encoder || cache.fingerprint != want {
+    if !m.frozen_encoder {
         return Err(Error::invalid(
-            "--features: the cache was not computed by this checkpoint's encoder on this dataset",
+            "--features: this checkpoint fine-tuned its encoder, so cached features of the pretrained one do not fit it",
         ));
     }
+    let want =
+        crate::data::features::CacheKey::of(m.encoder.as_str(), encoder_fp, &m.preprocess, &images);
+    crate::data::features::check_fits(file, &want, &images)?;
+    let ids: Vec<String> = samples.iter().map(|s| s.id.clone()).collect();
+    let cache = FeatureCache::read_rows(file, &ids)?;
     if m.decoder.needs_grid() && cache.grid.is_none() {
         return Err(Error::invalid(format!(
             "--features: the {} decoder reads feature grids but this cache holds pooled \

@@ -253,7 +253,7 @@ pub fn extract_any(
     if ids.is_empty() {
         let cpu = (tch::Kind::Float, Device::Cpu);
         let cache = FeatureCache {
-            fingerprint: String::new(),
+            key: Default::default(),
             encoder: spec.kind.as_str().to_string(),
             ids,
             pooled: Tensor::zeros([0, 0], cpu),
@@ -269,7 +269,7 @@ pub fn extract_any(
         .filter(|(id, _)| decoded.contains(id))
         .cloned()
         .collect();
-    let fingerprint = crate::data::features::fingerprint(
+    let key = crate::data::features::CacheKey::of(
         spec.kind.as_str(),
         spec.weights_fp,
         &spec.preprocess,
@@ -277,7 +277,7 @@ pub fn extract_any(
     );
     let all = ImageFeatures::cat(&parts);
     let cache = FeatureCache {
-        fingerprint,
+        key,
         encoder: spec.kind.as_str().to_string(),
         ids,
         pooled: all.pooled,

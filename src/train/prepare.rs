@@ -309,7 +309,7 @@ fn cached_images(
     let weights = job.out.join(run::ENCODER);
     let weights_fp = run.encoder_fingerprint.clone().unwrap_or_default();
     let list = ds.image_list();
-    let want = features::fingerprint(
+    let want = features::CacheKey::of(
         run.model.encoder.as_str(),
         &weights_fp,
         &run.model.preprocess,
@@ -325,7 +325,7 @@ fn cached_images(
     };
     let needs_grid = run.model.decoder.needs_grid() || teacher_grid;
     if path.is_file() {
-        return cache_file(job, &path, &want, needs_grid, teacher_grid, run);
+        return cache_file(job, &path, &want, &list, needs_grid, teacher_grid, run);
     }
     let cache = {
         let (enc, _vs) = Encoder::frozen(
@@ -345,7 +345,7 @@ fn cached_images(
         };
         let mut ex = encoder::extract(&enc, &spec, &list, &bar)?;
         bar.finish_and_clear();
-        ex.cache.fingerprint = want;
+        ex.cache.key = want;
         if !ex.failed.is_empty() && !job.quiet {
             crate::fsio::errln!("features: skipped {} unreadable images", ex.failed.len());
         }
@@ -376,19 +376,14 @@ fn cached_images(
 fn cache_file(
     job: &TrainJob,
     path: &std::path::Path,
-    want: &str,
+    want: &features::CacheKey,
+    list: &[(String, std::path::PathBuf)],
     needs_grid: bool,
     teacher_grid: bool,
     run: &RunConfig,
 ) -> Result<(Images, HashMap<String, i64>)> {
     let file = FeatureFile::open(path)?;
-    if file.get("fingerprint")? != want {
-        return Err(Error::invalid(format!(
-            "{}: feature cache was computed for another encoder, weights, preprocessing or image list; \
-             delete it or pass another --features",
-            path.display()
-        )));
-    }
+    features::check_fits(&file, want, list)?;
     if needs_grid && !file.tensors.contains_key("grid") {
         return Err(Error::invalid(format!(
             "{}: the {} decoder reads feature grids but this cache holds pooled vectors only; \

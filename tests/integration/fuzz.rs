@@ -147,7 +147,10 @@ fn make_seeds() -> Seeds {
     let vs = small_store();
     weights::save_vars(&vs, &tmp.join("model.safetensors")).unwrap();
     FeatureCache {
-        fingerprint: "0123456789abcdef".into(),
+        key: captag::data::features::CacheKey {
+            fingerprint: "0123456789abcdef".into(),
+            image_files: String::new(),
+        },
         encoder: "small-cnn".into(),
         ids: vec!["a.jpg".into(), "b.jpg".into()],
         pooled: Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3]),
