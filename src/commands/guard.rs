@@ -91,6 +91,64 @@ fn caption_io<'a>(io: &mut Io<'a>, a: &'a CaptionArgs) {
     }
 }
 
+fn features_io<'a>(io: &mut Io<'a>, a: &'a crate::cli::FeaturesArgs) {
+    match &a.command {
+        Some(FeaturesCommand::Merge(m)) => {
+            for shard in &m.shards {
+                io.file(shard);
+            }
+            io.out("--out", &m.out);
+        }
+        None => {
+            io.opt_folder(&a.data).opt_either(&a.encoder_weights);
+            match (&a.shard, &a.shard_out, &a.out) {
+                (_, Some(p), _) => io.out("--shard-out", p),
+                (Some(s), None, Some(out)) => io.out("--out", &s.path_for(out)),
+                (None, _, Some(out)) => io.out("--out", out),
+                _ => io,
+            };
+        }
+    }
+}
+
+fn llm_io<'a>(io: &mut Io<'a>, c: &'a crate::cli::LlmCommand) {
+    match c {
+        crate::cli::LlmCommand::Train(t) => {
+            io.folder(&t.model).file(&t.data).out_dir("--out", &t.out);
+        }
+        crate::cli::LlmCommand::Merge(m) => {
+            io.folder(&m.model)
+                .folder(&m.adapter)
+                .out_dir("--out", &m.out);
+        }
+        crate::cli::LlmCommand::Pairs(p) => {
+            io.folder(&p.data).out("--out", &p.out);
+        }
+        crate::cli::LlmCommand::Generate(_) | crate::cli::LlmCommand::Eval(_) => {}
+    }
+}
+
+fn restore_io<'a>(io: &mut Io<'a>, a: &'a crate::cli::RestoreArgs) {
+    match &a.command {
+        Some(RestoreCommand::Train(t)) => {
+            io.folder(&t.data)
+                .opt_file(&t.encoder_weights)
+                .out_dir("--out", &t.out);
+        }
+        Some(RestoreCommand::Eval(_)) => {}
+        None => {
+            let r = &a.apply;
+            io.opt_folder(&r.run).opt_file(&r.mask);
+            for i in &r.inputs {
+                io.either(i);
+            }
+            if let Some(o) = &r.out {
+                io.out_dir("--out", o);
+            }
+        }
+    }
+}
+
 /// Refuses the command when one of its outputs is one of its inputs (see the module doc).
 pub fn check(cmd: &Command) -> crate::Result<()> {
     let mut io = Io::default();
@@ -101,29 +159,14 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
         Command::Vocab(crate::cli::VocabCommand::Build { dir, out, .. }) => {
             io.folder(dir).out("--out", out);
         }
-        Command::Features(a) => match &a.command {
-            Some(FeaturesCommand::Merge(m)) => {
-                for shard in &m.shards {
-                    io.file(shard);
-                }
-                io.out("--out", &m.out);
-            }
-            None => {
-                io.opt_folder(&a.data).opt_either(&a.encoder_weights);
-                match (&a.shard, &a.shard_out, &a.out) {
-                    (_, Some(p), _) => io.out("--shard-out", p),
-                    (Some(s), None, Some(out)) => io.out("--out", &s.path_for(out)),
-                    (None, _, Some(out)) => io.out("--out", out),
-                    _ => &mut io,
-                };
-            }
-        },
+        Command::Features(a) => features_io(&mut io, a),
         Command::Train(a) => {
             io.folder(&a.data)
                 .opt_either(&a.encoder_weights)
                 .opt_either(&a.lm_weights)
                 .opt_file(&a.features)
                 .opt_folder(&a.distill.teacher)
+                .opt_folder(&a.scst.init_from)
                 .out_dir("--out", &a.out);
         }
         Command::Eval(a) => {
@@ -173,38 +216,8 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
         Command::Damage(a) => {
             io.folder(&a.data).out_dir("--out", &a.out);
         }
-        Command::Llm(c) => match c {
-            crate::cli::LlmCommand::Train(t) => {
-                io.folder(&t.model).file(&t.data).out_dir("--out", &t.out);
-            }
-            crate::cli::LlmCommand::Merge(m) => {
-                io.folder(&m.model)
-                    .folder(&m.adapter)
-                    .out_dir("--out", &m.out);
-            }
-            crate::cli::LlmCommand::Pairs(p) => {
-                io.folder(&p.data).out("--out", &p.out);
-            }
-            crate::cli::LlmCommand::Generate(_) | crate::cli::LlmCommand::Eval(_) => {}
-        },
-        Command::Restore(a) => match &a.command {
-            Some(RestoreCommand::Train(t)) => {
-                io.folder(&t.data)
-                    .opt_file(&t.encoder_weights)
-                    .out_dir("--out", &t.out);
-            }
-            Some(RestoreCommand::Eval(_)) => {}
-            None => {
-                let r = &a.apply;
-                io.opt_folder(&r.run).opt_file(&r.mask);
-                for i in &r.inputs {
-                    io.either(i);
-                }
-                if let Some(o) = &r.out {
-                    io.out_dir("--out", o);
-                }
-            }
-        },
+        Command::Llm(c) => llm_io(&mut io, c),
+        Command::Restore(a) => restore_io(&mut io, a),
     }
     // A folder output is compared with the inputs themselves only.
     let identity: Vec<Input> = io.inputs.iter().map(|i| Input::File(i.path())).collect();

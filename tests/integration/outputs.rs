@@ -101,6 +101,23 @@ fn no_command_overwrites_its_own_input() {
     let csv_before = fs::read(&csv).unwrap();
     let e = bad_input(&["tags", "train", "--data", s(&csv), "--out", s(&csv)]);
     assert!(e.contains("is also an input"), "{e}");
+    // A new run written over the run it starts from (`--init-from`, SCST or fine-tuning).
+    let run = t.path().join("run");
+    fs::create_dir(&run).unwrap();
+    fs::write(run.join("config.json"), "{}").unwrap();
+    let e = bad_input(&[
+        "train",
+        "--data",
+        s(&data),
+        "--init-from",
+        s(&run),
+        "--out",
+        s(&run),
+        "--objective",
+        "scst",
+    ]);
+    assert!(e.contains("is also an input"), "{e}");
+    assert_eq!(fs::read(run.join("config.json")).unwrap(), b"{}");
     assert_eq!(fs::read(&captions).unwrap(), before);
     assert_eq!(fs::read(&csv).unwrap(), csv_before);
 }
