@@ -453,7 +453,7 @@ fn train_epoch(
         let (lm, li) = losses(&t.model, &b, perc, true);
         let loss = &lm + &li;
         t.adam.zero_grad();
-        loss.backward();
+        loss.f_backward()?;
         t.adam.step(0.0);
         crate::fsio::fault_point();
         let (m, i) = (lm.double_value(&[]), li.double_value(&[]));

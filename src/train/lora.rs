@@ -215,7 +215,7 @@ pub fn train(
             opt.zero_grad();
             let (loss, n) = batch_loss(&lm, &batch, true)?;
             let mean = loss / n.max(1) as f64;
-            backward_and_step(&mean, &mut opt, scaler.as_mut(), &adapter, &mut state);
+            backward_and_step(&mean, &mut opt, scaler.as_mut(), &adapter, &mut state)?;
             sum += mean.double_value(&[]) * n as f64;
             tokens += n;
         }
@@ -285,14 +285,14 @@ fn backward_and_step(
     scaler: Option<&mut LossScaler>,
     adapter: &nn::VarStore,
     state: &mut TrainState,
-) {
+) -> Result<()> {
     match scaler {
         None => {
-            mean.backward();
+            mean.f_backward()?;
             opt.step(1.0);
         }
         Some(s) => {
-            s.scale_loss(mean).backward();
+            s.scale_loss(mean).f_backward()?;
             let mut grads: Vec<Tensor> = adapter
                 .trainable_variables()
                 .iter()
@@ -306,6 +306,7 @@ fn backward_and_step(
             state.loss_scale = Some(s.state());
         }
     }
+    Ok(())
 }
 
 /// `adapter_model.safetensors` = the committed `last.safetensors` (the names are `peft`'s).

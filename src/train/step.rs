@@ -50,12 +50,12 @@ pub(super) fn update_parts(
     t.adam.zero_grad();
     match t.scaler.as_mut() {
         None => {
-            loss.backward();
+            loss.f_backward()?;
             t.adam.step(tc.grad_clip);
         }
         Some(scaler) => {
             // GradScaler: scaled backward, unscaled gradients, the step skipped on inf/NaN.
-            scaler.scale_loss(loss).backward();
+            scaler.scale_loss(loss).f_backward()?;
             let mut grads: Vec<Tensor> =
                 t.vs.trainable_variables()
                     .iter()

@@ -240,7 +240,7 @@ impl BlipVision {
             let (a, _) = l
                 .self_attn
                 .forward_t(&x.apply(&l.layer_norm1), None, None, None, train);
-            x += a;
+            x = &x + a;
             x = &x + l.mlp.forward_t(&x.apply(&l.layer_norm2), train);
         }
         x.apply(&self.post_layernorm)
