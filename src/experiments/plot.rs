@@ -309,7 +309,9 @@ pub fn bar_chart(metrics: &[&str], runs: &[String], bars: &[Vec<Bar>]) -> Canvas
         for (r, (v, whisker)) in bars[m].iter().enumerate() {
             let x = px + bw * (0.5 + 1.5 * r as f64);
             cv.rect(x, sy(*v), bw, py + ph - sy(*v), PALETTE[r % PALETTE.len()]);
-            cv.text(x, sy(*v) - 12.0, &format!("{v:.2}"), 1);
+            // The value above the whisker's top, where no line crosses it.
+            let label = whisker.map_or(*v, |(_, hi)| hi.max(*v));
+            cv.text(x, sy(label) - 12.0, &format!("{v:.2}"), 1);
             if let Some((lo, hi)) = whisker {
                 let c = x + bw / 2.0;
                 cv.line(c, sy(*lo), c, sy(*hi), BLACK);
