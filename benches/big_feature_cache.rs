@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use captag::config::EncoderKind;
 use captag::data::feature_file;
-use captag::data::features::{cache_meta, cache_specs, fingerprint};
+use captag::data::features::{cache_meta, cache_specs, CacheKey};
 use captag::data::LoadOptions;
 use captag::fsio::Fingerprint;
 
@@ -37,14 +37,14 @@ fn main() -> anyhow::Result<()> {
     let (dim, channels) = (512, 512); // SqueezeNet 1.1's pooled width and grid channels
     let ds = captag::data::load(&data, &LoadOptions::default())?;
     let list = ds.image_list();
-    let fp = fingerprint(
+    let key = CacheKey::of(
         kind.as_str(),
         &Fingerprint::of_file(&weights)?,
         &kind.default_preprocess(),
         &list,
     );
     let ids: Vec<String> = list.into_iter().map(|(id, _)| id).collect();
-    let meta = cache_meta(&fp, kind.as_str(), &ids, true)?;
+    let meta = cache_meta(&key, kind.as_str(), &ids, true)?;
     let specs = cache_specs(ids.len(), dim, Some((cells, channels)));
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {

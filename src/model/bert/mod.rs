@@ -101,7 +101,7 @@ impl BertEmbeddings {
         let t = ids.size()[1];
         let mut x = ids.apply(&self.word) + self.position.ws.narrow(0, offset, t); // (B, T, d)
         if let Some(tt) = &self.token_type {
-            x = x + tt.ws.get(0);
+            x = &x + tt.ws.get(0);
         }
         x.apply(&self.norm).dropout(self.dropout, train)
     }
