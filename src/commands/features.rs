@@ -50,7 +50,8 @@ fn extract(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
         budget::check(need, || format!("features --batch-size {}", a.batch_size))?;
     }
     let all = ds.image_list();
-    let whole = features::fingerprint(kind.as_str(), &weights_fp, &preprocess, &all);
+    let all_key = features::CacheKey::of(kind.as_str(), &weights_fp, &preprocess, &all);
+    let whole = all_key.fingerprint.clone();
     let list = match a.shard {
         Some(s) => s.select(&all),
         None => all.clone(),
@@ -58,7 +59,7 @@ fn extract(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
     // A shard's key is its own list's; the whole cache's (`whole`) is what merge writes.
     let key = match a.shard {
         Some(_) => features::CacheKey::of(kind.as_str(), &weights_fp, &preprocess, &list),
-        None => features::CacheKey::of(kind.as_str(), &weights_fp, &preprocess, &all),
+        None => all_key.clone(),
     };
     if a.skip_existing && up_to_date(&out, &key.fingerprint, &whole, a.grid, a.shard) {
         outln!(
@@ -98,7 +99,7 @@ fn extract(ctx: &Ctx, a: &FeaturesArgs) -> anyhow::Result<()> {
             dataset: whole,
             weights: weights_fp.clone(),
             preprocess: serde_json::to_string(&preprocess)?,
-            images: features::images_fingerprint(&all),
+            images: all_key.image_files.clone(),
             assigned: list.len(),
             skipped: ex.failed.len(),
         }

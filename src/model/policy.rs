@@ -149,7 +149,6 @@ pub fn drawn_tokens(drawn: &[Drawn], sp: Specials) -> (Tensor, Vec<i64>) {
 mod tests {
     use super::*;
     use crate::config::{DecoderPreset, EncoderKind, ModelConfig};
-    use crate::model::decoding::Nucleus;
 
     const SP: Specials = Specials {
         start: 1,
@@ -175,13 +174,7 @@ mod tests {
             let images = Tensor::randn([2, 3, 64, 64], (Kind::Float, Device::Cpu));
             let f = m.encode(&images, false).unwrap();
             let sp = SP;
-            let how = Draw::Sample(Nucleus {
-                max_len: 5,
-                top_p: 1.0,
-                temperature: 1.0,
-                samples: 4,
-                seed: 9,
-            });
+            let how = Draw::model_samples(5, 4, 9);
             let drawn = m.draw(&f, how, sp).unwrap();
             assert_eq!(drawn.len(), 8);
             let (tokens, scored) = drawn_tokens(&drawn, sp);

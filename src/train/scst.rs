@@ -27,7 +27,7 @@ use super::{epoch_seed, step, Prepared, TrainJob, Trained, Training};
 use crate::cli::{Objective, ScstArgs};
 use crate::config::scst::{Baseline, InitFrom, Scst};
 use crate::eval::cider_reward::{CiderReward, EOS};
-use crate::model::decoding::{Draw, Drawn, Nucleus};
+use crate::model::decoding::{Draw, Drawn};
 use crate::model::policy::drawn_tokens;
 use crate::model::ImageFeatures;
 use crate::{Error, Result};
@@ -251,13 +251,7 @@ fn scst_step(
     let k = cfg.samples;
     // One row per image in `rows` order (an end-to-end encoder runs here, with gradient).
     let feats = prep.images.features(model, rows, false)?.expanded();
-    let how = Draw::Sample(Nucleus {
-        max_len: tc.max_words,
-        top_p: 1.0,
-        temperature: 1.0,
-        samples: k,
-        seed,
-    });
+    let how = Draw::model_samples(tc.max_words, k, seed);
     let t0 = Instant::now();
     let drawn = model.draw(&feats, how, sp)?;
     let greedy_drawn = match cfg.baseline {

@@ -21,7 +21,7 @@ use super::{commit, Dev, SelectionScore, TrainSummary, Trained};
 use crate::config::scst::{Baseline, Scst};
 use crate::config::TrainConfig;
 use crate::data::{LoadOptions, Sample, Split};
-use crate::model::decoding::{Decoding, Draw, Drawn, Nucleus};
+use crate::model::decoding::{Decoding, Draw, Drawn};
 use crate::model::vl::VlCaptioner;
 use crate::run::vl::{self as vlrun, VlRunConfig};
 use crate::run::{self, TrainState};
@@ -69,6 +69,19 @@ struct Fine {
     adam: super::optim::Adam,
     state: TrainState,
     scaler: Option<super::scaler::LossScaler>,
+}
+
+impl Fine {
+    /// One optimizer step on `loss` at `progress` (0..1 of the whole training).
+    fn update(&mut self, tc: &TrainConfig, loss: &Tensor, progress: f64) -> Result<f64> {
+        let mut parts = Parts {
+            adam: &mut self.adam,
+            scaler: self.scaler.as_mut(),
+            vs: &self.m.vs,
+            state: &mut self.state,
+        };
+        update_parts(&mut parts, tc, loss, progress)
+    }
 }
 
 pub fn run(job: &VlTrainJob) -> Result<TrainSummary> {
@@ -344,14 +357,11 @@ fn train_epoch(job: &VlTrainJob, tc: &TrainConfig, data: &VlData, t: &mut Fine) 
         let loss = tc
             .precision
             .autocast(job.device, || batch_loss(&t.m, &data.pixels, &pairs, true));
-        let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
-        let mut parts = Parts {
-            adam: &mut t.adam,
-            scaler: t.scaler.as_mut(),
-            vs: &t.m.vs,
-            state: &mut t.state,
-        };
-        let l = update_parts(&mut parts, tc, &loss, progress)?;
+        let l = t.update(
+            tc,
+            &loss,
+            (e as f64 + b as f64 / steps as f64) / tc.epochs as f64,
+        )?;
         bar.step(&mut done, b, l, chunk.len());
     }
     bar.finish(&mut done);
@@ -421,14 +431,11 @@ fn scst_epoch(
     let mut tally = Tally::default();
     for (b, rows) in batches.iter().enumerate() {
         let s = scst_step(&t.m, data, tc, cfg, reward, rows, step_seed(seed, b))?;
-        let progress = (e as f64 + b as f64 / steps as f64) / tc.epochs as f64;
-        let mut parts = Parts {
-            adam: &mut t.adam,
-            scaler: t.scaler.as_mut(),
-            vs: &t.m.vs,
-            state: &mut t.state,
-        };
-        let l = update_parts(&mut parts, tc, &s.loss, progress)?;
+        let l = t.update(
+            tc,
+            &s.loss,
+            (e as f64 + b as f64 / steps as f64) / tc.epochs as f64,
+        )?;
         bar.step(&mut done, b, l, rows.len());
         tally.add(&s);
     }
@@ -455,13 +462,7 @@ fn scst_step(
         .to_device(dev); // (B, 3, S, S)
     let prefix = m.prefix(None);
     let t0 = Instant::now();
-    let how = Draw::Sample(Nucleus {
-        max_len: tc.max_words,
-        top_p: 1.0,
-        temperature: 1.0,
-        samples: k,
-        seed,
-    });
+    let how = Draw::model_samples(tc.max_words, k, seed);
     let drawn = m.draw(&px, &prefix, how)?; // B·K, image-major
     let greedy_drawn = match cfg.baseline {
         Baseline::Greedy => m.draw(

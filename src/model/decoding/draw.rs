@@ -14,6 +14,20 @@ pub enum Draw {
     Sample(Nucleus),
 }
 
+impl Draw {
+    /// `samples` captions per image from the model's own distribution (top-p 1, temperature
+    /// 1), as SCST draws them.
+    pub fn model_samples(max_len: usize, samples: usize, seed: u64) -> Draw {
+        Draw::Sample(Nucleus {
+            max_len,
+            top_p: 1.0,
+            temperature: 1.0,
+            samples,
+            seed,
+        })
+    }
+}
+
 /// A caption drawn for training: the hypothesis and whether it ended with `<end>` (a caption
 /// cut at the length limit did not).
 #[derive(Clone, Debug, PartialEq)]
