@@ -300,8 +300,15 @@ pub struct EvalArgs {
     #[arg(long)]
     pub predictions: Option<PathBuf>,
     /// Feature cache of this checkpoint's frozen encoder over DATA (skips running the encoder).
+    /// Repeat it for an ensemble on several encoders: each run reads the cache its encoder
+    /// computed.
     #[arg(long)]
-    pub features: Option<PathBuf>,
+    pub features: Vec<PathBuf>,
+    /// Caption as an ensemble with this run (repeatable): every step's next word comes from the
+    /// mean of the runs' probabilities. The runs must share their vocabulary; each may have
+    /// its own encoder (docs/training.md, "Ensembles").
+    #[arg(long, value_name = "RUN")]
+    pub ensemble: Vec<PathBuf>,
     /// Use the last epoch's weights instead of the best.
     #[arg(long)]
     pub last: bool,
@@ -334,6 +341,9 @@ pub struct CaptionArgs {
     /// Use the last epoch's weights instead of the best.
     #[arg(long)]
     pub last: bool,
+    /// Caption as an ensemble with this run (repeatable), as `eval --ensemble` does.
+    #[arg(long, value_name = "RUN")]
+    pub ensemble: Vec<PathBuf>,
     /// Numeric precision of decoding: fp32 (default; the only one on CPU), or bf16/fp16
     /// weights under autocast on CUDA (half the weights' memory);
     /// the --llm model too.

@@ -9,6 +9,7 @@ use clap::Parser;
 
 use super::{load_options, Ctx};
 use crate::cli::{Cli, Command, CompareArgs, PlotArgs};
+use crate::data::feature_file::FeatureFile;
 use crate::eval::runner::EvalSpec;
 use crate::experiments::compare::{self, RunSpec, Spec};
 use crate::experiments::plot;
@@ -69,8 +70,8 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--baseline {b}: no run of that name in the spec"))?,
         None => 0,
     };
-    // 1. Train what is missing.
-    for r in &spec.runs {
+    // 1. Train what is missing (an ensemble is its members).
+    for r in spec.runs.iter().filter(|r| r.ensemble.is_none()) {
         let dir = spec.run_dir(r, &a.out);
         match (finished(&dir)?, &r.args) {
             (Some(true), _) => {
@@ -107,7 +108,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
     }
     // 2. Evaluate every run identically (each frozen-encoder run from its feature cache; runs
     // sharing one cache share one open file).
-    let mut caches: Vec<(PathBuf, crate::data::feature_file::FeatureFile)> = vec![];
+    let mut caches: Vec<(PathBuf, FeatureFile)> = vec![];
     let opts = load_options(ctx, &a.dataset);
     let es = EvalSpec {
         split: a.split.into(),
@@ -132,26 +133,37 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
             evaluated.push((r.name.clone(), dir, arch, report));
             continue;
         }
-        let mut loaded = crate::infer::load_checkpoint(&dir, ctx.device, false)?;
-        loaded.allow_unk = a.decode.allow_unk;
-        let cache = match spec.features_of(r) {
-            Some(f) if loaded.run.model.frozen_encoder => {
-                let i = match caches.iter().position(|(p, _)| p == f) {
-                    Some(i) => i,
-                    None => {
-                        let file = crate::data::feature_file::FeatureFile::open(f)?;
-                        caches.push((f.to_path_buf(), file));
-                        caches.len() - 1
-                    }
-                };
-                Some(&caches[i].1)
-            }
-            _ => None,
+        // An ensemble: its members' directories and caches, the first leading.
+        let members: Vec<&RunSpec> = match &r.ensemble {
+            Some(names) => spec.members(names).collect(),
+            None => vec![r],
         };
-        let report = crate::eval::runner::evaluate(&loaded, &spec.data, &opts, &es, cache)?;
-        let m = &loaded.run.model;
-        let arch = format!("{} + {}", m.encoder.as_str(), m.decoder.name());
+        let dirs: Vec<PathBuf> = members.iter().map(|m| spec.run_dir(m, &a.out)).collect();
+        let mut loaded = crate::infer::load_checkpoint(&dirs[0], ctx.device, false)?
+            .with_partners(&dirs[1..], ctx.device, false)?;
+        loaded.allow_unk = a.decode.allow_unk;
+        let runs = std::iter::once(&loaded.run).chain(loaded.partners.iter().map(|p| &p.run));
+        let mut used = vec![];
+        for (m, run) in members.iter().zip(runs) {
+            if let (Some(f), true) = (spec.features_of(m), run.model.frozen_encoder) {
+                used.push(open_cache(&mut caches, f)?);
+            }
+        }
+        let files: Vec<&FeatureFile> = used.iter().map(|&i| &caches[i].1).collect();
+        let report = crate::eval::runner::evaluate(&loaded, &spec.data, &opts, &es, &files)?;
+        let arch = architecture(&loaded);
         say_scores(ctx, &r.name, &report);
+        let dir = match dirs.len() {
+            1 => dir,
+            _ => PathBuf::from(
+                loaded
+                    .member_dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+            ),
+        };
         evaluated.push((r.name.clone(), dir, arch, report));
     }
     let name = decoding.name();
@@ -201,4 +213,28 @@ pub fn plot(a: &PlotArgs) -> anyhow::Result<()> {
     plot::curves_chart(&curves).save(&a.out)?;
     outln!("wrote {}.svg and {}.png", a.out.display(), a.out.display())?;
     Ok(())
+}
+
+/// The index in `caches` of the open cache `f` (opened on first use: runs sharing one cache
+/// share one open file).
+fn open_cache(caches: &mut Vec<(PathBuf, FeatureFile)>, f: &Path) -> anyhow::Result<usize> {
+    if let Some(i) = caches.iter().position(|(p, _)| p == f) {
+        return Ok(i);
+    }
+    caches.push((f.to_path_buf(), FeatureFile::open(f)?));
+    Ok(caches.len() - 1)
+}
+
+/// "encoder + decoder", or for an ensemble its members' joined by ", ".
+fn architecture(loaded: &crate::infer::Loaded) -> String {
+    let one =
+        |m: &crate::config::ModelConfig| format!("{} + {}", m.encoder.as_str(), m.decoder.name());
+    let all: Vec<String> = std::iter::once(&loaded.run.model)
+        .chain(loaded.partners.iter().map(|p| &p.run.model))
+        .map(one)
+        .collect();
+    match all.len() {
+        1 => all.join(""),
+        _ => format!("ensemble: {}", all.join(", ")),
+    }
 }

@@ -173,7 +173,7 @@ fn evaluate_test_split(
         mode: BleuMode::Coco,
         tag_k: 5,
     };
-    let greedy = crate::eval::runner::evaluate(loaded, data, opts, &spec, None)?;
+    let greedy = crate::eval::runner::evaluate(loaded, data, opts, &spec, &[])?;
     let beam_spec = EvalSpec {
         decoding: Decoding::Beam {
             width: 3,
@@ -182,7 +182,7 @@ fn evaluate_test_split(
         },
         ..spec
     };
-    let beam = crate::eval::runner::evaluate(loaded, data, opts, &beam_spec, None)?;
+    let beam = crate::eval::runner::evaluate(loaded, data, opts, &beam_spec, &[])?;
     let ds = crate::data::load(data, opts)?;
     let train_caps: Vec<Vec<String>> = ds
         .samples

@@ -74,6 +74,9 @@ impl<'a> Io<'a> {
 }
 
 fn caption_io<'a>(io: &mut Io<'a>, a: &'a CaptionArgs) {
+    for run in &a.ensemble {
+        io.folder(run);
+    }
     io.folder(&a.checkpoint)
         .opt_folder(&a.clip)
         .opt_folder(&a.restore)
@@ -170,9 +173,13 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
                 .out_dir("--out", &a.out);
         }
         Command::Eval(a) => {
-            io.folder(&a.checkpoint)
-                .folder(&a.data)
-                .opt_file(&a.features);
+            io.folder(&a.checkpoint).folder(&a.data);
+            for f in &a.features {
+                io.file(f);
+            }
+            for run in &a.ensemble {
+                io.folder(run);
+            }
             if let Some(p) = &a.predictions {
                 io.out("--predictions", p);
             }

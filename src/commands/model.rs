@@ -237,14 +237,15 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     // Flags first: a bad one is refused before the run is loaded.
     let dec = decoding(&a.decode, ctx.seed)?;
     let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?
-        .in_precision(a.precision)?;
+        .in_precision(a.precision)?
+        .with_partners(&a.ensemble, ctx.device, a.last)?;
     loaded.allow_unk = a.decode.allow_unk;
     let split = a.split.into();
-    let cache = a
+    let caches = a
         .features
-        .as_deref()
-        .map(crate::data::feature_file::FeatureFile::open)
-        .transpose()?;
+        .iter()
+        .map(|f| crate::data::feature_file::FeatureFile::open(f))
+        .collect::<crate::Result<Vec<_>>>()?;
     let opts = load_options(ctx, &a.dataset);
     let spec = EvalSpec {
         split,
@@ -252,7 +253,13 @@ pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
         mode: a.mode.into(),
         tag_k: a.k.max(1),
     };
-    let r = crate::eval::runner::evaluate(&loaded, &a.data, &opts, &spec, cache.as_ref())?;
+    let r = crate::eval::runner::evaluate(
+        &loaded,
+        &a.data,
+        &opts,
+        &spec,
+        &caches.iter().collect::<Vec<_>>(),
+    )?;
     let only = loaded.run.model.hashtags.as_ref().is_some_and(|t| t.only);
     let out = a
         .predictions
@@ -375,7 +382,8 @@ impl CaptionJob {
         // Flags first: a bad one is refused before the run is loaded.
         let decoding = decoding(&a.decode, ctx.seed)?;
         let mut loaded = crate::infer::load_checkpoint(&a.checkpoint, ctx.device, a.last)?
-            .in_precision(a.precision)?;
+            .in_precision(a.precision)?
+            .with_partners(&a.ensemble, ctx.device, a.last)?;
         loaded.tag_threshold = a.tags.tag_threshold;
         loaded.with_attention = a.json || a.attention.is_some();
         loaded.allow_unk = a.decode.allow_unk;

@@ -184,8 +184,11 @@ pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
 /// Zero-shot scores of a folder on a dataset split.
 pub fn eval(ctx: &Ctx, a: &EvalArgs) -> anyhow::Result<()> {
     let decoding = super::shared::decoding(&a.decode, ctx.seed)?;
-    if a.features.is_some() {
+    if !a.features.is_empty() {
         bail!("--features does not apply to BLIP/GIT models (they read the pictures)");
+    }
+    if !a.ensemble.is_empty() {
+        bail!("--ensemble needs captag's own runs, not a BLIP/GIT model");
     }
     if a.last && !vlrun::is_vl_run(&a.checkpoint) {
         bail!("--last needs a run directory, not a Hugging Face BLIP/GIT folder");

@@ -115,13 +115,14 @@ pub fn tag_baselines(list: &TagList, captions: &[Vec<String>]) -> (Vec<String>, 
     (frequent, from_caption)
 }
 
-/// Caption the split (from `features` when given), score it and keep the predictions.
+/// Caption the split (from `features` when given: one cache per encoder of the run and its
+/// ensemble partners), score it and keep the predictions.
 pub fn evaluate(
     loaded: &Loaded,
     data: &Path,
     load: &LoadOptions,
     spec: &EvalSpec,
-    features: Option<&FeatureFile>,
+    features: &[&FeatureFile],
 ) -> Result<EvalReport> {
     let EvalSpec {
         split, mode, tag_k, ..
@@ -230,37 +231,66 @@ pub fn word_scores(
     })
 }
 
-/// Captions of the split's images: from the feature cache when given (refused unless this
-/// checkpoint's encoder computed it on this dataset, with grids when the decoder reads them),
-/// else from the image files.
+/// Captions of the split's images: from feature caches when given (each member of an
+/// ensemble reads the one its encoder computed on this dataset, with grids when its decoder
+/// reads them), else from the image files.
 fn caption_split(
     loaded: &Loaded,
     ds: &crate::data::Dataset,
     samples: &[&Sample],
     decoding: &Decoding,
-    features: Option<&FeatureFile>,
+    features: &[&FeatureFile],
 ) -> Result<Vec<Captioned>> {
-    let Some(file) = features else {
+    if features.is_empty() {
         let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
         return loaded.caption_files(&paths, decoding);
-    };
-    let images = ds.image_list();
-    let m = &loaded.run.model;
-    let encoder_fp = loaded
-        .run
-        .encoder_fingerprint
-        .as_deref()
-        .unwrap_or_default();
-    if !m.frozen_encoder {
-        return Err(Error::invalid(
-            "--features: this checkpoint fine-tuned its encoder, so cached features of the pretrained one do not fit it",
-        ));
     }
-    let want =
-        crate::data::features::CacheKey::of(m.encoder.as_str(), encoder_fp, &m.preprocess, &images);
-    crate::data::features::check_fits(file, &want, &images)?;
+    let images = ds.image_list();
     let ids: Vec<String> = samples.iter().map(|s| s.id.clone()).collect();
-    let cache = FeatureCache::read_rows(file, &ids)?;
+    let members = std::iter::once((loaded.dir.as_path(), &loaded.run))
+        .chain(loaded.partners.iter().map(|p| (p.dir.as_path(), &p.run)));
+    let caches = members
+        .map(|(dir, run)| member_cache(dir, run, features, &images, &ids))
+        .collect::<Result<Vec<_>>>()?;
+    loaded.caption_cached(&caches.iter().collect::<Vec<_>>(), &ids, decoding)
+}
+
+/// The rows `ids` of the cache among `files` that the run in `dir` can read: computed by its
+/// frozen encoder (same weights and preprocessing) from these image files. With one file, the
+/// refusal says what differs.
+fn member_cache(
+    dir: &Path,
+    run: &crate::run::RunConfig,
+    files: &[&FeatureFile],
+    images: &[(String, PathBuf)],
+    ids: &[String],
+) -> Result<FeatureCache> {
+    let m = &run.model;
+    if !m.frozen_encoder {
+        return Err(Error::invalid(format!(
+            "--features: {} fine-tuned its encoder, so cached features of the pretrained one do not fit it",
+            dir.display()
+        )));
+    }
+    let fp = run.encoder_fingerprint.as_deref().unwrap_or_default();
+    let want = crate::data::features::CacheKey::of(m.encoder.as_str(), fp, &m.preprocess, images);
+    let file = match files {
+        [one] => crate::data::features::check_fits(one, &want, images).map(|()| one)?,
+        // Of the caches that fit, one with grids when the decoder reads them.
+        _ => files
+            .iter()
+            .filter(|f| crate::data::features::check_fits(f, &want, images).is_ok())
+            .max_by_key(|f| m.decoder.needs_grid() && f.tensor("grid").is_ok())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "--features: none of the {} caches was computed by the encoder of {} ({}) on these images",
+                    files.len(),
+                    dir.display(),
+                    m.encoder.as_str()
+                ))
+            })?,
+    };
+    let cache = FeatureCache::read_rows(file, ids)?;
     if m.decoder.needs_grid() && cache.grid.is_none() {
         return Err(Error::invalid(format!(
             "--features: the {} decoder reads feature grids but this cache holds pooled \
@@ -268,7 +298,7 @@ fn caption_split(
             m.decoder.name()
         )));
     }
-    loaded.caption_cached(&cache, &ids, decoding)
+    Ok(cache)
 }
 
 /// The captions of the readable images with their references, predictions (judged against

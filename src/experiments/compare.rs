@@ -40,6 +40,10 @@ pub struct RunSpec {
     /// This run's feature cache, in place of the spec's `features` (e.g. another encoder's).
     #[serde(default)]
     pub features: Option<PathBuf>,
+    /// An ensemble of other runs of the spec, by name (the first leads): evaluated, never
+    /// trained; each member reads its own feature cache (docs/training.md, "Ensembles").
+    #[serde(default)]
+    pub ensemble: Option<Vec<String>>,
 }
 
 impl Spec {
@@ -95,15 +99,52 @@ impl Spec {
                     r.name
                 )));
             }
-            if r.dir.is_none() && r.args.is_none() {
+            if r.dir.is_none() && r.args.is_none() && r.ensemble.is_none() {
                 return Err(Error::invalid(format!(
-                    "{}: run {:?} needs `dir` (an existing run) or `args` (flags to train it)",
+                    "{}: run {:?} needs `dir` (an existing run), `args` (flags to train it) or \
+                     `ensemble` (runs of the spec)",
                     path.display(),
                     r.name
                 )));
             }
+            if let Some(members) = &r.ensemble {
+                spec.check_ensemble(path, r, members)?;
+            }
         }
         Ok(spec)
+    }
+
+    /// An ensemble entry names at least two runs of the spec, none of them an ensemble, and
+    /// has no `dir`, `args` or `features` of its own (its members have theirs).
+    fn check_ensemble(&self, path: &Path, r: &RunSpec, members: &[String]) -> Result<()> {
+        let bad = |why: String| {
+            Error::invalid(format!("{}: ensemble {:?}: {why}", path.display(), r.name))
+        };
+        if r.dir.is_some() || r.args.is_some() || r.features.is_some() {
+            return Err(bad(
+                "give `dir`, `args` and `features` to its member runs, not to the ensemble".into(),
+            ));
+        }
+        if members.len() < 2 {
+            return Err(bad("an ensemble needs at least two runs".into()));
+        }
+        for m in members {
+            match self.runs.iter().find(|x| &x.name == m) {
+                None => return Err(bad(format!("no run named {m:?} in the spec"))),
+                Some(x) if x.ensemble.is_some() => {
+                    return Err(bad(format!("{m:?} is itself an ensemble")))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The member runs of an ensemble entry (checked by [`Spec::load`]).
+    pub fn members<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = &'a RunSpec> {
+        names
+            .iter()
+            .filter_map(|n| self.runs.iter().find(|x| &x.name == n))
     }
 
     /// The feature cache run `r` trains and is evaluated from: its own, else the spec's.

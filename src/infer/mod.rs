@@ -2,6 +2,7 @@
 //! captions image files (decoded on worker threads, batched through the encoder and the
 //! decoder) or images of a feature cache.
 pub mod attention_map;
+mod ensemble;
 pub mod llm_post;
 pub mod moods;
 mod result;
@@ -10,6 +11,7 @@ pub mod tags;
 pub mod translate;
 pub mod vl;
 
+pub use ensemble::Partner;
 pub use result::{CaptionResult, Extras};
 
 use std::path::{Path, PathBuf};
@@ -17,7 +19,6 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
 use crate::data::features::FeatureCache;
-use crate::data::loader::{BatchLoader, THREADS_BESIDE_MODEL};
 use crate::model::captioner::Captioner;
 use crate::model::decoding::{Decoding, Specials};
 use crate::model::ImageFeatures;
@@ -44,6 +45,8 @@ pub struct Loaded {
     pub with_attention: bool,
     /// Let captions contain `<unk>` (`--allow-unk`: the behaviour before it was masked).
     pub allow_unk: bool,
+    /// Runs that caption with this one as an ensemble (`--ensemble`; `ensemble.rs`).
+    pub partners: Vec<Partner>,
 }
 
 /// Caption decoding's special ids: `<unk>` is masked (never written); see
@@ -68,6 +71,7 @@ pub fn load_checkpoint(dir: &Path, device: Device, last: bool) -> Result<Loaded>
         tag_threshold: crate::config::defaults::TAG_THRESHOLD,
         with_attention: false,
         allow_unk: false,
+        partners: vec![],
     })
 }
 
@@ -131,56 +135,52 @@ impl Loaded {
     /// Features of the readable image files, the input indices they belong to, and
     /// `(input index, reason)` for the files that failed.
     pub fn features(&self, paths: &[PathBuf], batch: usize) -> Result<Features> {
-        let (mut feats, mut ok, mut failed) = (vec![], vec![], vec![]);
-        for b in BatchLoader::new(
-            paths.to_vec(),
-            self.run.model.preprocess,
-            batch,
-            THREADS_BESIDE_MODEL,
-        ) {
-            failed.extend(b.failed.iter().cloned());
-            if b.indices.is_empty() {
-                continue;
-            }
-            feats.push(tch::no_grad(|| self.model.encode(&b.to_tensor(), false))?);
-            ok.extend(b.indices.iter().copied());
-        }
-        let d = self.run.model.pooled_dim();
-        let feats = if feats.is_empty() {
-            ImageFeatures::new(
-                Tensor::zeros([0, d], (tch::Kind::Float, self.model.device())),
-                None,
-            )
-        } else {
-            ImageFeatures::cat(&feats)
-        };
-        Ok((feats, ok, failed))
+        ensemble::encode_files(&self.model, self.run.model.preprocess, paths, batch)
     }
 
-    /// Caption images by id from a feature cache (ids missing from it get an error entry).
+    /// Caption images by id from feature caches, one per member (the leader's first, then each
+    /// partner's); ids missing from any of them get an error entry.
     pub fn caption_cached(
         &self,
-        cache: &FeatureCache,
+        caches: &[&FeatureCache],
         ids: &[String],
         decoding: &Decoding,
     ) -> Result<Vec<Captioned>> {
-        let index = cache.index();
-        let rows: Vec<Option<i64>> = ids
+        if caches.len() != 1 + self.partners.len() {
+            return Err(crate::Error::invalid(format!(
+                "{} feature caches for an ensemble of {} runs",
+                caches.len(),
+                1 + self.partners.len()
+            )));
+        }
+        let indices: Vec<_> = caches.iter().map(|c| c.index()).collect();
+        let rows: Vec<Option<Vec<i64>>> = ids
             .iter()
-            .map(|id| index.get(id.as_str()).copied())
+            .map(|id| {
+                indices
+                    .iter()
+                    .map(|ix| ix.get(id.as_str()).copied())
+                    .collect()
+            })
             .collect();
-        let present: Vec<i64> = rows.iter().flatten().copied().collect();
-        let feats = self
-            .model
-            .trim(ImageFeatures::of_cache(cache))
-            .select(&Tensor::from_slice(&present));
-        let mut hyps = self.captions(&feats, decoding)?.into_iter();
+        let members = std::iter::once(&self.model).chain(self.partners.iter().map(|p| &p.model));
+        let feats: Vec<ImageFeatures> = members
+            .zip(caches)
+            .enumerate()
+            .map(|(m, (model, cache))| {
+                let present: Vec<i64> = rows.iter().flatten().map(|r| r[m]).collect();
+                model
+                    .trim(ImageFeatures::of_cache(cache))
+                    .select(&Tensor::from_slice(&present))
+            })
+            .collect();
+        let mut hyps = self.captions(&feats[0], &feats[1..], decoding)?.into_iter();
         Ok(ids
             .iter()
             .zip(rows)
             .map(|(id, row)| Captioned {
                 path: PathBuf::from(id),
-                caption: match (row, row.and(hyps.next())) {
+                caption: match (row.as_ref(), row.as_ref().and(hyps.next())) {
                     (Some(_), Some(c)) => Ok(c),
                     _ => Err("not in the feature cache".to_string()),
                 },
@@ -202,7 +202,12 @@ impl Loaded {
             out[i].caption = Err(why);
         }
         if !ok.is_empty() {
-            for (i, c) in ok.into_iter().zip(self.captions(&feats, decoding)?) {
+            let read: Vec<PathBuf> = ok.iter().map(|&i| paths[i].clone()).collect();
+            let others = self.partner_features(&read)?;
+            for (i, c) in ok
+                .into_iter()
+                .zip(self.captions(&feats, &others, decoding)?)
+            {
                 out[i].caption = Ok(c);
             }
         }
@@ -216,17 +221,10 @@ impl Loaded {
         imgs: &[image::RgbImage],
         decoding: &Decoding,
     ) -> Result<Vec<Caption>> {
-        let pre = self.run.model.preprocess;
-        let side = pre.size as i64;
         let mut out = Vec::with_capacity(imgs.len());
         for chunk in imgs.chunks(32) {
-            let mut flat = Vec::with_capacity(chunk.len() * pre.output_len());
-            for img in chunk {
-                flat.extend(crate::data::image::preprocess_rgb(img, &pre));
-            }
-            let x = Tensor::from_slice(&flat).view([chunk.len() as i64, 3, side, side]);
-            let feats = tch::no_grad(|| self.model.encode(&x, false))?;
-            out.extend(self.captions(&feats, decoding)?);
+            let feats = self.encode_rgb_all(chunk)?;
+            out.extend(self.captions(&feats[0], &feats[1..], decoding)?);
         }
         Ok(out)
     }
@@ -235,16 +233,17 @@ impl Loaded {
     /// the caption `caption` prints for it, with the hashtag ranking and the rest of the n-best
     /// list (beam `K`: up to `K − 1` alternatives; top-p: the other samples).
     pub fn caption_image(&self, img: &image::RgbImage, decoding: &Decoding) -> Result<Caption> {
-        let pre = self.run.model.preprocess;
-        let chw = crate::data::image::preprocess_rgb(img, &pre);
-        let side = pre.size as i64;
-        let x = Tensor::from_slice(&chw).view([1, 3, side, side]);
-        let feats = tch::no_grad(|| self.model.encode(&x, false))?;
-        let nbest = self
-            .model
-            .generate_nbest(&feats, decoding, self.specials(), 1)?;
+        let all = self.encode_rgb_all(std::slice::from_ref(img))?;
+        let feats = &all[0];
+        let nbest = self.model.generate_nbest_with(
+            feats,
+            &self.partner_pairs(&all[1..]),
+            decoding,
+            self.specials(),
+            1,
+        )?;
         let ranked = match &self.tags {
-            Some(list) => tags::rank(&self.model, list, &feats, self.tag_threshold)?
+            Some(list) => tags::rank(&self.model, list, feats, self.tag_threshold)?
                 .into_iter()
                 .next(),
             None => None,
@@ -267,11 +266,21 @@ impl Loaded {
         })
     }
 
-    /// Captions (hashtag rankings, attention weights) for the features of `N` images.
-    fn captions(&self, feats: &ImageFeatures, decoding: &Decoding) -> Result<Vec<Caption>> {
-        let nbest = self
-            .model
-            .generate_nbest(feats, decoding, self.specials(), 64)?;
+    /// Captions (hashtag rankings, attention weights) for the features of `N` images, with the
+    /// partners' features of the same images (none without an ensemble).
+    fn captions(
+        &self,
+        feats: &ImageFeatures,
+        others: &[ImageFeatures],
+        decoding: &Decoding,
+    ) -> Result<Vec<Caption>> {
+        let nbest = self.model.generate_nbest_with(
+            feats,
+            &self.partner_pairs(others),
+            decoding,
+            self.specials(),
+            64,
+        )?;
         let mut others: Vec<Vec<Alternative>> = Vec::with_capacity(nbest.len());
         let mut hyps = Vec::with_capacity(nbest.len());
         for hs in nbest {

@@ -169,15 +169,52 @@ impl Captioner {
         sp: Specials,
         chunk: usize,
     ) -> Result<Vec<Vec<Hypothesis>>> {
-        let dec = &self.decoder;
+        self.generate_nbest_with(f, &[], decoding, sp, chunk)
+    }
+
+    /// An ensemble's n-best captions: this captioner and `partners` (each with its own features
+    /// of the same `N` images, in the same order) decode as one model whose next-word
+    /// distribution is the mean of the members' probabilities (ruotianluo's `eval_ensemble`).
+    /// The members must share the token ids (the caller checks their vocabularies); decoding
+    /// runs under this captioner's precision.
+    pub fn generate_nbest_with(
+        &self,
+        f: &ImageFeatures,
+        partners: &[(&Captioner, &ImageFeatures)],
+        decoding: &Decoding,
+        sp: Specials,
+        chunk: usize,
+    ) -> Result<Vec<Vec<Hypothesis>>> {
+        let members: Vec<(&Captioner, &ImageFeatures)> = std::iter::once((self, f))
+            .chain(partners.iter().copied())
+            .collect();
+        if let Some((_, g)) = members.iter().find(|(_, g)| g.len() != f.len()) {
+            return Err(Error::invalid(format!(
+                "ensemble: a member has features of {} images, the first {}",
+                g.len(),
+                f.len()
+            )));
+        }
         self.decode_chunks(
-            f,
+            f.len(),
             decoding,
             sp,
             chunk,
-            |f| dec.start(f),
-            |t, s| dec.step(t, s),
-            State::select,
+            |first, len| {
+                members
+                    .iter()
+                    .map(|(m, g)| m.decoder.start(&g.narrow(first, len).to_device(m.device())))
+                    .collect::<Vec<_>>()
+            },
+            |t, states: &Vec<State>| {
+                let (lps, next): (Vec<Tensor>, Vec<State>) = members
+                    .iter()
+                    .zip(states)
+                    .map(|((m, _), s)| m.decoder.step(t, s))
+                    .unzip();
+                (mean_probability(lps), next)
+            },
+            |states, rows| states.iter().map(|s| s.select(rows)).collect(),
         )
     }
 
@@ -192,11 +229,14 @@ impl Captioner {
     ) -> Result<Vec<Hypothesis>> {
         Ok(self
             .decode_chunks(
-                f,
+                f.len(),
                 decoding,
                 sp,
                 chunk,
-                |f| gen.start(&f.rows_pooled(), false),
+                |first, len| {
+                    let g = f.narrow(first, len).to_device(self.device());
+                    gen.start(&g.rows_pooled(), false)
+                },
                 |t, s| gen.step(t, s),
                 RnnState::select,
             )?
@@ -205,27 +245,28 @@ impl Captioner {
             .collect())
     }
 
+    /// Decode `n` images in chunks of `chunk`: `start(first, len)` builds the state of images
+    /// `first..first + len`, `step` gives the next words' log-probabilities `(R, V)` and state,
+    /// `select` reorders the state's rows for beam search.
     #[allow(clippy::too_many_arguments)]
     fn decode_chunks<S>(
         &self,
-        f: &ImageFeatures,
+        n: i64,
         decoding: &Decoding,
         sp: Specials,
         chunk: usize,
-        start: impl Fn(&ImageFeatures) -> S,
+        start: impl Fn(i64, i64) -> S,
         step: impl Fn(&Tensor, &S) -> (Tensor, S),
         select: impl Fn(&S, &Tensor) -> S,
     ) -> Result<Vec<Vec<Hypothesis>>> {
-        let n = f.len();
         let mut out = Vec::with_capacity(n as usize);
         let mut first = 0;
         while first < n {
             let len = (chunk.max(1) as i64).min(n - first);
-            let feats = f.narrow(first, len).to_device(self.device());
             let mut stats = self.unk_stats.get();
             let hyps = self.in_precision(|| {
                 tch::no_grad(|| -> Result<Vec<Vec<Hypothesis>>> {
-                    let mut state = start(&feats);
+                    let mut state = start(first, len);
                     let decoding = decoding.from_image(first as usize);
                     let step = |parents: &[usize], tokens: &[i64]| {
                         let rows: Vec<i64> = parents.iter().map(|&p| p as i64).collect();
@@ -295,6 +336,17 @@ impl Captioner {
     }
 }
 
+/// The ensemble's next-word log-probabilities: `log mean_m exp(lp_m)` over the members'
+/// `(R, V)` rows (one member: its own, unchanged).
+fn mean_probability(mut lps: Vec<Tensor>) -> Tensor {
+    if lps.len() == 1 {
+        return lps.remove(0);
+    }
+    let m = lps.len() as f64;
+    let lps: Vec<Tensor> = lps.iter().map(|l| l.to_kind(Kind::Float)).collect();
+    Tensor::stack(&lps, 0).logsumexp([0], false) - m.ln() // (R, V)
+}
+
 /// A fine-tuned encoder (`encoder.*` in the trainable store): every variable but those of the
 /// last `f.blocks` blocks and the head stops requiring gradients, so the optimizer (which takes
 /// the variables that do) leaves it as the pretrained weights have it (config::FineTune).
@@ -313,6 +365,85 @@ mod tests {
     use super::*;
     use crate::config::{DecoderPreset, EncoderKind};
     use crate::model::weights::{load_vars, save_vars};
+
+    #[test]
+    fn an_ensemble_averages_probabilities_and_of_one_model_twice_is_that_model() {
+        let lps = [
+            Tensor::from_slice(&[0.7f32, 0.2, 0.1]).log().view([1, 3]),
+            Tensor::from_slice(&[0.1f32, 0.2, 0.7]).log().view([1, 3]),
+            Tensor::from_slice(&[0.1f32, 0.8, 0.1]).log().view([1, 3]),
+        ];
+        let mean = mean_probability(lps.iter().map(|t| t.shallow_clone()).collect()).exp();
+        let got = Vec::<f32>::try_from(mean.view([-1])).unwrap();
+        for (g, want) in got.iter().zip([0.3f32, 0.4, 0.3]) {
+            assert!((g - want).abs() < 1e-6, "{got:?}");
+        }
+        let alone = mean_probability(vec![lps[0].shallow_clone()]);
+        assert!(alone.equal(&lps[0]));
+
+        let cfg = ModelConfig::preset(EncoderKind::SmallCnn, false, DecoderPreset::Attention, 20);
+        tch::manual_seed(3);
+        let a = Captioner::new(&cfg, Device::Cpu, true);
+        tch::manual_seed(4);
+        let b = Captioner::new(&cfg, Device::Cpu, true);
+        let images = Tensor::randn([4, 3, 64, 64], (Kind::Float, Device::Cpu));
+        let (fa, fb) = (
+            a.encode(&images, false).unwrap(),
+            b.encode(&images, false).unwrap(),
+        );
+        let sp = Specials {
+            start: 1,
+            end: 2,
+            unk: Some(3),
+            allow_unk: false,
+        };
+        for dec in [
+            Decoding::Greedy { max_len: 8 },
+            Decoding::Beam {
+                width: 3,
+                max_len: 8,
+                alpha: 0.0,
+            },
+        ] {
+            let alone = a.generate_nbest(&fa, &dec, sp, 3).unwrap();
+            let twice = a
+                .generate_nbest_with(&fa, &[(&a, &fa)], &dec, sp, 3)
+                .unwrap();
+            let words = |h: &Vec<Vec<Hypothesis>>| -> Vec<Vec<Vec<i64>>> {
+                h.iter()
+                    .map(|n| n.iter().map(|x| x.tokens.clone()).collect())
+                    .collect()
+            };
+            assert_eq!(words(&alone), words(&twice), "{dec:?}");
+        }
+        // Two different models: each image's greedy first word is the argmax of the mean of
+        // their first-step distributions.
+        let start = Tensor::from_slice(&[1i64; 4]);
+        let first = |m: &Captioner, f: &ImageFeatures| {
+            tch::no_grad(|| m.decoder.step(&start, &m.decoder.start(f)).0)
+        };
+        let mean = mean_probability(vec![first(&a, &fa), first(&b, &fb)]);
+        let _ = mean.narrow(1, 3, 1).fill_(f64::NEG_INFINITY); // <unk> is masked
+        let want = Vec::<i64>::try_from(mean.argmax(1, false)).unwrap();
+        let pair = a
+            .generate_nbest_with(&fa, &[(&b, &fb)], &Decoding::Greedy { max_len: 8 }, sp, 3)
+            .unwrap();
+        let got: Vec<i64> = pair
+            .iter()
+            .map(|n| n[0].tokens.first().copied().unwrap_or(2))
+            .collect();
+        assert_eq!(got, want);
+        let short = fb.narrow(0, 2);
+        assert!(a
+            .generate_nbest_with(
+                &fa,
+                &[(&b, &short)],
+                &Decoding::Greedy { max_len: 8 },
+                sp,
+                3
+            )
+            .is_err());
+    }
 
     #[test]
     fn save_then_load_gives_identical_captions() {

@@ -90,6 +90,101 @@ fn compare_trains_evaluates_and_draws_then_skips_finished_runs() {
     assert_eq!(fs::metadata(&last).unwrap().modified().unwrap(), before);
     let lines = fs::read_to_string(out.join("runs/lstm/metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 2);
+    // An ensemble of the two trained runs: a row of its own, nothing trained.
+    fs::write(
+        &spec,
+        format!(
+            r#"{{"data": "{}", "train": {flags},
+                "runs": [{{"name": "lstm", "args": ["--decoder", "lstm"]}},
+                         {{"name": "attention", "args": ["--decoder", "attention"]}},
+                         {{"name": "both", "ensemble": ["attention", "lstm"]}}]}}"#,
+            s(&data)
+        ),
+    )
+    .unwrap();
+    let table = ok(&[
+        "compare",
+        "--spec",
+        s(&spec),
+        "--out",
+        s(&out),
+        "--resamples",
+        "50",
+    ]);
+    assert!(
+        table.contains("| both | ensemble: small-cnn + attention, small-cnn + lstm"),
+        "{table}"
+    );
+    let j3: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(j3["rows"].as_array().unwrap().len(), 3);
+    assert_eq!(j3["rows"][1]["cider"], j["rows"][1]["cider"]);
+    // `eval --ensemble`: a run with itself writes what it writes alone; with the other run, the
+    // captions of the compare row.
+    let (lstm, att) = (out.join("runs/lstm"), out.join("runs/attention"));
+    let pred = t.path().join("p.json");
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let mut a = vec![
+            "eval",
+            s(&att),
+            "--data",
+            s(&data),
+            "--json",
+            "--predictions",
+            s(&pred),
+        ];
+        a.extend_from_slice(extra);
+        serde_json::from_str(&ok(&a)).unwrap()
+    };
+    let alone = eval(&[]);
+    let twice = eval(&["--ensemble", s(&att)]);
+    assert_eq!(alone["bleu"], twice["bleu"]);
+    assert_eq!(alone["cider"], twice["cider"]);
+    let pair = eval(&["--ensemble", s(&lstm)]);
+    assert_eq!(pair["cider"], j3["rows"][2]["cider"]);
+    let caption = ok(&[
+        "caption",
+        s(&att),
+        "--ensemble",
+        s(&lstm),
+        s(&data.join("Images")),
+    ]);
+    assert!(caption.lines().count() >= 16, "{caption}");
+    // Members must share one vocabulary; an ensemble names runs of the spec.
+    let other = t.path().join("other");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&other),
+        "--image-size",
+        "32",
+        "--embed",
+        "16",
+        "--hidden",
+        "16",
+        "--min-count",
+        "3",
+        "--epochs",
+        "1",
+        "--decoder",
+        "gru",
+    ]);
+    let e = bad_input(&["eval", s(&att), "--data", s(&data), "--ensemble", s(&other)]);
+    assert!(e.contains("another vocabulary"), "{e}");
+    fs::write(
+        &spec,
+        format!(
+            r#"{{"data": "{}", "runs": [{{"name": "a", "dir": "{}"}},
+                {{"name": "e", "ensemble": ["a", "nope"]}}]}}"#,
+            s(&data),
+            s(&att)
+        ),
+    )
+    .unwrap();
+    let e = bad_input(&["compare", "--spec", s(&spec), "--out", s(&out)]);
+    assert!(e.contains("no run named \"nope\""), "{e}");
     // plot on its own.
     let stem = t.path().join("plots/curves");
     ok(&[

@@ -149,6 +149,23 @@ fn efficientnet_lite0_features_train_eval_and_caption() {
         "--encoder-weights",
         s(&weights),
     ]);
+    // An ensemble reads, per member, the cache its encoder computed, with grids when its
+    // decoder reads them: the run beside itself writes its own captions.
+    let p_ens = t.path().join("e.json");
+    ok(&[
+        &base[..],
+        &[
+            "--ensemble",
+            s(&run),
+            "--features",
+            s(&pooled),
+            "--features",
+            s(&cache),
+        ],
+        &["--predictions", s(&p_ens)],
+    ]
+    .concat());
+    assert_eq!(predictions(&p_ens), cached);
     let spec = t.path().join("spec.json");
     let write_spec = |own: Option<&Path>| {
         let own = own.map_or(String::new(), |p| format!(r#", "features": "{}""#, s(p)));
