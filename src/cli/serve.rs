@@ -8,6 +8,9 @@ pub struct ServeArgs {
     /// Run directory of the captioner (or a Hugging Face BLIP/GIT folder, or a run fine-tuned
     /// from one).
     pub checkpoint: PathBuf,
+    /// Caption as an ensemble with this run (repeatable), as `eval --ensemble` does.
+    #[arg(long, value_name = "RUN")]
+    pub ensemble: Vec<PathBuf>,
     /// Caption-text hashtag model (`captag tags train`).
     #[arg(long)]
     pub text_tags: Option<PathBuf>,

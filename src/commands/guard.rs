@@ -198,6 +198,9 @@ pub fn check(cmd: &Command) -> crate::Result<()> {
             TagsCommand::Eval { .. } | TagsCommand::Suggest { .. } => {}
         },
         Command::Serve(a) => {
+            for run in &a.ensemble {
+                io.folder(run);
+            }
             io.folder(&a.checkpoint)
                 .opt_file(&a.text_tags)
                 .opt_file(&a.emoji)

@@ -32,6 +32,9 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     if folder && a.last {
         bail!("--last needs a run directory, not a Hugging Face BLIP/GIT folder");
     }
+    if vl && !a.ensemble.is_empty() {
+        bail!("--ensemble needs captag's own runs, not a BLIP/GIT model");
+    }
     if !vl {
         crate::run::read(&a.checkpoint)?;
     }
@@ -44,7 +47,11 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
         true => crate::run::vl::folder_fingerprint(&a.checkpoint)?,
         false => crate::run::fingerprint(&a.checkpoint)?,
     };
-    let run_id = format!("{name}@{fingerprint}");
+    // An ensemble's ratings name every member.
+    let mut run_id = format!("{name}@{fingerprint}");
+    for dir in &a.ensemble {
+        run_id += &format!("+{}@{}", dir.display(), crate::run::fingerprint(dir)?);
+    }
     let config = serve::Config {
         addr,
         db: a.db.clone(),
@@ -60,6 +67,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
     // A 16-bit precision on the CPU is refused here, before the server binds.
     a.precision.check(ctx.device)?;
     let (dir, device, last, allow_unk) = (a.checkpoint.clone(), ctx.device, a.last, a.allow_unk);
+    let partners = a.ensemble.clone();
     let precision = a.precision;
     let (text_tags, emoji) = (a.text_tags.clone(), a.emoji.clone());
     let translate = a.translate.translate.clone();
@@ -70,7 +78,9 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> anyhow::Result<()> {
             true => worker::Captioner::Vl(Box::new(super::vl::open(&dir, device, last)?)),
             false => worker::Captioner::Run(Box::new(crate::infer::Loaded {
                 allow_unk,
-                ..crate::infer::load_checkpoint(&dir, device, last)?.in_precision(precision)?
+                ..crate::infer::load_checkpoint(&dir, device, last)?
+                    .in_precision(precision)?
+                    .with_partners(&partners, device, last)?
             })),
         };
         Ok(worker::Models {

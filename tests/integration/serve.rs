@@ -484,3 +484,34 @@ fn serve_refuses_bad_flags_with_one_line() {
         super::common::bad_input(&["serve", s(run), "--addr", "127.0.0.1:0", "--db", s(&not_db)]);
     assert!(e.contains("ratings database"), "{e}");
 }
+
+#[test]
+fn an_ensemble_serves_the_captions_the_cli_writes() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, run) = fixture();
+    let other = t.path().join("gru");
+    let args = tiny_train_args(data, &other, 2, "gru", "32");
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let img = an_image();
+    let cli = ok(&[
+        "caption",
+        s(run),
+        s(&img),
+        "--beam",
+        "3",
+        "--ensemble",
+        s(&other),
+    ]);
+    let cli_caption = cli.trim_end().split_once('\t').unwrap().1.to_string();
+    let db = t.path().join("ratings.sqlite");
+    let srv = Server::start(&db, &["--ensemble", s(&other)], &[]);
+    let (st, v) = caption_raw(&srv.addr, &std::fs::read(&img).unwrap(), "?beam=3");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["caption"].as_str().unwrap(), cli_caption);
+    // The alternatives' log-probabilities are the ensemble's, not the leading run's alone, and
+    // ratings name both runs.
+    let alone = ok(&["caption", s(run), s(&img), "--beam", "3", "--json"]);
+    let alone: serde_json::Value = serde_json::from_str(alone.trim()).unwrap();
+    assert_ne!(alone["alternatives"][0]["logp"], v["alternatives"][0]["logp"]);
+    assert!(v["run_id"].as_str().unwrap().contains("gru@"), "{v}");
+}
