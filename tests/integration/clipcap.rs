@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use super::common::{bad_input, ok, one_caption_set, s, synth, tiny_train_args};
-use super::models::exact_resume;
+use super::runs::exact_resume;
 
 fn weights(run: &Path, file: &str) -> Vec<(String, tch::Tensor)> {
     let mut v = tch::Tensor::read_safetensors(run.join(file)).unwrap();

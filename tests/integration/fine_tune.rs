@@ -10,7 +10,7 @@ use std::path::Path;
 use tch::Tensor;
 
 use super::common::{bad_input, ok, s, synth, tiny_flags};
-use super::models::exact_resume;
+use super::runs::exact_resume;
 use captag::config::EncoderKind;
 
 /// An encoder's randomly initialised weights under its pretrained names, as a user's file.

@@ -465,7 +465,7 @@ fn train_from_a_cache_file_matches_training_from_features_in_memory() {
     let w = t.path().join("sq.safetensors");
     squeezenet(&w, 1);
     let flags = ["--encoder", "squeezenet1_1", "--encoder-weights", s(&w)];
-    let (_t, _a, b) = super::models::exact_resume("attention", &flags);
+    let (_t, _a, b) = super::runs::exact_resume("attention", &flags);
     assert!(b.join("features.safetensors").is_file());
 }
 

@@ -512,6 +512,9 @@ fn an_ensemble_serves_the_captions_the_cli_writes() {
     // ratings name both runs.
     let alone = ok(&["caption", s(run), s(&img), "--beam", "3", "--json"]);
     let alone: serde_json::Value = serde_json::from_str(alone.trim()).unwrap();
-    assert_ne!(alone["alternatives"][0]["logp"], v["alternatives"][0]["logp"]);
+    assert_ne!(
+        alone["alternatives"][0]["logp"],
+        v["alternatives"][0]["logp"]
+    );
     assert!(v["run_id"].as_str().unwrap().contains("gru@"), "{v}");
 }
