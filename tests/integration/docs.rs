@@ -534,3 +534,19 @@ fn every_path_command_and_flag_the_docs_name_exists() {
         errors.join("\n")
     );
 }
+
+/// The comparison specs the docs ship (the JSON files of `docs/`) are ones
+/// `captag compare` accepts: names, ensembles of the spec's runs, no unknown fields.
+#[test]
+fn the_committed_compare_specs_load() {
+    let mut n = 0;
+    for e in fs::read_dir(repo().join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            captag::experiments::compare::Spec::load(&p)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "{n} specs");
+}
