@@ -366,6 +366,14 @@ mod tests {
     use crate::config::{DecoderPreset, EncoderKind};
     use crate::model::weights::{load_vars, save_vars};
 
+    /// The specials of the test vocabularies: `<start>` 1, `<end>` 2, `<unk>` 3 masked.
+    const SP: Specials = Specials {
+        start: 1,
+        end: 2,
+        unk: Some(3),
+        allow_unk: false,
+    };
+
     #[test]
     fn an_ensemble_averages_probabilities_and_of_one_model_twice_is_that_model() {
         let lps = [
@@ -391,12 +399,6 @@ mod tests {
             a.encode(&images, false).unwrap(),
             b.encode(&images, false).unwrap(),
         );
-        let sp = Specials {
-            start: 1,
-            end: 2,
-            unk: Some(3),
-            allow_unk: false,
-        };
         for dec in [
             Decoding::Greedy { max_len: 8 },
             Decoding::Beam {
@@ -405,9 +407,9 @@ mod tests {
                 alpha: 0.0,
             },
         ] {
-            let alone = a.generate_nbest(&fa, &dec, sp, 3).unwrap();
+            let alone = a.generate_nbest(&fa, &dec, SP, 3).unwrap();
             let twice = a
-                .generate_nbest_with(&fa, &[(&a, &fa)], &dec, sp, 3)
+                .generate_nbest_with(&fa, &[(&a, &fa)], &dec, SP, 3)
                 .unwrap();
             let words = |h: &Vec<Vec<Hypothesis>>| -> Vec<Vec<Vec<i64>>> {
                 h.iter()
@@ -426,7 +428,7 @@ mod tests {
         let _ = mean.narrow(1, 3, 1).fill_(f64::NEG_INFINITY); // <unk> is masked
         let want = Vec::<i64>::try_from(mean.argmax(1, false)).unwrap();
         let pair = a
-            .generate_nbest_with(&fa, &[(&b, &fb)], &Decoding::Greedy { max_len: 8 }, sp, 3)
+            .generate_nbest_with(&fa, &[(&b, &fb)], &Decoding::Greedy { max_len: 8 }, SP, 3)
             .unwrap();
         let got: Vec<i64> = pair
             .iter()
@@ -439,7 +441,7 @@ mod tests {
                 &fa,
                 &[(&b, &short)],
                 &Decoding::Greedy { max_len: 8 },
-                sp,
+                SP,
                 3
             )
             .is_err());
@@ -465,20 +467,14 @@ mod tests {
                 max_len: 8,
                 alpha: 0.0,
             };
-            let sp = Specials {
-                start: 1,
-                end: 2,
-                unk: Some(3),
-                allow_unk: false,
-            };
-            let before = a.generate(&feats, &dec, sp, 2).unwrap();
+            let before = a.generate(&feats, &dec, SP, 2).unwrap();
             let path = dir.path().join("m.safetensors");
             save_vars(&a.vs, &path).unwrap();
             tch::manual_seed(2); // a different random init, overwritten by the load
             let mut b = Captioner::new(&cfg, Device::Cpu, true);
             load_vars(&mut b.vs, &path).unwrap();
             let feats_b = b.encode(&images, false).unwrap();
-            assert_eq!(before, b.generate(&feats_b, &dec, sp, 2).unwrap(), "{p:?}");
+            assert_eq!(before, b.generate(&feats_b, &dec, SP, 2).unwrap(), "{p:?}");
         }
     }
 
@@ -572,12 +568,6 @@ mod tests {
                 "{p:?}: loss fp32 {fp32} vs bf16 {bf16}"
             );
             let feats = m.encode(&images, false).unwrap();
-            let sp = Specials {
-                start: 1,
-                end: 2,
-                unk: Some(3),
-                allow_unk: false,
-            };
             for dec in [
                 Decoding::Greedy { max_len: 6 },
                 Decoding::Beam {
@@ -586,7 +576,7 @@ mod tests {
                     alpha: 0.0,
                 },
             ] {
-                let hyps = m.generate(&feats, &dec, sp, 2).unwrap();
+                let hyps = m.generate(&feats, &dec, SP, 2).unwrap();
                 assert_eq!(hyps.len(), 3, "{p:?}");
                 for h in hyps {
                     assert!(h.logp.is_finite() && h.logp <= 0.0, "{p:?}: {h:?}");
