@@ -130,7 +130,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
             };
             let arch = format!("{} ({how})", m.config.name());
             say_scores(ctx, &r.name, &report);
-            evaluated.push((r.name.clone(), dir, arch, report));
+            evaluated.push((r.name.clone(), vec![dir], arch, report));
             continue;
         }
         // An ensemble: its members' directories and caches, the first leading.
@@ -153,18 +153,7 @@ pub fn compare(ctx: &Ctx, a: &CompareArgs) -> anyhow::Result<()> {
         let report = crate::eval::runner::evaluate(&loaded, &spec.data, &opts, &es, &files)?;
         let arch = architecture(&loaded);
         say_scores(ctx, &r.name, &report);
-        let dir = match dirs.len() {
-            1 => dir,
-            _ => PathBuf::from(
-                loaded
-                    .member_dirs()
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" + "),
-            ),
-        };
-        evaluated.push((r.name.clone(), dir, arch, report));
+        evaluated.push((r.name.clone(), dirs, arch, report));
     }
     let name = decoding.name();
     let split: crate::data::Split = a.split.into();

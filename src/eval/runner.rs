@@ -390,13 +390,12 @@ fn tag_eval(loaded: &Loaded, list: &TagList, scored: &Scored, k: usize) -> TagEv
     TagEval { k, rows }
 }
 
-/// Trained parameters of the run (decoder, hashtag model, end-to-end encoder).
+/// Trained parameters of the run (decoder, hashtag model, end-to-end encoder), and of its
+/// ensemble partners.
 fn trained_parameters(loaded: &Loaded) -> usize {
-    loaded
-        .model
-        .vs
-        .trainable_variables()
-        .iter()
+    std::iter::once(&loaded.model)
+        .chain(loaded.partners.iter().map(|p| &p.model))
+        .flat_map(|m| m.vs.trainable_variables())
         .filter(|v| v.requires_grad())
         .map(|v| v.numel())
         .sum()

@@ -207,9 +207,10 @@ fn training_time(dir: &Path) -> (usize, f64) {
         })
 }
 
-/// Assemble the table from evaluated runs `(name, dir, architecture, report)`.
+/// Assemble the table from evaluated runs `(name, directories, architecture, report)`: one
+/// directory for a run, its members' for an ensemble.
 pub fn build(
-    runs: &[(String, PathBuf, String, EvalReport)],
+    runs: &[(String, Vec<PathBuf>, String, EvalReport)],
     baseline: usize,
     resamples: usize,
     seed: u64,
@@ -218,18 +219,26 @@ pub fn build(
 ) -> Result<Comparison> {
     let base = &runs[baseline].3;
     let mut rows = vec![];
-    for (i, (name, dir, arch, r)) in runs.iter().enumerate() {
+    for (i, (name, dirs, arch, r)) in runs.iter().enumerate() {
         if r.per_image.ids != base.per_image.ids {
             return Err(Error::invalid(format!(
                 "run {name} was scored on other images than the baseline (unreadable images differ)"
             )));
         }
-        let (epochs, train_seconds) = training_time(dir);
+        // An ensemble's training is its members'.
+        let (epochs, train_seconds) = dirs
+            .iter()
+            .map(|d| training_time(d))
+            .fold((0, 0.0), |(n, t), (m, u)| (n + m, t + u));
         let tags = r.hashtags.as_ref().and_then(|t| t.rows.first());
         let vs = i != baseline;
         rows.push(Row {
             name: name.clone(),
-            dir: dir.display().to_string(),
+            dir: dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" + "),
             architecture: arch.clone(),
             parameters: r.parameters,
             epochs,

@@ -4,7 +4,7 @@
 //! hashtag model, attention maps and decoding options are the ensemble's; every other member
 //! (a [`Partner`]) brings only its decoder, its encoder and its preprocessing, so members may
 //! stand on different encoders (docs/training.md, "Ensembles").
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tch::{Device, Tensor};
 
@@ -99,13 +99,6 @@ impl Loaded {
         feats: &'a [ImageFeatures],
     ) -> Vec<(&'a Captioner, &'a ImageFeatures)> {
         self.partners.iter().map(|p| &p.model).zip(feats).collect()
-    }
-
-    /// The members' run directories, the leader first (for messages and reports).
-    pub fn member_dirs(&self) -> Vec<&Path> {
-        std::iter::once(self.dir.as_path())
-            .chain(self.partners.iter().map(|p| p.dir.as_path()))
-            .collect()
     }
 }
 

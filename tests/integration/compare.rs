@@ -119,6 +119,11 @@ fn compare_trains_evaluates_and_draws_then_skips_finished_runs() {
         serde_json::from_str(&fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
     assert_eq!(j3["rows"].as_array().unwrap().len(), 3);
     assert_eq!(j3["rows"][1]["cider"], j["rows"][1]["cider"]);
+    // Its parameters and training are its members'.
+    let sum = |k: &str| j3["rows"][0][k].as_f64().unwrap() + j3["rows"][1][k].as_f64().unwrap();
+    for k in ["parameters", "epochs", "train_seconds"] {
+        assert_eq!(j3["rows"][2][k].as_f64().unwrap(), sum(k), "{k}");
+    }
     // `eval --ensemble`: a run with itself writes what it writes alone; with the other run, the
     // captions of the compare row.
     let (lstm, att) = (out.join("runs/lstm"), out.join("runs/attention"));
