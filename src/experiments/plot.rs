@@ -9,8 +9,9 @@ use image::{Rgb, RgbImage};
 
 use crate::{Error, Result};
 
-/// Run colours (colour-blind safe, Okabe–Ito).
-pub const PALETTE: [[u8; 3]; 8] = [
+/// Run colours: Okabe–Ito's eight (colour-blind safe), then four of ColorBrewer's Dark2 so a
+/// comparison of up to twelve runs repeats none.
+pub const PALETTE: [[u8; 3]; 12] = [
     [0, 114, 178],
     [230, 159, 0],
     [0, 158, 115],
@@ -19,6 +20,10 @@ pub const PALETTE: [[u8; 3]; 8] = [
     [213, 94, 0],
     [240, 228, 66],
     [0, 0, 0],
+    [117, 112, 179],
+    [102, 166, 30],
+    [166, 118, 29],
+    [231, 41, 138],
 ];
 const GRAY: [u8; 3] = [120, 120, 120];
 const BLACK: [u8; 3] = [0, 0, 0];
@@ -331,6 +336,12 @@ pub fn bar_chart(metrics: &[&str], runs: &[String], bars: &[Vec<Bar>]) -> Canvas
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn twelve_runs_get_twelve_colours() {
+        let distinct: std::collections::HashSet<_> = PALETTE.iter().collect();
+        assert_eq!(distinct.len(), 12);
+    }
 
     #[test]
     fn charts_render_as_svg_and_png() {
