@@ -109,8 +109,10 @@ fn load_at(ctx: &Ctx, dir: &Path, last: bool) -> anyhow::Result<VlCaptioner> {
 
 pub fn caption(ctx: &Ctx, a: &CaptionArgs) -> anyhow::Result<()> {
     let decoding = super::shared::decoding(&a.decode, ctx.seed)?;
-    if a.attention.is_some() || a.restore.is_some() || a.moods.is_some() {
-        bail!("--attention, --restore and --moods are not available for BLIP/GIT models");
+    if a.attention.is_some() || a.restore.is_some() || a.moods.is_some() || !a.ensemble.is_empty() {
+        bail!(
+            "--attention, --restore, --moods and --ensemble are not available for BLIP/GIT models"
+        );
     }
     if a.last && !vlrun::is_vl_run(&a.checkpoint) {
         bail!("--last needs a run directory, not a Hugging Face BLIP/GIT folder");
