@@ -249,22 +249,32 @@ fn caption_split(
     let ids: Vec<String> = samples.iter().map(|s| s.id.clone()).collect();
     let members = std::iter::once((loaded.dir.as_path(), &loaded.run))
         .chain(loaded.partners.iter().map(|p| (p.dir.as_path(), &p.run)));
-    let caches = members
-        .map(|(dir, run)| member_cache(dir, run, features, &images, &ids))
-        .collect::<Result<Vec<_>>>()?;
-    loaded.caption_cached(&caches.iter().collect::<Vec<_>>(), &ids, decoding)
+    let picked = members
+        .map(|(dir, run)| member_file(dir, run, features, &images))
+        .collect::<Result<Vec<usize>>>()?;
+    // Members on one encoder share its cache: each file's rows are read once.
+    let mut read: Vec<(usize, FeatureCache)> = vec![];
+    for &i in &picked {
+        if !read.iter().any(|(j, _)| *j == i) {
+            read.push((i, FeatureCache::read_rows(features[i], &ids)?));
+        }
+    }
+    let caches: Vec<&FeatureCache> = picked
+        .iter()
+        .filter_map(|i| read.iter().find(|(j, _)| j == i).map(|(_, c)| c))
+        .collect();
+    loaded.caption_cached(&caches, &ids, decoding)
 }
 
-/// The rows `ids` of the cache among `files` that the run in `dir` can read: computed by its
-/// frozen encoder (same weights and preprocessing) from these image files. With one file, the
-/// refusal says what differs.
-fn member_cache(
+/// Which of `files` the run in `dir` reads: a cache computed by its frozen encoder (same
+/// weights and preprocessing) from these image files, with grids when its decoder reads them.
+/// With one file, the refusal says what differs.
+fn member_file(
     dir: &Path,
     run: &crate::run::RunConfig,
     files: &[&FeatureFile],
     images: &[(String, PathBuf)],
-    ids: &[String],
-) -> Result<FeatureCache> {
+) -> Result<usize> {
     let m = &run.model;
     if !m.frozen_encoder {
         return Err(Error::invalid(format!(
@@ -274,13 +284,13 @@ fn member_cache(
     }
     let fp = run.encoder_fingerprint.as_deref().unwrap_or_default();
     let want = crate::data::features::CacheKey::of(m.encoder.as_str(), fp, &m.preprocess, images);
-    let file = match files {
-        [one] => crate::data::features::check_fits(one, &want, images).map(|()| one)?,
+    let has_grid = |i: &usize| files[*i].tensor("grid").is_ok();
+    let i = match files {
+        [one] => crate::data::features::check_fits(one, &want, images).map(|()| 0)?,
         // Of the caches that fit, one with grids when the decoder reads them.
-        _ => files
-            .iter()
-            .filter(|f| crate::data::features::check_fits(f, &want, images).is_ok())
-            .max_by_key(|f| m.decoder.needs_grid() && f.tensor("grid").is_ok())
+        _ => (0..files.len())
+            .filter(|&i| crate::data::features::check_fits(files[i], &want, images).is_ok())
+            .max_by_key(|i| m.decoder.needs_grid() && has_grid(i))
             .ok_or_else(|| {
                 Error::invalid(format!(
                     "--features: none of the {} caches was computed by the encoder of {} ({}) on these images",
@@ -290,15 +300,14 @@ fn member_cache(
                 ))
             })?,
     };
-    let cache = FeatureCache::read_rows(file, ids)?;
-    if m.decoder.needs_grid() && cache.grid.is_none() {
+    if m.decoder.needs_grid() && !has_grid(&i) {
         return Err(Error::invalid(format!(
             "--features: the {} decoder reads feature grids but this cache holds pooled \
              vectors only; rerun `captag features --grid`",
             m.decoder.name()
         )));
     }
-    Ok(cache)
+    Ok(i)
 }
 
 /// The captions of the readable images with their references, predictions (judged against

@@ -364,15 +364,8 @@ fn freeze_encoder_but(vs: &VarStore, cfg: &ModelConfig, f: &crate::config::FineT
 mod tests {
     use super::*;
     use crate::config::{DecoderPreset, EncoderKind};
+    use crate::model::decoding::TEST_SPECIALS as SP;
     use crate::model::weights::{load_vars, save_vars};
-
-    /// The specials of the test vocabularies: `<start>` 1, `<end>` 2, `<unk>` 3 masked.
-    const SP: Specials = Specials {
-        start: 1,
-        end: 2,
-        unk: Some(3),
-        allow_unk: false,
-    };
 
     #[test]
     fn an_ensemble_averages_probabilities_and_of_one_model_twice_is_that_model() {

@@ -149,13 +149,7 @@ pub fn drawn_tokens(drawn: &[Drawn], sp: Specials) -> (Tensor, Vec<i64>) {
 mod tests {
     use super::*;
     use crate::config::{DecoderPreset, EncoderKind, ModelConfig};
-
-    const SP: Specials = Specials {
-        start: 1,
-        end: 2,
-        unk: Some(3),
-        allow_unk: false,
-    };
+    use crate::model::decoding::TEST_SPECIALS as SP;
 
     /// For every decoder: the log-probability with gradient of each drawn caption is the
     /// sampler's, renormalised over the words it may draw, and gradients reach the decoder.

@@ -123,6 +123,15 @@ pub struct Specials {
     pub allow_unk: bool,
 }
 
+/// The specials of the model tests' vocabularies: `<start>` 1, `<end>` 2, `<unk>` 3 masked.
+#[cfg(test)]
+pub const TEST_SPECIALS: Specials = Specials {
+    start: 1,
+    end: 2,
+    unk: Some(3),
+    allow_unk: false,
+};
+
 /// Decoding steps (rows of log-probabilities) seen, and how many of them had `<unk>` as their
 /// most probable word before it was masked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
